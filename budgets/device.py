@@ -1,0 +1,165 @@
+"""Device descriptions and budgets, read from YAML data files.
+
+A *device* is the accelerator's structural limits (budgets/max78000.yaml, budgets/max78002.yaml). A
+*budget* is a device plus optional user limits (MACs, latency). A budget file is either a full device
+description, or ``{device: max78000, limits: {max_macs: ..., max_latency_ms: ...}}`` naming a built-in
+device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class BudgetError(ValueError):
+    """A device or budget description is unknown, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """User limits on top of the device's structural ones; None means no limit."""
+
+    max_macs: int | None = None
+    max_latency_ms: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "Limits":
+        data = dict(data or {})
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise BudgetError(f"limits: unknown key(s) {unknown}")
+        for key, value in data.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise BudgetError(f"limits: {key} must be a positive number, got {value!r}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Device:
+    """Structural limits of a CNN accelerator, as izer enforces them."""
+
+    name: str
+    processors: int
+    processors_per_quadrant: int
+    processors_per_memory: int
+    kernel_words: int
+    kernel_column_alignment: int
+    bias_bytes_per_quadrant: int
+    data_memory_bytes: int
+    max_layers: int
+    max_channels: int
+    max_dim: int
+    kernel_sizes: tuple[int, ...]
+    max_padding: int
+    conv_strides: tuple[int, ...]
+    max_pool: int
+    weight_bits: tuple[int, ...]
+    clock_mhz: float
+    latency_model: bool
+    large_kernel_words: Mapping[int, int] = field(default_factory=dict)
+
+    @property
+    def quadrants(self) -> int:
+        return self.processors // self.processors_per_quadrant
+
+    @property
+    def data_memories(self) -> int:
+        return self.processors // self.processors_per_memory
+
+    def words_at(self, processor: int) -> int:
+        """Kernel words available on one processor."""
+        return self.large_kernel_words.get(processor, self.kernel_words)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Device":
+        known = {f.name for f in fields(cls)}
+        body = {k: v for k, v in data.items() if k != "limits"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise BudgetError(f"device: unknown key(s) {unknown}")
+        missing = sorted(f.name for f in fields(cls) if f.name not in body and f.name != "large_kernel_words")
+        if missing:
+            raise BudgetError(f"device: missing key(s) {missing}")
+        try:
+            for key in ("kernel_sizes", "conv_strides", "weight_bits"):
+                body[key] = tuple(int(v) for v in body[key])
+            body["large_kernel_words"] = {int(k): int(v) for k, v in (body.get("large_kernel_words") or {}).items()}
+            device = cls(**body)
+        except (TypeError, ValueError) as exc:
+            raise BudgetError(f"device: {exc}") from exc
+        ints = ("processors", "processors_per_quadrant", "processors_per_memory", "kernel_words",
+                "kernel_column_alignment", "bias_bytes_per_quadrant", "data_memory_bytes", "max_layers",
+                "max_channels", "max_dim", "max_padding", "max_pool")
+        for key in ints:
+            value = getattr(device, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise BudgetError(f"device {device.name}: {key} must be a non-negative integer, got {value!r}")
+        if device.processors % device.processors_per_quadrant or device.processors % device.processors_per_memory:
+            raise BudgetError(f"device {device.name}: processors must split evenly into quadrants and memories")
+        return device
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a network is checked against: a device and optional user limits."""
+
+    device: Device
+    limits: Limits = Limits()
+
+    def with_limits(self, **overrides: Any) -> "Budget":
+        """A copy whose limits take the given non-None overrides (command-line flags beat the file)."""
+        chosen = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self, limits=replace(self.limits, **chosen)) if chosen else self
+
+
+def builtin_devices() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("budgets").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_budget(name_or_path: str | Path) -> Budget:
+    """A built-in device by name (``max78000``, ``max78002``) or a budget YAML file."""
+    key = str(name_or_path)
+    if key.lower() in builtin_devices():
+        return _budget_from(_read_yaml(resources.files("budgets") / f"{key.lower()}.yaml", key))
+    path = Path(key)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        if not path.is_file():
+            raise BudgetError(f"budget file {path} does not exist")
+        return _budget_from(_read_yaml(path, str(path)))
+    raise BudgetError(f"unknown budget {key!r} (known: {', '.join(builtin_devices())}, or a .yaml file)")
+
+
+def _budget_from(data: Mapping[str, Any]) -> Budget:
+    limits = Limits.from_dict(data.get("limits"))
+    if "device" in data:
+        extra = sorted(set(data) - {"device", "limits"})
+        if extra:
+            raise BudgetError(f"budget: unknown key(s) {extra}")
+        base = data["device"]
+        if isinstance(base, str):
+            if base.lower() not in builtin_devices():
+                raise BudgetError(f"budget: unknown device {base!r} (known: {', '.join(builtin_devices())})")
+            device = load_budget(base).device
+        elif isinstance(base, Mapping):
+            device = Device.from_dict(base)
+        else:
+            raise BudgetError("budget: device must be a device name or a device mapping")
+        return Budget(device, limits)
+    return Budget(Device.from_dict(data), limits)
+
+
+def _read_yaml(source: Any, label: str) -> Mapping[str, Any]:
+    try:
+        data = yaml.safe_load(source.read_text())
+    except yaml.YAMLError as exc:
+        raise BudgetError(f"malformed YAML in {label}: {str(exc).splitlines()[0]}") from exc
+    except OSError as exc:
+        raise BudgetError(f"cannot read {label}: {exc.strerror}") from exc
+    if not isinstance(data, Mapping):
+        raise BudgetError(f"{label}: a budget must be a YAML mapping")
+    return data

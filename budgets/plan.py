@@ -1,0 +1,180 @@
+"""The placement plan: where every layer of a network lives on the accelerator.
+
+One plan serves two masters: the budget checker reads its failures and usage to say whether a network
+fits, and the exporter writes it out as the ai8x-synthesis network YAML (processors, offsets, in_sequences,
+output flags). Because both read the same object, what the checker approved is what gets synthesised.
+
+Processor maps are canonical: every tensor is packed from processor 0 (``t`` processors per pass, rounded
+up to a multiple of 4 beyond 64 channels), except a CHW input, which puts one channel per data memory
+(processors 0, 4, 8, ...). This is conservative: a planner that rotated narrow layers onto idle processors
+could fit more weights, but every plan made here is one izer accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from budgets.bias import BiasAllocation, BiasRequest, allocate_bias
+from budgets.datamem import DataAllocation, TensorRequest, allocate_data
+from budgets.device import Device
+from budgets.kernels import KernelAllocation, KernelRequest, allocate_kernels, kernel_words
+from budgets.latency import NETWORK_STARTUP_CYCLES, layer_cycles
+from space.graph import INPUT, InputNode, LayerNode
+
+WORD_BYTES = 4  # one 32-bit data word holds the 4 channels of the 4 processors sharing a memory
+WIDE_FACTOR = 4  # a 32-bit output value takes 4 bytes instead of 1
+
+
+@dataclass(frozen=True)
+class TensorLayout:
+    """How a tensor is spread over processors: ``passes`` of ``per_pass`` processors (bitmask ``processors``)."""
+
+    channels: int
+    passes: int
+    per_pass: int
+    processors: int
+
+    @property
+    def memories(self) -> int:
+        """Bitmask of the data memories holding this tensor (memory m serves processors 4m..4m+3)."""
+        mask, m, procs = 0, 0, self.processors
+        while procs:
+            if procs & 0xF:
+                mask |= 1 << m
+            procs >>= 4
+            m += 1
+        return mask
+
+
+def hwc_layout(channels: int, processors: int = 64) -> TensorLayout:
+    """izer's multi-pass split: ceil(C/64) passes, per-pass count rounded up to 4 beyond 64 channels."""
+    passes = -(-channels // processors)
+    per_pass = -(-channels // passes)
+    if channels > processors:
+        per_pass = min(processors, -(-per_pass // 4) * 4)
+    return TensorLayout(channels, passes, per_pass, (1 << per_pass) - 1)
+
+
+def chw_layout(channels: int) -> TensorLayout:
+    """CHW input: one channel per data memory, i.e. processors 0, 4, 8, ..."""
+    return TensorLayout(channels, 1, channels, sum(1 << (4 * c) for c in range(channels)))
+
+
+@dataclass(frozen=True)
+class LayerPlacement:
+    """One layer as placed: processors, passes, memory offsets, kernel and bias positions, cycles."""
+
+    index: int
+    name: str
+    source: int  # producing layer, INPUT (-1) for the network input
+    in_processors: int
+    out_processors: int
+    in_passes: int
+    out_passes: int
+    in_offset: int | None
+    out_offset: int | None
+    out_bytes: int  # bytes per data memory instance
+    kernel_words: int
+    kernel_offset: int | None  # None: did not fit
+    bias_bytes: int
+    bias_quadrant: int | None
+    bias_offset: int | None
+    cycles: int
+
+
+@dataclass(frozen=True)
+class PlacementPlan:
+    device: str
+    input_format: str  # "HWC" or "CHW"
+    input_channels: int
+    input_size: tuple[int, int]
+    input_bytes: int  # per data memory instance
+    layers: tuple[LayerPlacement, ...]
+    kernels: KernelAllocation
+    bias: BiasAllocation
+    data: DataAllocation
+    latency_cycles: int | None  # None where the device has no cycle model
+
+
+def input_layout(inp: InputNode, device: Device, input_format: str | None = None) -> tuple[str, TensorLayout, int]:
+    """Choose HWC when the input fits one memory instance that way, else CHW (izer's two input formats).
+
+    Returns the format, the layout and the bytes per memory instance. Streaming is not modelled: an
+    input that fits neither way is left to the checker to report.
+    """
+    h, w = inp.size
+    hwc = hwc_layout(inp.channels, device.processors)
+    hwc_bytes = h * w * hwc.passes * WORD_BYTES
+    if input_format == "HWC" or (input_format is None and (hwc_bytes <= device.data_memory_bytes
+                                                            or inp.channels > device.data_memories)):
+        return "HWC", hwc, hwc_bytes
+    return "CHW", chw_layout(inp.channels), h * w
+
+
+def build_plan(
+    inp: InputNode, nodes: Sequence[LayerNode], device: Device, input_format: str | None = None
+) -> PlacementPlan:
+    """Lay ``nodes`` out on ``device``: processor maps, kernel columns, bias, data offsets and cycles."""
+    fmt, in_layout, in_bytes = input_layout(inp, device, input_format)
+    outs = [hwc_layout(n.out_channels, device.processors) for n in nodes]
+
+    def layout_of(source: int) -> TensorLayout:
+        return in_layout if source == INPUT else outs[source]
+
+    kernel_requests, bias_requests, tensors = [], [], []
+    words, cycles = [], []
+    last_use = {INPUT: 0}
+    for node in nodes:
+        last_use[node.source] = node.index
+    end = len(nodes)
+    tensors.append(TensorRequest(INPUT, in_layout.memories, in_bytes, -1, last_use[INPUT]))
+    for node, out in zip(nodes, outs):
+        src = layout_of(node.source)
+        w = kernel_words(src.passes, out.passes, out.per_pass, node.kernel_size, node.weight_bits)
+        words.append(w)
+        kernel_requests.append(KernelRequest(node.index, src.processors, w))
+        bias_requests.append(BiasRequest(node.index, node.out_channels))
+        out_bytes = _tensor_bytes(node, out)
+        death = end if node.is_output else last_use.get(node.index, node.index)
+        tensors.append(TensorRequest(node.index, out.memories, out_bytes, node.index, death))
+        cycles.append(
+            layer_cycles(in_passes=src.passes, pool=node.pool, pooled_size=node.pooled_size,
+                         kernel_size=node.kernel_size, padding=node.padding, out_width=node.out_size[1],
+                         hw_out_channels=out.per_pass * out.passes)
+        )
+
+    capacities = [device.words_at(p) for p in range(device.processors)]
+    kernels = allocate_kernels(kernel_requests, capacities, device.kernel_column_alignment)
+    touched = in_layout.processors
+    for out in outs:
+        touched |= out.processors
+    quadrant_mask = (1 << device.processors_per_quadrant) - 1
+    quadrants = [q for q in range(device.quadrants) if touched >> (q * device.processors_per_quadrant) & quadrant_mask]
+    bias = allocate_bias(bias_requests, quadrants, device.quadrants, device.bias_bytes_per_quadrant)
+    data = allocate_data(tensors, device.data_memories, device.data_memory_bytes)
+
+    layers = []
+    for node, out, w, cyc, tensor in zip(nodes, outs, words, cycles, tensors[1:]):
+        quadrant, bias_offset = bias.placement.get(node.index, (None, None))
+        layers.append(
+            LayerPlacement(
+                index=node.index, name=node.name, source=node.source,
+                in_processors=layout_of(node.source).processors, out_processors=out.processors,
+                in_passes=layout_of(node.source).passes, out_passes=out.passes,
+                in_offset=data.offsets.get(node.source), out_offset=data.offsets.get(node.index),
+                out_bytes=tensor.nbytes, kernel_words=w, kernel_offset=kernels.offsets.get(node.index),
+                bias_bytes=node.out_channels, bias_quadrant=quadrant, bias_offset=bias_offset, cycles=cyc,
+            )
+        )
+    latency = sum(cycles) + NETWORK_STARTUP_CYCLES if device.latency_model else None
+    return PlacementPlan(
+        device=device.name, input_format=fmt, input_channels=inp.channels, input_size=inp.size,
+        input_bytes=in_bytes, layers=tuple(layers), kernels=kernels, bias=bias, data=data,
+        latency_cycles=latency,
+    )
+
+
+def _tensor_bytes(node: LayerNode, layout: TensorLayout) -> int:
+    h, w = node.out_size
+    return h * w * layout.passes * WORD_BYTES * (WIDE_FACTOR if node.wide else 1)
