@@ -200,20 +200,20 @@ def _usage(plan: PlacementPlan, nodes: Sequence[LayerNode], budget: Budget, macs
     device = budget.device
     used_cols = plan.kernels.used
     busiest = max(range(len(used_cols)), key=lambda p: used_cols[p])
-    worst_mem = max(range(len(plan.data.peak)), key=lambda m: plan.data.peak[m])
+    worst_mem = max(range(len(plan.data.high_water)), key=lambda m: plan.data.high_water[m])
     worst_quad = max(range(len(plan.bias.used)), key=lambda q: plan.bias.used[q])
     naive = sum(n.weight_count * n.weight_bits for n in nodes) // 8
     return (
         Usage("layers", len(nodes), device.max_layers, "layers"),
         Usage("kernel_memory", used_cols[busiest], device.words_at(busiest), "words",
-              f"processor {busiest}; {sum(plan.kernels.occupied):,} of "
-              f"{sum(device.words_at(p) for p in range(device.processors)):,} words occupied in all"),
+              f"processor {busiest}; {sum(plan.kernels.occupied):,} of {sum(device.kernel_capacities):,} "
+              "words in all"),
         Usage("bias_memory", plan.bias.used[worst_quad], device.bias_bytes_per_quadrant, "bytes",
-              f"quadrant {worst_quad}; per quadrant {list(plan.bias.used)}"),
-        Usage("data_memory", plan.data.peak[worst_mem], device.data_memory_bytes, "bytes",
-              f"memory instance {worst_mem}, peak of the live tensors"),
+              f"quadrant {worst_quad}; per quadrant {'/'.join(map(str, plan.bias.used))}"),
+        Usage("data_memory", plan.data.high_water[worst_mem], device.data_memory_bytes, "bytes",
+              f"memory instance {worst_mem} (highest byte the plan uses)"),
         Usage("weight_bytes_naive", naive, device.processors * device.kernel_words * 9, "bytes",
-              "sum of weights x bits / 8: izer's 'Weight memory' line, not a budget"),
+              "izer's naive 'Weight memory' sum; not a budget"),
         Usage("macs", macs, budget.limits.max_macs, "MAC"),
         Usage("latency", latency_ms if latency_ms is not None else float("nan"), budget.limits.max_latency_ms, "ms",
               "" if latency_ms is not None else f"{device.name}: no cycle model"),

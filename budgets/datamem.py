@@ -37,7 +37,7 @@ class TensorFailure:
 class DataAllocation:
     offsets: dict[int, int]  # tensor -> byte offset, for every placed tensor
     failures: tuple[TensorFailure, ...]
-    peak: tuple[int, ...]  # per memory: the most bytes live at one step (a lower bound on need)
+    high_water: tuple[int, ...]  # per memory: the highest byte the placed tensors reach
 
 
 def allocate_data(requests: Sequence[TensorRequest], n_memories: int, capacity: int) -> DataAllocation:
@@ -53,7 +53,7 @@ def allocate_data(requests: Sequence[TensorRequest], n_memories: int, capacity: 
             continue
         placed.append((req, offset))
         offsets[req.tensor] = offset
-    return DataAllocation(offsets, tuple(failures), _peaks(requests, n_memories))
+    return DataAllocation(offsets, tuple(failures), _high_water(placed, n_memories))
 
 
 def _overlaps(a: TensorRequest, b: TensorRequest) -> bool:
@@ -84,14 +84,13 @@ def _failure(req: TensorRequest, requests: Sequence[TensorRequest], capacity: in
     return TensorFailure(req.tensor, req.nbytes, best[1], best[0], capacity)
 
 
-def _peaks(requests: Sequence[TensorRequest], n_memories: int) -> tuple[int, ...]:
-    spans = [(r.birth, r.death, r.nbytes, [m for m in range(n_memories) if r.memories >> m & 1]) for r in requests]
-    peak = [0] * n_memories
-    for step in sorted({r.birth for r in requests}):  # live sets only grow at births
-        totals = [0] * n_memories
-        for birth, death, nbytes, mems in spans:
-            if birth <= step <= death:
-                for m in mems:
-                    totals[m] += nbytes
-        peak = [max(a, b) for a, b in zip(peak, totals)]
-    return tuple(peak)
+def _high_water(placed: Sequence[tuple[TensorRequest, int]], n_memories: int) -> tuple[int, ...]:
+    top = [0] * n_memories
+    for req, offset in placed:
+        end, mems, m = offset + req.nbytes, req.memories, 0
+        while mems:
+            if mems & 1 and end > top[m]:
+                top[m] = end
+            mems >>= 1
+            m += 1
+    return tuple(top)

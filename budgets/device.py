@@ -8,6 +8,7 @@ device.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -74,6 +75,11 @@ class Device:
     def words_at(self, processor: int) -> int:
         """Kernel words available on one processor."""
         return self.large_kernel_words.get(processor, self.kernel_words)
+
+    @functools.cached_property
+    def kernel_capacities(self) -> tuple[int, ...]:
+        """Kernel words per processor, indexed by processor."""
+        return tuple(self.words_at(p) for p in range(self.processors))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Device":

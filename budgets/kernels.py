@@ -9,6 +9,7 @@ processor, so checking a window of columns is a shift and a mask.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -68,11 +69,13 @@ def allocate_kernels(
     masks = [0] * len(capacities)
     offsets: dict[int, int] = {}
     failures: list[KernelFailure] = []
+    uniform = min(capacities) == max(capacities)
     for req in order:
         if req.words == 0:
             continue
         procs = _bits(req.processors)
-        offset = _first_fit(masks, procs, req.words, alignment, capacities)
+        limit = capacities[0] if uniform else min(capacities[p] for p in procs)
+        offset = _first_fit(masks, procs, req.words, alignment, limit)
         if offset is None:
             proc, stop = _izer_scan_failure(masks, procs, req.words, alignment, capacities)
             failures.append(KernelFailure(req.layer, proc, stop, req.words, capacities[proc]))
@@ -89,37 +92,33 @@ def allocate_kernels(
     )
 
 
-def _bits(mask: int) -> list[int]:
-    out, p = [], 0
-    while mask:
-        if mask & 1:
-            out.append(p)
-        mask >>= 1
-        p += 1
-    return out
+@functools.lru_cache(maxsize=1024)
+def _bits(mask: int) -> tuple[int, ...]:
+    """Processor numbers set in a bitmask (few distinct maps occur, hence the cache)."""
+    return tuple(p for p in range(mask.bit_length()) if mask >> p & 1)
 
 
-def _first_fit(
-    masks: list[int], procs: list[int], words: int, alignment: int, capacities: Sequence[int]
-) -> int | None:
+def _first_fit(masks: list[int], procs: tuple[int, ...], words: int, alignment: int, limit: int) -> int | None:
     """Lowest aligned column whose window of ``words`` columns is free on every processor, or None."""
     combined = 0
     for p in procs:
         combined |= masks[p]
-    limit = min(capacities[p] for p in procs)
     window = (1 << words) - 1
     col = 0
     while col + words <= limit:
         clash = (combined >> col) & window
         if not clash:
             return col
-        # Skip past the highest occupied column inside the window, to the next aligned column.
-        col = -(-(col + clash.bit_length()) // alignment) * alignment
+        # Jump past the highest occupied column in the window and the occupied run that follows it.
+        col += clash.bit_length()
+        rest = combined >> col
+        col += (~rest & (rest + 1)).bit_length() - 1
+        col = -(-col // alignment) * alignment
     return None
 
 
 def _izer_scan_failure(
-    masks: list[int], procs: list[int], words: int, alignment: int, capacities: Sequence[int]
+    masks: list[int], procs: tuple[int, ...], words: int, alignment: int, capacities: Sequence[int]
 ) -> tuple[int, int]:
     """Replay izer's column scan to report the processor and offset its error message names."""
     offset, first = 0, procs[0]

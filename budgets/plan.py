@@ -144,8 +144,7 @@ def build_plan(
                          hw_out_channels=out.per_pass * out.passes)
         )
 
-    capacities = [device.words_at(p) for p in range(device.processors)]
-    kernels = allocate_kernels(kernel_requests, capacities, device.kernel_column_alignment)
+    kernels = allocate_kernels(kernel_requests, device.kernel_capacities, device.kernel_column_alignment)
     touched = in_layout.processors
     for out in outs:
         touched |= out.processors

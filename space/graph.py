@@ -8,7 +8,7 @@ here. Nodes are plain frozen dataclasses; ``source`` links a layer to the layer 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from space.spec import ArchSpec, LayerSpec
 
@@ -36,17 +36,16 @@ class LayerNode:
     relu: bool
     wide: bool
     is_output: bool
+    # Derived from the fields above in __post_init__ (stored, not recomputed: the checker reads them often).
+    pooled_size: tuple[int, int] = field(init=False)
+    out_size: tuple[int, int] = field(init=False)
 
-    @property
-    def pooled_size(self) -> tuple[int, int]:
+    def __post_init__(self) -> None:
         p = max(self.pool, 1)
-        return (self.in_size[0] // p, self.in_size[1] // p)
-
-    @property
-    def out_size(self) -> tuple[int, int]:
-        h, w = self.pooled_size
+        h, w = self.in_size[0] // p, self.in_size[1] // p
         k, pad, s = self.kernel_size, self.padding, self.stride
-        return ((h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1)
+        object.__setattr__(self, "pooled_size", (h, w))
+        object.__setattr__(self, "out_size", ((h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1))
 
     @property
     def weight_count(self) -> int:

@@ -1,0 +1,282 @@
+"""The search space: bounds from a study file, and the map from an Optuna trial to an ArchSpec.
+
+The space generalises both seed designs: a chain of backbone *slots* (each with a width range, kernel
+choices, fixed pooling in front, and optionally the right to be dropped), a stem choice (the seeds'
+stride-2 conv, hardware-legal max-pool + conv, or data folding), CPM depth/width/kernels, head width and
+weight bits per layer. ``sample_arch`` asks the trial for each decision; ``fixed_params`` is its inverse,
+so every baseline can be enqueued as a fixed trial and reproduces exactly through the same path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import yaml
+
+from space.spec import ArchSpec, HeadSpec, LayerSpec, SpecError
+
+STEMS = ("pool", "fold", "stride2")
+HEAD_OUTPUTS = (("heat", 19), ("paf", 38))
+
+
+class SpecOutsideSpace(SpecError):
+    """A spec that the search space cannot express (e.g. a width outside the study's bounds)."""
+
+
+class TrialLike(Protocol):
+    """The part of ``optuna.Trial`` the sampler uses (``optuna.trial.FixedTrial`` fits too)."""
+
+    number: int
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int: ...
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SlotBounds:
+    """One backbone position: width range, kernel choices, fixed pooling, whether it may be dropped."""
+
+    name: str
+    width: tuple[int, int]
+    kernels: tuple[int, ...] = (3,)
+    pool: int = 0
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    input_size: int
+    stems: tuple[str, ...]
+    width_step: int
+    bits: tuple[int, ...]
+    backbone: tuple[SlotBounds, ...]
+    cpm_depth: tuple[int, int]
+    cpm_width: tuple[int, int]
+    cpm_kernels: tuple[int, ...]
+    head_width: tuple[int, int]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SearchSpace":
+        """Parse the ``space`` section of a study file; SpecError names what is wrong."""
+        try:
+            stems = tuple(data.get("stems", ["pool"]))
+            bad = [s for s in stems if s not in STEMS]
+            if bad or not stems:
+                raise SpecError(f"space: stems {bad or stems} must be a non-empty subset of {list(STEMS)}")
+            slots = tuple(
+                SlotBounds(name=str(s["name"]), width=_range(s["width"], f"{s['name']}.width"),
+                           kernels=tuple(s.get("kernels", [3])), pool=int(s.get("pool", 0)),
+                           optional=bool(s.get("optional", False)))
+                for s in data["backbone"]
+            )
+            cpm, head = data["cpm"], data["head"]
+            space = cls(
+                input_size=int(data.get("input_size", 128)), stems=stems, width_step=int(data.get("width_step", 8)),
+                bits=tuple(int(b) for b in data.get("bits", [8])), backbone=slots,
+                cpm_depth=_range(cpm["depth"], "cpm.depth"), cpm_width=_range(cpm["width"], "cpm.width"),
+                cpm_kernels=tuple(cpm.get("kernels", [3])), head_width=_range(head["width"], "head.width"),
+            )
+        except KeyError as exc:
+            raise SpecError(f"space: missing key {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, SpecError):
+                raise
+            raise SpecError(f"space: {exc}") from exc
+        space._validate()
+        return space
+
+    @classmethod
+    def from_study(cls, name_or_path: str | Path) -> "SearchSpace":
+        """The ``space`` section of a study: a name from studies/ (e.g. ``max78000``) or a YAML path."""
+        return cls.from_dict(_space_section(load_study_file(name_or_path)))
+
+    def _validate(self) -> None:
+        if self.width_step < 1:
+            raise SpecError("space: width_step must be positive")
+        if self.backbone and self.backbone[0].optional:
+            raise SpecError(f"space: the stem slot {self.backbone[0].name} cannot be optional")
+        for slot in self.backbone:
+            if slot.pool and slot.optional:
+                raise SpecError(f"space: {slot.name} carries pooling and cannot be optional")
+        low_depth = self.cpm_depth[0]
+        if low_depth < 1:
+            raise SpecError("space: cpm.depth must be at least 1")
+        # Build the widest and narrowest networks once so that a bad space fails at load, not mid-study.
+        for stem in self.stems:
+            for pick in (min, max):
+                try:
+                    sample_arch(_Chooser({"stem": stem}, pick), self)
+                except SpecError as exc:
+                    raise SpecError(f"space (stem {stem}): {exc}") from exc
+
+
+def sample_arch(trial: TrialLike, space: SearchSpace, name: str | None = None) -> ArchSpec:
+    """Ask ``trial`` for every decision of ``space`` and build the architecture."""
+    stem = trial.suggest_categorical("stem", list(space.stems)) if len(space.stems) > 1 else space.stems[0]
+    backbone = []
+    for i, slot in enumerate(space.backbone):
+        if slot.optional and not trial.suggest_categorical(f"{slot.name}.keep", [True, False]):
+            continue
+        pool, stride = slot.pool, 1
+        if i == 0 and stem == "pool":
+            pool = 2
+        elif i == 0 and stem == "stride2":
+            stride = 2
+        backbone.append(LayerSpec(
+            slot.name, _width(trial, f"{slot.name}.width", slot.width, space.width_step),
+            kernel_size=_choice(trial, f"{slot.name}.kernel", slot.kernels), stride=stride, pool=pool,
+            weight_bits=_choice(trial, f"{slot.name}.bits", space.bits),
+        ))
+    depth = trial.suggest_int("cpm.depth", *space.cpm_depth)
+    cpm_width = _width(trial, "cpm.width", space.cpm_width, space.width_step)
+    cpm = tuple(
+        LayerSpec(f"cpm{j}", cpm_width, kernel_size=_choice(trial, f"cpm{j}.kernel", space.cpm_kernels),
+                  weight_bits=_choice(trial, f"cpm{j}.bits", space.bits))
+        for j in range(1, depth + 1)
+    )
+    head_width = _width(trial, "head.width", space.head_width, space.width_step)
+    heads = tuple(
+        HeadSpec(head, channels,
+                 hidden=(LayerSpec(f"{head}_conv", head_width, kernel_size=1,
+                                   weight_bits=_choice(trial, f"{head}_conv.bits", space.bits)),),
+                 out_bits=_choice(trial, f"{head}_out.bits", space.bits))
+        for head, channels in HEAD_OUTPUTS
+    )
+    return ArchSpec(name=name or f"trial{trial.number}", backbone=tuple(backbone), cpm=cpm, heads=heads,
+                    input_size=space.input_size, fold=2 if stem == "fold" else 1)
+
+
+def fixed_params(spec: ArchSpec, space: SearchSpace) -> dict[str, Any]:
+    """The trial parameters that make ``sample_arch`` rebuild ``spec``; SpecOutsideSpace if impossible."""
+    params: dict[str, Any] = {}
+
+    def put(key: str, value: Any, allowed: Any) -> None:
+        ok = allowed(value) if callable(allowed) else value in allowed
+        if not ok:
+            raise SpecOutsideSpace(f"{spec.name}: {key} = {value!r} is outside the search space")
+        params[key] = value
+
+    if spec.input_size != space.input_size:
+        raise SpecOutsideSpace(f"{spec.name}: input_size {spec.input_size} differs from the space's {space.input_size}")
+    first = spec.backbone[0]
+    stem = "fold" if spec.fold == 2 else "stride2" if first.stride == 2 else "pool" if first.pool == 2 else None
+    if stem is None or (stem == "fold" and (first.pool or first.stride != 1)) or spec.fold not in (1, 2):
+        raise SpecOutsideSpace(f"{spec.name}: its stem is none of {list(STEMS)}")
+    if len(space.stems) > 1:
+        put("stem", stem, space.stems)
+    elif stem != space.stems[0]:
+        raise SpecOutsideSpace(f"{spec.name}: stem {stem} is outside the search space")
+
+    layers = {layer.name: layer for layer in spec.backbone}
+    slot_names = [slot.name for slot in space.backbone]
+    if [n for n in slot_names if n in layers] != [layer.name for layer in spec.backbone]:
+        raise SpecOutsideSpace(f"{spec.name}: backbone {list(layers)} does not follow the slots {slot_names}")
+    for i, slot in enumerate(space.backbone):
+        layer = layers.get(slot.name)
+        if slot.optional:
+            params[f"{slot.name}.keep"] = layer is not None
+        if layer is None:
+            if not slot.optional:
+                raise SpecOutsideSpace(f"{spec.name}: {slot.name} is missing and may not be dropped")
+            continue
+        expected_pool = 2 if i == 0 and stem == "pool" else slot.pool
+        if layer.pool != expected_pool or (layer.stride == 2) != (i == 0 and stem == "stride2"):
+            raise SpecOutsideSpace(f"{spec.name}: {slot.name} pooling/stride differ from the slot's")
+        put(f"{slot.name}.width", layer.out_channels, _in_range(slot.width, space.width_step))
+        _put_choice(put, f"{slot.name}.kernel", layer.kernel_size, slot.kernels)
+        _put_choice(put, f"{slot.name}.bits", layer.weight_bits, space.bits)
+
+    put("cpm.depth", len(spec.cpm), _in_range(space.cpm_depth, 1))
+    widths = {layer.out_channels for layer in spec.cpm}
+    if len(widths) != 1:
+        raise SpecOutsideSpace(f"{spec.name}: CPM layers of different widths {sorted(widths)}")
+    put("cpm.width", widths.pop(), _in_range(space.cpm_width, space.width_step))
+    for j, layer in enumerate(spec.cpm, start=1):
+        if layer.name != f"cpm{j}":
+            raise SpecOutsideSpace(f"{spec.name}: CPM layer {layer.name} should be named cpm{j}")
+        _put_choice(put, f"cpm{j}.kernel", layer.kernel_size, space.cpm_kernels)
+        _put_choice(put, f"cpm{j}.bits", layer.weight_bits, space.bits)
+
+    head_widths = set()
+    for head, (name, channels) in zip(spec.heads, HEAD_OUTPUTS):
+        if head.out_channels != channels or len(head.hidden) != 1 or head.hidden[0].name != f"{name}_conv":
+            raise SpecOutsideSpace(f"{spec.name}: head {head.name} is not one {name}_conv layer + {channels} outputs")
+        head_widths.add(head.hidden[0].out_channels)
+        _put_choice(put, f"{name}_conv.bits", head.hidden[0].weight_bits, space.bits)
+        _put_choice(put, f"{name}_out.bits", head.out_bits, space.bits)
+    if len(head_widths) != 1:
+        raise SpecOutsideSpace(f"{spec.name}: the two heads differ in width {sorted(head_widths)}")
+    put("head.width", head_widths.pop(), _in_range(space.head_width, space.width_step))
+    return params
+
+
+def load_study_file(name_or_path: str | Path) -> Mapping[str, Any]:
+    """Read a study YAML: a name of a file in studies/ or a path."""
+    key = str(name_or_path)
+    builtin = resources.files("studies") / f"{key}.yaml"
+    source: Any = builtin if builtin.is_file() else Path(key)
+    if source is not builtin and not Path(key).is_file():
+        known = sorted(p.name[:-5] for p in resources.files("studies").iterdir() if p.name.endswith(".yaml"))
+        raise SpecError(f"unknown study {key!r} (known: {', '.join(known)}, or a .yaml file)")
+    try:
+        data = yaml.safe_load(source.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"malformed YAML in study {key}: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, Mapping):
+        raise SpecError(f"study {key}: must be a YAML mapping")
+    return data
+
+
+def _space_section(study: Mapping[str, Any]) -> Mapping[str, Any]:
+    space = study.get("space")
+    if not isinstance(space, Mapping):
+        raise SpecError("study: missing 'space' mapping")
+    return space
+
+
+def _range(value: Any, key: str) -> tuple[int, int]:
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)
+            and 0 < value[0] <= value[1]):
+        raise SpecError(f"space: {key} must be [low, high] with 0 < low <= high, got {value!r}")
+    return value[0], value[1]
+
+
+def _width(trial: TrialLike, key: str, bounds: tuple[int, int], step: int) -> int:
+    low, high = bounds
+    high = low + (high - low) // step * step  # Optuna needs high reachable from low in steps
+    return trial.suggest_int(key, low, high, step=step)
+
+
+def _choice(trial: TrialLike, key: str, choices: tuple[Any, ...]) -> Any:
+    return trial.suggest_categorical(key, list(choices)) if len(choices) > 1 else choices[0]
+
+
+def _put_choice(put: Any, key: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if len(choices) > 1:
+        put(key, value, choices)
+    elif value != choices[0]:
+        raise SpecOutsideSpace(f"{key} = {value!r} is outside the search space (fixed to {choices[0]!r})")
+
+
+def _in_range(bounds: tuple[int, int], step: int) -> Any:
+    low, high = bounds
+    return lambda v: low <= v <= high and (v - low) % step == 0
+
+
+class _Chooser:
+    """A trial stand-in that answers every question with the low or high end (used to validate spaces)."""
+
+    number = 0
+
+    def __init__(self, fixed: dict[str, Any], pick: Any) -> None:  # pick: min or max
+        self.fixed, self.pick = fixed, pick
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int:
+        return self.fixed.get(name, self.pick(low, high))
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.fixed.get(name, choices[0])
