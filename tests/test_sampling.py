@@ -1,0 +1,87 @@
+"""The search space: Optuna trials to specs, bounds from the study file, baselines as fixed trials."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import FixedTrial
+
+from space.baselines import BASELINES
+from space.graph import layer_graph
+from space.sampling import SearchSpace, SpecOutsideSpace, fixed_params, sample_arch
+from space.spec import SpecError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SPACE = SearchSpace.from_study("max78000")
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_every_baseline_is_a_fixed_point_of_the_space(name):
+    spec = BASELINES[name]
+    params = fixed_params(spec, SPACE)
+    assert sample_arch(FixedTrial(params), SPACE, name=name) == spec
+
+
+def test_tiny_drops_conv8_and_student_keeps_it():
+    assert fixed_params(BASELINES["tiny"], SPACE)["conv8.keep"] is False
+    student = fixed_params(BASELINES["student"], SPACE)
+    assert student["conv8.keep"] is True and student["cpm.depth"] == 3 and student["stem"] == "stride2"
+
+
+def test_enqueued_baseline_comes_back_through_a_real_study():
+    study = optuna.create_study(sampler=optuna.samplers.NSGAIISampler(seed=1))
+    study.enqueue_trial(fixed_params(BASELINES["tiny-hw"], SPACE))
+    trial = study.ask()
+    assert sample_arch(trial, SPACE).spec_hash() == BASELINES["tiny-hw"].spec_hash()
+
+
+def test_sampled_specs_respect_the_study_bounds():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    slots = {s.name: s for s in SPACE.backbone}
+    stems = set()
+    for _ in range(200):
+        trial = study.ask()
+        spec = sample_arch(trial, SPACE)
+        study.tell(trial, 0.0)
+        stems.add(trial.params["stem"])
+        for layer in spec.backbone:
+            low, high = slots[layer.name].width
+            assert low <= layer.out_channels <= high and (layer.out_channels - low) % SPACE.width_step == 0
+            assert layer.kernel_size in slots[layer.name].kernels and layer.weight_bits in SPACE.bits
+        assert 1 <= len(spec.cpm) <= 3 and layer_graph(spec)[-1].out_size == (16, 16)
+        assert {s.name for s in SPACE.backbone if not s.optional} <= {layer.name for layer in spec.backbone}
+    assert stems == {"pool", "fold", "stride2"}
+
+
+def test_same_seed_same_architectures():
+    def run(seed: int) -> list[str]:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        hashes = []
+        for _ in range(10):
+            trial = study.ask()
+            hashes.append(sample_arch(trial, SPACE).spec_hash())
+            study.tell(trial, 0.0)
+        return hashes
+
+    assert run(7) == run(7) and run(7) != run(8)
+
+
+def test_specs_outside_the_space_are_refused():
+    data = BASELINES["student-hw"].to_dict()
+    data["backbone"][7]["out_channels"] = 256
+    from space.spec import ArchSpec
+
+    with pytest.raises(SpecOutsideSpace, match="conv8.width = 256"):
+        fixed_params(ArchSpec.from_dict(data), SPACE)
+
+
+def test_bad_study_files(tmp_path):
+    with pytest.raises(SpecError, match="unknown study 'nope'"):
+        SearchSpace.from_study("nope")
+    bad = tmp_path / "study.yaml"
+    bad.write_text("space:\n  backbone: []\n  cpm: {depth: [0, 2], width: [8, 16]}\n  head: {width: [8, 8]}\n")
+    with pytest.raises(SpecError, match="cpm.depth"):
+        SearchSpace.from_study(str(bad))
+    bad.write_text("space:\n  backbone: [{name: conv1, width: [8, 4]}]\n")
+    with pytest.raises(SpecError, match="conv1.width"):
+        SearchSpace.from_study(str(bad))
