@@ -198,15 +198,15 @@ def _limit_violations(macs: int, latency_ms: float | None, budget: Budget) -> li
 def _usage(plan: PlacementPlan, nodes: Sequence[LayerNode], budget: Budget, macs: int,
            latency_ms: float | None) -> tuple[Usage, ...]:
     device = budget.device
-    used_cols = plan.kernels.used
-    busiest = max(range(len(used_cols)), key=lambda p: used_cols[p])
+    kernels = plan.kernels
+    busiest = kernels.busiest_processor
     worst_mem = max(range(len(plan.data.high_water)), key=lambda m: plan.data.high_water[m])
     worst_quad = max(range(len(plan.bias.used)), key=lambda q: plan.bias.used[q])
     naive = sum(n.weight_count * n.weight_bits for n in nodes) // 8
     return (
         Usage("layers", len(nodes), device.max_layers, "layers"),
-        Usage("kernel_memory", used_cols[busiest], device.words_at(busiest), "words",
-              f"processor {busiest}; {sum(plan.kernels.occupied):,} of {sum(device.kernel_capacities):,} "
+        Usage("kernel_memory", kernels.high_water, device.words_at(busiest), "words",
+              f"processor {busiest}; {kernels.occupied_words:,} of {sum(device.kernel_capacities):,} "
               "words in all"),
         Usage("bias_memory", plan.bias.used[worst_quad], device.bias_bytes_per_quadrant, "bytes",
               f"quadrant {worst_quad}; per quadrant {'/'.join(map(str, plan.bias.used))}"),
@@ -221,7 +221,7 @@ def _usage(plan: PlacementPlan, nodes: Sequence[LayerNode], budget: Budget, macs
 
 
 def _layer_dict(layer: Any) -> dict[str, Any]:
-    d = asdict(layer)
+    d = layer._asdict()
     for key in ("in_processors", "out_processors"):
         d[key] = f"0x{d[key]:016x}"
     return d

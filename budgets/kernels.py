@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 WORD_BITS = 72
 
@@ -31,8 +31,7 @@ def kernel_words(
     return -(-(count * area * weight_bits + padding) // WORD_BITS)
 
 
-@dataclass(frozen=True)
-class KernelRequest:
+class KernelRequest(NamedTuple):  # a NamedTuple: the checker builds thousands per second
     """One layer's kernel demand: ``words`` columns on each processor of ``processors`` (a bitmask)."""
 
     layer: int
@@ -55,41 +54,77 @@ class KernelFailure:
 class KernelAllocation:
     offsets: dict[int, int]  # layer index -> first column, for every placed layer
     failures: tuple[KernelFailure, ...]
-    used: tuple[int, ...]  # per processor: highest occupied column + 1
-    occupied: tuple[int, ...]  # per processor: number of occupied columns
+    placed: tuple[KernelRequest, ...]  # the requests that were placed, in placement order
+
+    @property
+    def high_water(self) -> int:
+        """The highest occupied column + 1 over all processors."""
+        return max((self.offsets[r.layer] + r.words for r in self.placed), default=0)
+
+    @property
+    def busiest_processor(self) -> int:
+        """A processor that reaches the high-water column (the lowest-numbered one)."""
+        top = self.high_water
+        tops = [r.processors for r in self.placed if self.offsets[r.layer] + r.words == top]
+        return min(_bits(m)[0] for m in tops) if tops else 0
+
+    @property
+    def occupied_words(self) -> int:
+        """Words occupied summed over all processors."""
+        return sum(r.words * r.processors.bit_count() for r in self.placed)
+
+    def columns_used(self, processors: int) -> list[int]:
+        """Per processor: the highest occupied column + 1 (0 when unused)."""
+        used = [0] * processors
+        for r in self.placed:
+            for p in _bits(r.processors):
+                used[p] = max(used[p], self.offsets[r.layer] + r.words)
+        return used
 
 
 def allocate_kernels(
     requests: Sequence[KernelRequest], capacities: Sequence[int], alignment: int = 4
 ) -> KernelAllocation:
     """Place every request the way izer's greedy allocator does; a layer that does not fit is reported
-    and left out, and the others are still placed so that every failing layer is named."""
+    and left out, and the others are still placed so that every failing layer is named.
+
+    Occupancy is kept per placed layer (its processor bitmask and column window), not per processor:
+    the columns blocked for a new layer are the union of the windows of placed layers sharing a processor
+    with it, which costs one AND per placed layer instead of one OR per processor.
+    """
     full = (1 << len(capacities)) - 1
     order = [r for r in requests if r.processors == full] + [r for r in requests if r.processors != full]
-    masks = [0] * len(capacities)
+    windows: list[tuple[int, int]] = []  # (processors, column bitmask) of each placed layer
     offsets: dict[int, int] = {}
+    placed: list[KernelRequest] = []
     failures: list[KernelFailure] = []
     uniform = min(capacities) == max(capacities)
     for req in order:
         if req.words == 0:
             continue
-        procs = _bits(req.processors)
-        limit = capacities[0] if uniform else min(capacities[p] for p in procs)
-        offset = _first_fit(masks, procs, req.words, alignment, limit)
+        blocked = 0
+        for procs, cols in windows:
+            if procs & req.processors:
+                blocked |= cols
+        limit = capacities[0] if uniform else min(capacities[p] for p in _bits(req.processors))
+        offset = _first_fit(blocked, req.words, alignment, limit)
         if offset is None:
-            proc, stop = _izer_scan_failure(masks, procs, req.words, alignment, capacities)
+            masks = _per_processor(windows, len(capacities))
+            proc, stop = _izer_scan_failure(masks, _bits(req.processors), req.words, alignment, capacities)
             failures.append(KernelFailure(req.layer, proc, stop, req.words, capacities[proc]))
             continue
-        window = ((1 << req.words) - 1) << offset
-        for p in procs:
-            masks[p] |= window
+        windows.append((req.processors, ((1 << req.words) - 1) << offset))
         offsets[req.layer] = offset
-    return KernelAllocation(
-        offsets=offsets,
-        failures=tuple(sorted(failures, key=lambda f: f.layer)),
-        used=tuple(m.bit_length() for m in masks),
-        occupied=tuple(m.bit_count() for m in masks),
-    )
+        placed.append(req)
+    return KernelAllocation(offsets, tuple(sorted(failures, key=lambda f: f.layer)), tuple(placed))
+
+
+def _per_processor(windows: list[tuple[int, int]], n: int) -> list[int]:
+    masks = [0] * n
+    for procs, cols in windows:
+        for p in _bits(procs):
+            masks[p] |= cols
+    return masks
 
 
 @functools.lru_cache(maxsize=1024)
@@ -98,11 +133,8 @@ def _bits(mask: int) -> tuple[int, ...]:
     return tuple(p for p in range(mask.bit_length()) if mask >> p & 1)
 
 
-def _first_fit(masks: list[int], procs: tuple[int, ...], words: int, alignment: int, limit: int) -> int | None:
-    """Lowest aligned column whose window of ``words`` columns is free on every processor, or None."""
-    combined = 0
-    for p in procs:
-        combined |= masks[p]
+def _first_fit(combined: int, words: int, alignment: int, limit: int) -> int | None:
+    """Lowest aligned column whose window of ``words`` columns is free in ``combined``, or None."""
     window = (1 << words) - 1
     col = 0
     while col + words <= limit:

@@ -12,8 +12,9 @@ could fit more weights, but every plan made here is one izer accepts.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from budgets.bias import BiasAllocation, BiasRequest, allocate_bias
 from budgets.datamem import DataAllocation, TensorRequest, allocate_data
@@ -26,43 +27,45 @@ WORD_BYTES = 4  # one 32-bit data word holds the 4 channels of the 4 processors 
 WIDE_FACTOR = 4  # a 32-bit output value takes 4 bytes instead of 1
 
 
-@dataclass(frozen=True)
-class TensorLayout:
-    """How a tensor is spread over processors: ``passes`` of ``per_pass`` processors (bitmask ``processors``)."""
+class TensorLayout(NamedTuple):
+    """How a tensor is spread over processors: ``passes`` of ``per_pass`` processors (bitmask ``processors``)
+    and so over data memories (bitmask ``memories``; memory m serves processors 4m..4m+3)."""
 
     channels: int
     passes: int
     per_pass: int
     processors: int
-
-    @property
-    def memories(self) -> int:
-        """Bitmask of the data memories holding this tensor (memory m serves processors 4m..4m+3)."""
-        mask, m, procs = 0, 0, self.processors
-        while procs:
-            if procs & 0xF:
-                mask |= 1 << m
-            procs >>= 4
-            m += 1
-        return mask
+    memories: int
 
 
+def _memories(processors: int) -> int:
+    mask, m = 0, 0
+    while processors:
+        if processors & 0xF:
+            mask |= 1 << m
+        processors >>= 4
+        m += 1
+    return mask
+
+
+@functools.lru_cache(maxsize=4096)
 def hwc_layout(channels: int, processors: int = 64) -> TensorLayout:
     """izer's multi-pass split: ceil(C/64) passes, per-pass count rounded up to 4 beyond 64 channels."""
     passes = -(-channels // processors)
     per_pass = -(-channels // passes)
     if channels > processors:
         per_pass = min(processors, -(-per_pass // 4) * 4)
-    return TensorLayout(channels, passes, per_pass, (1 << per_pass) - 1)
+    mask = (1 << per_pass) - 1
+    return TensorLayout(channels, passes, per_pass, mask, _memories(mask))
 
 
 def chw_layout(channels: int) -> TensorLayout:
     """CHW input: one channel per data memory, i.e. processors 0, 4, 8, ..."""
-    return TensorLayout(channels, 1, channels, sum(1 << (4 * c) for c in range(channels)))
+    mask = sum(1 << (4 * c) for c in range(channels))
+    return TensorLayout(channels, 1, channels, mask, _memories(mask))
 
 
-@dataclass(frozen=True)
-class LayerPlacement:
+class LayerPlacement(NamedTuple):  # a NamedTuple: built for every layer of every checked network
     """One layer as placed: processors, passes, memory offsets, kernel and bias positions, cycles."""
 
     index: int

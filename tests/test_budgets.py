@@ -102,7 +102,9 @@ def test_first_fit_places_all_64_processor_layers_first_on_aligned_columns():
         [KernelRequest(0, low, 6), KernelRequest(1, full, 3), KernelRequest(2, low, 5)], [768] * 64
     )
     assert alloc.offsets == {1: 0, 0: 4, 2: 12}
-    assert alloc.used[0] == 17 and alloc.used[16] == 3
+    used = alloc.columns_used(64)
+    assert used[0] == 17 and used[16] == 3 and used[63] == 3
+    assert alloc.high_water == 17 and alloc.busiest_processor == 0 and alloc.occupied_words == 16 * 11 + 64 * 3
 
 
 def test_kernel_offsets_of_every_tiny_hw_layer():
