@@ -1,0 +1,86 @@
+"""Models built from specs: exact parameter counts, shapes, key order, MACs against fvcore, QAT/simulate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from posenet.layers import QuantMode
+from posenet.model import build_model, trainable_parameters
+from space.baselines import BASELINES
+from space.graph import count_macs, layer_graph
+from space.spec import ArchSpec
+
+
+@pytest.mark.parametrize("name, params", [("student", 659_001), ("tiny", 112_257),
+                                          ("student-hw", 659_001), ("tiny-hw", 112_257)])
+def test_built_models_have_the_seed_parameter_counts(name, params):
+    assert trainable_parameters(build_model(BASELINES[name])) == params
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_outputs_are_19_heatmaps_and_38_pafs_at_stride_8(name):
+    heatmaps, pafs = build_model(BASELINES[name]).eval()(torch.zeros(2, 3, 128, 128))
+    assert heatmaps.shape == (2, 19, 16, 16) and pafs.shape == (2, 38, 16, 16)
+
+
+def test_folded_stem_runs():
+    data = BASELINES["tiny-hw"].to_dict()
+    data.update(fold=2)
+    data["backbone"][0]["pool"] = 0
+    heatmaps, pafs = build_model(ArchSpec.from_dict(data)).eval()(torch.rand(1, 3, 128, 128))
+    assert heatmaps.shape == (1, 19, 16, 16) and pafs.shape == (1, 38, 16, 16)
+
+
+def test_state_dict_keys_follow_ai8x_names_in_execution_order():
+    model = build_model(BASELINES["tiny-hw"])
+    keys = list(model.state_dict())
+    assert keys[:13] == [
+        "conv1.output_shift", "conv1.weight_bits", "conv1.bias_bits", "conv1.quantize_activation",
+        "conv1.adjust_output_shift", "conv1.shift_quantile", "conv1.op.weight", "conv1.op.bias",
+        "conv1.bn.weight", "conv1.bn.bias", "conv1.bn.running_mean", "conv1.bn.running_var",
+        "conv1.bn.num_batches_tracked",
+    ]
+    # ai8x-synthesis assigns weights to YAML layers in the order of the *.weight keys.
+    weights = [k[: -len(".op.weight")] for k in keys if k.endswith(".op.weight")]
+    assert weights == [n.name for n in layer_graph(BASELINES["tiny-hw"])]
+    assert "heat_out.bn.weight" not in keys and "heat_out.op.bias" in keys
+
+
+@pytest.mark.parametrize("name", ["tiny-hw", "student", "student-hw"])
+def test_macs_agree_with_fvcore(name):
+    fvcore = pytest.importorskip("fvcore.nn")
+    model = build_model(BASELINES[name]).eval()
+    counts = fvcore.FlopCountAnalysis(model, torch.zeros(1, 3, 128, 128))
+    counts.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    assert counts.by_operator()["conv"] == count_macs(BASELINES[name])
+
+
+def _randomise_batchnorm(model: torch.nn.Module, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for layer in model.hardware_layers():
+        if layer.bn is not None:
+            n = layer.bn.num_features
+            layer.bn.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+            layer.bn.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            layer.bn.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            layer.bn.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_whole_network_simulation_equals_qat_exactly(seed):
+    torch.manual_seed(seed)
+    model = build_model(BASELINES["tiny-hw"]).eval()
+    _randomise_batchnorm(model, seed)
+    model.start_qat()
+    assert model.mode is QuantMode.QAT and "conv1.bn.weight" not in model.state_dict()
+    x_int = torch.randint(-128, 128, (2, 3, 128, 128)).double()
+    with torch.no_grad():
+        qat = model(x_int.float() / 128)
+        model.to_simulate()
+        sim = model(x_int)
+    assert model.mode is QuantMode.SIMULATE
+    for q, s in zip(qat, sim):
+        # Wide 8-bit outputs: the chip's 32-bit accumulator is 2^(8+6) times the QAT value.
+        assert torch.equal(s, q.double() * 2**14)
+        assert s.abs().max() > 0 and torch.equal(s, s.round())
