@@ -12,7 +12,6 @@ NETWORK_STARTUP_CYCLES = 1
 
 
 def layer_cycles(
-    *,
     in_passes: int,
     pool: int,
     pooled_size: tuple[int, int],

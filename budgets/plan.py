@@ -141,11 +141,8 @@ def build_plan(
         out_bytes = _tensor_bytes(node, out)
         death = end if node.is_output else last_use.get(node.index, node.index)
         tensors.append(TensorRequest(node.index, out.memories, out_bytes, node.index, death))
-        cycles.append(
-            layer_cycles(in_passes=src.passes, pool=node.pool, pooled_size=node.pooled_size,
-                         kernel_size=node.kernel_size, padding=node.padding, out_width=node.out_size[1],
-                         hw_out_channels=out.per_pass * out.passes)
-        )
+        cycles.append(layer_cycles(src.passes, node.pool, node.pooled_size, node.kernel_size, node.padding,
+                                   node.out_size[1], out.per_pass * out.passes))
 
     kernels = allocate_kernels(kernel_requests, device.kernel_capacities, device.kernel_column_alignment)
     touched = in_layout.processors
@@ -156,19 +153,17 @@ def build_plan(
     bias = allocate_bias(bias_requests, quadrants, device.quadrants, device.bias_bytes_per_quadrant)
     data = allocate_data(tensors, device.data_memories, device.data_memory_bytes)
 
+    offsets, columns, bias_at = data.offsets, kernels.offsets, bias.placement
     layers = []
     for node, out, w, cyc, tensor in zip(nodes, outs, words, cycles, tensors[1:]):
-        quadrant, bias_offset = bias.placement.get(node.index, (None, None))
-        layers.append(
-            LayerPlacement(
-                index=node.index, name=node.name, source=node.source,
-                in_processors=layout_of(node.source).processors, out_processors=out.processors,
-                in_passes=layout_of(node.source).passes, out_passes=out.passes,
-                in_offset=data.offsets.get(node.source), out_offset=data.offsets.get(node.index),
-                out_bytes=tensor.nbytes, kernel_words=w, kernel_offset=kernels.offsets.get(node.index),
-                bias_bytes=node.out_channels, bias_quadrant=quadrant, bias_offset=bias_offset, cycles=cyc,
-            )
-        )
+        src = layout_of(node.source)
+        quadrant, bias_offset = bias_at.get(node.index, (None, None))
+        # Positional: LayerPlacement's field order (this loop runs for every layer of every check).
+        layers.append(LayerPlacement(
+            node.index, node.name, node.source, src.processors, out.processors, src.passes, out.passes,
+            offsets.get(node.source), offsets.get(node.index), tensor.nbytes, w, columns.get(node.index),
+            node.out_channels, quadrant, bias_offset, cyc,
+        ))
     latency = sum(cycles) + NETWORK_STARTUP_CYCLES if device.latency_model else None
     return PlacementPlan(
         device=device.name, input_format=fmt, input_channels=inp.channels, input_size=inp.size,
