@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +75,8 @@ def test_space_show_prints_the_layer_table(capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "search.cli", "budget", "--arch", "tiny"],
-                            capture_output=True, text=True)
+    script = shutil.which("posenas") or str(Path(sys.executable).parent / "posenas")
+    result = subprocess.run([script, "budget", "--arch", "tiny"], capture_output=True, text=True)
     assert result.returncode == 1 and "stride 2" in result.stdout
+    result = subprocess.run([script, "budget", "--arch", "nope"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("posenas: error: unknown architecture")
