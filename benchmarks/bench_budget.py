@@ -10,7 +10,6 @@ independently of the machine's speed.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import optuna

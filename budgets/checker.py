@@ -110,7 +110,7 @@ def _operation_violations(nodes: Sequence[LayerNode], budget: Budget) -> list[Vi
         out.append(Violation("layers", None, f"{len(nodes)} layers, {device.name} runs at most {device.max_layers}",
                              len(nodes), device.max_layers))
     for n in nodes:
-        def bad(text: str, needed: float | None = None, available: float | None = None) -> None:
+        def bad(text: str, needed: float | None = None, available: float | None = None, n: LayerNode = n) -> None:
             out.append(Violation("operation", n.name, f"{n.name}: {text}", needed, available))
 
         if n.stride not in device.conv_strides:

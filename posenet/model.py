@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from posenet.layers import HwConv2d, QuantMode
+from posenet.layers import HwConv2d, QuantMode, hardware_layers
 from space.graph import INPUT, LayerNode, layer_graph
 from space.spec import ArchSpec
 
@@ -34,7 +34,8 @@ class PoseNet(nn.Module):
         return self.hardware_layers()[0].mode
 
     def hardware_layers(self) -> list[HwConv2d]:
-        return [getattr(self, node.name) for node in self._nodes]
+        """The layers in execution order (they are registered in that order)."""
+        return [layer for _, layer in hardware_layers(self)]
 
     def start_qat(self) -> None:
         """Fold batch-norm into the convolutions and switch every layer to quantization-aware training."""
