@@ -6,8 +6,8 @@ same point for heatmaps and PAFs, and the one the decoder maps peaks back to.
 
 - Heatmap k: sum over people of exp(-d^2 / (2 sigma^2)), d in input pixels from the keypoint to the
   cell centre, values below 0.01 dropped, clipped to 1. Channel 18 is background = 1 - max(0..17).
-- PAF of limb (a, b): the unit vector a -> b on cells whose centre projects onto the segment and lies
-  within ``paf_thickness`` cells of it; where people overlap the vectors are averaged (OpenPose's rule).
+- PAF of limb (a, b): the unit vector a -> b on cells whose centre lies within ``paf_thickness`` cells
+  of the segment; where people overlap the vectors are averaged (OpenPose's rule).
 - Mask: 0 on cells touched by an ignored region (crowds, unlabelled or too-small people), else 1.
 
 Everything is vectorised over people, keypoints, limbs and cells.
@@ -21,15 +21,19 @@ import numpy as np
 
 from posenet.keypoints import LIMBS, NUM_BODY_KEYPOINTS, NUM_HEATMAPS, NUM_PAFS
 
-# Lightweight OpenPose trains with sigma 7 at a 368 px input; posenas keeps the same width relative to
-# the input, so a keypoint covers the same share of the image at any input size.
-REFERENCE_SIGMA, REFERENCE_INPUT = 7.0, 368
+# Lightweight OpenPose trains with sigma 7 px at a 368 px input and stride 8. posenas scales that width
+# with the input, but never below the reference's 7/8 of a cell: narrower Gaussians fall between the
+# cell centres, so the maps no longer say where inside a cell a keypoint is. Measured on
+# shared/data/coco_sample at 128 px (oracle, `posenas eval --oracle`): sigma 2.43 px (pure scaling)
+# gives AP 0.155, sigma 7 px gives 0.542.
+REFERENCE_SIGMA, REFERENCE_INPUT, REFERENCE_STRIDE = 7.0, 368, 8
 _MIN_VALUE_EXPONENT = np.log(100.0)  # Gaussian values below 0.01 are not drawn
 
 
 @dataclass(frozen=True)
 class TargetConfig:
-    """How targets are drawn. ``sigma`` None scales Lightweight OpenPose's 7 px at 368 to the input.
+    """How targets are drawn. ``sigma`` (input pixels) None: Lightweight OpenPose's 7 px at 368 scaled to
+    the input, and at least 7/8 of the stride (7 px at 128).
 
     ``min_person_area`` (input pixels squared, of the person's segmentation area): smaller labelled
     people are too small to supervise at this resolution; they are masked out instead of drawn.
@@ -45,7 +49,10 @@ class TargetConfig:
             raise ValueError("stride, sigma and paf_thickness must be positive")
 
     def sigma_for(self, input_size: int) -> float:
-        return self.sigma if self.sigma is not None else REFERENCE_SIGMA * input_size / REFERENCE_INPUT
+        if self.sigma is not None:
+            return self.sigma
+        scaled = REFERENCE_SIGMA * input_size / REFERENCE_INPUT
+        return max(scaled, REFERENCE_SIGMA / REFERENCE_STRIDE * self.stride)
 
 
 def _cell_centres(out_h: int, out_w: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,9 +102,11 @@ def paf_targets(keypoints: np.ndarray, input_size: int, config: TargetConfig = T
     dx = (xs[None, None, None, :] - start[..., 0, None, None]) / config.stride
     dy = (ys[None, None, :, None] - start[..., 1, None, None]) / config.stride
     along = dx * unit[..., 0, None, None] + dy * unit[..., 1, None, None]
-    across = np.abs(dx * unit[..., 1, None, None] - dy * unit[..., 0, None, None])
-    on_limb = (along >= 0) & (along <= (length / config.stride)[..., None, None]) & (across <= config.paf_thickness)
-    on_limb &= present[..., None, None]
+    across = dx * unit[..., 1, None, None] - dy * unit[..., 0, None, None]
+    # Distance from the cell centre to the segment (not the line): a capsule around the limb. Unlike a
+    # strip that ends at the endpoints, it also supports limbs shorter than a cell (eye-ear at 128 px).
+    beyond = np.clip(along, 0.0, None) - np.clip(along, None, (length / config.stride)[..., None, None])
+    on_limb = (beyond**2 + across**2 <= config.paf_thickness**2) & present[..., None, None]
     count = on_limb.sum(axis=0)  # (19, h, w)
     weight = on_limb.astype(np.float32)
     vx = np.einsum("nlhw,nl->lhw", weight, unit[..., 0])

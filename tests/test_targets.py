@@ -10,7 +10,7 @@ import pytest
 from posenet.keypoints import BACKGROUND, LIMBS
 from posenet.targets import TargetConfig, downsample_mask, heatmap_targets, paf_targets, render_targets
 
-SIGMA = 7 * 128 / 368  # 2.4348 input pixels at 128
+SIGMA = 7.0  # input pixels at 128: 7/8 of the stride (pure scaling, 2.43 px, would fall between cells)
 
 
 def _person(points: dict[int, tuple[float, float]], flag: int = 2) -> np.ndarray:
@@ -21,9 +21,11 @@ def _person(points: dict[int, tuple[float, float]], flag: int = 2) -> np.ndarray
     return person
 
 
-def test_sigma_scales_with_the_input():
+def test_sigma_scales_with_the_input_down_to_seven_eighths_of_a_cell():
     assert TargetConfig().sigma_for(368) == 7.0
-    assert TargetConfig().sigma_for(128) == pytest.approx(2.43478, abs=1e-5)
+    assert TargetConfig().sigma_for(736) == 14.0
+    assert TargetConfig().sigma_for(128) == 7.0
+    assert TargetConfig(stride=4).sigma_for(128) == 3.5
     assert TargetConfig(sigma=3.0).sigma_for(128) == 3.0
 
 
@@ -34,28 +36,36 @@ def test_keypoint_on_a_cell_centre_peaks_at_one():
     nose = heatmaps[0]
     assert nose[6, 4] == pytest.approx(1.0)
     assert np.unravel_index(nose.argmax(), nose.shape) == (6, 4)
-    # The next cell is 8 px away: exp(-64 / (2 sigma^2)) = 0.0045 < 0.01, so it is not drawn.
-    assert math.exp(-64 / (2 * SIGMA**2)) == pytest.approx(0.00453, abs=1e-5)
-    assert np.count_nonzero(nose) == 1
+    # Cells 8 px away: exp(-64 / 98) = 0.52046; 8 px diagonally: exp(-128 / 98) = 0.27087; 16 px:
+    # exp(-256 / 98) = 0.07337; 24 px: 0.0028 < 0.01, not drawn.
+    assert nose[6, 5] == pytest.approx(0.52046, abs=1e-5) and nose[5, 4] == pytest.approx(0.52046, abs=1e-5)
+    assert nose[7, 5] == pytest.approx(0.27087, abs=1e-5) and nose[6, 2] == pytest.approx(0.07337, abs=1e-5)
+    assert nose[6, 1] == 0.0 and nose[6, 7] == 0.0
+    # The drawn support is every cell within sqrt(98 ln 100) = 21.2 px = 2.65 cells: offsets i^2 + j^2 <= 7, 21 cells.
+    assert np.count_nonzero(nose) == 21
     assert heatmaps[BACKGROUND][6, 4] == pytest.approx(0.0) and heatmaps[BACKGROUND][0, 0] == 1.0
     assert not heatmaps[1:18].any()
 
 
 def test_keypoint_between_two_cells():
-    # (40, 52) is 4 px from the centres of cells (4, 6) and (5, 6): exp(-16 / (2 sigma^2)) = 0.25937.
-    nose = heatmap_targets(_person({0: (40.0, 52.0)}), 128)[0]
+    # (40, 52) is 4 px from the centres of cells (4, 6) and (5, 6): exp(-16 / 98) = 0.84936.
+    nose = heatmap_targets(_person({0: (40.0, 52.0)}), 128, TargetConfig(sigma=SIGMA))[0]
     expected = math.exp(-16 / (2 * SIGMA**2))
-    assert expected == pytest.approx(0.25937, abs=1e-5)
+    assert expected == pytest.approx(0.84936, abs=1e-5)
     assert nose[6, 4] == pytest.approx(expected, rel=1e-5) and nose[6, 5] == pytest.approx(expected, rel=1e-5)
-    # Diagonal neighbours: 4^2 + 8^2 = 80 -> 0.0012, dropped; the map holds exactly those two cells.
-    assert np.count_nonzero(nose) == 2
+    assert nose[6, 4] == nose.max()
+    # A narrow Gaussian (sigma 2.43 px, pure scaling of 7 px at 368) keeps only these two cells:
+    # the diagonal neighbours at 4^2 + 8^2 = 80 px^2 get exp(-80 / 11.86) = 0.0012 < 0.01.
+    narrow = heatmap_targets(_person({0: (40.0, 52.0)}), 128, TargetConfig(sigma=7 * 128 / 368))[0]
+    assert np.count_nonzero(narrow) == 2 and narrow[6, 4] == pytest.approx(0.25937, abs=1e-5)
 
 
 def test_overlapping_people_sum_and_clip():
-    two = np.concatenate([_person({0: (40.0, 52.0)}), _person({0: (40.0, 52.0)})])
-    assert heatmap_targets(two, 128)[0][6, 4] == pytest.approx(2 * 0.25937, abs=1e-4)
-    three = np.concatenate([two, two[:1]])
-    assert heatmap_targets(three, 128)[0][6, 4] == pytest.approx(0.778, abs=1e-3)
+    # Two people 16 px apart: at the cell between them each adds exp(-64 / 98) = 0.52046 -> 1.04 -> 1.
+    two = np.concatenate([_person({0: (28.0, 52.0)}), _person({0: (44.0, 52.0)})])
+    assert heatmap_targets(two, 128)[0][6, 4] == 1.0
+    # At (mx 4, my 4) both are 16 px up and 8 px across: 2 x exp(-(64 + 256) / 98) = 0.07637.
+    assert heatmap_targets(two, 128)[0][4, 4] == pytest.approx(0.07637, abs=1e-5)
     same_cell = np.concatenate([_person({0: (36.0, 52.0)}), _person({0: (37.0, 52.0)})])
     assert heatmap_targets(same_cell, 128)[0][6, 4] == 1.0  # 1 + 0.92, clipped
 
@@ -75,13 +85,13 @@ def test_paf_direction_and_support():
     pafs = paf_targets(_person({1: (20.0, 52.0), 2: (60.0, 52.0)}), 128)
     assert pafs.shape == (38, 16, 16)
     x, y = pafs[12], pafs[13]
-    # Cell centres 20, 28, ..., 60 (mx 2..7) project onto the segment; rows my 5, 6, 7 are within one
-    # cell (8 px) of y = 52: 3 x 6 = 18 cells, each exactly the unit vector (1, 0).
-    support = np.argwhere(x != 0)
-    assert len(support) == 18
-    assert set(map(tuple, support)) == {(my, mx) for my in (5, 6, 7) for mx in range(2, 8)}
+    # Support: cell centres within one cell (8 px) of the segment. Row my 6 (y = 52): centres 12 .. 68
+    # (mx 1..8); rows 5 and 7 (8 px off): only centres over the segment, 20 .. 60 (mx 2..7). 20 cells,
+    # each exactly the unit vector (1, 0).
+    support = set(map(tuple, np.argwhere(x != 0)))
+    assert support == {(6, mx) for mx in range(1, 9)} | {(my, mx) for my in (5, 7) for mx in range(2, 8)}
     assert np.all(x[x != 0] == 1.0) and not y.any()
-    assert np.count_nonzero(pafs) == 18  # no other limb has both ends labelled
+    assert np.count_nonzero(pafs) == 20  # no other limb has both ends labelled
 
 
 def test_paf_points_from_first_to_second_keypoint_diagonally():
@@ -101,6 +111,12 @@ def test_overlapping_limbs_average():
     backward = _person({1: (60.0, 52.0), 2: (20.0, 52.0)})
     both = paf_targets(np.concatenate([forward, forward, backward]), 128)
     assert both[12][6, 4] == pytest.approx(1 / 3)  # (1 + 1 - 1) / 3
+
+
+def test_limb_shorter_than_a_cell_is_supported():
+    # Eye -> ear (limb 17: r_eye 14 -> r_ear 16, channels 34/35), 3 px long inside cell (4, 6).
+    pafs = paf_targets(_person({14: (35.0, 51.0), 16: (38.0, 51.0)}), 128)
+    assert pafs[34][6, 4] == 1.0 and np.count_nonzero(pafs[34]) >= 1
 
 
 def test_zero_length_and_half_labelled_limbs_are_not_drawn():
