@@ -1,0 +1,97 @@
+"""COCO keypoint evaluation: ground truth scores AP 1, the oracle's ceiling, results in original pixels."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posenet.coco import CocoPoseDataset
+from posenet.decode import Pose
+from posenet.evaluate import (
+    evaluate_results, ground_truth_results, oracle_results, poses_to_results, prediction_results,
+)  # fmt: skip
+from posenet.keypoints import coco_to_body
+from posenet.targets import heatmap_targets, paf_targets
+from posenet.transforms import letterbox_matrix, transform_points
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_sample"
+
+
+@pytest.fixture(scope="module")
+def sample() -> CocoPoseDataset:
+    if not SAMPLE.is_dir():
+        pytest.skip(f"{SAMPLE} not present")
+    return CocoPoseDataset(SAMPLE, "val")
+
+
+def test_ground_truth_as_predictions_scores_one(sample):
+    results = ground_truth_results(sample.coco, sample.image_ids)
+    assert len(results) == 12  # 14 people, 2 of them without keypoints
+    metrics = evaluate_results(sample.coco, results, sample.image_ids)
+    assert metrics.ap == pytest.approx(1.0) and metrics.ap50 == pytest.approx(1.0) and metrics.ar == pytest.approx(1.0)
+    assert metrics.images == 4 and metrics.detections == 12
+
+
+def test_no_detections_score_zero_and_shifted_ones_score_less(sample):
+    assert evaluate_results(sample.coco, [], sample.image_ids).ap == 0.0
+    shifted = ground_truth_results(sample.coco, sample.image_ids)
+    for record in shifted:
+        record["keypoints"] = [v + 8.0 if i % 3 != 2 else v for i, v in enumerate(record["keypoints"])]
+    metrics = evaluate_results(sample.coco, shifted, sample.image_ids)
+    assert 0.0 < metrics.ap < 0.9
+
+
+def test_poses_map_back_to_original_pixels():
+    matrix = letterbox_matrix(640, 480, 128)  # scale 0.2
+    keypoints = np.zeros((18, 3), dtype=np.float32)
+    keypoints[0] = (20.0, 10.0, 0.9)  # nose in input pixels -> (100, 50) in the image
+    keypoints[2] = (30.0, 40.0, 0.8)  # r_sho -> COCO 6 at (150, 200)
+    keypoints[1] = (25.0, 40.0, 0.7)  # the neck has no COCO slot
+    record = poses_to_results([Pose(keypoints, score=2.4, count=3)], matrix, image_id=42)[0]
+    coco = np.array(record["keypoints"]).reshape(17, 3)
+    assert coco[0].tolist() == [100.0, 50.0, 1.0] and coco[6].tolist() == [150.0, 200.0, 1.0]
+    assert np.count_nonzero(coco[:, 2]) == 2 and record["image_id"] == 42
+    assert record["score"] == pytest.approx(2.4 * 2)  # Lightweight OpenPose: score * (count - 1)
+
+
+def test_oracle_on_the_real_sample(sample):
+    metrics = evaluate_results(sample.coco, oracle_results(sample), sample.image_ids)
+    # At 128 input the 16x16 maps cannot resolve everyone: a ceiling clearly below 1 but far above 0.
+    assert 0.3 < metrics.ap < 0.98
+    assert metrics.detections >= 8
+    print(f"oracle AP on coco_sample at 128: {metrics.ap:.3f}")
+
+
+def test_oracle_improves_with_input_size(sample):
+    small = evaluate_results(sample.coco, oracle_results(sample), sample.image_ids).ap
+    large_set = CocoPoseDataset(SAMPLE, "val", input_size=368)
+    large = evaluate_results(large_set.coco, oracle_results(large_set), large_set.image_ids).ap
+    assert large > small and large > 0.8
+
+
+def test_prediction_results_runs_a_predictor(sample):
+    """A predictor that returns the ground-truth targets (from its letterboxed input) equals the oracle."""
+    calls = []
+
+    def predictor(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(images.shape)
+        heatmaps, pafs = [], []
+        for image_id in sample.image_ids[len(calls) * 2 - 2 : len(calls) * 2]:
+            info = sample.coco.imgs[image_id]
+            matrix = letterbox_matrix(info["width"], info["height"], 128)
+            keypoints = sample.people(image_id).keypoints.copy()
+            keypoints[..., :2] = transform_points(matrix, keypoints[..., :2])
+            body = coco_to_body(keypoints[[a["num_keypoints"] > 0 for a in sample.people(image_id).annotations]])
+            heatmaps.append(heatmap_targets(body, 128))
+            pafs.append(paf_targets(body, 128))
+        return np.stack(heatmaps), np.stack(pafs)
+
+    predicted = prediction_results(predictor, sample, batch_size=2)
+    assert calls == [(2, 128, 128, 3), (2, 128, 128, 3)]
+    oracle = oracle_results(sample)
+    assert len(predicted) == len(oracle)
+    ap = evaluate_results(sample.coco, predicted, sample.image_ids).ap
+    assert math.isclose(ap, evaluate_results(sample.coco, oracle, sample.image_ids).ap, abs_tol=0.02)
