@@ -15,7 +15,8 @@ from rich.console import Console
 
 from budgets.checker import check
 from budgets.device import BudgetError, load_budget
-from search import report
+from posenet.coco import DataError
+from search import data_commands, report
 from space.baselines import baseline_names, get_arch
 from space.spec import SpecError
 
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--json", action="store_true", help="machine-readable report (with the placement plan)")
     budget.add_argument("--max-macs", type=int, help="user limit on multiply-accumulates")
     budget.add_argument("--max-latency-ms", type=float, help="user limit on the estimated latency")
+
+    data_commands.add_parsers(sub, _Parser)
     return parser
 
 
@@ -59,10 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "space":
             return _space_show(args, console)
+        if args.command == "data":
+            run = data_commands.run_synth if args.data_command == "synth" else data_commands.run_show
+            return run(args, console)
+        if args.command == "eval":
+            return data_commands.run_eval(args, console)
         return _budget(args, console)
     except _BadInput as exc:
         return _fail(str(exc))
-    except (SpecError, BudgetError) as exc:
+    except (SpecError, BudgetError, DataError) as exc:
         return _fail(f"posenas: error: {exc}")
 
 
