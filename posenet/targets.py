@@ -25,7 +25,7 @@ from posenet.keypoints import LIMBS, NUM_BODY_KEYPOINTS, NUM_HEATMAPS, NUM_PAFS
 # with the input, but never below the reference's 7/8 of a cell: narrower Gaussians fall between the
 # cell centres, so the maps no longer say where inside a cell a keypoint is. Measured on
 # shared/data/coco_sample at 128 px (oracle, `posenas eval --oracle`): sigma 2.43 px (pure scaling)
-# gives AP 0.155, sigma 7 px gives 0.542.
+# gives AP 0.133, sigma 7 px gives 0.724 (benchmarks/BENCHMARKS.md has the sweep).
 REFERENCE_SIGMA, REFERENCE_INPUT, REFERENCE_STRIDE = 7.0, 368, 8
 _MIN_VALUE_EXPONENT = np.log(100.0)  # Gaussian values below 0.01 are not drawn
 
