@@ -15,16 +15,6 @@ from posenet.coco import CocoPoseDataset, DataError, load_coco
 from posenet.keypoints import FLIP_BODY, coco_to_body
 from posenet.transforms import Augmentation, invert, letterbox_matrix, transform_points, warp_image
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_sample"
-
-
-@pytest.fixture(scope="module")
-def sample() -> CocoPoseDataset:
-    if not SAMPLE.is_dir():
-        pytest.skip(f"{SAMPLE} not present")
-    return CocoPoseDataset(SAMPLE, "val")
-
-
 def test_real_coco_sample_loads(sample):
     assert sample.image_ids == [785, 40083, 196141, 197388]
     item = sample[0]
@@ -88,8 +78,8 @@ def test_inverse_matrix_maps_back():
 
 
 def test_flip_mirrors_targets_and_swaps_sides(sample):
-    no_flip = CocoPoseDataset(SAMPLE, "val", augmentation=Augmentation(flip=0.0, scale=(1, 1), rotation=0, shift=0))
-    flip = CocoPoseDataset(SAMPLE, "val", augmentation=Augmentation(flip=1.0, scale=(1, 1), rotation=0, shift=0))
+    no_flip = CocoPoseDataset(sample.root, "val", augmentation=Augmentation(flip=0.0, scale=(1, 1), rotation=0, shift=0))
+    flip = CocoPoseDataset(sample.root, "val", augmentation=Augmentation(flip=1.0, scale=(1, 1), rotation=0, shift=0))
     for index in range(len(sample)):
         a, b = no_flip[index], flip[index]
         assert np.array_equal(b.image, a.image[:, ::-1])
@@ -98,7 +88,7 @@ def test_flip_mirrors_targets_and_swaps_sides(sample):
 
 
 def test_augmentation_is_reproducible_per_epoch(sample):
-    augmented = CocoPoseDataset(SAMPLE, "val", augmentation=Augmentation(), seed=7)
+    augmented = CocoPoseDataset(sample.root, "val", augmentation=Augmentation(), seed=7)
     first = augmented[1]
     assert np.array_equal(augmented[1].image, first.image)
     augmented.set_epoch(1)

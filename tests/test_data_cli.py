@@ -10,9 +10,6 @@ import pytest
 
 from search.cli import main
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_sample"
-
-
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")
@@ -41,10 +38,8 @@ def test_eval_ground_truth_is_one_and_oracle_is_a_ceiling(synth_root, capsys):
     assert bigger["ap"] > oracle["ap"]
 
 
-def test_eval_prints_a_table(capsys):
-    if not SAMPLE.is_dir():
-        pytest.skip(f"{SAMPLE} not present")
-    assert main(["eval", "--data", str(SAMPLE), "--oracle"]) == 0
+def test_eval_prints_a_table(coco_sample_root, capsys):
+    assert main(["eval", "--data", str(coco_sample_root), "--oracle"]) == 0
     out = capsys.readouterr().out
     assert "AP50" in out and "0.724" in out  # the oracle of coco_sample at 128 (BENCHMARKS.md)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,16 +15,6 @@ from posenet.evaluate import (
 from posenet.keypoints import coco_to_body
 from posenet.targets import heatmap_targets, paf_targets
 from posenet.transforms import letterbox_matrix, transform_points
-
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_sample"
-
-
-@pytest.fixture(scope="module")
-def sample() -> CocoPoseDataset:
-    if not SAMPLE.is_dir():
-        pytest.skip(f"{SAMPLE} not present")
-    return CocoPoseDataset(SAMPLE, "val")
-
 
 def test_ground_truth_as_predictions_scores_one(sample):
     results = ground_truth_results(sample.coco, sample.image_ids)
@@ -67,7 +56,7 @@ def test_oracle_on_the_real_sample(sample):
 
 def test_oracle_improves_with_input_size(sample):
     small = evaluate_results(sample.coco, oracle_results(sample), sample.image_ids).ap
-    large_set = CocoPoseDataset(SAMPLE, "val", input_size=368)
+    large_set = CocoPoseDataset(sample.root, "val", input_size=368)
     large = evaluate_results(large_set.coco, oracle_results(large_set), large_set.image_ids).ap
     assert large > small and large > 0.8
 
