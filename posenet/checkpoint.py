@@ -1,0 +1,111 @@
+"""Run checkpoints: the dict ai8x-training writes (so its tools recognise the state_dict), plus posenas's
+own section with the spec and the arithmetic the weights belong to.
+
+ai8x-training keys: ``epoch``, ``state_dict``, ``arch``, ``optimizer_state_dict``, ``optimizer_type``,
+``extras`` ({current_mAP, best_mAP, best_epoch}). ``optimizer_type`` is the optimizer's *name*, not the
+pickled class, so that every posenas checkpoint loads with ``torch.load(weights_only=True)``.
+Writes are atomic (temporary file, then rename): a crash never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from posenet.layers import QuantMode
+from posenet.model import PoseNet, build_model
+from space.spec import ArchSpec, SpecError
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem in one line."""
+
+
+@dataclass
+class RunCheckpoint:
+    """What a run checkpoint holds, in memory."""
+
+    spec: ArchSpec
+    mode: QuantMode
+    epoch: int
+    state_dict: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "state_dict": self.state_dict,
+            "arch": self.spec.name.lower(),
+            "optimizer_state_dict": self.optimizer_state or {},
+            "optimizer_type": "Adam",
+            "extras": dict(self.extras),
+            "posenas": {
+                "format": FORMAT_VERSION,
+                "spec": self.spec.to_dict(),
+                "mode": self.mode.value,
+                "history": list(self.history),
+                "train_config": dict(self.train_config),
+            },
+        }
+
+
+def save_checkpoint(checkpoint: RunCheckpoint, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(checkpoint.to_dict(), partial)
+    os.replace(partial, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> RunCheckpoint:
+    """A posenas run checkpoint, read without pickle and checked against its own spec."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file is one error for the user
+        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({exc.__class__.__name__})") from None
+    meta = raw.get("posenas") if isinstance(raw, dict) else None
+    if not isinstance(meta, dict) or "spec" not in meta or not isinstance(raw.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a posenas run checkpoint (no 'posenas' section with a spec)")
+    try:
+        spec = ArchSpec.from_dict(meta["spec"])
+        mode = QuantMode(meta.get("mode", "float"))
+    except (SpecError, ValueError) as exc:
+        raise CheckpointError(f"{path}: bad spec or mode ({exc})") from None
+    checkpoint = RunCheckpoint(
+        spec=spec, mode=mode, epoch=int(raw.get("epoch", 0)), state_dict=raw["state_dict"],
+        optimizer_state=raw.get("optimizer_state_dict") or None, extras=dict(raw.get("extras", {})),
+        history=list(meta.get("history", [])), train_config=dict(meta.get("train_config", {})),
+    )  # fmt: skip
+    model_for(checkpoint, str(path))  # validates keys and shapes now, not at first use
+    return checkpoint
+
+
+def model_for(checkpoint: RunCheckpoint, source: str = "checkpoint") -> PoseNet:
+    """The model of ``checkpoint`` with its weights, in the checkpoint's arithmetic (float or QAT)."""
+    model = build_model(checkpoint.spec)
+    if checkpoint.mode is not QuantMode.FLOAT:
+        model.start_qat()
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in checkpoint.state_dict]
+    unexpected = [k for k in checkpoint.state_dict if k not in expected]
+    if missing or unexpected:
+        key = (missing or unexpected)[0]
+        raise CheckpointError(f"{source}: state_dict does not match its spec ({'missing' if missing else 'unexpected'} {key!r})")
+    for key, tensor in expected.items():
+        if tuple(checkpoint.state_dict[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(f"{source}: {key!r} has shape {tuple(checkpoint.state_dict[key].shape)}, expected {tuple(tensor.shape)}")
+    model.load_state_dict(checkpoint.state_dict)
+    return model

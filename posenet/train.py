@@ -1,0 +1,262 @@
+"""Distillation + quantization-aware training of a pose network, faithful to ai8x-training's QAT v1.
+
+One run: a float phase, then (from ``qat_start``) batch-norm folded into the weights and QAT, as
+ai8x-training does at its policy's start epoch; the optimizer is rebuilt at that point because the
+parameters change. The loss is ``alpha`` x masked L2 to the OpenPose targets + (1 - alpha) x L2 to the
+teacher's maps (alpha 0.3 as in the seeds). Every epoch ends with validation AP (COCOeval) in the current
+arithmetic, ``last.pt`` (for resuming) and, when the AP improves within the final phase, ``best.pt``.
+
+Rerunning the same command resumes from ``last.pt``. Determinism: the weights are seeded, and every
+augmentation is a function of (seed, epoch, index), whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from posenet.checkpoint import CheckpointError, RunCheckpoint, load_checkpoint, model_for, save_checkpoint
+from posenet.coco import CocoPoseDataset
+from posenet.evaluate import KeypointMetrics, evaluate_results, prediction_results
+from posenet.layers import QuantMode, quantize_input, to_training_scale
+from posenet.model import PoseNet, build_model
+from posenet.transforms import Augmentation
+from space.spec import ArchSpec
+
+WIDE_OUTPUT_SCALE = 2.0**14  # simulate output = 2^14 x QAT output for wide 8-bit layers (tested)
+
+
+class Teacher(Protocol):
+    """Anything that maps RGB [0, 1] images (N, 3, S, S) to (heatmaps, pafs) at the student's stride."""
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training schedule. Epoch numbers are 0-based; ``qat_start`` None trains in float only."""
+
+    epochs: int = 12
+    qat_start: int | None = 8
+    batch_size: int = 32
+    lr: float = 2e-3
+    qat_lr: float = 5e-4
+    weight_decay: float = 0.0
+    alpha: float = 0.3
+    seed: int = 0
+    workers: int = 0
+    augment: bool = True
+    val_images: int | None = 200
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.qat_start is not None and not 0 <= self.qat_start < self.epochs:
+            raise ValueError(f"qat_start must be in [0, {self.epochs - 1}] or None, got {self.qat_start}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def phase_of(self, epoch: int) -> QuantMode:
+        return QuantMode.QAT if self.qat_start is not None and epoch >= self.qat_start else QuantMode.FLOAT
+
+
+def model_input(images: torch.Tensor, mode: QuantMode) -> torch.Tensor:
+    """uint8 (N, S, S, 3) RGB -> the network's input: integers in SIMULATE, x / 128 otherwise."""
+    x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    x_int = quantize_input(x)
+    return x_int.to(torch.float64) if mode is QuantMode.SIMULATE else to_training_scale(x_int)
+
+
+def predictor_for(model: PoseNet, device: torch.device) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A ``posenet.evaluate`` predictor running ``model`` in its own arithmetic (maps in target scale)."""
+
+    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mode = model.mode
+        with torch.no_grad():
+            heatmaps, pafs = model(model_input(torch.from_numpy(images).to(device), mode))
+        scale = WIDE_OUTPUT_SCALE if mode is QuantMode.SIMULATE else 1.0
+        return (heatmaps / scale).float().cpu().numpy(), (pafs / scale).float().cpu().numpy()
+
+    return predict
+
+
+def evaluate_model(model: PoseNet, dataset: CocoPoseDataset, device: torch.device | str = "cpu") -> KeypointMetrics:
+    """COCO keypoint AP of ``model`` (in its current arithmetic) on ``dataset``."""
+    was_training = model.training
+    model.eval()
+    results = prediction_results(predictor_for(model, torch.device(device)), dataset)
+    model.train(was_training)
+    return evaluate_results(dataset.coco, results, dataset.image_ids)
+
+
+def pose_loss(
+    heatmaps: torch.Tensor, pafs: torch.Tensor, batch: dict[str, torch.Tensor],
+    teacher_maps: tuple[torch.Tensor, torch.Tensor] | None, alpha: float,
+) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+    """alpha x masked L2 to the targets + (1 - alpha) x L2 to the teacher (targets only without one)."""
+    mask = batch["mask"].unsqueeze(1)
+    target = ((heatmaps - batch["heatmaps"]) ** 2 * mask).mean() + ((pafs - batch["pafs"]) ** 2 * mask).mean()
+    if teacher_maps is None:
+        return target, {"target": float(target.detach())}
+    t_heatmaps, t_pafs = teacher_maps
+    distill = ((heatmaps - t_heatmaps) ** 2).mean() + ((pafs - t_pafs) ** 2).mean()
+    return alpha * target + (1 - alpha) * distill, {"target": float(target.detach()), "distill": float(distill.detach())}
+
+
+def _collate(samples: list) -> dict[str, torch.Tensor]:
+    return {
+        "images": torch.from_numpy(np.stack([s.image for s in samples])),
+        "heatmaps": torch.from_numpy(np.stack([s.heatmaps for s in samples])),
+        "pafs": torch.from_numpy(np.stack([s.pafs for s in samples])),
+        "mask": torch.from_numpy(np.stack([s.mask for s in samples])),
+    }
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    mode: str
+    loss: float
+    images_per_s: float
+    seconds: float
+    ap: float
+    ap50: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Trainer:
+    """Trains ``spec`` on a COCO root into ``out`` (``last.pt``, ``best.pt``), resuming if possible."""
+
+    def __init__(
+        self, spec: ArchSpec, data: str | Path, out: str | Path, config: TrainConfig = TrainConfig(),
+        teacher: Teacher | None = None, device: str | torch.device | None = None,
+        on_batch: Callable[[int, int, float], None] | None = None,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.spec, self.config, self.teacher = spec, config, teacher
+        self.out = Path(out)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.on_batch, self.on_epoch = on_batch, on_epoch
+        augmentation = Augmentation() if config.augment else None
+        self.train_set = CocoPoseDataset(data, "train", augmentation=augmentation, people_only=True, seed=config.seed)
+        self.val_set = CocoPoseDataset(data, "val", limit=config.val_images)
+
+    # -- state -------------------------------------------------------------------------------------
+    def _fresh(self) -> tuple[PoseNet, int, dict[str, Any], list[dict[str, Any]]]:
+        torch.manual_seed(self.config.seed)
+        return build_model(self.spec), 0, {"best_mAP": -1.0, "best_epoch": -1}, []
+
+    def _resume(self) -> tuple[PoseNet, int, dict[str, Any], list[dict[str, Any]], dict | None]:
+        last = self.out / "last.pt"
+        if not last.is_file():
+            return (*self._fresh(), None)
+        checkpoint = load_checkpoint(last)
+        if checkpoint.spec.spec_hash() != self.spec.spec_hash():
+            raise CheckpointError(f"{last}: holds another architecture; use a new --out or delete it")
+        if checkpoint.train_config != self.config.to_dict():
+            raise CheckpointError(f"{last}: was trained with other settings; use a new --out or delete it")
+        return model_for(checkpoint, str(last)), checkpoint.epoch + 1, checkpoint.extras, checkpoint.history, checkpoint.optimizer_state
+
+    def _optimizer(self, model: nn.Module, mode: QuantMode) -> torch.optim.Optimizer:
+        lr = self.config.qat_lr if mode is QuantMode.QAT else self.config.lr
+        params = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=lr, weight_decay=self.config.weight_decay)
+
+    def _lr_at(self, epoch: int, step: float) -> float:
+        """Cosine decay within each phase (float, then QAT), so each ends near zero."""
+        config = self.config
+        start, end, base = 0, config.qat_start or config.epochs, config.lr
+        if config.phase_of(epoch) is QuantMode.QAT:
+            start, end, base = config.qat_start or 0, config.epochs, config.qat_lr
+        progress = (epoch - start + step) / max(1, end - start)
+        return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    # -- loop --------------------------------------------------------------------------------------
+    def run(self) -> list[EpochRecord]:
+        model, first, extras, history, optimizer_state = self._resume()
+        model.to(self.device)
+        if self.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        optimizer = self._optimizer(model, model.mode)
+        if optimizer_state:
+            optimizer.load_state_dict(optimizer_state)
+        loader_generator = torch.Generator().manual_seed(self.config.seed)
+        records = []
+        for epoch in range(first, self.config.epochs):
+            if self.config.phase_of(epoch) is QuantMode.QAT and model.mode is QuantMode.FLOAT:
+                model.start_qat()  # folds BN (the keys disappear) and switches to fake quantization
+                model.to(self.device)
+                optimizer = self._optimizer(model, QuantMode.QAT)
+                extras = {"best_mAP": -1.0, "best_epoch": -1}  # ai8x resets the best score at QAT start
+            record = self._epoch(model, optimizer, epoch, loader_generator)
+            history.append(record.to_dict())
+            improved = record.ap > extras.get("best_mAP", -1.0)
+            if improved:
+                extras = {"best_mAP": record.ap, "best_epoch": epoch}
+            extras["current_mAP"] = record.ap
+            checkpoint = RunCheckpoint(
+                spec=self.spec, mode=model.mode, epoch=epoch,
+                state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                optimizer_state=optimizer.state_dict(), extras=extras, history=history,
+                train_config=self.config.to_dict(),
+            )  # fmt: skip
+            save_checkpoint(checkpoint, self.out / "last.pt")
+            if improved:
+                save_checkpoint(checkpoint, self.out / "best.pt")
+            records.append(record)
+            if self.on_epoch:
+                self.on_epoch(record)
+        return records
+
+    def _epoch(self, model: PoseNet, optimizer: torch.optim.Optimizer, epoch: int, generator: torch.Generator) -> EpochRecord:
+        self.train_set.set_epoch(epoch)
+        generator.manual_seed(self.config.seed * 1000 + epoch)
+        loader = torch.utils.data.DataLoader(
+            self.train_set, batch_size=self.config.batch_size, shuffle=True, drop_last=True,
+            num_workers=self.config.workers, collate_fn=_collate, generator=generator,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+        )  # fmt: skip
+        mode = model.mode
+        # AMP only in the float phase: fake quantization must see exact float32 values.
+        amp = self.config.amp and self.device.type == "cuda" and mode is QuantMode.FLOAT
+        model.train()
+        started, seen, total_loss = time.perf_counter(), 0, 0.0
+        steps = len(loader)
+        for step, batch in enumerate(loader):
+            for group in optimizer.param_groups:
+                group["lr"] = self._lr_at(epoch, step / max(1, steps))
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            x = model_input(batch["images"], mode)
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            teacher_maps = None
+            if self.teacher is not None and self.config.alpha < 1.0:
+                with torch.no_grad():
+                    teacher_maps = self.teacher(batch["images"].permute(0, 3, 1, 2).float() / 255.0)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                heatmaps, pafs = model(x)
+            loss, _ = pose_loss(heatmaps.float(), pafs.float(), batch, teacher_maps, self.config.alpha)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += x.shape[0]
+            total_loss += float(loss.detach()) * x.shape[0]
+            if self.on_batch:
+                self.on_batch(step + 1, steps, float(loss.detach()))
+        seconds = time.perf_counter() - started
+        metrics = evaluate_model(model, self.val_set, self.device)
+        return EpochRecord(epoch, mode.value, total_loss / max(1, seen), seen / seconds, seconds, metrics.ap, metrics.ap50)

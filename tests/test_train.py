@@ -1,0 +1,104 @@
+"""Training: ai8x-style checkpoints, QAT switch-over, resume after a kill, simulate == QAT, the loss."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from posenet import synth
+from posenet.checkpoint import CheckpointError, load_checkpoint, model_for
+from posenet.coco import CocoPoseDataset
+from posenet.layers import QuantMode
+from posenet.train import Trainer, TrainConfig, pose_loss, predictor_for
+from space.baselines import get_arch
+
+CONFIG = TrainConfig(epochs=2, qat_start=1, batch_size=4, val_images=3, augment=True, seed=5)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    path = tmp_path_factory.mktemp("synth")
+    synth.write_coco_root(path, train=8, val=3, seed=2)
+    return path
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after_first_epoch(record):
+    raise _Killed()
+
+
+def test_checkpoints_qat_and_resume_after_a_kill(root, tmp_path):
+    torch.set_num_threads(1)
+    spec = get_arch("tiny-hw")
+    whole = Trainer(spec, root, tmp_path / "whole", CONFIG).run()
+    assert [(r.epoch, r.mode) for r in whole] == [(0, "float"), (1, "qat")]
+    assert all(r.images_per_s > 0 and np.isfinite(r.loss) for r in whole)
+
+    # ai8x-training's checkpoint dict, loadable without pickle, in QAT form after the switch.
+    raw = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    assert {"epoch", "state_dict", "arch", "optimizer_state_dict", "optimizer_type", "extras"} <= set(raw)
+    assert raw["epoch"] == 1 and raw["arch"] == "tiny-hw" and "best_mAP" in raw["extras"]
+    keys = list(raw["state_dict"])
+    assert keys[0] == "conv1.output_shift" or keys[0].startswith("conv1.")
+    assert "conv1.op.weight" in keys and not any(".bn." in k for k in keys)  # BN folded at QAT start
+    assert load_checkpoint(tmp_path / "whole" / "last.pt").mode is QuantMode.QAT
+    assert (tmp_path / "whole" / "best.pt").is_file()
+
+    # Killed after epoch 0, the same command resumes at epoch 1 and ends where the whole run ended.
+    with pytest.raises(_Killed):
+        Trainer(spec, root, tmp_path / "killed", CONFIG, on_epoch=_kill_after_first_epoch).run()
+    assert load_checkpoint(tmp_path / "killed" / "last.pt").epoch == 0
+    resumed = Trainer(spec, root, tmp_path / "killed", CONFIG).run()
+    assert [r.epoch for r in resumed] == [1]
+    a = load_checkpoint(tmp_path / "whole" / "last.pt").state_dict
+    b = load_checkpoint(tmp_path / "killed" / "last.pt").state_dict
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+    # Another architecture or schedule in the same folder is refused, not silently mixed.
+    with pytest.raises(CheckpointError, match="holds another architecture"):
+        Trainer(get_arch("student-hw"), root, tmp_path / "whole", CONFIG).run()
+    with pytest.raises(CheckpointError, match="other settings"):
+        Trainer(spec, root, tmp_path / "whole", TrainConfig(epochs=3, qat_start=1, batch_size=4)).run()
+
+
+def test_simulate_maps_equal_qat_maps(root, tmp_path):
+    model = model_for(load_checkpoint(_trained(root, tmp_path)))
+    assert model.mode is QuantMode.QAT
+    images = CocoPoseDataset(root, "val")[0].image[None]
+    qat = predictor_for(model.eval(), torch.device("cpu"))(images)
+    simulated = copy.deepcopy(model)
+    simulated.to_simulate()
+    sim = predictor_for(simulated, torch.device("cpu"))(images)
+    for q, s in zip(qat, sim):
+        assert np.array_equal(q, s) and np.abs(q).max() > 0
+
+
+def _trained(root, tmp_path):
+    Trainer(get_arch("tiny-hw"), root, tmp_path / "run", TrainConfig(epochs=1, qat_start=0, batch_size=4, val_images=1)).run()
+    return tmp_path / "run" / "last.pt"
+
+
+def test_loss_masks_and_mixes():
+    shape_h, shape_p = (2, 19, 16, 16), (2, 38, 16, 16)
+    batch = {"heatmaps": torch.zeros(shape_h), "pafs": torch.zeros(shape_p), "mask": torch.ones(2, 16, 16)}
+    heatmaps, pafs = torch.ones(shape_h), torch.zeros(shape_p)
+    loss, parts = pose_loss(heatmaps, pafs, batch, None, 0.3)
+    assert float(loss) == pytest.approx(1.0) and parts == {"target": pytest.approx(1.0)}
+    batch["mask"][0] = 0  # the first image fully masked: half the cells count
+    assert float(pose_loss(heatmaps, pafs, batch, None, 0.3)[0]) == pytest.approx(0.5)
+    teacher = (torch.ones(shape_h), torch.zeros(shape_p))  # the student matches the teacher exactly
+    loss, parts = pose_loss(heatmaps, pafs, batch, teacher, 0.3)
+    assert float(loss) == pytest.approx(0.3 * 0.5) and parts["distill"] == 0.0
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="qat_start"):
+        TrainConfig(epochs=3, qat_start=3)
+    with pytest.raises(ValueError, match="alpha"):
+        TrainConfig(alpha=1.5)
