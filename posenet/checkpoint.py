@@ -18,12 +18,13 @@ import torch
 
 from posenet.layers import QuantMode
 from posenet.model import PoseNet, build_model
+from posenet.weights import WeightsError, check_state_dict, read_weights_only
 from space.spec import ArchSpec, SpecError
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsError):
     """A checkpoint that cannot be used; the message names the file and the problem in one line."""
 
 
@@ -70,12 +71,7 @@ def save_checkpoint(checkpoint: RunCheckpoint, path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike) -> RunCheckpoint:
     """A posenas run checkpoint, read without pickle and checked against its own spec."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file is one error for the user
-        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({exc.__class__.__name__})") from None
+    raw = read_weights_only(path, "checkpoint", CheckpointError)
     meta = raw.get("posenas") if isinstance(raw, dict) else None
     if not isinstance(meta, dict) or "spec" not in meta or not isinstance(raw.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not a posenas run checkpoint (no 'posenas' section with a spec)")
@@ -98,14 +94,6 @@ def model_for(checkpoint: RunCheckpoint, source: str = "checkpoint") -> PoseNet:
     model = build_model(checkpoint.spec)
     if checkpoint.mode is not QuantMode.FLOAT:
         model.start_qat()
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in checkpoint.state_dict]
-    unexpected = [k for k in checkpoint.state_dict if k not in expected]
-    if missing or unexpected:
-        key = (missing or unexpected)[0]
-        raise CheckpointError(f"{source}: state_dict does not match its spec ({'missing' if missing else 'unexpected'} {key!r})")
-    for key, tensor in expected.items():
-        if tuple(checkpoint.state_dict[key].shape) != tuple(tensor.shape):
-            raise CheckpointError(f"{source}: {key!r} has shape {tuple(checkpoint.state_dict[key].shape)}, expected {tuple(tensor.shape)}")
+    check_state_dict(model.state_dict(), checkpoint.state_dict, source, CheckpointError, optional_suffix=None)
     model.load_state_dict(checkpoint.state_dict)
     return model

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from posenet.keypoints import NUM_HEATMAPS, NUM_PAFS
+from posenet.weights import WeightsError, check_state_dict, read_weights_only
 
 
-class TeacherError(ValueError):
+class TeacherError(WeightsError):
     """A teacher checkpoint that cannot be used; the message names the file and the problem."""
 
 
@@ -168,25 +169,13 @@ def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], source:
     """Copy ``state`` into ``model`` after checking every key and shape; extra keys (e.g. refinement
     stages the model does not have) are ignored, ``num_batches_tracked`` may be absent."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise TeacherError(f"{source}: {len(missing)} key(s) missing, first {missing[0]!r}")
-    for key, tensor in expected.items():
-        if key in state and tuple(state[key].shape) != tuple(tensor.shape):
-            got, want = tuple(state[key].shape), tuple(tensor.shape)
-            raise TeacherError(f"{source}: {key!r} has shape {got}, expected {want}")
+    check_state_dict(expected, state, source, TeacherError, allow_extra=True)
     model.load_state_dict({k: state[k] for k in expected if k in state}, strict=False)
 
 
 def load_lightweight_openpose(path: str | os.PathLike, refinement_stages: int = 1) -> LightweightOpenPose:
     """The released checkpoint (or any with its keys) as an eval-mode teacher, loaded without pickle."""
-    path = Path(path)
-    if not path.is_file():
-        raise TeacherError(f"{path}: teacher checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file is one error for the user
-        raise TeacherError(f"{path}: not a loadable weights-only checkpoint ({exc.__class__.__name__})") from None
+    checkpoint = read_weights_only(path, "teacher checkpoint", TeacherError)
     model = LightweightOpenPose(refinement_stages)
-    load_state_checked(model, _state_dict_of(checkpoint, path), str(path))
+    load_state_checked(model, _state_dict_of(checkpoint, Path(path)), str(path))
     return model.eval()
