@@ -30,7 +30,6 @@ from posenet.decode import decode  # noqa: E402
 from posenet.evaluate import evaluate_results, oracle_results, poses_to_results  # noqa: E402
 from posenet.model import build_model  # noqa: E402
 from posenet.targets import heatmap_targets, paf_targets, render_targets  # noqa: E402
-from posenet.transforms import letterbox_matrix  # noqa: E402
 from space.baselines import get_arch  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_sample"
@@ -55,11 +54,7 @@ def bench_synth(images: int, folder: Path) -> dict[str, float]:
 
 
 def bench_targets(dataset: CocoPoseDataset, repeats: int = 200) -> float:
-    people = []
-    for image_id in dataset.image_ids:
-        info = dataset.coco.imgs[image_id]
-        matrix = letterbox_matrix(info["width"], info["height"], dataset.input_size)
-        people.append(dataset.input_people(image_id, matrix, False, (info["height"], info["width"]))[0])
+    people = [dataset.letterboxed_people(image_id)[1] for image_id in dataset.image_ids]
     seconds = best_of(lambda: [render_targets(p, dataset.input_size) for _ in range(repeats) for p in people])
     return repeats * len(people) / seconds
 
@@ -85,9 +80,7 @@ def bench_loader_vs_training(dataset: CocoPoseDataset, batch: int = 16) -> dict[
 def bench_decode_eval(dataset: CocoPoseDataset) -> dict[str, float]:
     maps = []
     for image_id in dataset.image_ids:
-        info = dataset.coco.imgs[image_id]
-        matrix = letterbox_matrix(info["width"], info["height"], dataset.input_size)
-        body = dataset.input_people(image_id, matrix, False, (info["height"], info["width"]))[0]
+        matrix, body = dataset.letterboxed_people(image_id)
         maps.append((image_id, matrix, heatmap_targets(body, dataset.input_size), paf_targets(body, dataset.input_size)))
     results: list[dict] = []
 

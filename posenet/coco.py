@@ -176,6 +176,13 @@ class CocoPoseDataset:
         heatmaps, pafs, mask = render_targets(keypoints, self.input_size, self.targets, ignore)
         return PoseSample(warped, heatmaps, pafs, mask, image_id, matrix.astype(np.float32))
 
+    def letterboxed_people(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(matrix, body keypoints in input coordinates) of ``image_id`` under the evaluation letterbox;
+        reads only the annotations, not the image."""
+        info = self.coco.imgs[image_id]
+        matrix = letterbox_matrix(info["width"], info["height"], self.input_size)
+        return matrix, self.input_people(image_id, matrix, False, (info["height"], info["width"]))[0]
+
     def input_people(
         self, image_id: int, matrix: np.ndarray, flipped: bool, image_hw: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -100,9 +100,8 @@ def oracle_results(
     ``config`` None: the decoder's defaults for the dataset's input size."""
     config = config or DecodeConfig.for_input(dataset.input_size)
     results = []
-    for image_id, matrix in _letterboxed(dataset):
-        info = dataset.coco.imgs[image_id]
-        keypoints, ignore = dataset.input_people(image_id, matrix, False, (info["height"], info["width"]))
+    for image_id in dataset.image_ids:
+        matrix, keypoints = dataset.letterboxed_people(image_id)
         heatmaps = heatmap_targets(keypoints, dataset.input_size, dataset.targets)
         pafs = paf_targets(keypoints, dataset.input_size, dataset.targets)
         results += poses_to_results(decode(heatmaps, pafs, config), matrix, image_id)

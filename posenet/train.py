@@ -104,15 +104,18 @@ def evaluate_model(model: PoseNet, dataset: CocoPoseDataset, device: torch.devic
 def pose_loss(
     heatmaps: torch.Tensor, pafs: torch.Tensor, batch: dict[str, torch.Tensor],
     teacher_maps: tuple[torch.Tensor, torch.Tensor] | None, alpha: float,
-) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
-    """alpha x masked L2 to the targets + (1 - alpha) x L2 to the teacher (targets only without one)."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """alpha x masked L2 to the targets + (1 - alpha) x L2 to the teacher (targets only without one).
+
+    The parts come back as detached tensors: turning them into Python numbers every step would make a
+    GPU wait for each batch."""
     mask = batch["mask"].unsqueeze(1)
     target = ((heatmaps - batch["heatmaps"]) ** 2 * mask).mean() + ((pafs - batch["pafs"]) ** 2 * mask).mean()
     if teacher_maps is None:
-        return target, {"target": float(target.detach())}
+        return target, {"target": target.detach()}
     t_heatmaps, t_pafs = teacher_maps
     distill = ((heatmaps - t_heatmaps) ** 2).mean() + ((pafs - t_pafs) ** 2).mean()
-    return alpha * target + (1 - alpha) * distill, {"target": float(target.detach()), "distill": float(distill.detach())}
+    return alpha * target + (1 - alpha) * distill, {"target": target.detach(), "distill": distill.detach()}
 
 
 def _collate(samples: list) -> dict[str, torch.Tensor]:
@@ -234,7 +237,7 @@ class Trainer:
         # AMP only in the float phase: fake quantization must see exact float32 values.
         amp = self.config.amp and self.device.type == "cuda" and mode is QuantMode.FLOAT
         model.train()
-        started, seen, total_loss = time.perf_counter(), 0, 0.0
+        started, seen, total_loss = time.perf_counter(), 0, torch.zeros((), device=self.device)
         steps = len(loader)
         for step, batch in enumerate(loader):
             for group in optimizer.param_groups:
@@ -254,9 +257,9 @@ class Trainer:
             loss.backward()
             optimizer.step()
             seen += x.shape[0]
-            total_loss += float(loss.detach()) * x.shape[0]
+            total_loss += loss.detach() * x.shape[0]
             if self.on_batch:
                 self.on_batch(step + 1, steps, float(loss.detach()))
         seconds = time.perf_counter() - started
         metrics = evaluate_model(model, self.val_set, self.device)
-        return EpochRecord(epoch, mode.value, total_loss / max(1, seen), seen / seconds, seconds, metrics.ap, metrics.ap50)
+        return EpochRecord(epoch, mode.value, float(total_loss) / max(1, seen), seen / seconds, seconds, metrics.ap, metrics.ap50)
