@@ -4,7 +4,8 @@ One run: a float phase, then (from ``qat_start``) batch-norm folded into the wei
 ai8x-training does at its policy's start epoch; the optimizer is rebuilt at that point because the
 parameters change. The loss is ``alpha`` x masked L2 to the OpenPose targets + (1 - alpha) x L2 to the
 teacher's maps (alpha 0.3 as in the seeds). Every epoch ends with validation AP (COCOeval) in the current
-arithmetic, ``last.pt`` (for resuming) and, when the AP improves within the final phase, ``best.pt``.
+arithmetic, ``last.pt`` (for resuming) and, when the AP improves within the current phase, ``best.pt``;
+at the switch to QAT the float phase's best is kept as ``best-float.pt``.
 
 Rerunning the same command resumes from ``last.pt``. Determinism: the weights are seeded, and every
 augmentation is a function of (seed, epoch, index), whatever the number of loader workers.
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -25,7 +27,9 @@ from torch import nn
 
 from posenet.checkpoint import CheckpointError, RunCheckpoint, load_checkpoint, model_for, save_checkpoint
 from posenet.coco import CocoPoseDataset
+from posenet.distill import TeacherCache
 from posenet.evaluate import KeypointMetrics, evaluate_results, prediction_results
+from posenet.keypoints import NUM_HEATMAPS, NUM_PAFS
 from posenet.layers import QuantMode, quantize_input, to_training_scale
 from posenet.model import PoseNet, build_model
 from posenet.transforms import Augmentation
@@ -124,7 +128,44 @@ def _collate(samples: list) -> dict[str, torch.Tensor]:
         "heatmaps": torch.from_numpy(np.stack([s.heatmaps for s in samples])),
         "pafs": torch.from_numpy(np.stack([s.pafs for s in samples])),
         "mask": torch.from_numpy(np.stack([s.mask for s in samples])),
+        "image_ids": torch.tensor([s.image_id for s in samples], dtype=torch.int64),
     }
+
+
+class PreloadedSamples:
+    """Every un-augmented sample of a dataset, made once and kept as tensors ("cached targets").
+
+    Without augmentation a sample never changes, so rendering it every epoch is waste; batches are then
+    slices of these tensors, with no loader processes or collation. ``fits`` says whether a dataset is
+    small enough to keep (the synthetic set is 2000 x 107 KB; full COCO is not kept)."""
+
+    MAX_BYTES = 2 * 1024**3
+
+    def __init__(self, dataset: CocoPoseDataset, progress: Callable[[int], None] | None = None) -> None:
+        if dataset.augmentation is not None:
+            raise ValueError("only un-augmented samples can be preloaded")
+        batches = []
+        for start in range(0, len(dataset), 256):
+            batches.append(_collate([dataset[i] for i in range(start, min(start + 256, len(dataset)))]))
+            if progress:
+                progress(len(batches[-1]["images"]))
+        self.tensors = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
+
+    @staticmethod
+    def fits(dataset: CocoPoseDataset) -> bool:
+        side = dataset.input_size // dataset.targets.stride
+        per_sample = dataset.input_size**2 * 3 + 4 * side * side * (NUM_HEATMAPS + NUM_PAFS + 1) + 8
+        return per_sample * len(dataset) <= PreloadedSamples.MAX_BYTES
+
+    def __len__(self) -> int:
+        return len(self.tensors["images"])
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        """Shuffled full batches (the last partial one dropped, as the loader does)."""
+        order = torch.randperm(len(self), generator=generator)
+        for step in range(len(self) // batch_size):
+            rows = order[step * batch_size : (step + 1) * batch_size]
+            yield {key: tensor[rows] for key, tensor in self.tensors.items()}
 
 
 @dataclass
@@ -142,22 +183,35 @@ class EpochRecord:
 
 
 class Trainer:
-    """Trains ``spec`` on a COCO root into ``out`` (``last.pt``, ``best.pt``), resuming if possible."""
+    """Trains ``spec`` on a COCO root into ``out`` (``last.pt``, ``best.pt``), resuming if possible.
+
+    ``teacher`` runs live on each batch; ``teacher_cache`` (maps per un-augmented image) replaces it when
+    training without augmentation, so the teacher never runs again."""
 
     def __init__(
         self, spec: ArchSpec, data: str | Path, out: str | Path, config: TrainConfig = TrainConfig(),
         teacher: Teacher | None = None, device: str | torch.device | None = None,
-        on_batch: Callable[[int, int, float], None] | None = None,
+        on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
+        teacher_cache: TeacherCache | None = None,
     ) -> None:  # fmt: skip
-        self.spec, self.config, self.teacher = spec, config, teacher
+        self.spec, self.config, self.teacher, self.teacher_cache = spec, config, teacher, teacher_cache
         self.out = Path(out)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.on_batch, self.on_epoch = on_batch, on_epoch
         augmentation = Augmentation() if config.augment else None
-        self.train_set = CocoPoseDataset(data, "train", augmentation=augmentation, people_only=True, seed=config.seed)
-        self.val_set = CocoPoseDataset(data, "val", limit=config.val_images)
+        self.train_set = CocoPoseDataset(data, "train", input_size=spec.input_size, augmentation=augmentation,
+                                         people_only=True, seed=config.seed)  # fmt: skip
+        self.val_set = CocoPoseDataset(data, "val", input_size=spec.input_size, limit=config.val_images)
+        if teacher_cache is not None and not config.augment and not teacher_cache.covers(self.train_set.image_ids):
+            raise CheckpointError(f"the teacher cache does not cover the training images of {data}")
+        self._preloaded: PreloadedSamples | None = None
+        if isinstance(self.teacher, nn.Module):
+            self.teacher = self.teacher.to(self.device).eval()
 
+    @property
+    def distilling(self) -> bool:
+        return (self.teacher is not None or self.teacher_cache is not None) and self.config.alpha < 1.0
     # -- state -------------------------------------------------------------------------------------
     def _fresh(self) -> tuple[PoseNet, int, dict[str, Any], list[dict[str, Any]]]:
         torch.manual_seed(self.config.seed)
@@ -201,6 +255,8 @@ class Trainer:
         records = []
         for epoch in range(first, self.config.epochs):
             if self.config.phase_of(epoch) is QuantMode.QAT and model.mode is QuantMode.FLOAT:
+                if (self.out / "best.pt").is_file():  # the float phase's best, for float-AP comparisons
+                    shutil.copyfile(self.out / "best.pt", self.out / "best-float.pt")
                 model.start_qat()  # folds BN (the keys disappear) and switches to fake quantization
                 model.to(self.device)
                 optimizer = self._optimizer(model, QuantMode.QAT)
@@ -226,30 +282,20 @@ class Trainer:
         return records
 
     def _epoch(self, model: PoseNet, optimizer: torch.optim.Optimizer, epoch: int, generator: torch.Generator) -> EpochRecord:
-        self.train_set.set_epoch(epoch)
-        generator.manual_seed(self.config.seed * 1000 + epoch)
-        loader = torch.utils.data.DataLoader(
-            self.train_set, batch_size=self.config.batch_size, shuffle=True, drop_last=True,
-            num_workers=self.config.workers, collate_fn=_collate, generator=generator,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
-        )  # fmt: skip
+        batches, steps = self._batches(epoch, generator)
         mode = model.mode
         # AMP only in the float phase: fake quantization must see exact float32 values.
         amp = self.config.amp and self.device.type == "cuda" and mode is QuantMode.FLOAT
         model.train()
         started, seen, total_loss = time.perf_counter(), 0, torch.zeros((), device=self.device)
-        steps = len(loader)
-        for step, batch in enumerate(loader):
+        for step, batch in enumerate(batches):
             for group in optimizer.param_groups:
                 group["lr"] = self._lr_at(epoch, step / max(1, steps))
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             x = model_input(batch["images"], mode)
             if self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            teacher_maps = None
-            if self.teacher is not None and self.config.alpha < 1.0:
-                with torch.no_grad():
-                    teacher_maps = self.teacher(batch["images"].permute(0, 3, 1, 2).float() / 255.0)
+            teacher_maps = self._teacher_maps(batch)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 heatmaps, pafs = model(x)
             loss, _ = pose_loss(heatmaps.float(), pafs.float(), batch, teacher_maps, self.config.alpha)
@@ -259,7 +305,34 @@ class Trainer:
             seen += x.shape[0]
             total_loss += loss.detach() * x.shape[0]
             if self.on_batch:
-                self.on_batch(step + 1, steps, float(loss.detach()))
+                self.on_batch(step + 1, steps, loss.detach())
         seconds = time.perf_counter() - started
         metrics = evaluate_model(model, self.val_set, self.device)
         return EpochRecord(epoch, mode.value, float(total_loss) / max(1, seen), seen / seconds, seconds, metrics.ap, metrics.ap50)
+
+    def _batches(self, epoch: int, generator: torch.Generator) -> tuple[Iterator[dict[str, torch.Tensor]], int]:
+        """This epoch's shuffled batches: slices of the preloaded samples when nothing is augmented and
+        they fit in memory, else a loader (with ``workers`` processes) rendering each sample."""
+        generator.manual_seed(self.config.seed * 1000 + epoch)
+        size = self.config.batch_size
+        if not self.config.augment and PreloadedSamples.fits(self.train_set):
+            if self._preloaded is None:
+                self._preloaded = PreloadedSamples(self.train_set)
+            return self._preloaded.batches(size, generator), len(self._preloaded) // size
+        self.train_set.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(
+            self.train_set, batch_size=size, shuffle=True, drop_last=True,
+            num_workers=self.config.workers, collate_fn=_collate, generator=generator,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+        )  # fmt: skip
+        return iter(loader), len(loader)
+
+    def _teacher_maps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self.distilling:
+            return None
+        if self.teacher_cache is not None and not self.config.augment:
+            return self.teacher_cache.lookup(batch["image_ids"], self.device)
+        if self.teacher is None:
+            raise CheckpointError("augmented training needs the teacher itself, not only its cache")
+        with torch.no_grad():
+            return self.teacher(batch["images"].permute(0, 3, 1, 2).float() / 255.0)

@@ -16,7 +16,8 @@ from rich.console import Console
 from budgets.checker import check
 from budgets.device import BudgetError, load_budget
 from posenet.coco import DataError
-from search import data_commands, report
+from posenet.weights import WeightsError
+from search import data_commands, report, train_commands
 from space.baselines import baseline_names, get_arch
 from space.spec import SpecError
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--max-latency-ms", type=float, help="user limit on the estimated latency")
 
     data_commands.add_parsers(sub, _Parser)
+    train_commands.add_parsers(sub)
     return parser
 
 
@@ -66,11 +68,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = data_commands.run_synth if args.data_command == "synth" else data_commands.run_show
             return run(args, console)
         if args.command == "eval":
+            if args.checkpoint:
+                return train_commands.run_eval_checkpoint(args, console)
             return data_commands.run_eval(args, console)
+        if args.command == "teacher":
+            return train_commands.run_teacher(args, console)
+        if args.command == "train":
+            return train_commands.run_train(args, console)
         return _budget(args, console)
     except _BadInput as exc:
         return _fail(str(exc))
-    except (SpecError, BudgetError, DataError) as exc:
+    except (SpecError, BudgetError, DataError, WeightsError) as exc:
         return _fail(f"posenas: error: {exc}")
 
 

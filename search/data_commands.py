@@ -46,7 +46,12 @@ def add_parsers(sub: argparse._SubParsersAction, parser_class: type[argparse.Arg
     what = evaluate.add_mutually_exclusive_group(required=True)
     what.add_argument("--oracle", action="store_true", help="targets from the ground truth, decoded: the ceiling")
     what.add_argument("--ground-truth", action="store_true", help="the annotations as detections (AP 1: a check)")
-    evaluate.add_argument("--input-size", type=int, default=128, help="network input (default 128)")
+    what.add_argument("--checkpoint", help="a posenas run checkpoint (RUN/best.pt): the network's AP")
+    evaluate.add_argument("--mode", choices=("float", "qat", "simulate"), default="qat",
+                          help="arithmetic for --checkpoint: float, qat (fake-quantized) or simulate "
+                               "(the chip's integers); default qat")  # fmt: skip
+    evaluate.add_argument("--device", help="cpu or cuda for --checkpoint (default cpu)")
+    evaluate.add_argument("--input-size", type=int, default=128, help="network input of --oracle (default 128)")
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
