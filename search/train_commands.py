@@ -127,6 +127,14 @@ def run_train(args: argparse.Namespace, console: Console) -> int:
     if args.teacher:
         prepared = load_prepared_teacher(args.teacher)
         teacher, cache = prepared.teacher, prepared.cache
+        # Image ids repeat across roots (every synthetic root numbers from 1): a cache made on other data
+        # or at another input size would silently teach the wrong maps.
+        same_data = prepared.info.data == str(Path(args.data).resolve())
+        if not config.augment and (not same_data or prepared.info.input_size != spec.input_size):
+            raise CheckpointError(
+                f"{args.teacher}: its maps were cached on {prepared.info.data} at input {prepared.info.input_size}, "
+                f"not {args.data} at {spec.input_size}; run posenas teacher --data {args.data} again"
+            )  # fmt: skip
     out = Path(args.out)
     resumed = (out / "last.pt").is_file()
     console.print(f"{'resuming' if resumed else 'training'} {spec.name} on {args.data} -> {out}"

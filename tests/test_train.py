@@ -13,6 +13,7 @@ from posenet.checkpoint import CheckpointError, load_checkpoint, model_for
 from posenet.coco import CocoPoseDataset
 from posenet.layers import QuantMode
 from posenet.train import Trainer, TrainConfig, pose_loss, predictor_for
+from posenet.transforms import Augmentation
 from space.baselines import get_arch
 
 CONFIG = TrainConfig(epochs=2, qat_start=1, batch_size=4, val_images=3, augment=True, seed=5)
@@ -102,3 +103,21 @@ def test_bad_configs_are_refused():
         TrainConfig(epochs=3, qat_start=3)
     with pytest.raises(ValueError, match="alpha"):
         TrainConfig(alpha=1.5)
+
+
+def test_preloaded_samples_are_the_datasets_samples(root):
+    from posenet.train import PreloadedSamples
+
+    dataset = CocoPoseDataset(root, "train", people_only=True)
+    preloaded = PreloadedSamples(dataset)
+    assert len(preloaded) == len(dataset) == 8 and PreloadedSamples.fits(dataset)
+    sample = dataset[5]
+    assert np.array_equal(preloaded.tensors["images"][5].numpy(), sample.image)
+    assert np.array_equal(preloaded.tensors["pafs"][5].numpy(), sample.pafs)
+    assert int(preloaded.tensors["image_ids"][5]) == sample.image_id
+    batches = list(preloaded.batches(3, torch.Generator().manual_seed(0)))
+    ids = torch.cat([b["image_ids"] for b in batches]).tolist()
+    # Two full batches of 3 (the partial one dropped, as the loader does), no image twice.
+    assert [len(b["images"]) for b in batches] == [3, 3] and len(set(ids)) == 6
+    with pytest.raises(ValueError, match="un-augmented"):
+        PreloadedSamples(CocoPoseDataset(root, "train", augmentation=Augmentation()))

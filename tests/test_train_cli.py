@@ -70,6 +70,13 @@ def test_teacher_from_a_run_then_cached_distillation(root, run, tmp_path, capsys
     assert main([*args, *SCHEDULE, "--out", str(student)]) == 0
     assert "distilled from" in capsys.readouterr().out
     assert load_checkpoint(student / "last.pt").train_config["augment"] is False
+    # The cache belongs to its data root: another root (same image ids) is refused, not mis-taught.
+    other = tmp_path / "other"
+    synth.write_coco_root(other, train=6, val=2, seed=9)
+    capsys.readouterr()
+    code = main(["train", "--arch", "tiny-hw", "--data", str(other), "--teacher", str(teacher), "--no-augment",
+                 *SCHEDULE, "--out", str(tmp_path / "wrong")])  # fmt: skip
+    assert code == 2 and "cached on" in capsys.readouterr().err
 
 
 def test_teacher_trained_from_an_architecture(root, tmp_path):
