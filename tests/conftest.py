@@ -1,8 +1,11 @@
-"""Shared fixtures: the real COCO sample (four val2017 images) that the project keeps in shared/."""
+"""Shared fixtures: the real COCO sample (four val2017 images) that the project keeps in shared/, and a
+throwaway PostgreSQL server (tests/postgres.py) for tests of Optuna's database storage."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +40,24 @@ def coco_sample_root() -> Path:
 def sample(coco_sample_root: Path) -> CocoPoseDataset:
     """The coco_sample val split at input 128, no augmentation."""
     return CocoPoseDataset(coco_sample_root, "val")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A SQLAlchemy URL of an empty database on a PostgreSQL server started for this test session.
+
+    Skips (with the helper's one-line reason) where no server can be started; with
+    ``POSENAS_REQUIRE_POSTGRES=1`` that is a failure instead, for a CI that must run these tests.
+    """
+    # Imported here, not at the top, so that a plain `pytest` (without the project root on sys.path, unlike
+    # the README's `python3 -m pytest`) breaks only the tests that ask for this fixture.
+    from tests.postgres import PostgresUnavailable, running_postgres
+
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(running_postgres())
+        except PostgresUnavailable as reason:
+            if os.environ.get("POSENAS_REQUIRE_POSTGRES") == "1":
+                pytest.fail(f"PostgreSQL required (POSENAS_REQUIRE_POSTGRES=1): {reason}")
+            pytest.skip(str(reason))
+        yield url
