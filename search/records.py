@@ -1,0 +1,88 @@
+"""What a finished search trial says, independent of Optuna: the rows of the front table and the plots.
+
+``TrialRecord`` is read back from a study's trials (``records_of``); the plot and table code takes lists
+of records, so it can be tested without a study and never depends on how the driver stores things.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import optuna
+
+# User-attribute names the study driver writes on each trial (one place, read by records_of).
+ATTR_SPEC_HASH = "spec_hash"
+ATTR_SPEC = "spec"
+ATTR_BASELINE = "baseline"
+ATTR_FEASIBLE = "feasible"
+ATTR_VIOLATIONS = "violations"
+ATTR_CONSTRAINTS = "constraints"
+ATTR_METRICS = "metrics"
+ATTR_REUSED_FROM = "reused_from"
+ATTR_ARTIFACTS = "artifacts"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial: its architecture, whether it fits, and (when trained) its scores.
+
+    ``ap`` is the QAT AP on the study's validation images (NaN when not trained); ``params`` and
+    ``latency_ms`` come from the budget checker, for infeasible trials too."""
+
+    number: int
+    state: str  # "COMPLETE", "FAIL", "RUNNING", ...
+    spec_hash: str
+    name: str
+    ap: float
+    params: int
+    latency_ms: float
+    feasible: bool
+    baseline: str | None = None
+    violations: tuple[str, ...] = ()
+    reused_from: int | None = None
+    float_ap: float = float("nan")
+    seconds: float = 0.0
+
+    @property
+    def trained(self) -> bool:
+        return self.state == "COMPLETE" and self.feasible and self.ap == self.ap
+
+
+def records_of(trials: Iterable[optuna.trial.FrozenTrial]) -> list[TrialRecord]:
+    """The records of every trial that got as far as a budget check, in trial-number order."""
+    records = []
+    for trial in sorted(trials, key=lambda t: t.number):
+        attrs: dict[str, Any] = trial.user_attrs
+        if ATTR_SPEC_HASH not in attrs:
+            continue
+        metrics = attrs.get(ATTR_METRICS) or {}
+        spec = attrs.get(ATTR_SPEC) or {}
+        records.append(TrialRecord(
+            number=trial.number, state=trial.state.name, spec_hash=attrs[ATTR_SPEC_HASH],
+            name=str(spec.get("name", f"trial{trial.number}")), ap=float(metrics.get("ap", float("nan"))),
+            params=int(metrics.get("params", 0)), latency_ms=float(metrics.get("latency_ms", float("nan"))),
+            feasible=bool(attrs.get(ATTR_FEASIBLE, False)), baseline=attrs.get(ATTR_BASELINE),
+            violations=tuple(attrs.get(ATTR_VIOLATIONS, ())), reused_from=attrs.get(ATTR_REUSED_FROM),
+            float_ap=float(metrics.get("float_ap", float("nan"))), seconds=float(metrics.get("seconds", 0.0)),
+        ))  # fmt: skip
+    return records
+
+
+def pareto_front(records: Iterable[TrialRecord], latency: bool = False) -> list[TrialRecord]:
+    """Trained, feasible records that no other such record dominates (AP up; parameters down; and
+    latency down when ``latency``). Ties in every objective keep the lowest trial number."""
+    pool = [r for r in records if r.trained and r.reused_from is None]
+
+    def key(r: TrialRecord) -> tuple[float, ...]:
+        return (-r.ap, float(r.params), r.latency_ms) if latency else (-r.ap, float(r.params))
+
+    front = []
+    for r in pool:
+        kr = key(r)
+        dominated = any(
+            all(a <= b for a, b in zip(key(o), kr)) and key(o) != kr for o in pool
+        ) or any(key(o) == kr and o.number < r.number for o in pool)
+        if not dominated:
+            front.append(r)
+    return sorted(front, key=lambda r: r.params)
