@@ -65,6 +65,7 @@ class TrainConfig:
     augment: bool = False
     val_images: int | None = 200
     amp: bool = True
+    train_images: int | None = None  # the first N training images only (short search trials)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -206,7 +207,7 @@ class Trainer:
         self.on_batch, self.on_epoch = on_batch, on_epoch
         augmentation = Augmentation() if config.augment else None
         self.train_set = CocoPoseDataset(data, "train", input_size=spec.input_size, augmentation=augmentation,
-                                         people_only=True, seed=config.seed)  # fmt: skip
+                                         people_only=True, seed=config.seed, limit=config.train_images)  # fmt: skip
         self.val_set = CocoPoseDataset(data, "val", input_size=spec.input_size, limit=config.val_images)
         if teacher_cache is not None and not config.augment and not teacher_cache.covers(self.train_set.image_ids):
             raise CheckpointError(f"the teacher cache does not cover the training images of {data}")

@@ -17,7 +17,7 @@ from budgets.checker import check
 from budgets.device import BudgetError, load_budget
 from posenet.coco import DataError
 from posenet.weights import WeightsError
-from search import data_commands, report, train_commands
+from search import data_commands, report, search_commands, train_commands
 from space.baselines import baseline_names, get_arch
 from space.spec import SpecError
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data_commands.add_parsers(sub, _Parser)
     train_commands.add_parsers(sub)
+    search_commands.add_parsers(sub)
     return parser
 
 
@@ -75,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return train_commands.run_teacher(args, console)
         if args.command == "train":
             return train_commands.run_train(args, console)
+        if args.command == "search":
+            return search_commands.run_search(args, console)
+        if args.command == "plot":
+            return search_commands.run_plot(args, console)
         return _budget(args, console)
     except _BadInput as exc:
         return _fail(str(exc))

@@ -158,30 +158,42 @@ def history_table(history: list[dict], title: str) -> Table:
 
 
 def run_teacher(args: argparse.Namespace, console: Console) -> int:
-    out = Path(args.out)
-    checkpoint, input_size = args.checkpoint, args.input_size
-    if args.arch:
-        spec = get_arch(args.arch)
+    prepare_teacher(Path(args.data), Path(args.out), console, checkpoint=args.checkpoint, arch=args.arch,
+                    epochs=args.epochs, refinement_stages=args.refinement_stages, input_size=args.input_size,
+                    device=args.device)  # fmt: skip
+    return 0
+
+
+def prepare_teacher(
+    data: Path, out: Path, console: Console, *, checkpoint: str | None = None, arch: str | None = None,
+    epochs: int = 12, train_images: int | None = None, refinement_stages: int = 1, input_size: int = 128,
+    device: str | None = None,
+) -> Path:  # fmt: skip
+    """Load ``checkpoint`` (or train ``arch``, float, on ``data``) and cache its maps into ``out``."""
+    if arch:
+        spec = get_arch(arch)
         input_size = spec.input_size
-        config = TrainConfig(epochs=args.epochs, qat_start=None)
-        console.print(f"training the teacher {spec.name} (float, {args.epochs} epochs) -> {out / 'run'}")
-        _train(spec, args.data, out / "run", config, console, args.device)
+        config = TrainConfig(epochs=epochs, qat_start=None, train_images=train_images)
+        console.print(f"training the teacher {spec.name} (float, {epochs} epochs) -> {out / 'run'}")
+        _train(spec, str(data), out / "run", config, console, device)
         checkpoint = str(out / "run" / "best.pt")
+    elif checkpoint is None:
+        raise CheckpointError("a teacher needs a checkpoint or an architecture to train")
     elif is_run_checkpoint(checkpoint):
         input_size = load_checkpoint(checkpoint).spec.input_size
-    teacher, kind = load_teacher(checkpoint, args.refinement_stages)
-    dataset = CocoPoseDataset(args.data, "train", input_size=input_size, people_only=True)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    teacher, kind = load_teacher(checkpoint, refinement_stages)
+    dataset = CocoPoseDataset(data, "train", input_size=input_size, people_only=True)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     with _progress(console) as progress:
         task = progress.add_task("teacher maps", total=len(dataset), status="")
         maps, image_ids = cache_teacher_maps(teacher, dataset, device, progress=lambda n: progress.advance(task, n))
-    info = TeacherInfo(kind=kind, source=str(Path(checkpoint).resolve()), refinement_stages=args.refinement_stages,
-                       data=str(Path(args.data).resolve()), split="train", input_size=input_size,
+    info = TeacherInfo(kind=kind, source=str(Path(checkpoint).resolve()), refinement_stages=refinement_stages,
+                       data=str(Path(data).resolve()), split="train", input_size=input_size,
                        images=len(image_ids))  # fmt: skip
     write_prepared_teacher(out, checkpoint, info, maps, image_ids)
     console.print(f"wrote {out}: {kind} teacher, maps of {len(image_ids):,} images "
                   f"({maps.nbytes / 2**20:.1f} MiB float16)")  # fmt: skip
-    return 0
+    return out
 
 
 def run_eval_checkpoint(args: argparse.Namespace, console: Console) -> int:

@@ -1,0 +1,205 @@
+"""The search: an Optuna study whose trials are budget-checked before any training, memoised by spec hash,
+and scored on distilled QAT AP.
+
+What posenas adds to Optuna (shared/docs/anchors_nas.md): a sampled spec is placed on the device first;
+an infeasible one is not trained, and its violations become Optuna constraint values (one per resource,
+the relative excess), so NSGA-II and TPE learn where the boundary is. A spec whose hash was already
+scored reuses the score. Baselines enter as enqueued fixed trials and go through the same objective.
+Workers on several machines share one study through an RDB storage with heartbeats: a dead worker's
+trial is failed and retried by the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import optuna
+
+from budgets.checker import BudgetReport, check
+from budgets.device import Budget, load_budget
+from posenet.distill import TeacherCache
+from posenet.train import Trainer
+from search.records import (
+    ATTR_ARTIFACTS, ATTR_BASELINE, ATTR_CONSTRAINTS, ATTR_FEASIBLE, ATTR_METRICS, ATTR_REUSED_FROM, ATTR_SPEC,
+    ATTR_SPEC_HASH, ATTR_VIOLATIONS,
+)  # fmt: skip
+from search.settings import StudyFileError, StudySettings
+from space.baselines import baseline_names, get_arch
+from space.sampling import SearchSpace, fixed_params, sample_arch
+from space.spec import ArchSpec
+
+# One constraint per resource, in this order; > 0 means over budget (Optuna: feasible iff all <= 0).
+CONSTRAINT_RESOURCES = ("operation", "input", "layers", "kernel_memory", "bias_memory", "data_memory", "macs", "latency")
+
+
+def constraint_values(report: BudgetReport) -> list[float]:
+    """The relative excess per resource (needed / available - 1), 1.0 where a violation has no amount."""
+    values = dict.fromkeys(CONSTRAINT_RESOURCES, 0.0)
+    for violation in report.violations:
+        excess = 1.0
+        if violation.needed is not None and violation.available:
+            excess = max(violation.needed / violation.available - 1.0, 1e-6)
+        values[violation.resource] = max(values.get(violation.resource, 0.0), excess)
+    return [values[r] for r in CONSTRAINT_RESOURCES]
+
+
+# Optuna >= 5 reads constraints that a trial sets on itself; older versions ask a constraints_func.
+_TRIAL_SETS_CONSTRAINTS = hasattr(optuna.Trial, "set_constraint")
+
+
+def _record_constraints(trial: optuna.Trial, values: list[float]) -> None:
+    trial.set_user_attr(ATTR_CONSTRAINTS, values)
+    if _TRIAL_SETS_CONSTRAINTS:
+        for resource, value in zip(CONSTRAINT_RESOURCES, values):
+            trial.set_constraint(resource, value)
+
+
+def constraints_of(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+    """Optuna's ``constraints_func``: read back what the objective recorded (a failed trial: feasible)."""
+    return trial.user_attrs.get(ATTR_CONSTRAINTS, [0.0] * len(CONSTRAINT_RESOURCES))
+
+
+@dataclass
+class TrialObjective:
+    """The objective of every trial, fixed or sampled: check, reuse, or train and score.
+
+    ``train_infeasible`` trains a spec even when it does not fit (``--fixed``: the user asked for that
+    network); its verdict is still recorded."""
+
+    settings: StudySettings
+    budget: Budget
+    data_root: Path
+    artifacts: Path
+    teacher: Any = None
+    teacher_cache: TeacherCache | None = None
+    train_infeasible: bool = False
+    device: str | None = None
+    on_trial: Callable[[str], None] | None = None
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        space = self.settings.space
+        baseline = trial.user_attrs.get(ATTR_BASELINE)
+        spec = sample_arch(trial, space, name=baseline or f"trial{trial.number}")
+        report = check(spec, self.budget)
+        spec_hash = spec.spec_hash()
+        trial.set_user_attr(ATTR_SPEC_HASH, spec_hash)
+        trial.set_user_attr(ATTR_SPEC, spec.to_dict())
+        trial.set_user_attr(ATTR_FEASIBLE, report.fits)
+        trial.set_user_attr(ATTR_VIOLATIONS, [v.message for v in report.violations])
+        _record_constraints(trial, constraint_values(report))
+        metrics: dict[str, Any] = {"params": report.params, "latency_ms": report.latency_ms, "macs": report.macs}
+        if not report.fits and not self.train_infeasible:
+            trial.set_user_attr(ATTR_METRICS, metrics)
+            self._say(f"trial {trial.number} {spec.name}: rejected before training ({report.violations[0].message})")
+            return self._values(0.0, metrics)
+        earlier = _scored_twin(trial.study, spec_hash, trial.number)
+        if earlier is not None:
+            metrics = dict(earlier.user_attrs[ATTR_METRICS])
+            trial.set_user_attr(ATTR_REUSED_FROM, earlier.number)
+            trial.set_user_attr(ATTR_METRICS, metrics)
+            self._say(f"trial {trial.number} {spec.name}: same network as trial {earlier.number}, AP {metrics['ap']:.3f} reused")
+            return self._values(metrics["ap"], metrics)
+        metrics.update(self._train(trial, spec, report))
+        trial.set_user_attr(ATTR_METRICS, metrics)
+        return self._values(metrics["ap"], metrics)
+
+    def _train(self, trial: optuna.Trial, spec: ArchSpec, report: BudgetReport) -> dict[str, Any]:
+        out = self.artifacts / f"trial-{trial.number:04d}-{spec.spec_hash()[:10]}"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "spec.yaml").write_text(spec.to_yaml())
+        (out / "budget.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        trial.set_user_attr(ATTR_ARTIFACTS, str(out))
+        self._say(f"trial {trial.number} {spec.name}: training ({report.params:,} parameters, "
+                  f"{report.latency_ms or float('nan'):.2f} ms)")  # fmt: skip
+        started = time.perf_counter()
+        trainer = Trainer(spec, self.data_root, out, self.settings.train, teacher=self.teacher,
+                          teacher_cache=self.teacher_cache, device=self.device)  # fmt: skip
+        records = trainer.run()
+        history = [r.to_dict() for r in records] or _history(out)
+        qat = [h["ap"] for h in history if h["mode"] == "qat"]
+        floating = [h["ap"] for h in history if h["mode"] == "float"]
+        metrics = {
+            "ap": max(qat) if qat else max(floating), "float_ap": max(floating) if floating else float("nan"),
+            "seconds": time.perf_counter() - started, "checkpoint": str(out / "best.pt"),
+        }  # fmt: skip
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        self._say(f"trial {trial.number} {spec.name}: AP {metrics['ap']:.3f} in {metrics['seconds']:.0f} s")
+        return metrics
+
+    def _values(self, ap: float, metrics: dict[str, Any]) -> tuple[float, ...]:
+        by_name = {"ap": ap, "params": float(metrics["params"]), "latency": float(metrics["latency_ms"] or math.inf)}
+        return tuple(by_name[o] for o in self.settings.objectives)
+
+    def _say(self, line: str) -> None:
+        if self.on_trial:
+            self.on_trial(line)
+
+
+def _history(out: Path) -> list[dict[str, Any]]:
+    from posenet.checkpoint import load_checkpoint
+
+    return load_checkpoint(out / "last.pt").history
+
+
+def _scored_twin(study: optuna.Study, spec_hash: str, number: int) -> optuna.trial.FrozenTrial | None:
+    """An earlier completed, trained trial of the same network (same spec hash), if any."""
+    for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        attrs = other.user_attrs
+        if other.number != number and attrs.get(ATTR_SPEC_HASH) == spec_hash and "ap" in (attrs.get(ATTR_METRICS) or {}):
+            return other
+    return None
+
+
+def make_sampler(settings: StudySettings) -> optuna.samplers.BaseSampler:
+    """NSGA-II (default) or TPE, seeded, both told the budget constraints."""
+    constraints = {} if _TRIAL_SETS_CONSTRAINTS else {"constraints_func": constraints_of}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if settings.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, **constraints)
+        return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=settings.population, **constraints)
+
+
+def directions(settings: StudySettings) -> list[str]:
+    return ["maximize" if o == "ap" else "minimize" for o in settings.objectives]
+
+
+def enqueue_baselines(study: optuna.Study, space: SearchSpace, names: Sequence[str] | None = None) -> list[str]:
+    """Enqueue each baseline (default: all) as a fixed trial, once per study; returns those enqueued."""
+    enqueued = []
+    for name in names or baseline_names():
+        study.enqueue_trial(fixed_params(get_arch(name), space), user_attrs={ATTR_BASELINE: name}, skip_if_exists=True)
+        enqueued.append(name)
+    return enqueued
+
+
+def complete_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+
+def open_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120) -> optuna.storages.RDBStorage:
+    """An RDB storage (SQLite file or PostgreSQL) with heartbeats: a trial whose worker stops beating for
+    ``grace_period`` seconds is failed by the next worker and retried once (with the same parameters)."""
+    retry_kwargs: dict[str, Any]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # optuna >= 4.9
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+            retry_kwargs = {"heartbeat_stale_trial_callback": retry}
+        else:
+            retry_kwargs = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+    try:
+        with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                              **retry_kwargs)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - any driver/connection error is one line for the user
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise StudyFileError(f"storage {url}: cannot be opened ({detail[:160]})") from None
