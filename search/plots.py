@@ -1,0 +1,237 @@
+"""The Plotly figures of a search: AP against parameters and against latency with the Pareto front, and
+the hypervolume of the (AP, parameters) front over trial number.
+
+Everything here takes ``TrialRecord`` lists (``search.records``), never an Optuna study. ``write_plots``
+writes self-contained HTML (plotly.js embedded, so the files open offline) and, where plotly's static
+export works (kaleido and a Chrome), PNGs next to them.
+
+Hypervolume (``hypervolume_2d``): the area that the trained records dominate in the (parameters, AP)
+plane, bounded by the reference point (AP 0, ``reference_params`` parameters), divided by
+``reference_params``. It is in AP units: the mean, over parameter budgets from 0 to the reference, of the
+best AP among the records that fit that budget (1.0 would be AP 1 with no parameters). The figure's
+reference is 1.1 x the largest parameter count among the trained feasible records (``reference_params``).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from search.records import TrialRecord, pareto_front
+
+REFERENCE_FACTOR = 1.1  # hypervolume reference: this x the largest parameter count among trained records
+FIGURES = ("ap_vs_params", "ap_vs_latency", "hypervolume")
+_MAX_VIOLATIONS_SHOWN = 6
+
+_COLORS = {"trained": "#4c78a8", "front": "#e45756", "baseline": "#f58518", "infeasible": "#b3362c",
+           "untrained": "#888888", "reused": "#9ecae9", "hypervolume": "#54a24b"}  # fmt: skip
+
+
+def write_plots(records: list[TrialRecord], out_dir: Path, title: str, png: bool = True) -> list[Path]:
+    """Write ``ap_vs_params.html``, ``ap_vs_latency.html`` and ``hypervolume.html`` into ``out_dir``
+    (created if missing) and return their paths; with ``png``, also the PNGs of the same figures when
+    plotly's static export works here (it needs kaleido and a Chrome), else no PNGs and no error."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "ap_vs_params": ap_figure(records, "params", title),
+        "ap_vs_latency": ap_figure(records, "latency_ms", title),
+        "hypervolume": hypervolume_figure(records, title),
+    }  # fmt: skip
+    paths = []
+    for stem, figure in figures.items():
+        path = out_dir / f"{stem}.html"
+        figure.write_html(path, include_plotlyjs=True, full_html=True)
+        paths.append(path)
+    if png:
+        paths += _write_pngs(figures, out_dir)
+    return paths
+
+
+def _write_pngs(figures: dict[str, go.Figure], out_dir: Path) -> list[Path]:
+    """The PNGs that plotly's static export manages; stops quietly at the first failure (no kaleido, no
+    Chrome, ...), removing any partial file."""
+    written = []
+    for stem, figure in figures.items():
+        path = out_dir / f"{stem}.png"
+        try:
+            figure.write_image(path, width=1000, height=650)
+        except Exception:  # noqa: BLE001 - any export failure means "no PNGs here", never a failed plot
+            path.unlink(missing_ok=True)
+            break
+        written.append(path)
+    return written
+
+
+# --- fronts and hypervolume --------------------------------------------------------------------------
+
+
+def front_2d(records: Iterable[TrialRecord], cost: Callable[[TrialRecord], float]) -> list[TrialRecord]:
+    """Trained records (reused ones left out, as in ``pareto_front``) that no other such record beats on
+    both AP (up) and ``cost`` (down), sorted by cost; records whose cost is not finite are left out. Ties
+    in both keep the lowest trial number. With ``cost`` = parameters this is ``pareto_front(records)``."""
+    pool = [r for r in records if r.trained and r.reused_from is None and math.isfinite(cost(r))]
+    front, best = [], -math.inf
+    for r in sorted(pool, key=lambda r: (cost(r), -r.ap, r.number)):
+        if r.ap > best:
+            front.append(r)
+            best = r.ap
+    return front
+
+
+def latency_front(records: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """The 2-D AP-vs-latency front, the one ``ap_vs_latency.html`` draws. (``pareto_front(records,
+    latency=True)`` is the 3-D front with parameters; projected onto this plane some of its members look
+    dominated, so the latency figure uses this one.)"""
+    return front_2d(records, lambda r: r.latency_ms)
+
+
+def reference_params(records: Iterable[TrialRecord]) -> float:
+    """The hypervolume reference on the parameter axis: 1.1 x the largest parameter count among the
+    trained feasible records; 0.0 when none is trained."""
+    trained = [r.params for r in records if r.trained]
+    return REFERENCE_FACTOR * max(trained) if trained else 0.0
+
+
+def hypervolume_2d(records: Iterable[TrialRecord], reference_params: float) -> float:
+    """Area dominated by the trained records in the (parameters down, AP up) plane, bounded by the
+    reference point (AP 0, ``reference_params``), divided by ``reference_params`` (see the module
+    docstring: AP units, between 0 and the best AP).
+
+    Only trained records count (complete, feasible, AP not NaN); reused records (an identical earlier
+    architecture) are left out as in ``pareto_front``; records with AP <= 0 or parameters >=
+    ``reference_params`` add nothing."""
+    if not reference_params > 0:
+        return 0.0
+    points = sorted((float(r.params), r.ap) for r in records
+                    if r.trained and r.reused_from is None and r.ap > 0 and r.params < reference_params)
+    area, best, last = 0.0, 0.0, 0.0
+    for params, ap in points:
+        if ap > best:  # dominated points neither add area nor split a step (so the sum is the front's alone)
+            area += best * (params - last)
+            best, last = ap, params
+    area += best * (reference_params - last)
+    return area / reference_params
+
+
+def hypervolume_curve(records: Sequence[TrialRecord], reference: float | None = None) -> list[tuple[int, float]]:
+    """(trial number, hypervolume of the records up to and including that trial) for every record, in
+    trial-number order, all against one reference (default ``reference_params(records)``), so the curve
+    never decreases."""
+    ordered = sorted(records, key=lambda r: r.number)
+    reference = reference_params(ordered) if reference is None else reference
+    curve, counted, value = [], [], 0.0
+    for r in ordered:
+        if r.trained and r.reused_from is None:
+            counted.append(r)
+            value = hypervolume_2d(counted, reference)
+        curve.append((r.number, value))
+    return curve
+
+
+# --- figures -----------------------------------------------------------------------------------------
+
+
+def ap_figure(records: Sequence[TrialRecord], x: str, title: str) -> go.Figure:
+    """AP against ``x`` ("params" or "latency_ms"): trained trials as points, the 2-D front (AP up, x
+    down) highlighted and joined by a step line, baselines as labelled stars, reused trials faint, and
+    the trials that were never trained (infeasible: red x; feasible but failed, pruned or still running:
+    grey rings) on a strip below AP 0. Records whose ``x`` is not finite are not drawn."""
+    if x not in ("params", "latency_ms"):
+        raise ValueError(f"x must be 'params' or 'latency_ms', not {x!r}")
+    label = "parameters" if x == "params" else "latency (ms, izer's estimate)"
+
+    def xval(r: TrialRecord) -> float:
+        return float(r.params) if x == "params" else r.latency_ms
+
+    shown = [r for r in records if math.isfinite(xval(r))]
+    front = pareto_front(shown) if x == "params" else latency_front(shown)
+    on_front = {r.number for r in front}
+    trained = [r for r in shown if r.trained]
+    top = max([r.ap for r in trained] + [0.1])
+    strip = -0.06 * top  # where the never-trained trials sit
+
+    figure = go.Figure()
+
+    def add(name: str, rows: list[TrialRecord], ys: list[float] | None = None, **style) -> None:
+        if rows:
+            figure.add_trace(go.Scatter(
+                x=[xval(r) for r in rows], y=ys if ys is not None else [r.ap for r in rows], name=name,
+                hovertext=[_hover(r) for r in rows], hoverinfo="text", customdata=[r.number for r in rows],
+                **style,
+            ))  # fmt: skip
+
+    add("trained", [r for r in trained if r.reused_from is None and r.number not in on_front], mode="markers",
+        marker={"color": _COLORS["trained"], "size": 8})
+    add("reused (same architecture as an earlier trial)", [r for r in trained if r.reused_from is not None],
+        mode="markers", marker={"color": _COLORS["reused"], "size": 7}, opacity=0.4)
+    add("Pareto front" if x == "params" else "front (AP vs latency)", front, mode="lines+markers",
+        line={"color": _COLORS["front"], "shape": "hv", "width": 2}, marker={"color": _COLORS["front"], "size": 11})
+    infeasible = [r for r in shown if not r.feasible]
+    add("infeasible (not trained)", infeasible, [strip] * len(infeasible), mode="markers",
+        marker={"color": _COLORS["infeasible"], "symbol": "x", "size": 9})
+    failed = [r for r in shown if r.feasible and not r.trained]
+    add("feasible, not trained (failed, pruned or running)", failed, [strip] * len(failed), mode="markers",
+        marker={"color": _COLORS["untrained"], "symbol": "circle-open", "size": 9})
+    baselines = [r for r in shown if r.baseline is not None]
+    add("baselines", baselines, [r.ap if r.trained else strip for r in baselines], mode="markers+text",
+        text=[html.escape(str(r.baseline)) for r in baselines], textposition="top center",
+        marker={"color": _COLORS["baseline"], "symbol": "star", "size": 16, "line": {"color": "black", "width": 1}})
+
+    which = "" if x == "params" else " (the AP-vs-latency front, not the 3-D one)"
+    figure.update_layout(
+        title=f"{html.escape(title)}: AP vs {label}<br><sup>{len(trained)} trained, {len(infeasible)} infeasible, "
+              f"{len(front)} on the front{which}</sup>",
+        xaxis_title=label, yaxis_title="AP (QAT, validation)", template="plotly_white", hovermode="closest",
+        yaxis={"range": [2.2 * strip, 1.1 * top], "zeroline": True},
+    )  # fmt: skip
+    return figure
+
+
+def hypervolume_figure(records: Sequence[TrialRecord], title: str) -> go.Figure:
+    """Hypervolume (``hypervolume_2d``) of the (AP, parameters) front of all trials so far, against trial
+    number, as a step line; the trials that raised it are marked."""
+    reference = reference_params(records)
+    curve = hypervolume_curve(records, reference)
+    by_number = {r.number: r for r in records}
+    figure = go.Figure(go.Scatter(
+        x=[n for n, _ in curve], y=[v for _, v in curve], mode="lines", name="hypervolume",
+        line={"color": _COLORS["hypervolume"], "shape": "hv", "width": 2}, hoverinfo="x+y",
+    ))  # fmt: skip
+    raised = [(n, v) for i, (n, v) in enumerate(curve) if v > (curve[i - 1][1] if i else 0.0)]
+    figure.add_trace(go.Scatter(
+        x=[n for n, _ in raised], y=[v for _, v in raised], mode="markers", name="raised by this trial",
+        marker={"color": _COLORS["front"], "size": 9}, customdata=[n for n, _ in raised], hoverinfo="text",
+        hovertext=[f"{_hover(by_number[n])}<br>hypervolume {v:.4f}" for n, v in raised],
+    ))  # fmt: skip
+    note = (f"reference: AP 0, {reference:,.0f} parameters (1.1 x the largest trained); area / reference, in AP"
+            if reference > 0 else "no trained feasible trial yet")
+    figure.update_layout(
+        title=f"{html.escape(title)}: hypervolume of the AP-vs-parameters front<br><sup>{note}</sup>",
+        xaxis_title="trial number", yaxis_title="hypervolume (mean best AP over parameter budgets)",
+        template="plotly_white", yaxis={"rangemode": "tozero"},
+    )  # fmt: skip
+    return figure
+
+
+def _hover(r: TrialRecord) -> str:
+    lines = [f"trial {r.number}: {r.name}"]
+    if r.baseline is not None:
+        lines.append(f"baseline {r.baseline}")
+    lines.append(f"AP {r.ap:.3f}" if r.ap == r.ap else "AP - (not trained)")
+    lines.append(f"params {r.params:,}")
+    lines.append(f"latency {r.latency_ms:.2f} ms" if math.isfinite(r.latency_ms) else "latency -")
+    if not r.feasible:
+        shown = list(r.violations[:_MAX_VIOLATIONS_SHOWN]) or ["(no violation recorded)"]
+        if len(r.violations) > _MAX_VIOLATIONS_SHOWN:
+            shown.append(f"... and {len(r.violations) - _MAX_VIOLATIONS_SHOWN} more")
+        lines += ["infeasible:"] + [f"  {v}" for v in shown]
+    elif not r.trained:
+        lines.append(f"not trained (state {r.state})")
+    if r.reused_from is not None:
+        lines.append(f"same architecture as trial {r.reused_from}")
+    return "<br>".join(html.escape(line) for line in lines)
