@@ -1,0 +1,126 @@
+"""The search driver: budget rejection before training, memoisation, baselines, seeds, resume, --fixed,
+bad input. Trials train on a tiny synthetic root with a 2-epoch schedule."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import torch
+
+from budgets.device import load_budget
+from posenet import synth
+from posenet.checkpoint import load_checkpoint
+from search.cli import main
+from search.records import records_of
+from search.settings import load_settings
+from search.study import CONSTRAINT_RESOURCES, TrialObjective, enqueue_baselines, make_sampler
+from space.baselines import get_arch
+from space.sampling import fixed_params, sample_arch
+from budgets.checker import check
+
+SCHEDULE = ["--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    path = tmp_path_factory.mktemp("synth")
+    synth.write_coco_root(path, train=6, val=2, seed=6)
+    return path
+
+
+def _objective(root, tmp_path, settings=None):
+    settings = (settings or load_settings("max78000")).with_overrides(
+        train_epochs=1, train_qat_epochs=1, train_batch_size=3, train_val_images=1)
+    return TrialObjective(settings, load_budget(settings.budget), root, tmp_path / "trials")
+
+
+def test_infeasible_specs_are_rejected_before_training_and_twins_reuse_scores(root, tmp_path):
+    torch.set_num_threads(1)
+    objective = _objective(root, tmp_path)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    enqueue_baselines(study, objective.settings.space, ["student-hw", "tiny-hw"])
+    study.enqueue_trial(fixed_params(get_arch("tiny-hw"), objective.settings.space))  # the same network again
+    study.optimize(objective, n_trials=3)
+    rejected, trained, twin = records_of(study.trials)
+    # student-hw overflows kernel memory on the MAX78000: no training, violations as constraints.
+    assert rejected.baseline == "student-hw" and not rejected.feasible and rejected.state == "COMPLETE"
+    constraints = study.trials[0].user_attrs["constraints"]
+    assert constraints[CONSTRAINT_RESOURCES.index("kernel_memory")] > 0
+    assert constraints[CONSTRAINT_RESOURCES.index("layers")] == 0
+    assert study.trials[0].values == [0.0, 659001.0] and "artifacts" not in study.trials[0].user_attrs
+    # tiny-hw trains; the identical spec reuses its score without a second run folder.
+    assert trained.baseline == "tiny-hw" and trained.trained and trained.params == 112257
+    assert twin.reused_from == trained.number and twin.ap == trained.ap
+    assert len(list((tmp_path / "trials").iterdir())) == 1
+    metrics = json.loads((tmp_path / "trials" / next((tmp_path / "trials").iterdir()) / "metrics.json").read_text())
+    assert metrics["ap"] == trained.ap
+
+
+def test_same_seed_same_trials_and_every_sample_is_checked():
+    settings = load_settings("max78000")
+    budget = load_budget(settings.budget)
+
+    def sampled(seed: int) -> list[dict]:
+        study = optuna.create_study(directions=["maximize", "minimize"],
+                                    sampler=make_sampler(settings.with_overrides(seed=seed)))
+
+        def cheap(trial):  # the budget check alone: the sampler's decisions are what is compared
+            report = check(sample_arch(trial, settings.space), budget)
+            return report.latency_ms or 0.0, float(report.params)
+
+        study.optimize(cheap, n_trials=12)
+        return [t.params for t in study.trials]
+
+    first = sampled(7)
+    assert first == sampled(7) and first != sampled(8)
+
+
+def test_fixed_tiny_equals_posenas_train(root, tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "search"
+    code = main(["search", "--fixed", "tiny", "--data", str(root), "--teacher", "none", "--out", str(out), *SCHEDULE])
+    assert code == 0
+    trial_dir = next((out / "trials").iterdir())
+    assert main(["train", "--arch", "tiny", "--data", str(root), "--out", str(tmp_path / "train"), *SCHEDULE]) == 0
+    fixed, trained = load_checkpoint(trial_dir / "last.pt"), load_checkpoint(tmp_path / "train" / "last.pt")
+    # tiny is over the MAX78000 budget (stride-2 conv1) but --fixed trains it: the same network, the same
+    # schedule and seed, so every epoch's loss and AP agree exactly.
+    assert fixed.spec.spec_hash() == trained.spec.spec_hash() == get_arch("tiny").spec_hash()
+    assert [(h["loss"], h["ap"]) for h in fixed.history] == [(h["loss"], h["ap"]) for h in trained.history]
+    assert json.loads((trial_dir / "metrics.json").read_text())["ap"] == trained.extras["best_mAP"]
+
+
+def test_search_resumes_up_to_the_requested_trials(root, tmp_path, capsys):
+    torch.set_num_threads(1)
+    args = ["search", "--data", str(root), "--teacher", "none", "--out", str(tmp_path / "s"), *SCHEDULE]
+    assert main([*args, "--trials", "5"]) == 0
+    storage = f"sqlite:///{tmp_path / 's' / 'study.db'}"
+    study = optuna.load_study(study_name="max78000", storage=storage)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 5 and [t.user_attrs.get("baseline") for t in done[:4]] == ["student", "tiny", "student-hw", "tiny-hw"]
+    capsys.readouterr()
+    assert main([*args, "--trials", "5"]) == 0  # nothing to do: no trial lost or added
+    assert "5 of 5 trials done" in capsys.readouterr().out
+    assert main([*args, "--trials", "7"]) == 0
+    numbers = [t.number for t in optuna.load_study(study_name="max78000", storage=storage).trials]
+    assert numbers == list(range(7))
+    assert (tmp_path / "s" / "plots" / "ap_vs_params.html").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "--budget", "max99999"], "max99999"),
+        (["search", "--study", "{tmp}/bad.yaml"], "malformed YAML"),
+        (["search", "--study", "max78000", "--objectives", "params,ap"], "objectives"),
+        (["search", "--storage", "postgresql://nobody@127.0.0.1:1/none", "--out", "{tmp}/o"], "storage"),
+        (["plot", "--study", "nope", "--storage", "sqlite:///{tmp}/empty.db", "--out", "{tmp}/p"], "no study"),
+    ],
+)
+def test_bad_search_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+    assert main([a.format(tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
