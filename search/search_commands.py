@@ -142,6 +142,10 @@ def run_search(args: argparse.Namespace, console: Console) -> int:
             callbacks=[optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE,))],
         )  # fmt: skip
     records = records_of(study.get_trials(deepcopy=False))
+    if args.fixed:  # one network, perhaps over budget: its own line rather than a front
+        for r in records:
+            fits = "fits" if r.feasible else "does not fit " + settings.budget
+            console.print(f"{args.fixed}: AP {r.ap:.3f} (QAT), {r.float_ap:.3f} (float), {r.params:,} parameters, {fits}")
     console.print(front_table(records, settings, f"Pareto front of {name}"))
     _summary(records, console, time.perf_counter() - started)
     _write_plots(records, out / "plots", name, console)

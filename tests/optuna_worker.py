@@ -48,9 +48,11 @@ BLOCK_SECONDS = 600.0
 
 
 def make_storage(url: str) -> RDBStorage:
-    """The study's storage with heartbeats and the retry of stale trials (failed for want of heartbeats)."""
-    retry = {_CALLBACK_ARGUMENT: RetryCallback(max_retry=MAX_RETRY)}
-    return RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD, **retry)  # type: ignore[arg-type]
+    """The storage ``posenas search`` opens (``search.study.open_storage``: heartbeats, one retry of a stale
+    trial), with a heartbeat and grace period short enough for a test."""
+    from search.study import open_storage
+
+    return open_storage(url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD)
 
 
 def objective(trial: optuna.Trial, block_marker: Path | None) -> float:

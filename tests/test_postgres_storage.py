@@ -153,3 +153,27 @@ def test_workers_share_a_study_and_retry_the_trial_of_a_killed_worker(postgres_u
     pids = {trial.user_attrs["pid"] for trial in others}
     assert len(pids) == WORKERS and blocker_pid not in pids, "every surviving worker should have run trials"
     assert min(trial.duration.total_seconds() for trial in others if trial.duration) >= TRIAL_SECONDS
+
+
+def test_posenas_search_workers_share_a_postgresql_study(postgres_url: str, tmp_path: Path) -> None:
+    """Two `posenas search` processes on one PostgreSQL study: every trial once, the requested count done."""
+    import re
+
+    from posenet import synth
+
+    root = tmp_path / "synth"
+    synth.write_coco_root(root, train=6, val=2, seed=1)
+    command = [sys.executable, "-m", "search.cli", "search", "--storage", postgres_url, "--data", str(root),
+               "--teacher", "none", "--trials", "8", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "3",
+               "--val-images", "1"]  # fmt: skip
+    workers = [subprocess.Popen([*command, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for i in range(2)]  # fmt: skip
+    outputs = [w.communicate(timeout=240)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    study = optuna.load_study(study_name="max78000", storage=postgres_url)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) and 8 <= len(complete) <= 9  # a worker may finish one in flight
+    assert all("spec_hash" in t.user_attrs for t in complete)
+    # Both workers ran trials of the shared study.
+    assert all(re.search(r"^trial \d+ ", out, re.MULTILINE) for out in outputs)
