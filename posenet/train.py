@@ -147,14 +147,11 @@ class PreloadedSamples:
 
     MAX_BYTES = 2 * 1024**3
 
-    def __init__(self, dataset: CocoPoseDataset, progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, dataset: CocoPoseDataset) -> None:
         if dataset.augmentation is not None:
             raise ValueError("only un-augmented samples can be preloaded")
-        batches = []
-        for start in range(0, len(dataset), 256):
-            batches.append(_collate([dataset[i] for i in range(start, min(start + 256, len(dataset)))]))
-            if progress:
-                progress(len(batches[-1]["images"]))
+        batches = [_collate([dataset[i] for i in range(start, min(start + 256, len(dataset)))])
+                   for start in range(0, len(dataset), 256)]  # fmt: skip
         self.tensors = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
 
     @staticmethod

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Wide enough for the plan table when piped; a terminal keeps its own width.
-    console = Console(width=None if sys.stdout.isatty() else 150)
+    # soft_wrap: lines with paths and messages are never broken (logs stay greppable); tables still fit.
+    console = Console(width=None if sys.stdout.isatty() else 150, soft_wrap=True)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "space":

@@ -6,6 +6,7 @@ of records, so it can be tested without a study and never depends on how the dri
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -46,7 +47,7 @@ class TrialRecord:
 
     @property
     def trained(self) -> bool:
-        return self.state == "COMPLETE" and self.feasible and self.ap == self.ap
+        return self.state == "COMPLETE" and self.feasible and not math.isnan(self.ap)
 
 
 def records_of(trials: Iterable[optuna.trial.FrozenTrial]) -> list[TrialRecord]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from importlib import resources
 import time
 from pathlib import Path
 
@@ -22,12 +23,12 @@ from search.study import (
     TrialObjective, complete_count, directions, enqueue_baselines, make_sampler, open_storage,
 )  # fmt: skip
 from space.baselines import baseline_names
-from space.sampling import load_study_file
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     search = sub.add_parser("search", help="multi-objective architecture search under hard device budgets")
-    search.add_argument("--budget", default="max78000", help="max78000 (default), max78002 or a budget file")
+    search.add_argument("--budget", help="max78000 (default), max78002 or a budget file; picks studies/<budget>.yaml "
+                        "when there is one and no --study")  # fmt: skip
     search.add_argument("--study", help="a study file (default: studies/<budget>.yaml)")
     search.add_argument("--out", help="artifacts, data and the local study file (default posenas-runs/<study>)")
     search.add_argument("--storage", help="an RDB URL shared by workers, e.g. postgresql://user@host/db "
@@ -56,11 +57,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace) -> StudySettings:
-    study = args.study or _default_study(args.budget)
+    study = args.study or _default_study(args.budget or "max78000")
     settings = load_settings(study)
     objectives = tuple(o.strip() for o in args.objectives.split(",")) if args.objectives else None
     settings = settings.with_overrides(
-        budget=args.budget if args.study is None or args.budget != "max78000" else None,
+        budget=args.budget,
         trials=args.trials, timeout_minutes=args.timeout_minutes, sampler=args.sampler, seed=args.seed,
         objectives=objectives, train_epochs=args.epochs, train_train_images=args.train_images,
         train_val_images=args.val_images, train_seed=args.seed,
@@ -71,11 +72,8 @@ def _settings(args: argparse.Namespace) -> StudySettings:
 
 
 def _default_study(budget: str) -> str:
-    try:
-        load_study_file(budget)
-        return budget
-    except Exception:  # noqa: BLE001 - a budget file or a device without its own study: the default study
-        return "max78000"
+    """The built-in study named like the budget (max78000, max78002); for a budget file, the default."""
+    return budget if resources.files("studies").joinpath(f"{budget}.yaml").is_file() else "max78000"
 
 
 def _data_root(settings: StudySettings, args: argparse.Namespace, out: Path, console: Console) -> Path:

@@ -17,7 +17,7 @@ from rich.table import Table
 from posenet.checkpoint import CheckpointError, load_checkpoint, model_for
 from posenet.coco import CocoPoseDataset
 from posenet.distill import (
-    TeacherInfo, cache_teacher_maps, is_run_checkpoint, load_prepared_teacher, load_teacher, write_prepared_teacher,
+    PoseNetTeacher, TeacherInfo, cache_teacher_maps, load_prepared_teacher, load_teacher, write_prepared_teacher,
 )  # fmt: skip
 from posenet.evaluate import evaluate_results, prediction_results
 from posenet.layers import QuantMode
@@ -179,9 +179,9 @@ def prepare_teacher(
         checkpoint = str(out / "run" / "best.pt")
     elif checkpoint is None:
         raise CheckpointError("a teacher needs a checkpoint or an architecture to train")
-    elif is_run_checkpoint(checkpoint):
-        input_size = load_checkpoint(checkpoint).spec.input_size
     teacher, kind = load_teacher(checkpoint, refinement_stages)
+    if isinstance(teacher, PoseNetTeacher):  # a posenas network runs at its own input size
+        input_size = teacher.model.spec.input_size
     dataset = CocoPoseDataset(data, "train", input_size=input_size, people_only=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     with _progress(console) as progress:

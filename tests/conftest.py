@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,23 @@ import pytest
 from posenet.coco import CocoPoseDataset
 
 _PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Make (once per session and size) a small built-in synthetic COCO root for training tests."""
+    from posenet import synth
+
+    made: dict[tuple[int, int, int], Path] = {}
+
+    def make(train: int, val: int, seed: int) -> Path:
+        key = (train, val, seed)
+        if key not in made:
+            made[key] = tmp_path_factory.mktemp(f"synth-{train}-{val}-{seed}")
+            synth.write_coco_root(made[key], train=train, val=val, seed=seed)
+        return made[key]
+
+    return make
 
 
 def find_coco_sample() -> Path | None:

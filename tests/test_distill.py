@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from posenet import synth
 from posenet.coco import CocoPoseDataset
 from posenet.distill import (
     LightweightOpenPoseTeacher, PoseNetTeacher, TeacherInfo, cache_teacher_maps, load_prepared_teacher, load_teacher,
@@ -22,10 +21,8 @@ from space.baselines import get_arch
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    path = tmp_path_factory.mktemp("synth")
-    synth.write_coco_root(path, train=6, val=2, seed=4)
-    return path
+def root(synth_root):
+    return synth_root(train=6, val=2, seed=4)
 
 
 def _lwop_file(tmp_path):

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from budgets.device import load_budget
-from posenet import synth
 from posenet.checkpoint import load_checkpoint
 from search.cli import main
 from search.records import records_of
@@ -24,10 +23,8 @@ SCHEDULE = ["--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-im
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    path = tmp_path_factory.mktemp("synth")
-    synth.write_coco_root(path, train=6, val=2, seed=6)
-    return path
+def root(synth_root):
+    return synth_root(train=6, val=2, seed=6)
 
 
 def _objective(root, tmp_path, settings=None):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from posenet import synth
 from posenet.checkpoint import CheckpointError, load_checkpoint, model_for
 from posenet.coco import CocoPoseDataset
 from posenet.layers import QuantMode
@@ -20,10 +19,8 @@ CONFIG = TrainConfig(epochs=2, qat_start=1, batch_size=4, val_images=3, augment=
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    path = tmp_path_factory.mktemp("synth")
-    synth.write_coco_root(path, train=8, val=3, seed=2)
-    return path
+def root(synth_root):
+    return synth_root(train=8, val=3, seed=2)
 
 
 class _Killed(Exception):

@@ -16,10 +16,8 @@ SCHEDULE = ["--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-im
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    path = tmp_path_factory.mktemp("synth")
-    synth.write_coco_root(path, train=6, val=2, seed=8)
-    return path
+def root(synth_root):
+    return synth_root(train=6, val=2, seed=8)
 
 
 @pytest.fixture(scope="module")
