@@ -23,6 +23,7 @@ import optuna
 
 from budgets.checker import BudgetReport, check
 from budgets.device import Budget, load_budget
+from posenet.checkpoint import load_checkpoint
 from posenet.distill import TeacherCache
 from posenet.train import Trainer
 from search.records import (
@@ -120,8 +121,8 @@ class TrialObjective:
         started = time.perf_counter()
         trainer = Trainer(spec, self.data_root, out, self.settings.train, teacher=self.teacher,
                           teacher_cache=self.teacher_cache, device=self.device)  # fmt: skip
-        records = trainer.run()
-        history = [r.to_dict() for r in records] or _history(out)
+        trainer.run()
+        history = load_checkpoint(out / "last.pt").history  # every epoch, also those of an earlier attempt
         qat = [h["ap"] for h in history if h["mode"] == "qat"]
         floating = [h["ap"] for h in history if h["mode"] == "float"]
         metrics = {
@@ -139,12 +140,6 @@ class TrialObjective:
     def _say(self, line: str) -> None:
         if self.on_trial:
             self.on_trial(line)
-
-
-def _history(out: Path) -> list[dict[str, Any]]:
-    from posenet.checkpoint import load_checkpoint
-
-    return load_checkpoint(out / "last.pt").history
 
 
 def _scored_twin(study: optuna.Study, spec_hash: str, number: int) -> optuna.trial.FrozenTrial | None:
