@@ -51,6 +51,10 @@ class PoseNet(nn.Module):
         if self.spec.fold > 1:
             # Data folding happens on the host: the chip receives the space-to-depth tensor.
             x = F.pixel_unshuffle(x, self.spec.fold)
+        return self.forward_folded(x)
+
+    def forward_folded(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layers alone, on the input as the chip receives it (after the host's data folding)."""
         results: dict[int, torch.Tensor] = {INPUT: x}
         pending = dict(self._readers)
         for node, layer in zip(self._nodes, self.hardware_layers()):

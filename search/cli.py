@@ -17,7 +17,8 @@ from budgets.checker import check
 from budgets.device import BudgetError, load_budget
 from posenet.coco import DataError
 from posenet.weights import WeightsError
-from search import data_commands, report, search_commands, train_commands
+from posenet.export.izer import IzerError
+from search import data_commands, export_commands, report, search_commands, train_commands
 from space.baselines import baseline_names, get_arch
 from space.spec import SpecError
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.add_parsers(sub, _Parser)
     train_commands.add_parsers(sub)
     search_commands.add_parsers(sub)
+    export_commands.add_parsers(sub)
     return parser
 
 
@@ -81,10 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return search_commands.run_search(args, console)
         if args.command == "plot":
             return search_commands.run_plot(args, console)
+        if args.command == "export":
+            return export_commands.run_export(args, console)
         return _budget(args, console)
     except _BadInput as exc:
         return _fail(str(exc))
-    except (SpecError, BudgetError, DataError, WeightsError) as exc:
+    except (SpecError, BudgetError, DataError, WeightsError, IzerError) as exc:
         return _fail(f"posenas: error: {exc}")
 
 

@@ -127,7 +127,7 @@ class TrialObjective:
         floating = [h["ap"] for h in history if h["mode"] == "float"]
         metrics = {
             "ap": max(qat) if qat else max(floating), "float_ap": max(floating) if floating else float("nan"),
-            "seconds": time.perf_counter() - started, "checkpoint": str(out / "best.pt"),
+            "seconds": time.perf_counter() - started, "checkpoint": str((out / "best.pt").resolve()),
         }  # fmt: skip
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         self._say(f"trial {trial.number} {spec.name}: AP {metrics['ap']:.3f} in {metrics['seconds']:.0f} s")

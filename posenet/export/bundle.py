@@ -1,0 +1,169 @@
+"""One export: a trained run checkpoint -> everything needed to put the network on the chip.
+
+Folder layout (``out``)::
+
+    <arch>-q.pth.tar          integer checkpoint for ai8xize.py --checkpoint-file
+    <arch>.yaml               network description for ai8xize.py --config-file (from the placement plan)
+    sample_input.npy          int64 (C, H, W) in [-128, 127], for ai8xize.py --sample-input
+    expected_heatmaps.npy     int64 32-bit accumulators of posenas' integer simulation for that input
+    expected_pafs.npy
+    budget.json               the budget report and placement plan the export was checked with
+    spec.yaml                 the architecture
+    c/                        standalone C99: kernels, pose decoder, weights, host check program, Makefile
+    export.json               what was written and checked (C bit-exactness, poses, ai8xize outcome)
+
+The network is checked against the budget first; one that does not fit is refused with its violations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from budgets.checker import BudgetReport, check
+from budgets.device import Budget
+from posenet.checkpoint import RunCheckpoint
+from posenet.decode import DecodeConfig, Pose, decode
+from posenet.export.c_source import write_c_project
+from posenet.export.host import HostBuildError, HostRun, build_host, find_compiler, pose_difference, run_host
+from posenet.export.integer import integer_layers, simulation_model, synthesis_checkpoint
+from posenet.export.izer import IzerRun, run_izer
+from posenet.export.network_yaml import network_yaml
+from posenet.export.sample import sample_input, simulate
+from space.graph import layer_graph
+
+DATASET_NAME = "posenas_pose"  # the YAML's dataset: only names izer's default sample file, which we override
+
+
+class DoesNotFitError(ValueError):
+    """The network violates the budget; ``report`` holds the violations."""
+
+    def __init__(self, report: BudgetReport) -> None:
+        super().__init__(f"{report.arch} does not fit {report.device}: "
+                         + "; ".join(v.message for v in report.violations))  # fmt: skip
+        self.report = report
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    arch: str
+    files: dict[str, Path] = field(default_factory=dict)
+    post_training: bool = False  # a float checkpoint was quantized without QAT
+    python_poses: list[Pose] = field(default_factory=list)
+    host: HostRun | None = None
+    host_skipped: str | None = None  # why the C was not built and run
+    pose_difference_px: float | None = None
+    izer: IzerRun | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        host = self.host
+        return {
+            "arch": self.arch,
+            "files": {k: str(v) for k, v in self.files.items()},
+            "post_training_quantization": self.post_training,
+            "python_poses": len(self.python_poses),
+            "c": None if host is None else {
+                "bit_exact": host.bit_exact, "outputs": host.outputs, "mismatches": host.mismatches,
+                "poses": len(host.poses), "max_keypoint_difference_px": self.pose_difference_px,
+            },
+            "c_skipped": self.host_skipped,
+            "ai8xize": None if self.izer is None else {
+                "returncode": self.izer.returncode, "seconds": round(self.izer.seconds, 2),
+                "log": str(self.izer.log), "output": str(self.izer.output), "summary": self.izer.summary,
+            },
+        }  # fmt: skip
+
+
+def export_run(
+    checkpoint: RunCheckpoint,
+    budget: Budget,
+    out: Path,
+    *,
+    image: str | None = None,
+    build_c: bool = True,
+    izer_root: Path | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> ExportResult:
+    """Check, convert and write ``checkpoint`` into ``out``; build and run the C and ai8xize.py when asked.
+
+    Raises DoesNotFitError before writing anything when the network violates ``budget``.
+    """
+    spec = checkpoint.spec
+    report = check(spec, budget)
+    if not report.fits:
+        raise DoesNotFitError(report)
+    out.mkdir(parents=True, exist_ok=True)
+    arch = spec.name.lower()
+    result = ExportResult(folder=out, arch=arch)
+    files = result.files
+
+    model, result.post_training = simulation_model(checkpoint)
+    layers = integer_layers(model)
+    files["checkpoint"] = _save_torch(synthesis_checkpoint(checkpoint, model), out / f"{arch}-q.pth.tar")
+    files["yaml"] = _write(out / f"{arch}.yaml", network_yaml(arch, DATASET_NAME, layer_graph(spec), report.plan))
+    files["spec"] = _write(out / "spec.yaml", spec.to_yaml())
+    files["budget"] = _write(out / "budget.json", json.dumps(report.to_dict(with_plan=True), indent=2) + "\n")
+    say(f"integer checkpoint and network YAML written ({len(layers)} layers, budget {budget.device.name} fits)")
+
+    x = sample_input(spec, image)
+    heatmaps, pafs = simulate(model, x)
+    files["sample"] = _save_npy(out / "sample_input.npy", x)
+    files["expected_heatmaps"] = _save_npy(out / "expected_heatmaps.npy", heatmaps)
+    files["expected_pafs"] = _save_npy(out / "expected_pafs.npy", pafs)
+    heat_layer, paf_layer = (layer for layer in layers if layer.node.is_output)
+    config = DecodeConfig.for_input(spec.input_size)
+    result.python_poses = decode(heatmaps / heat_layer.wide_scale, pafs / paf_layer.wide_scale, config)
+
+    c_folder = out / "c"
+    write_c_project(c_folder, spec.name, layers, spec.input_size, x, (heatmaps, pafs))
+    files["c"] = c_folder
+    compiler = find_compiler() if build_c else None
+    if not build_c:
+        result.host_skipped = "not asked (--no-build)"
+    elif compiler is None:
+        result.host_skipped = "no C compiler on PATH (set CC)"
+    else:
+        say(f"building the C export with {compiler}")
+        result.host = run_host(build_host(c_folder, compiler))
+        result.pose_difference_px = pose_difference(result.host.poses, result.python_poses)
+
+    if izer_root is not None:
+        say(f"running ai8xize.py from {izer_root} (MAX78000)")
+        result.izer = run_izer(izer_root, files["checkpoint"], files["yaml"], files["sample"], out / "izer", arch)
+    _write(out / "export.json", json.dumps(result.to_dict(), indent=2, default=_json_number) + "\n")
+    return result
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value)}")
+
+
+def _write(path: Path, text: str) -> Path:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+    return path
+
+
+def _save_npy(path: Path, array: np.ndarray) -> Path:
+    np.save(path, np.asarray(array, dtype=np.int64))
+    return path
+
+
+def _save_torch(obj: dict[str, Any], path: Path) -> Path:
+    partial = path.with_name(path.name + ".partial")
+    torch.save(obj, partial)
+    os.replace(partial, path)
+    return path
+
+
+__all__ = ["DoesNotFitError", "ExportResult", "HostBuildError", "export_run"]

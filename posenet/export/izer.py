@@ -1,0 +1,87 @@
+"""Run ai8x-synthesis (``ai8xize.py``) on an export, from a checkout the user points to.
+
+posenas never ships or vendors ai8x-synthesis: ``--izer DIR`` or the ``AI8X_SYNTHESIS`` variable names a
+checkout, and the synthesizer runs there (it needs its ``assets/``) in its own Python: ``DIR/venv`` when
+present, else ``AI8X_SYNTHESIS_PYTHON``, else this interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+IZER_ENV = "AI8X_SYNTHESIS"
+IZER_PYTHON_ENV = "AI8X_SYNTHESIS_PYTHON"
+
+
+class IzerError(ValueError):
+    """The named checkout is not an ai8x-synthesis checkout (one line)."""
+
+
+@dataclass(frozen=True)
+class IzerRun:
+    returncode: int
+    seconds: float
+    command: list[str]
+    log: Path  # stdout and stderr of ai8xize.py
+    output: Path  # the generated project folder
+    summary: str  # the last meaningful line of its output
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def find_izer(explicit: str | os.PathLike | None) -> Path | None:
+    """The ai8x-synthesis root from ``explicit`` or $AI8X_SYNTHESIS; None when neither is set."""
+    root = explicit or os.environ.get(IZER_ENV)
+    if not root:
+        return None
+    path = Path(root).expanduser()
+    if not (path / "ai8xize.py").is_file():
+        raise IzerError(f"{path}: not an ai8x-synthesis checkout (no ai8xize.py)")
+    return path.resolve()
+
+
+def izer_python(root: Path) -> str:
+    venv = root / "venv" / "bin" / "python"
+    if venv.is_file():
+        return str(venv)
+    return os.environ.get(IZER_PYTHON_ENV) or sys.executable
+
+
+def izer_command(root: Path, checkpoint: Path, config: Path, sample: Path, out: Path, prefix: str,
+                 device: str = "MAX78000") -> list[str]:  # fmt: skip
+    """The ai8xize.py command line for an export (shared/docs/max78000.md 8.1)."""
+    return [
+        izer_python(root), "ai8xize.py", "--test-dir", str(out), "--prefix", prefix,
+        "--checkpoint-file", str(checkpoint), "--config-file", str(config), "--sample-input", str(sample),
+        "--device", device, "--timer", "0", "--verbose", "--overwrite", "--no-version-check", "--yamllint", "none",
+    ]  # fmt: skip
+
+
+def run_izer(root: Path, checkpoint: Path, config: Path, sample: Path, out: Path, prefix: str,
+             device: str = "MAX78000", timeout: float = 600.0) -> IzerRun:  # fmt: skip
+    """Run ai8xize.py from ``root``; its output goes to ``out / prefix`` and ``out / 'ai8xize.log'``."""
+    out.mkdir(parents=True, exist_ok=True)
+    command = izer_command(root, checkpoint.resolve(), config.resolve(), sample.resolve(), out.resolve(), prefix, device)
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - started
+    log = out / "ai8xize.log"
+    log.write_text(f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}")
+    lines = [line.strip() for line in (done.stderr + "\n" + done.stdout).splitlines() if line.strip()]
+    summary = _summary(lines, done.returncode)
+    return IzerRun(done.returncode, seconds, command, log, out / prefix, summary)
+
+
+def _summary(lines: list[str], returncode: int) -> str:
+    if returncode != 0:
+        errors = [line for line in lines if "ERROR" in line or "Error" in line]
+        return (errors or lines or ["(no output)"])[-1]
+    return next((line for line in reversed(lines) if "Weight memory" in line or "latency" in line.lower()),
+                lines[-1] if lines else "")  # fmt: skip
