@@ -35,6 +35,7 @@ __all__ = [
     "quantize_input",
     "to_training_scale",
     "hardware_layers",
+    "wide_output_scale",
 ]
 
 SUPPORTED_BITS = (1, 2, 4, 8)
@@ -377,6 +378,12 @@ def to_training_scale(x_int: torch.Tensor) -> torch.Tensor:
     """Integer activations -> training scale (x / 128); integer tensors become float32."""
     x = x_int if x_int.is_floating_point() else x_int.to(torch.float32)
     return x / _ACT_STEPS
+
+
+def wide_output_scale(bits: int) -> float:
+    """SIMULATE / QAT ratio of a wide layer with ``bits``-bit weights: 128 (input scale) * 2**(bits-1)
+    (weight scale), so 2**14 for 8 bits. The raw accumulator divided by this is the trained map."""
+    return _ACT_STEPS * 2.0 ** (bits - 1)
 
 
 def hardware_layers(module: nn.Module) -> list[tuple[str, HwConv2d]]:

@@ -37,6 +37,12 @@ class PoseNet(nn.Module):
         """The layers in execution order (they are registered in that order)."""
         return [layer for _, layer in hardware_layers(self)]
 
+    def output_layers(self) -> tuple[HwConv2d, HwConv2d]:
+        """The heatmap and PAF output layers."""
+        layers = self.hardware_layers()
+        heatmaps, pafs = (layers[i] for i in self._outputs)
+        return heatmaps, pafs
+
     def start_qat(self) -> None:
         """Fold batch-norm into the convolutions and switch every layer to quantization-aware training."""
         for layer in self.hardware_layers():

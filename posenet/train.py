@@ -30,12 +30,11 @@ from posenet.coco import CocoPoseDataset
 from posenet.distill import TeacherCache
 from posenet.evaluate import KeypointMetrics, evaluate_results, prediction_results
 from posenet.keypoints import NUM_HEATMAPS, NUM_PAFS
-from posenet.layers import QuantMode, quantize_input, to_training_scale
+from posenet.layers import QuantMode, quantize_input, to_training_scale, wide_output_scale
 from posenet.model import PoseNet, build_model
 from posenet.transforms import Augmentation
 from space.spec import ArchSpec
 
-WIDE_OUTPUT_SCALE = 2.0**14  # simulate output = 2^14 x QAT output for wide 8-bit layers (tested)
 
 
 class Teacher(Protocol):
@@ -96,8 +95,11 @@ def predictor_for(model: PoseNet, device: torch.device) -> Callable[[np.ndarray]
         mode = model.mode
         with torch.no_grad():
             heatmaps, pafs = model(model_input(torch.from_numpy(images).to(device), mode))
-        scale = WIDE_OUTPUT_SCALE if mode is QuantMode.SIMULATE else 1.0
-        return (heatmaps / scale).float().cpu().numpy(), (pafs / scale).float().cpu().numpy()
+        if mode is QuantMode.SIMULATE:  # raw accumulators -> the maps QAT trained (per head: bits may differ)
+            heat_layer, paf_layer = model.output_layers()
+            heatmaps = heatmaps / wide_output_scale(heat_layer.target_bits)
+            pafs = pafs / wide_output_scale(paf_layer.target_bits)
+        return heatmaps.float().cpu().numpy(), pafs.float().cpu().numpy()
 
     return predict
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from posenet.checkpoint import CheckpointError, load_checkpoint, model_for
 from posenet.coco import CocoPoseDataset
 from posenet.layers import QuantMode
+from posenet.model import build_model
 from posenet.train import Trainer, TrainConfig, pose_loss, predictor_for
 from posenet.transforms import Augmentation
 from space.baselines import get_arch
@@ -118,3 +120,19 @@ def test_preloaded_samples_are_the_datasets_samples(root):
     assert [len(b["images"]) for b in batches] == [3, 3] and len(set(ids)) == 6
     with pytest.raises(ValueError, match="un-augmented"):
         PreloadedSamples(CocoPoseDataset(root, "train", augmentation=Augmentation()))
+
+
+@pytest.mark.parametrize("bits", [(4, 2), (8, 1)])
+def test_simulate_maps_equal_qat_maps_for_narrow_output_heads(bits):
+    # A wide head's accumulator is 128 * 2^(bits-1) times its QAT map: the scale depends on each head's bits.
+    base = get_arch("tiny-hw")
+    heads = tuple(dataclasses.replace(h, out_bits=b) for h, b in zip(base.heads, bits))
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(base, heads=heads)).eval()
+    model.start_qat()
+    images = np.random.default_rng(0).integers(0, 256, size=(1, 128, 128, 3), dtype=np.uint8)
+    qat = predictor_for(model, torch.device("cpu"))(images)
+    model.to_simulate()
+    sim = predictor_for(model, torch.device("cpu"))(images)
+    for q, s in zip(qat, sim):
+        assert np.array_equal(q, s) and np.abs(q).max() > 0

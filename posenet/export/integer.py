@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from posenet.checkpoint import RunCheckpoint, model_for
-from posenet.layers import QuantMode
+from posenet.layers import QuantMode, wide_output_scale
 from posenet.model import PoseNet
 from space.graph import LayerNode, layer_graph
 
@@ -48,7 +48,7 @@ class IntegerLayer:
     def wide_scale(self) -> float:
         """A wide (32-bit) output divided by this is the map the network was trained to produce:
         the accumulator is 128 * 2**(bits-1) times the QAT output (shared/docs/ai8x_training.md 2.6)."""
-        return 128.0 * 2.0 ** (self.bits - 1)
+        return wide_output_scale(self.bits)
 
 
 def simulation_model(checkpoint: RunCheckpoint) -> tuple[PoseNet, bool]:
