@@ -61,6 +61,7 @@ def run_export(args: argparse.Namespace, console: Console) -> int:
     _print_result(result, console)
     ok = (result.host is None or (result.host.bit_exact and result.pose_difference_px is not None
                                   and result.pose_difference_px <= 1.0)) and (result.izer is None or result.izer.ok)
+    ok = ok and (result.izer_agrees is None or all(result.izer_agrees.values()))
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -134,12 +135,17 @@ def _print_result(result: ExportResult, console: Console) -> None:
     if izer is None:
         folder = result.folder
         command = izer_command(Path("<ai8x-synthesis>"), folder / f"{result.arch}-q.pth.tar", folder / f"{result.arch}.yaml",
-                               folder / "sample_input.npy", folder / "izer", result.arch)  # fmt: skip
+                               folder / "sample_input.npy", folder / "izer", result.arch, result.device)  # fmt: skip
         console.print("ai8xize.py not run (no --izer or AI8X_SYNTHESIS); from an ai8x-synthesis checkout:\n  "
                       + " ".join(["python"] + command[1:]), highlight=False)  # fmt: skip
     else:
         verdict = "[green]succeeded[/]" if izer.ok else f"[red]failed (exit {izer.returncode})[/]"
         console.print(f"ai8xize.py {verdict} in {izer.seconds:.1f} s: {izer.summary}; log {izer.log}", highlight=False)
+        if izer.ok and result.latency_cycles is not None:
+            console.print(f"posenas' latency estimate for the same network: {result.latency_cycles:,} cycles")
+        if result.izer_agrees is not None:
+            same = ", ".join(f"{head} {'identical' if ok else '[red]DIFFERENT[/]'}" for head, ok in result.izer_agrees.items())
+            console.print(f"ai8x-synthesis' own simulation vs posenas' expected outputs: {same}")
 
 
 __all__ = ["add_parsers", "run_export", "trial_checkpoint", "IzerError"]

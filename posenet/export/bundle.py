@@ -33,7 +33,7 @@ from posenet.decode import DecodeConfig, Pose, decode
 from posenet.export.c_source import write_c_project
 from posenet.export.host import HostBuildError, HostRun, build_host, find_compiler, pose_difference, run_host
 from posenet.export.integer import integer_layers, simulation_model, synthesis_checkpoint
-from posenet.export.izer import IzerRun, run_izer
+from posenet.export.izer import IzerRun, run_izer, synthesis_figures
 from posenet.export.network_yaml import network_yaml
 from posenet.export.sample import sample_input, simulate
 from space.graph import layer_graph
@@ -54,6 +54,7 @@ class DoesNotFitError(ValueError):
 class ExportResult:
     folder: Path
     arch: str
+    device: str  # the budget's device, e.g. MAX78000 (ai8xize.py --device)
     files: dict[str, Path] = field(default_factory=dict)
     post_training: bool = False  # a float checkpoint was quantized without QAT
     python_poses: list[Pose] = field(default_factory=list)
@@ -61,11 +62,14 @@ class ExportResult:
     host_skipped: str | None = None  # why the C was not built and run
     pose_difference_px: float | None = None
     izer: IzerRun | None = None
+    izer_agrees: dict[str, bool] | None = None  # per head: izer's own simulation == posenas' expected output
+    latency_cycles: int | None = None  # the budget checker's estimate, to set beside izer's
 
     def to_dict(self) -> dict[str, Any]:
         host = self.host
         return {
             "arch": self.arch,
+            "device": self.device,
             "files": {k: str(v) for k, v in self.files.items()},
             "post_training_quantization": self.post_training,
             "python_poses": len(self.python_poses),
@@ -77,6 +81,8 @@ class ExportResult:
             "ai8xize": None if self.izer is None else {
                 "returncode": self.izer.returncode, "seconds": round(self.izer.seconds, 2),
                 "log": str(self.izer.log), "output": str(self.izer.output), "summary": self.izer.summary,
+                "simulation_equals_posenas": self.izer_agrees,
+                "figures": synthesis_figures(self.izer.output / "log.txt"), "posenas_latency_cycles": self.latency_cycles,
             },
         }  # fmt: skip
 
@@ -101,7 +107,7 @@ def export_run(
         raise DoesNotFitError(report)
     out.mkdir(parents=True, exist_ok=True)
     arch = spec.name.lower()
-    result = ExportResult(folder=out, arch=arch)
+    result = ExportResult(folder=out, arch=arch, device=budget.device.name, latency_cycles=report.latency_cycles)
     files = result.files
 
     model, result.post_training = simulation_model(checkpoint)
@@ -135,10 +141,37 @@ def export_run(
         result.pose_difference_px = pose_difference(result.host.poses, result.python_poses)
 
     if izer_root is not None:
-        say(f"running ai8xize.py from {izer_root} (MAX78000)")
-        result.izer = run_izer(izer_root, files["checkpoint"], files["yaml"], files["sample"], out / "izer", arch)
+        say(f"running ai8xize.py from {izer_root} ({budget.device.name})")
+        result.izer = run_izer(izer_root, files["checkpoint"], files["yaml"], files["sample"], out / "izer", arch,
+                               device=budget.device.name)  # fmt: skip
+        if result.izer.ok:
+            result.izer_agrees = _izer_agreement(result.izer, izer_root, files, out, arch, budget, layers,
+                                                 heatmaps, pafs, say)  # fmt: skip
     _write(out / "export.json", json.dumps(result.to_dict(), indent=2, default=_json_number) + "\n")
     return result
+
+
+def _izer_agreement(run: IzerRun, root: Path, files: dict[str, Path], out: Path, arch: str, budget: Budget,
+                    layers: tuple, heatmaps: np.ndarray, pafs: np.ndarray,
+                    say: Callable[[str], None]) -> dict[str, bool]:  # fmt: skip
+    """Compare izer's own simulation of both heads with posenas' expected accumulators.
+
+    izer saves only its checked output layer: the last one (the PAF head) from the main run, and the
+    heatmap head from a second run stopped after that layer."""
+    agrees = {"pafs": _same(run.result, pafs)}
+    heat_index = next(i for i, layer in enumerate(layers) if layer.node.is_output)
+    say(f"running ai8xize.py again, stopped after layer {heat_index} (the heatmap head), for its simulation")
+    heat_run = run_izer(root, files["checkpoint"], files["yaml"], files["sample"], out / "izer-heatmaps", arch,
+                        device=budget.device.name, stop_after=heat_index)  # fmt: skip
+    agrees["heatmaps"] = heat_run.ok and _same(heat_run.result, heatmaps)
+    return agrees
+
+
+def _same(path: Path | None, expected: np.ndarray) -> bool:
+    if path is None:
+        return False
+    got = np.load(path)
+    return got.shape == expected.shape and bool(np.array_equal(got.astype(np.int64), expected))
 
 
 def _json_number(value: Any) -> Any:

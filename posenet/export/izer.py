@@ -8,6 +8,7 @@ present, else ``AI8X_SYNTHESIS_PYTHON``, else this interpreter.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ class IzerRun:
     log: Path  # stdout and stderr of ai8xize.py
     output: Path  # the generated project folder
     summary: str  # the last meaningful line of its output
+    result: Path | None = None  # izer's own simulation of the checked output layer, int64 (C, H, W)
 
     @property
     def ok(self) -> bool:
@@ -54,21 +56,31 @@ def izer_python(root: Path) -> str:
     return os.environ.get(IZER_PYTHON_ENV) or sys.executable
 
 
+RESULT_FILE = "izer_output.npy"
+
+
 def izer_command(root: Path, checkpoint: Path, config: Path, sample: Path, out: Path, prefix: str,
-                 device: str = "MAX78000") -> list[str]:  # fmt: skip
-    """The ai8xize.py command line for an export (shared/docs/max78000.md 8.1)."""
-    return [
+                 device: str = "MAX78000", stop_after: int | None = None) -> list[str]:  # fmt: skip
+    """The ai8xize.py command line for an export (shared/docs/max78000.md 8.1). ``--sample-numpy-filename``
+    saves izer's own simulation of the last (or ``stop_after``) layer, to compare with posenas'."""
+    command = [
         izer_python(root), "ai8xize.py", "--test-dir", str(out), "--prefix", prefix,
         "--checkpoint-file", str(checkpoint), "--config-file", str(config), "--sample-input", str(sample),
         "--device", device, "--timer", "0", "--verbose", "--overwrite", "--no-version-check", "--yamllint", "none",
+        "--sample-numpy-filename", RESULT_FILE,
     ]  # fmt: skip
+    return command + (["--stop-after", str(stop_after)] if stop_after is not None else [])
 
 
 def run_izer(root: Path, checkpoint: Path, config: Path, sample: Path, out: Path, prefix: str,
-             device: str = "MAX78000", timeout: float = 600.0) -> IzerRun:  # fmt: skip
-    """Run ai8xize.py from ``root``; its output goes to ``out / prefix`` and ``out / 'ai8xize.log'``."""
+             device: str = "MAX78000", stop_after: int | None = None, timeout: float = 600.0) -> IzerRun:  # fmt: skip
+    """Run ai8xize.py from ``root``; its project goes to ``out / prefix``, its output to ``out / 'ai8xize.log'``.
+
+    ``stop_after`` N truncates the network after layer N, which makes that layer the checked output (how
+    izer's simulation of a head other than the last one is obtained)."""
     out.mkdir(parents=True, exist_ok=True)
-    command = izer_command(root, checkpoint.resolve(), config.resolve(), sample.resolve(), out.resolve(), prefix, device)
+    command = izer_command(root, checkpoint.resolve(), config.resolve(), sample.resolve(), out.resolve(), prefix,
+                           device, stop_after)  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - started
@@ -76,7 +88,37 @@ def run_izer(root: Path, checkpoint: Path, config: Path, sample: Path, out: Path
     log.write_text(f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}")
     lines = [line.strip() for line in (done.stderr + "\n" + done.stdout).splitlines() if line.strip()]
     summary = _summary(lines, done.returncode)
-    return IzerRun(done.returncode, seconds, command, log, out / prefix, summary)
+    if done.returncode == 0:
+        summary = synthesis_summary(out / prefix / "log.txt") or summary
+    result = out / prefix / RESULT_FILE
+    return IzerRun(done.returncode, seconds, command, log, out / prefix, summary,
+                   result if done.returncode == 0 and result.is_file() else None)  # fmt: skip
+
+
+_TOTAL_CYCLES = re.compile(r"^Total\s+([\d,]+) cycles")
+_MEMORY = re.compile(r"^(Weight|Bias) memory:\s+([\d,]+) bytes out of ([\d,]+) bytes")
+
+
+def synthesis_figures(log_txt: Path) -> dict[str, int]:
+    """izer's estimated latency (cycles) and weight/bias memory use (bytes) from its ``log.txt``."""
+    figures: dict[str, int] = {}
+    if not log_txt.is_file():
+        return figures
+    for line in log_txt.read_text(errors="replace").splitlines():
+        if match := _TOTAL_CYCLES.match(line):
+            figures["latency_cycles"] = int(match[1].replace(",", ""))
+        elif match := _MEMORY.match(line):
+            figures[f"{match[1].lower()}_bytes"] = int(match[2].replace(",", ""))
+            figures[f"{match[1].lower()}_capacity"] = int(match[3].replace(",", ""))
+    return figures
+
+
+def synthesis_summary(log_txt: Path) -> str:
+    f = synthesis_figures(log_txt)
+    if "latency_cycles" not in f:
+        return ""
+    return (f"estimated latency {f['latency_cycles']:,} cycles, weight memory {f.get('weight_bytes', 0):,} of "
+            f"{f.get('weight_capacity', 0):,} bytes, bias memory {f.get('bias_bytes', 0):,} bytes")
 
 
 def _summary(lines: list[str], returncode: int) -> str:

@@ -36,8 +36,9 @@ typedef struct {
     int layer_count;
     const cnn_layer *layers;
     int in_channels, in_h, in_w;
-    int32_t *acc;          /* scratch: one output channel's accumulators, max out_h * out_w */
+    int32_t *acc;          /* scratch: one output channel's accumulators, max out_h * (out_w + 2 pad) */
     int8_t *pooled;        /* scratch: the pooled input of the current layer, max C * H * W */
+    int8_t *padded;        /* scratch: the zero-padded input, max C * (H + 2 pad) * (W + 2 pad) */
 } cnn_network;
 
 /* Run every layer on ``input`` (in_channels x in_h x in_w, values -128..127). */

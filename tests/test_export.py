@@ -1,0 +1,196 @@
+"""posenas export: the integer checkpoint, the network YAML, and the standalone C checked bit for bit
+against posenas' integer simulation (SIMULATE mode), compiled with a real C compiler."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import optuna
+import pytest
+import torch
+import yaml
+
+from ai8x_rules import checkpoint_violations, yaml_violations
+from budgets.checker import check
+from budgets.device import load_budget
+from posenet.checkpoint import RunCheckpoint, load_checkpoint
+from posenet.export.bundle import DoesNotFitError, export_run
+from posenet.export.c_source import write_c_project
+from posenet.export.host import build_host, run_host
+from posenet.export.integer import integer_layers, simulation_model
+from posenet.export.sample import random_input, simulate
+from posenet.layers import QuantMode
+from posenet.model import build_model
+from posenet.train import Trainer, TrainConfig
+from space.baselines import get_arch
+from space.graph import layer_graph
+from space.sampling import SearchSpace, sample_arch
+
+MAX78000 = load_budget("max78000")
+needs_cc = pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("make") is None, reason="no gcc/make")
+
+
+def _random_checkpoint(spec, seed: int, mode: QuantMode = QuantMode.QAT) -> RunCheckpoint:
+    """A checkpoint with random weights and batch-norm statistics (folded for QAT)."""
+    torch.manual_seed(seed)
+    model = build_model(spec).eval()
+    gen = torch.Generator().manual_seed(seed)
+    for layer in model.hardware_layers():
+        if layer.bn is not None:
+            n = layer.bn.num_features
+            layer.bn.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+            layer.bn.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            layer.bn.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+    if mode is QuantMode.QAT:
+        model.start_qat()
+    return RunCheckpoint(spec=spec, mode=mode, epoch=seed, state_dict=model.state_dict())
+
+
+@pytest.fixture(scope="module")
+def trained_tiny(synth_root, tmp_path_factory):
+    """tiny-hw after one short QAT epoch on synthetic people."""
+    root = synth_root(train=24, val=4, seed=3)
+    out = tmp_path_factory.mktemp("tiny-run")
+    Trainer(get_arch("tiny-hw"), root, out, TrainConfig(epochs=2, qat_start=1, batch_size=8, val_images=2)).run()
+    return out / "best.pt"
+
+
+# -- the integer checkpoint and the YAML, against the documented rules ---------------------------------------
+
+
+@pytest.mark.parametrize("arch, device", [("tiny-hw", "max78000"), ("tiny-hw", "max78002"), ("student-hw", "max78002")])
+def test_baseline_exports_obey_the_ai8x_rules(arch, device, tmp_path):
+    spec = get_arch(arch)
+    result = export_run(_random_checkpoint(spec, 0), load_budget(device), tmp_path, build_c=False)
+    doc = yaml.safe_load(result.files["yaml"].read_text())
+    nodes = list(layer_graph(spec))
+    assert yaml_violations(doc, nodes, arch, device.upper()) == []
+    raw = torch.load(result.files["checkpoint"], weights_only=True)
+    assert checkpoint_violations(raw, arch, len(doc["layers"])) == []
+    # izer pairs weight keys with YAML layers by order: the names must line up one to one.
+    weight_layers = [k[: -len(".op.weight")] for k in raw["state_dict"] if k.endswith(".weight")]
+    assert weight_layers == [layer["name"] for layer in doc["layers"]]
+    heads = [layer for layer in doc["layers"] if layer.get("output")]
+    assert [h["name"] for h in heads] == ["heat_out", "paf_out"]
+    assert all(h["output_width"] == 32 and h["activate"] == "None" for h in heads)
+    # The heatmap head follows the CPM; the PAF head reads the CPM output again through in_sequences.
+    trunk = [n for n in nodes if n.role == "cpm"][-1].name
+    assert [layer["in_sequences"] for layer in doc["layers"] if "in_sequences" in layer] == [[trunk]]
+    sample = np.load(result.files["sample"])
+    assert sample.dtype == np.int64 and sample.shape == (3, 128, 128)
+    assert sample.min() >= -128 and sample.max() <= 127 and sample.std() > 10
+
+
+def test_yaml_comes_from_the_checkers_plan(tmp_path):
+    spec = get_arch("tiny-hw")
+    result = export_run(_random_checkpoint(spec, 0), MAX78000, tmp_path, build_c=False)
+    doc = yaml.safe_load(result.files["yaml"].read_text())
+    plan = check(spec, MAX78000).plan
+    assert plan.input_format == "CHW" and doc["layers"][0]["data_format"] == "CHW"
+    for layer, placed in zip(doc["layers"], plan.layers):
+        assert (layer["processors"], layer["output_processors"]) == (placed.in_processors, placed.out_processors)
+        assert (layer["in_offset"], layer["out_offset"]) == (placed.in_offset, placed.out_offset)
+    assert doc["layers"][0]["processors"] == 0x111 and doc["layers"][0]["max_pool"] == 2
+
+
+def test_rules_catch_a_broken_yaml(tmp_path):
+    # The rule checker itself must fail on the mistakes it exists to catch.
+    spec = get_arch("tiny-hw")
+    result = export_run(_random_checkpoint(spec, 0), MAX78000, tmp_path, build_c=False)
+    doc = yaml.safe_load(result.files["yaml"].read_text())
+    nodes = list(layer_graph(spec))
+    cases = {
+        "output_width": lambda d: d["layers"][10].pop("output_width"),
+        "but the network reads": lambda d: d["layers"][11].pop("in_sequences"),
+        "overwrites": lambda d: d["layers"][11].update(out_offset=d["layers"][10]["out_offset"]),
+        "still reads": lambda d: d["layers"][9].update(out_offset=d["layers"][8]["out_offset"]),
+        "CHW input": lambda d: d["layers"][0].update(processors=0x7),
+        "unknown keys": lambda d: d["layers"][3].update(stride=2),
+    }
+    for expected, edit in cases.items():
+        copy = yaml.safe_load(yaml.safe_dump(doc))
+        edit(copy)
+        assert any(expected in v for v in yaml_violations(copy, nodes, "tiny-hw")), expected
+
+
+def test_integer_checkpoint_is_the_quantize_py_conversion(tmp_path):
+    spec = get_arch("tiny-hw")
+    checkpoint = _random_checkpoint(spec, 1)
+    result = export_run(checkpoint, MAX78000, tmp_path, build_c=False)
+    state = torch.load(result.files["checkpoint"], weights_only=True)["state_dict"]
+    qat = checkpoint.state_dict
+    for name in ("conv1", "cpm2", "paf_out"):
+        w, b = qat[f"{name}.op.weight"], qat[f"{name}.op.bias"]
+        # quantize.py: bit_shift = floor(log2(1 / max|w, b|)), factor 2^(bits-1) * 2^bit_shift.
+        top = torch.cat([w.flatten(), b.flatten()]).abs().max().item()
+        bit_shift = int(np.floor(np.log2(1 / top)))
+        factor = 2.0 ** (7 + bit_shift)
+        assert torch.equal(state[f"{name}.op.weight"], torch.clamp(torch.floor(w * factor + 0.5), -128, 127))
+        assert torch.equal(state[f"{name}.op.bias"], torch.clamp(torch.floor(b * factor + 0.5), -128, 127) * 128)
+        assert state[f"{name}.output_shift"].item() == -bit_shift
+        assert state[f"{name}.output_shift"].dtype == torch.float32
+
+
+def test_over_budget_network_is_refused_with_violations(tmp_path):
+    with pytest.raises(DoesNotFitError, match="kernel memory exhausted at processor 0") as info:
+        export_run(_random_checkpoint(get_arch("student-hw"), 0), MAX78000, tmp_path / "x", build_c=False)
+    assert len(info.value.report.violations) >= 3 and not (tmp_path / "x").exists()
+
+
+# -- C inference, bit-exact with SIMULATE -------------------------------------------------------------------
+
+
+def _c_outputs_match(result) -> None:
+    assert result.host is not None, result.host_skipped
+    assert result.host.outputs == (19 + 38) * 16 * 16
+    assert result.host.mismatches == 0 and result.host.bit_exact
+    assert result.pose_difference_px is not None and result.pose_difference_px <= 0.5
+
+
+@needs_cc
+def test_c_is_bit_exact_on_a_trained_tiny_network(trained_tiny, tmp_path):
+    checkpoint = load_checkpoint(trained_tiny)
+    assert checkpoint.mode is QuantMode.QAT
+    result = export_run(checkpoint, MAX78000, tmp_path)
+    _c_outputs_match(result)
+    expected = np.load(result.files["expected_heatmaps"])
+    assert np.abs(expected).max() > 1000  # real activity reached the heads, not a trivially zero output
+
+
+@needs_cc
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_c_is_bit_exact_with_random_weights(seed, tmp_path):
+    spec = get_arch("tiny-hw")
+    checkpoint = _random_checkpoint(spec, seed)
+    result = export_run(checkpoint, MAX78000, tmp_path, build_c=False)
+    # Swap the sample for random integers: every input value and rounding case, not just a photo's.
+    model, _ = simulation_model(checkpoint)
+    x = random_input(spec, seed)
+    heatmaps, pafs = simulate(model, x)
+    write_c_project(tmp_path / "c", spec.name, integer_layers(model), spec.input_size, x, (heatmaps, pafs))
+    run = run_host(build_host(tmp_path / "c", "gcc"))
+    assert run.bit_exact and run.outputs == heatmaps.size + pafs.size
+    assert np.count_nonzero(heatmaps) > heatmaps.size // 2
+
+
+def _searched_specs(count: int, seed: int):
+    """Networks sampled from the default search space that fit: other widths, kernels, bits, pools."""
+    space = SearchSpace.from_study("max78000")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    found = []
+    while len(found) < count:
+        spec = sample_arch(study.ask(), space, name=f"searched{len(found)}")
+        if check(spec, MAX78000).fits:
+            found.append(spec)
+    return found
+
+
+@needs_cc
+def test_c_is_bit_exact_on_searched_networks(tmp_path):
+    specs = _searched_specs(3, seed=7)
+    bits = {node.weight_bits for spec in specs for node in layer_graph(spec)}
+    assert len(bits) > 1  # the sample covers sub-8-bit layers
+    for i, spec in enumerate(specs):
+        result = export_run(_random_checkpoint(spec, i), MAX78000, tmp_path / spec.name)
+        _c_outputs_match(result)
