@@ -3,7 +3,10 @@ against posenas' integer simulation (SIMULATE mode), compiled with a real C comp
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -14,15 +17,17 @@ import yaml
 from ai8x_rules import checkpoint_violations, yaml_violations
 from budgets.checker import check
 from budgets.device import load_budget
-from posenet.checkpoint import RunCheckpoint, load_checkpoint
+from posenet.checkpoint import RunCheckpoint, load_checkpoint, save_checkpoint
 from posenet.export.bundle import DoesNotFitError, export_run
 from posenet.export.c_source import write_c_project
 from posenet.export.host import build_host, run_host
 from posenet.export.integer import integer_layers, simulation_model
+from posenet.export.izer import synthesis_figures
 from posenet.export.sample import random_input, simulate
 from posenet.layers import QuantMode
 from posenet.model import build_model
 from posenet.train import Trainer, TrainConfig
+from search.cli import main
 from space.baselines import get_arch
 from space.graph import layer_graph
 from space.sampling import SearchSpace, sample_arch
@@ -194,3 +199,83 @@ def test_c_is_bit_exact_on_searched_networks(tmp_path):
     for i, spec in enumerate(specs):
         result = export_run(_random_checkpoint(spec, i), MAX78000, tmp_path / spec.name)
         _c_outputs_match(result)
+
+
+# -- ai8x-synthesis itself, when a checkout is given ----------------------------------------------------------
+
+izer_root = os.environ.get("AI8X_SYNTHESIS")
+
+
+@pytest.mark.skipif(not izer_root, reason="set AI8X_SYNTHESIS to an ai8x-synthesis checkout (with venv/) to run")
+def test_ai8xize_accepts_the_export_and_simulates_the_same_outputs(trained_tiny, tmp_path):
+    result = export_run(load_checkpoint(trained_tiny), MAX78000, tmp_path, build_c=False, izer_root=Path(izer_root))
+    assert result.izer is not None and result.izer.ok, result.izer.summary
+    assert result.izer_agrees == {"pafs": True, "heatmaps": True}
+    assert synthesis_figures(result.izer.output / "log.txt")["latency_cycles"] == check(get_arch("tiny-hw"), MAX78000).latency_cycles
+
+
+# -- the command line ---------------------------------------------------------------------------------------
+
+
+def _study_with(tmp_path, checkpoint: str):
+    """A study whose trial 0 was trained (checkpoint in its metrics) and trial 1 rejected, as search records them."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="mini", storage=url, directions=["maximize", "minimize"])
+    trained = study.ask()
+    trained.set_user_attr("feasible", True)
+    trained.set_user_attr("metrics", {"ap": 0.01, "params": 1, "checkpoint": checkpoint})
+    study.tell(trained, [0.01, 1.0])
+    rejected = study.ask()
+    rejected.set_user_attr("feasible", False)
+    rejected.set_user_attr("violations", ["conv6: kernel memory exhausted at processor 0"])
+    study.tell(rejected, [0.0, 2.0])
+    return url
+
+
+@needs_cc
+def test_cli_exports_a_checkpoint_and_a_trial(trained_tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("AI8X_SYNTHESIS", raising=False)
+    assert main(["export", "--checkpoint", str(trained_tiny), "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "14,592 output values vs the integer simulation: bit-exact" in out
+    assert "ai8xize.py not run" in out and "--checkpoint-file" in out  # the next step, spelled out
+    report = json.loads((tmp_path / "a" / "export.json").read_text())
+    assert report["c"]["bit_exact"] and report["c"]["mismatches"] == 0
+    url = _study_with(tmp_path, str(trained_tiny))
+    assert main(["export", "--trial", "0", "--study", "mini", "--storage", url, "--out", str(tmp_path / "b")]) == 0
+    same = [f.name for f in (tmp_path / "a").iterdir() if f.suffix in (".npy", ".yaml")]
+    for name in same:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_cli_refuses_an_over_budget_network(tmp_path, capsys):
+    path = tmp_path / "student.pt"
+    save_checkpoint(_random_checkpoint(get_arch("student-hw"), 0), path)
+    assert main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "out"), "--no-build"]) == 1
+    out = capsys.readouterr().out
+    assert "does not fit MAX78000: nothing exported" in out and out.count("kernel memory exhausted") >= 3
+    assert not (tmp_path / "out").exists()
+    assert main(["export", "--checkpoint", str(path), "--budget", "max78002", "--out", str(tmp_path / "b"), "--no-build"]) == 0
+
+
+def test_cli_bad_input_gives_one_line_and_exit_2(trained_tiny, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    bad_image = tmp_path / "bad.jpg"
+    bad_image.write_bytes(b"\xff\xd8 truncated")
+    url = _study_with(tmp_path, str(trained_tiny))
+    out = str(tmp_path / "out")
+    cases = {
+        "missing.pt": ["--checkpoint", str(tmp_path / "missing.pt")],
+        "corrupt.pt": ["--checkpoint", str(corrupt)],
+        "unreadable or corrupt image": ["--checkpoint", str(trained_tiny), "--image", str(bad_image), "--no-build"],
+        "not an ai8x-synthesis checkout": ["--checkpoint", str(trained_tiny), "--izer", str(tmp_path)],
+        "--trial needs --study": ["--trial", "0"],
+        "has no trial 7": ["--trial", "7", "--study", "mini", "--storage", url],
+        "was not trained: conv6: kernel memory": ["--trial", "1", "--study", "mini", "--storage", url],
+        "no study database": ["--trial", "0", "--study", "nowhere"],
+    }
+    for expected, argv in cases.items():
+        assert main(["export", *argv, "--out", out]) == 2, expected
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, (expected, err)

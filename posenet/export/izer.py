@@ -115,10 +115,14 @@ def synthesis_figures(log_txt: Path) -> dict[str, int]:
 
 def synthesis_summary(log_txt: Path) -> str:
     f = synthesis_figures(log_txt)
-    if "latency_cycles" not in f:
-        return ""
-    return (f"estimated latency {f['latency_cycles']:,} cycles, weight memory {f.get('weight_bytes', 0):,} of "
-            f"{f.get('weight_capacity', 0):,} bytes, bias memory {f.get('bias_bytes', 0):,} bytes")
+    parts = []
+    if "latency_cycles" in f:  # izer has no latency model for every device (none for MAX78002)
+        parts.append(f"estimated latency {f['latency_cycles']:,} cycles")
+    if "weight_bytes" in f:
+        parts.append(f"weight memory {f['weight_bytes']:,} of {f['weight_capacity']:,} bytes")
+    if "bias_bytes" in f:
+        parts.append(f"bias memory {f['bias_bytes']:,} bytes")
+    return ", ".join(parts)
 
 
 def _summary(lines: list[str], returncode: int) -> str:
