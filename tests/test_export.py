@@ -196,9 +196,12 @@ def test_c_is_bit_exact_on_searched_networks(tmp_path):
     specs = _searched_specs(3, seed=7)
     bits = {node.weight_bits for spec in specs for node in layer_graph(spec)}
     assert len(bits) > 1  # the sample covers sub-8-bit layers
+    people = 0
     for i, spec in enumerate(specs):
-        result = export_run(_random_checkpoint(spec, i), MAX78000, tmp_path / spec.name)
+        result = export_run(_random_checkpoint(spec, (i + 1) % 3), MAX78000, tmp_path / spec.name)
         _c_outputs_match(result)
+        people += len(result.python_poses)
+    assert people >= 5  # these weights make maps on which both decoders find people (3 + 2 + 0)
 
 
 # -- ai8x-synthesis itself, when a checkout is given ----------------------------------------------------------

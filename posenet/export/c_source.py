@@ -18,7 +18,7 @@ import numpy as np
 from posenet.export.integer import IntegerLayer
 from space.graph import INPUT
 
-STATIC_SOURCES = ("cnn.h", "cnn.c", "pose_decode.h", "pose_decode.c", "main.c", "Makefile")
+STATIC_SOURCES = ("cnn.h", "cnn.c", "pose_decode.h", "pose_decode.c", "pose_decode_main.c", "main.c", "Makefile")
 _VALUES_PER_LINE = 24
 
 
