@@ -57,6 +57,7 @@ __all__ = [
     "assemble",
     "decode",
     "extract_peaks",
+    "candidate_counts",
     "score_limbs",
     "upsample_maps",
 ]
@@ -216,6 +217,13 @@ def extract_peaks(heatmaps_upsampled: np.ndarray, config: DecodeConfig) -> list[
     )
     table = np.stack([x[kept], y[kept], score[kept], np.arange(kept.size)], axis=1).astype(np.float32)
     return np.split(table, np.searchsorted(channel[kept], np.arange(1, NUM_BODY_KEYPOINTS)))
+
+
+def candidate_counts(heatmaps_upsampled: np.ndarray, config: DecodeConfig) -> np.ndarray:
+    """Local maxima above the threshold per body keypoint, before suppression: (18,) ints. A decoder
+    with static buffers (the exported C) must hold this many candidates to decode like this one."""
+    channel = _local_maxima(np.asarray(heatmaps_upsampled[:NUM_BODY_KEYPOINTS], dtype=np.float32), config)[0]
+    return np.bincount(channel, minlength=NUM_BODY_KEYPOINTS)
 
 
 def _local_maxima(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +16,18 @@ import torch
 import yaml
 
 from ai8x_rules import checkpoint_violations, yaml_violations
+from networks import random_checkpoint
 from budgets.checker import check
 from budgets.device import load_budget
-from posenet.checkpoint import RunCheckpoint, load_checkpoint, save_checkpoint
+from posenet.checkpoint import load_checkpoint, save_checkpoint
+from posenet.decode import DecodeConfig
 from posenet.export.bundle import DoesNotFitError, export_run
 from posenet.export.c_source import write_c_project
-from posenet.export.host import build_host, run_host
+from posenet.export.host import build_host, decoder_limits_exceeded, run_host
 from posenet.export.integer import integer_layers, simulation_model
 from posenet.export.izer import synthesis_figures
 from posenet.export.sample import random_input, simulate
 from posenet.layers import QuantMode
-from posenet.model import build_model
 from posenet.train import Trainer, TrainConfig
 from search.cli import main
 from space.baselines import get_arch
@@ -34,22 +36,6 @@ from space.sampling import SearchSpace, sample_arch
 
 MAX78000 = load_budget("max78000")
 needs_cc = pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("make") is None, reason="no gcc/make")
-
-
-def _random_checkpoint(spec, seed: int, mode: QuantMode = QuantMode.QAT) -> RunCheckpoint:
-    """A checkpoint with random weights and batch-norm statistics (folded for QAT)."""
-    torch.manual_seed(seed)
-    model = build_model(spec).eval()
-    gen = torch.Generator().manual_seed(seed)
-    for layer in model.hardware_layers():
-        if layer.bn is not None:
-            n = layer.bn.num_features
-            layer.bn.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-            layer.bn.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            layer.bn.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-    if mode is QuantMode.QAT:
-        model.start_qat()
-    return RunCheckpoint(spec=spec, mode=mode, epoch=seed, state_dict=model.state_dict())
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +53,7 @@ def trained_tiny(synth_root, tmp_path_factory):
 @pytest.mark.parametrize("arch, device", [("tiny-hw", "max78000"), ("tiny-hw", "max78002"), ("student-hw", "max78002")])
 def test_baseline_exports_obey_the_ai8x_rules(arch, device, tmp_path):
     spec = get_arch(arch)
-    result = export_run(_random_checkpoint(spec, 0), load_budget(device), tmp_path, build_c=False)
+    result = export_run(random_checkpoint(spec, 0), load_budget(device), tmp_path, build_c=False)
     doc = yaml.safe_load(result.files["yaml"].read_text())
     nodes = list(layer_graph(spec))
     assert yaml_violations(doc, nodes, arch, device.upper()) == []
@@ -89,7 +75,7 @@ def test_baseline_exports_obey_the_ai8x_rules(arch, device, tmp_path):
 
 def test_yaml_comes_from_the_checkers_plan(tmp_path):
     spec = get_arch("tiny-hw")
-    result = export_run(_random_checkpoint(spec, 0), MAX78000, tmp_path, build_c=False)
+    result = export_run(random_checkpoint(spec, 0), MAX78000, tmp_path, build_c=False)
     doc = yaml.safe_load(result.files["yaml"].read_text())
     plan = check(spec, MAX78000).plan
     assert plan.input_format == "CHW" and doc["layers"][0]["data_format"] == "CHW"
@@ -102,7 +88,7 @@ def test_yaml_comes_from_the_checkers_plan(tmp_path):
 def test_rules_catch_a_broken_yaml(tmp_path):
     # The rule checker itself must fail on the mistakes it exists to catch.
     spec = get_arch("tiny-hw")
-    result = export_run(_random_checkpoint(spec, 0), MAX78000, tmp_path, build_c=False)
+    result = export_run(random_checkpoint(spec, 0), MAX78000, tmp_path, build_c=False)
     doc = yaml.safe_load(result.files["yaml"].read_text())
     nodes = list(layer_graph(spec))
     cases = {
@@ -121,7 +107,7 @@ def test_rules_catch_a_broken_yaml(tmp_path):
 
 def test_integer_checkpoint_is_the_quantize_py_conversion(tmp_path):
     spec = get_arch("tiny-hw")
-    checkpoint = _random_checkpoint(spec, 1)
+    checkpoint = random_checkpoint(spec, 1)
     result = export_run(checkpoint, MAX78000, tmp_path, build_c=False)
     state = torch.load(result.files["checkpoint"], weights_only=True)["state_dict"]
     qat = checkpoint.state_dict
@@ -139,7 +125,7 @@ def test_integer_checkpoint_is_the_quantize_py_conversion(tmp_path):
 
 def test_over_budget_network_is_refused_with_violations(tmp_path):
     with pytest.raises(DoesNotFitError, match="kernel memory exhausted at processor 0") as info:
-        export_run(_random_checkpoint(get_arch("student-hw"), 0), MAX78000, tmp_path / "x", build_c=False)
+        export_run(random_checkpoint(get_arch("student-hw"), 0), MAX78000, tmp_path / "x", build_c=False)
     assert len(info.value.report.violations) >= 3 and not (tmp_path / "x").exists()
 
 
@@ -167,7 +153,7 @@ def test_c_is_bit_exact_on_a_trained_tiny_network(trained_tiny, tmp_path):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_c_is_bit_exact_with_random_weights(seed, tmp_path):
     spec = get_arch("tiny-hw")
-    checkpoint = _random_checkpoint(spec, seed)
+    checkpoint = random_checkpoint(spec, seed)
     result = export_run(checkpoint, MAX78000, tmp_path, build_c=False)
     # Swap the sample for random integers: every input value and rounding case, not just a photo's.
     model, _ = simulation_model(checkpoint)
@@ -198,10 +184,31 @@ def test_c_is_bit_exact_on_searched_networks(tmp_path):
     assert len(bits) > 1  # the sample covers sub-8-bit layers
     people = 0
     for i, spec in enumerate(specs):
-        result = export_run(_random_checkpoint(spec, (i + 1) % 3), MAX78000, tmp_path / spec.name)
+        result = export_run(random_checkpoint(spec, 2), MAX78000, tmp_path / spec.name)
         _c_outputs_match(result)
         people += len(result.python_poses)
-    assert people >= 5  # these weights make maps on which both decoders find people (3 + 2 + 0)
+    assert people >= 40  # these weights make maps on which both decoders find people (30 + 13 + 0)
+
+
+@needs_cc
+def test_microcontroller_limits_keep_the_strongest_peaks_and_are_explained(tmp_path):
+    # An untrained network's noise maps: 163 people for both decoders in the host build; the header's
+    # microcontroller sizes (32 peaks per keypoint, 32 people) cannot hold that, and the check says why.
+    spec = _searched_specs(3, seed=7)[2]
+    result = export_run(random_checkpoint(spec, 1), MAX78000, tmp_path)
+    assert len(result.host.poses) == len(result.python_poses) == 163 and result.pose_difference_px == 0.0
+    c_folder = result.files["c"]
+    subprocess.run(["make", "-s", "clean"], cwd=c_folder, check=True)
+    subprocess.run(["make", "-s", "CC=gcc", "HOST_LIMITS=", "posenas_host"], cwd=c_folder, check=True)
+    small = run_host(c_folder / "posenas_host")
+    assert small.bit_exact and 0 < len(small.poses) <= 32
+    heat_layer, paf_layer = (layer for layer in integer_layers(simulation_model(random_checkpoint(spec, 1))[0])
+                             if layer.node.is_output)  # fmt: skip
+    maps = (np.load(result.files["expected_heatmaps"]) / heat_layer.wide_scale,
+            np.load(result.files["expected_pafs"]) / paf_layer.wide_scale)
+    header = {"PD_MAX_CANDIDATES": 128, "PD_MAX_PEAKS_PER_KEYPOINT": 32, "PD_MAX_PEOPLE": 32}
+    assert "past the C decoder's" in decoder_limits_exceeded(*maps, DecodeConfig.for_input(128), header)
+    assert decoder_limits_exceeded(*maps, DecodeConfig.for_input(128), {k: 10**6 for k in header}) is None
 
 
 # -- ai8x-synthesis itself, when a checkout is given ----------------------------------------------------------
@@ -253,7 +260,7 @@ def test_cli_exports_a_checkpoint_and_a_trial(trained_tiny, tmp_path, capsys, mo
 
 def test_cli_refuses_an_over_budget_network(tmp_path, capsys):
     path = tmp_path / "student.pt"
-    save_checkpoint(_random_checkpoint(get_arch("student-hw"), 0), path)
+    save_checkpoint(random_checkpoint(get_arch("student-hw"), 0), path)
     assert main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "out"), "--no-build"]) == 1
     out = capsys.readouterr().out
     assert "does not fit MAX78000: nothing exported" in out and out.count("kernel memory exhausted") >= 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from networks import randomise_batchnorm
 from posenet.layers import QuantMode
 from posenet.model import build_model, trainable_parameters
 from space.baselines import BASELINES
@@ -56,22 +57,11 @@ def test_macs_agree_with_fvcore(name):
     assert counts.by_operator()["conv"] == count_macs(BASELINES[name])
 
 
-def _randomise_batchnorm(model: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    for layer in model.hardware_layers():
-        if layer.bn is not None:
-            n = layer.bn.num_features
-            layer.bn.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-            layer.bn.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            layer.bn.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            layer.bn.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_whole_network_simulation_equals_qat_exactly(seed):
     torch.manual_seed(seed)
     model = build_model(BASELINES["tiny-hw"]).eval()
-    _randomise_batchnorm(model, seed)
+    randomise_batchnorm(model, seed)
     model.start_qat()
     assert model.mode is QuantMode.QAT and "conv1.bn.weight" not in model.state_dict()
     x_int = torch.randint(-128, 128, (2, 3, 128, 128)).double()

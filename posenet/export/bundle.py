@@ -30,8 +30,10 @@ from budgets.checker import BudgetReport, check
 from budgets.device import Budget
 from posenet.checkpoint import RunCheckpoint
 from posenet.decode import DecodeConfig, Pose, decode
-from posenet.export.c_source import write_c_project
-from posenet.export.host import HostBuildError, HostRun, build_host, find_compiler, pose_difference, run_host
+from posenet.export.c_source import host_decoder_limits, write_c_project
+from posenet.export.host import (
+    HostBuildError, HostRun, build_host, decoder_limits_exceeded, find_compiler, pose_difference, run_host,
+)  # fmt: skip
 from posenet.export.integer import integer_layers, simulation_model, synthesis_checkpoint
 from posenet.export.izer import IzerRun, run_izer, synthesis_figures
 from posenet.export.network_yaml import network_yaml
@@ -61,6 +63,7 @@ class ExportResult:
     host: HostRun | None = None
     host_skipped: str | None = None  # why the C was not built and run
     pose_difference_px: float | None = None
+    decoder_limit: str | None = None  # set when the maps are past the C decoder's static limits
     izer: IzerRun | None = None
     izer_agrees: dict[str, bool] | None = None  # per head: izer's own simulation == posenas' expected output
     latency_cycles: int | None = None  # the budget checker's estimate, to set beside izer's
@@ -76,6 +79,7 @@ class ExportResult:
             "c": None if host is None else {
                 "bit_exact": host.bit_exact, "outputs": host.outputs, "mismatches": host.mismatches,
                 "poses": len(host.poses), "max_keypoint_difference_px": self.pose_difference_px,
+                "decoder_limit": self.decoder_limit,
             },
             "c_skipped": self.host_skipped,
             "ai8xize": None if self.izer is None else {
@@ -125,7 +129,8 @@ def export_run(
     files["expected_pafs"] = _save_npy(out / "expected_pafs.npy", pafs)
     heat_layer, paf_layer = (layer for layer in layers if layer.node.is_output)
     config = DecodeConfig.for_input(spec.input_size)
-    result.python_poses = decode(heatmaps / heat_layer.wide_scale, pafs / paf_layer.wide_scale, config)
+    heat_maps, paf_maps = heatmaps / heat_layer.wide_scale, pafs / paf_layer.wide_scale
+    result.python_poses = decode(heat_maps, paf_maps, config)
 
     c_folder = out / "c"
     write_c_project(c_folder, spec.name, layers, spec.input_size, x, (heatmaps, pafs))
@@ -139,6 +144,11 @@ def export_run(
         say(f"building the C export with {compiler}")
         result.host = run_host(build_host(c_folder, compiler))
         result.pose_difference_px = pose_difference(result.host.poses, result.python_poses)
+        if result.pose_difference_px > 0.5:  # explain a disagreement by the C decoder's static limits, if so
+            limits = host_decoder_limits(heat_layer)
+            result.decoder_limit = decoder_limits_exceeded(heat_maps, paf_maps, config, limits)
+            if result.decoder_limit is None and len(result.python_poses) >= limits["PD_MAX_PEOPLE"]:
+                result.decoder_limit = f"{len(result.python_poses)} people, past the C decoder's {limits['PD_MAX_PEOPLE']}"
 
     if izer_root is not None:
         say(f"running ai8xize.py from {izer_root} ({budget.device.name})")

@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from posenet.decode import Pose
+from posenet.decode import DecodeConfig, Pose, candidate_counts, extract_peaks, upsample_maps
+from posenet.keypoints import NUM_BODY_KEYPOINTS
 
 
 class HostBuildError(RuntimeError):
@@ -74,6 +75,22 @@ def _pose(entry: dict) -> Pose:
     keypoints = np.asarray(entry["keypoints"], dtype=np.float32).reshape(-1, 3)
     keypoints.setflags(write=False)
     return Pose(keypoints=keypoints, score=float(entry["score"]), count=int(entry["count"]))
+
+
+def decoder_limits_exceeded(heatmaps: np.ndarray, pafs: np.ndarray, config: DecodeConfig,
+                            limits: dict[str, int]) -> str | None:  # fmt: skip
+    """Why a decoder with these static ``limits`` cannot decode the maps as posenet.decode does, or None.
+
+    Maps of an untrained network can hold hundreds of peaks per keypoint; the C decoder then keeps the
+    strongest ones (documented in pose_decode.h) and finds fewer people."""
+    upsampled = upsample_maps(np.concatenate([heatmaps[:NUM_BODY_KEYPOINTS], pafs]), config, NUM_BODY_KEYPOINTS)
+    candidates = int(candidate_counts(upsampled[:NUM_BODY_KEYPOINTS], config).max())
+    if candidates > limits["PD_MAX_CANDIDATES"]:
+        return f"{candidates} candidate peaks for one keypoint, past the C decoder's {limits['PD_MAX_CANDIDATES']}"
+    peaks = max(len(p) for p in extract_peaks(upsampled[:NUM_BODY_KEYPOINTS], config))
+    if peaks > limits["PD_MAX_PEAKS_PER_KEYPOINT"]:
+        return f"{peaks} peaks for one keypoint, past the C decoder's {limits['PD_MAX_PEAKS_PER_KEYPOINT']}"
+    return None
 
 
 def pose_difference(c_poses: Sequence[Pose], python_poses: Sequence[Pose]) -> float:

@@ -1,0 +1,37 @@
+"""Networks with random but realistic weights for tests of the integer paths."""
+
+from __future__ import annotations
+
+import torch
+
+from posenet.checkpoint import RunCheckpoint
+from posenet.layers import QuantMode
+from posenet.model import PoseNet, build_model
+from space.spec import ArchSpec
+
+
+def randomise_batchnorm(model: torch.nn.Module, seed: int) -> None:
+    """Batch-norm statistics and scales away from their identity defaults, so that folding matters."""
+    gen = torch.Generator().manual_seed(seed)
+    for layer in model.hardware_layers():
+        if layer.bn is not None:
+            n = layer.bn.num_features
+            layer.bn.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+            layer.bn.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            layer.bn.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            layer.bn.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
+
+
+def random_model(spec: ArchSpec, seed: int) -> PoseNet:
+    torch.manual_seed(seed)
+    model = build_model(spec).eval()
+    randomise_batchnorm(model, seed)
+    return model
+
+
+def random_checkpoint(spec: ArchSpec, seed: int, mode: QuantMode = QuantMode.QAT) -> RunCheckpoint:
+    """A run checkpoint with random weights (batch-norm folded for QAT)."""
+    model = random_model(spec, seed)
+    if mode is QuantMode.QAT:
+        model.start_qat()
+    return RunCheckpoint(spec=spec, mode=mode, epoch=seed, state_dict=model.state_dict())
