@@ -252,7 +252,8 @@ def test_cli_exports_a_checkpoint_and_a_trial(trained_tiny, tmp_path, capsys, mo
     report = json.loads((tmp_path / "a" / "export.json").read_text())
     assert report["c"]["bit_exact"] and report["c"]["mismatches"] == 0
     url = _study_with(tmp_path, str(trained_tiny))
-    assert main(["export", "--trial", "0", "--study", "mini", "--storage", url, "--out", str(tmp_path / "b")]) == 0
+    monkeypatch.chdir(tmp_path)  # a relative --out, as a user types it
+    assert main(["export", "--trial", "0", "--study", "mini", "--storage", url, "--out", "b"]) == 0
     same = [f.name for f in (tmp_path / "a").iterdir() if f.suffix in (".npy", ".yaml")]
     for name in same:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

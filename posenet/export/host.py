@@ -60,6 +60,7 @@ def build_host(folder: Path, compiler: str, timeout: float = 300.0) -> Path:
 
 def run_host(program: Path, repeat: int = 0, timeout: float = 600.0) -> HostRun:
     """Run the host check program; ``repeat`` > 0 also times that many inferences."""
+    program = program.resolve()  # it runs in its own folder: a relative path would point elsewhere
     argv = [str(program)] + (["--repeat", str(repeat)] if repeat else [])
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=program.parent)
     try:
