@@ -3,6 +3,7 @@ against posenas' integer simulation (SIMULATE mode), compiled with a real C comp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from budgets.device import load_budget
 from posenet.checkpoint import load_checkpoint, save_checkpoint
 from posenet.decode import DecodeConfig
 from posenet.export.bundle import DoesNotFitError, export_run
-from posenet.export.c_source import write_c_project
+from posenet.export.c_source import sample_source, write_c_project
 from posenet.export.host import build_host, decoder_limits_exceeded, run_host
 from posenet.export.integer import integer_layers, simulation_model
 from posenet.export.izer import synthesis_figures
@@ -40,7 +41,7 @@ needs_cc = pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("make"
 
 @pytest.fixture(scope="module")
 def trained_tiny(synth_root, tmp_path_factory):
-    """tiny-hw after one short QAT epoch on synthetic people."""
+    """tiny-hw after one float and one QAT epoch on 24 synthetic people images."""
     root = synth_root(train=24, val=4, seed=3)
     out = tmp_path_factory.mktemp("tiny-run")
     Trainer(get_arch("tiny-hw"), root, out, TrainConfig(epochs=2, qat_start=1, batch_size=8, val_images=2)).run()
@@ -290,3 +291,18 @@ def test_cli_bad_input_gives_one_line_and_exit_2(trained_tiny, tmp_path, capsys)
         assert main(["export", *argv, "--out", out]) == 2, expected
         err = capsys.readouterr().err.strip()
         assert expected in err and len(err.splitlines()) == 1, (expected, err)
+
+
+@needs_cc
+def test_host_check_fails_on_one_wrong_value(tmp_path):
+    # The bit-exact verdict must be able to fail: change one expected PAF value by 1.
+    result = export_run(random_checkpoint(get_arch("tiny-hw"), 4), MAX78000, tmp_path)
+    assert result.passed
+    c = result.files["c"]
+    pafs = np.load(result.files["expected_pafs"])
+    pafs.flat[123] += 1
+    (c / "sample.c").write_text(sample_source(np.load(result.files["sample"]),
+                                              (np.load(result.files["expected_heatmaps"]), pafs)))  # fmt: skip
+    run = run_host(build_host(c, "gcc"))
+    assert run.mismatches == 1 and run.returncode == 1 and not run.bit_exact
+    assert not dataclasses.replace(result, host=run).passed

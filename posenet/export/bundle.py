@@ -40,6 +40,8 @@ from posenet.export.network_yaml import network_yaml
 from posenet.export.sample import sample_input, simulate
 from space.graph import layer_graph
 
+# Keypoints may differ by half an upsampled pixel: an ulp of cv2's float arithmetic can move a tie.
+POSE_TOLERANCE_PX = 0.5
 DATASET_NAME = "posenas_pose"  # the YAML's dataset: only names izer's default sample file, which we override
 
 
@@ -67,6 +69,16 @@ class ExportResult:
     izer: IzerRun | None = None
     izer_agrees: dict[str, bool] | None = None  # per head: izer's own simulation == posenas' expected output
     latency_cycles: int | None = None  # the budget checker's estimate, to set beside izer's
+
+    @property
+    def passed(self) -> bool:
+        """Every check that ran passed: the C bit-exact and its poses as Python's (or the difference explained
+        by the C decoder's static limits), ai8xize.py succeeded and simulated both heads as posenas."""
+        host_ok = self.host is None or (self.host.bit_exact and (
+            self.decoder_limit is not None
+            or (self.pose_difference_px is not None and self.pose_difference_px <= POSE_TOLERANCE_PX)))
+        izer_ok = self.izer is None or (self.izer.ok and all((self.izer_agrees or {}).values()))
+        return host_ok and izer_ok
 
     def to_dict(self) -> dict[str, Any]:
         host = self.host
@@ -135,7 +147,7 @@ def export_run(
     c_folder = out / "c"
     write_c_project(c_folder, spec.name, layers, spec.input_size, x, (heatmaps, pafs))
     files["c"] = c_folder
-    compiler = find_compiler() if build_c else None
+    compiler = find_compiler()
     if not build_c:
         result.host_skipped = "not asked (--no-build)"
     elif compiler is None:
@@ -144,7 +156,7 @@ def export_run(
         say(f"building the C export with {compiler}")
         result.host = run_host(build_host(c_folder, compiler))
         result.pose_difference_px = pose_difference(result.host.poses, result.python_poses)
-        if result.pose_difference_px > 0.5:  # explain a disagreement by the C decoder's static limits, if so
+        if result.pose_difference_px > POSE_TOLERANCE_PX:  # explain a disagreement by the C decoder's static limits, if so
             limits = host_decoder_limits(heat_layer)
             result.decoder_limit = decoder_limits_exceeded(heat_maps, paf_maps, config, limits)
             if result.decoder_limit is None and len(result.python_poses) >= limits["PD_MAX_PEOPLE"]:
