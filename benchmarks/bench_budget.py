@@ -14,10 +14,10 @@ import time
 
 import optuna
 
-from budgets.checker import check
-from budgets.device import load_budget
-from space.graph import layer_graph
-from space.sampling import SearchSpace, sample_arch
+from posenas.budgets.checker import check
+from posenas.budgets.device import load_budget
+from posenas.space.graph import layer_graph
+from posenas.space.sampling import SearchSpace, sample_arch
 
 
 def random_specs(n: int, seed: int) -> list:

@@ -24,13 +24,13 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from posenet import synth  # noqa: E402
-from posenet.coco import CocoPoseDataset  # noqa: E402
-from posenet.decode import decode  # noqa: E402
-from posenet.evaluate import evaluate_results, oracle_results, poses_to_results  # noqa: E402
-from posenet.model import build_model  # noqa: E402
-from posenet.targets import heatmap_targets, paf_targets, render_targets  # noqa: E402
-from space.baselines import get_arch  # noqa: E402
+from posenas.posenet.nets.model import build_model  # noqa: E402
+from posenas.posenet.pose import synth  # noqa: E402
+from posenas.posenet.pose.coco import CocoPoseDataset  # noqa: E402
+from posenas.posenet.pose.decode import decode  # noqa: E402
+from posenas.posenet.pose.evaluate import evaluate_results, oracle_results, poses_to_results  # noqa: E402
+from posenas.posenet.pose.targets import heatmap_targets, paf_targets, render_targets  # noqa: E402
+from posenas.space.baselines import get_arch  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_sample"
 

@@ -25,17 +25,17 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from budgets.device import load_budget
-from posenet.checkpoint import RunCheckpoint, load_checkpoint
-from posenet.decode import DecodeConfig, decode
-from posenet.export.bundle import export_run
-from posenet.export.host import build_host, pose_difference, run_host
-from posenet.export.integer import integer_layers, simulation_model
-from posenet.export.sample import sample_input, simulate
-from posenet.layers import QuantMode
-from posenet.model import build_model
-from space.baselines import get_arch
-from space.graph import count_macs
+from posenas.budgets.device import load_budget
+from posenas.posenet.nets.checkpoint import RunCheckpoint, load_checkpoint
+from posenas.posenet.nets.export.bundle import export_run
+from posenas.posenet.nets.export.host import build_host, pose_difference, run_host
+from posenas.posenet.nets.export.integer import integer_layers, simulation_model
+from posenas.posenet.nets.export.sample import sample_input, simulate
+from posenas.posenet.nets.layers import QuantMode
+from posenas.posenet.nets.model import build_model
+from posenas.posenet.pose.decode import DecodeConfig, decode
+from posenas.space.baselines import get_arch
+from posenas.space.graph import count_macs
 
 
 def median_seconds(run, repeat: int) -> float:

@@ -14,11 +14,11 @@ import argparse
 
 import numpy as np
 
-from posenet.coco import CocoPoseDataset
-from posenet.decode import DecodeConfig
-from posenet.evaluate import evaluate_results, oracle_results
-from posenet.keypoints import NECK, coco_to_body
-from posenet.targets import TargetConfig
+from posenas.posenet.pose.coco import CocoPoseDataset
+from posenas.posenet.pose.decode import DecodeConfig
+from posenas.posenet.pose.evaluate import evaluate_results, oracle_results
+from posenas.posenet.pose.keypoints import NECK, coco_to_body
+from posenas.posenet.pose.targets import TargetConfig
 
 SIGMAS = (7 * 128 / 368, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 

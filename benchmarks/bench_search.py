@@ -18,12 +18,12 @@ from pathlib import Path
 
 import optuna
 
-from budgets.checker import check
-from budgets.device import load_budget
-from search.records import records_of
-from search.settings import load_settings
-from search.study import constraint_values, make_sampler, open_storage
-from space.sampling import sample_arch
+from posenas.budgets.checker import check
+from posenas.budgets.device import load_budget
+from posenas.search.records import records_of
+from posenas.search.settings import load_settings
+from posenas.search.study import constraint_values, make_sampler, open_storage
+from posenas.space.sampling import sample_arch
 
 
 def overhead_per_trial(trials: int, folder: Path) -> float:
@@ -53,9 +53,9 @@ def training_per_trial(study_db: Path | None, folder: Path) -> tuple[float, str]
         records = [r for r in records_of(optuna.load_study(study_name=name, storage=storage).trials)
                    if r.trained and r.reused_from is None]  # fmt: skip
         return sum(r.seconds for r in records) / len(records), f"mean of {len(records)} trained trials of {study_db}"
-    from posenet import synth
-    from posenet.train import Trainer
-    from space.baselines import get_arch
+    from posenas.posenet.nets.train import Trainer
+    from posenas.posenet.pose import synth
+    from posenas.space.baselines import get_arch
 
     root = folder / "synth"
     synth.write_coco_root(root, train=2000, val=100, seed=0)

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from posenet import synth
-from posenet.model import build_model
-from posenet.train import PreloadedSamples, Trainer, TrainConfig
-from posenet.coco import CocoPoseDataset
-from space.baselines import get_arch
+from posenas.posenet.nets.model import build_model
+from posenas.posenet.nets.train import PreloadedSamples, TrainConfig, Trainer
+from posenas.posenet.pose import synth
+from posenas.posenet.pose.coco import CocoPoseDataset
+from posenas.space.baselines import get_arch
 
 
 def plain_loop(arch: str, samples: PreloadedSamples, batch_size: int, device: torch.device) -> float:

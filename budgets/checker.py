@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from budgets.device import Budget
-from budgets.plan import PlacementPlan, build_plan
-from space.graph import InputNode, LayerNode, layer_graph, network_input
-from space.spec import ArchSpec
+from posenas.budgets.device import Budget
+from posenas.budgets.plan import PlacementPlan, build_plan
+from posenas.space.graph import InputNode, LayerNode, layer_graph, network_input
+from posenas.space.spec import ArchSpec
 
 
 @dataclass(frozen=True)

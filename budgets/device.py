@@ -16,9 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
-
-class BudgetError(ValueError):
-    """A device or budget description is unknown, malformed or inconsistent."""
+from posenas.errors import BudgetError
 
 
 @dataclass(frozen=True)
@@ -124,14 +122,14 @@ class Budget:
 
 
 def builtin_devices() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("budgets").iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in resources.files("posenas.budgets").iterdir() if p.name.endswith(".yaml"))
 
 
 def load_budget(name_or_path: str | Path) -> Budget:
     """A built-in device by name (``max78000``, ``max78002``) or a budget YAML file."""
     key = str(name_or_path)
     if key.lower() in builtin_devices():
-        return _budget_from(_read_yaml(resources.files("budgets") / f"{key.lower()}.yaml", key))
+        return _budget_from(_read_yaml(resources.files("posenas.budgets") / f"{key.lower()}.yaml", key))
     path = Path(key)
     if path.suffix.lower() in (".yaml", ".yml"):
         if not path.is_file():

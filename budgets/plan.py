@@ -16,12 +16,12 @@ import functools
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
-from budgets.bias import BiasAllocation, BiasRequest, allocate_bias
-from budgets.datamem import DataAllocation, TensorRequest, allocate_data
-from budgets.device import Device
-from budgets.kernels import KernelAllocation, KernelRequest, allocate_kernels, kernel_words
-from budgets.latency import NETWORK_STARTUP_CYCLES, layer_cycles
-from space.graph import INPUT, InputNode, LayerNode
+from posenas.budgets.bias import BiasAllocation, BiasRequest, allocate_bias
+from posenas.budgets.datamem import DataAllocation, TensorRequest, allocate_data
+from posenas.budgets.device import Device
+from posenas.budgets.kernels import KernelAllocation, KernelRequest, allocate_kernels, kernel_words
+from posenas.budgets.latency import NETWORK_STARTUP_CYCLES, layer_cycles
+from posenas.space.graph import INPUT, InputNode, LayerNode
 
 WORD_BYTES = 4  # one 32-bit data word holds the 4 channels of the 4 processors sharing a memory
 WIDE_FACTOR = 4  # a 32-bit output value takes 4 bytes instead of 1

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from search.records import TrialRecord, pareto_front
+from posenas.search.records import TrialRecord, pareto_front
 
 REFERENCE_FACTOR = 1.1  # hypervolume reference: this x the largest parameter count among trained records
 FIGURES = ("ap_vs_params", "ap_vs_latency", "hypervolume")

@@ -1,13 +1,94 @@
-"""Terminal tables for specs and budget reports (rich)."""
+"""What a person sees in the terminal: tables (specs, budget reports, metrics, training histories) and
+progress bars (rich). Nothing here computes a result; the commands pass results in."""
 
 from __future__ import annotations
 
+import math
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from budgets.checker import BudgetReport
-from space.graph import layer_graph, network_input
-from space.spec import ArchSpec
+from posenas.budgets.checker import BudgetReport
+from posenas.space.graph import layer_graph, network_input
+from posenas.space.spec import ArchSpec
+
+if TYPE_CHECKING:
+    from posenas.posenet.pose.evaluate import KeypointMetrics
+
+METRIC_COLUMNS = (("AP", "ap"), ("AP50", "ap50"), ("AP75", "ap75"), ("AP_M", "ap_medium"),
+                  ("AP_L", "ap_large"), ("AR", "ar"))  # fmt: skip
+
+
+def progress_bar(console: Console, *, status: bool = False) -> Progress:
+    """A bar with count, elapsed time and ETA; with ``status``, a free text field (loss, img/s) after it.
+    It disappears when done, and is invisible when the output is not a terminal (logs stay clean)."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn()]  # fmt: skip
+    if status:
+        columns.append(TextColumn("{task.fields[status]}"))
+    return Progress(*columns, console=console, transient=True)
+
+
+def metrics_table(metrics: "KeypointMetrics", title: str) -> Table:
+    """COCO keypoint metrics as one row."""
+    table = Table(*(name for name, _ in METRIC_COLUMNS), "images", "detections", title=title)
+    values = metrics.to_dict()
+    cells = ["-" if math.isnan(values[key]) else f"{values[key]:.3f}" for _, key in METRIC_COLUMNS]
+    table.add_row(*cells, f"{metrics.images:,}", f"{metrics.detections:,}")
+    return table
+
+
+def history_table(history: list[dict], title: str) -> Table:
+    """A training run's epochs, as stored in its checkpoint."""
+    table = Table("epoch", "mode", "loss", "img/s", "s", "AP", "AP50", title=title)
+    for record in history:
+        table.add_row(str(record["epoch"] + 1), record["mode"], f"{record['loss']:.5f}",
+                      f"{record['images_per_s']:,.0f}", f"{record['seconds']:.1f}",
+                      f"{record['ap']:.3f}", f"{record['ap50']:.3f}")  # fmt: skip
+    return table
+
+
+class TrainingDisplay:
+    """A progress bar per epoch (loss, img/s) and a line per finished epoch, for a ``Trainer``'s
+    ``on_batch`` / ``on_epoch`` callbacks. Use as a context manager around ``Trainer.run``."""
+
+    def __init__(self, console: Console, epochs: int, batch_size: int) -> None:
+        self.console, self.epochs, self.batch_size = console, epochs, batch_size
+        self.progress = progress_bar(console, status=True)
+        self.task = self.progress.add_task(f"epoch 1/{epochs}", total=None, status="")
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> "TrainingDisplay":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def on_batch(self, step: int, steps: int, loss: Any) -> None:
+        if step == 1:
+            self.started = time.perf_counter()
+        if step % 10 == 0 or step == steps:  # reading the loss syncs a GPU: only every 10 steps
+            rate = step * self.batch_size / max(1e-9, time.perf_counter() - self.started)
+            self.progress.update(self.task, total=steps, completed=step,
+                                 status=f"loss {float(loss):.5f}  {rate:,.0f} img/s")  # fmt: skip
+
+    def on_epoch(self, record: Any) -> None:
+        self.progress.reset(self.task, total=None, status="")
+        self.progress.update(self.task, description=f"epoch {record.epoch + 2}/{self.epochs}")
+        self.console.print(
+            f"epoch {record.epoch + 1}/{self.epochs} {record.mode:<5} loss {record.loss:.5f}  "
+            f"{record.images_per_s:,.0f} img/s  {record.seconds:.1f} s  val AP {record.ap:.3f}  AP50 {record.ap50:.3f}"
+        )  # fmt: skip
+
+
+def counting(progress: Progress, description: str, total: int | None) -> Callable[[int], None]:
+    """A ``progress(n)`` callback that advances a new task of ``progress`` by n."""
+    task = progress.add_task(description, total=total, status="")
+    return lambda n: progress.advance(task, n)
 
 
 def layer_table(spec: ArchSpec) -> Table:
@@ -87,3 +168,29 @@ def _shape(channels: int, size: tuple[int, int]) -> str:
 
 def _hex(value: int | None) -> str:
     return "-" if value is None else f"0x{value:04x}"
+
+
+def prepare_teacher_with_progress(
+    data: Any, out: Any, console: Console, *, checkpoint: str | None = None, arch: str | None = None,
+    epochs: int = 12, train_images: int | None = None, refinement_stages: int = 1, input_size: int = 128,
+    device: str | None = None,
+) -> Any:  # fmt: skip
+    """``posenet.nets.distill.prepare_teacher`` with the teacher's training and its map cache shown."""
+    import numpy as np
+
+    from posenas.posenet.nets.config import TrainConfig
+    from posenas.posenet.nets.distill import prepare_teacher
+    from posenas.space.baselines import get_arch
+
+    spec = get_arch(arch) if arch else None
+    if spec is not None:
+        console.print(f"training the teacher {spec.name} (float, {epochs} epochs) -> {out}/run")
+    with TrainingDisplay(console, epochs, TrainConfig().batch_size) as display:
+        folder = prepare_teacher(
+            data, out, checkpoint=checkpoint, arch=spec, epochs=epochs, train_images=train_images,
+            refinement_stages=refinement_stages, input_size=input_size, device=device, on_batch=display.on_batch,
+            on_epoch=display.on_epoch, progress=counting(display.progress, "teacher maps", None),
+        )  # fmt: skip
+    maps = np.load(folder / "maps.npy", mmap_mode="r")
+    console.print(f"wrote {folder}: teacher maps of {len(maps):,} images ({maps.nbytes / 2**20:.1f} MiB float16)")
+    return folder

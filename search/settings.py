@@ -17,16 +17,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from posenet.train import TrainConfig
-from space.sampling import SearchSpace, load_study_file
-from space.spec import SpecError
+from posenas.errors import StudyError
+from posenas.posenet.nets.train import TrainConfig
+from posenas.space.sampling import SearchSpace, load_study_file
+from posenas.space.spec import SpecError
 
 OBJECTIVES = ("ap", "params", "latency")
 SAMPLERS = ("nsga2", "tpe")
 
 
-class StudyFileError(SpecError):
-    """A study file or override that cannot be used; one line naming the key."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +72,11 @@ class StudySettings:
 
     def validate(self) -> None:
         if not self.objectives or self.objectives[0] != "ap" or any(o not in OBJECTIVES for o in self.objectives):
-            raise StudyFileError(f"objectives {list(self.objectives)}: must start with ap, from {list(OBJECTIVES)}")
+            raise StudyError(f"objectives {list(self.objectives)}: must start with ap, from {list(OBJECTIVES)}")
         if self.sampler not in SAMPLERS:
-            raise StudyFileError(f"sampler {self.sampler!r}: must be one of {', '.join(SAMPLERS)}")
+            raise StudyError(f"sampler {self.sampler!r}: must be one of {', '.join(SAMPLERS)}")
         if self.trials < 1 or self.population < 2:
-            raise StudyFileError("search: trials must be >= 1 and population >= 2")
+            raise StudyError("search: trials must be >= 1 and population >= 2")
 
 
 def _train_dict(config: TrainConfig) -> dict[str, Any]:
@@ -92,20 +91,20 @@ def _train_config(values: Mapping[str, Any]) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(TrainConfig)} | {"qat_epochs"}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise StudyFileError(f"train: unknown key {unknown[0]!r}")
+        raise StudyError(f"train: unknown key {unknown[0]!r}")
     epochs = int(values.get("epochs", TrainConfig.epochs))
     qat_epochs = int(values.pop("qat_epochs", 0))
     if not 0 <= qat_epochs <= epochs:
-        raise StudyFileError(f"train: qat_epochs {qat_epochs} must be in [0, {epochs}]")
+        raise StudyError(f"train: qat_epochs {qat_epochs} must be in [0, {epochs}]")
     values["qat_start"] = epochs - qat_epochs if qat_epochs else None
     try:
         return TrainConfig(**values)
     except (TypeError, ValueError) as exc:
-        raise StudyFileError(f"train: {exc}") from None
+        raise StudyError(f"train: {exc}") from None
 
 
 def load_settings(name_or_path: str) -> StudySettings:
-    """Parse a study file (a name in studies/ or a path) into settings; StudyFileError names the key."""
+    """Parse a study file (a name in studies/ or a path) into settings; StudyError names the key."""
     raw = load_study_file(name_or_path)
     space = SearchSpace.from_dict(raw.get("space") or {})
     try:
@@ -126,7 +125,7 @@ def load_settings(name_or_path: str) -> StudySettings:
     except (TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, SpecError):
             raise
-        raise StudyFileError(f"study {name_or_path}: {exc}") from None
+        raise StudyError(f"study {name_or_path}: {exc}") from None
     settings.validate()
     return settings
 
@@ -135,11 +134,11 @@ def _teacher(raw: Any) -> TeacherSettings:
     if raw in (None, "none", False):
         return TeacherSettings()
     if not isinstance(raw, Mapping):
-        raise StudyFileError(f"teacher: expected none, {{checkpoint: FILE}} or {{arch: NAME, epochs: N}}, got {raw!r}")
+        raise StudyError(f"teacher: expected none, {{checkpoint: FILE}} or {{arch: NAME, epochs: N}}, got {raw!r}")
     if "checkpoint" in raw:
         return TeacherSettings(kind="checkpoint", checkpoint=str(raw["checkpoint"]))
     if "arch" in raw:
         limit = raw.get("train_images")
         return TeacherSettings(kind="arch", arch=str(raw["arch"]), epochs=int(raw.get("epochs", 4)),
                                train_images=None if limit is None else int(limit))  # fmt: skip
-    raise StudyFileError("teacher: needs checkpoint or arch")
+    raise StudyError("teacher: needs checkpoint or arch")

@@ -21,19 +21,26 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
-from budgets.checker import BudgetReport, check
-from budgets.device import Budget, load_budget
-from posenet.checkpoint import load_checkpoint
-from posenet.distill import TeacherCache
-from posenet.train import Trainer
-from search.records import (
-    ATTR_ARTIFACTS, ATTR_BASELINE, ATTR_CONSTRAINTS, ATTR_FEASIBLE, ATTR_METRICS, ATTR_REUSED_FROM, ATTR_SPEC,
-    ATTR_SPEC_HASH, ATTR_VIOLATIONS,
+from posenas.budgets.checker import BudgetReport, check
+from posenas.budgets.device import Budget
+from posenas.posenet.nets.checkpoint import load_checkpoint
+from posenas.posenet.nets.distill import TeacherCache
+from posenas.posenet.nets.train import Trainer
+from posenas.search.records import (
+    ATTR_ARTIFACTS,
+    ATTR_BASELINE,
+    ATTR_CONSTRAINTS,
+    ATTR_FEASIBLE,
+    ATTR_METRICS,
+    ATTR_REUSED_FROM,
+    ATTR_SPEC,
+    ATTR_SPEC_HASH,
+    ATTR_VIOLATIONS,
 )  # fmt: skip
-from search.settings import StudyFileError, StudySettings
-from space.baselines import baseline_names, get_arch
-from space.sampling import SearchSpace, fixed_params, sample_arch
-from space.spec import ArchSpec
+from posenas.search.settings import StudyError, StudySettings
+from posenas.space.baselines import baseline_names, get_arch
+from posenas.space.sampling import SearchSpace, fixed_params, sample_arch
+from posenas.space.spec import ArchSpec
 
 # One constraint per resource, in this order; > 0 means over budget (Optuna: feasible iff all <= 0).
 CONSTRAINT_RESOURCES = ("operation", "input", "layers", "kernel_memory", "bias_memory", "data_memory", "macs", "latency")
@@ -197,4 +204,4 @@ def open_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120
                                               **retry_kwargs)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any driver/connection error is one line for the user
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise StudyFileError(f"storage {url}: cannot be opened ({detail[:160]})") from None
+        raise StudyError(f"storage {url}: cannot be opened ({detail[:160]})") from None

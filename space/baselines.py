@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from space.spec import ArchSpec, HeadSpec, LayerSpec, SpecError
+from posenas.space.spec import ArchSpec, HeadSpec, LayerSpec, SpecError
 
 
 def _pose_net(

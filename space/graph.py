@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from space.spec import ArchSpec, LayerSpec
+from posenas.space.spec import ArchSpec, LayerSpec
 
 INPUT = -1
 

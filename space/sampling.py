@@ -16,14 +16,13 @@ from typing import Any, Mapping, Protocol
 
 import yaml
 
-from space.spec import ArchSpec, HeadSpec, LayerSpec, SpecError
+from posenas.errors import SpecOutsideSpace
+from posenas.space.spec import ArchSpec, HeadSpec, LayerSpec, SpecError
 
 STEMS = ("pool", "fold", "stride2")
 HEAD_OUTPUTS = (("heat", 19), ("paf", 38))
 
 
-class SpecOutsideSpace(SpecError):
-    """A spec that the search space cannot express (e.g. a width outside the study's bounds)."""
 
 
 class TrialLike(Protocol):
@@ -217,10 +216,10 @@ def fixed_params(spec: ArchSpec, space: SearchSpace) -> dict[str, Any]:
 def load_study_file(name_or_path: str | Path) -> Mapping[str, Any]:
     """Read a study YAML: a name of a file in studies/ or a path."""
     key = str(name_or_path)
-    builtin = resources.files("studies") / f"{key}.yaml"
+    builtin = resources.files("posenas.studies") / f"{key}.yaml"
     source: Any = builtin if builtin.is_file() else Path(key)
     if source is not builtin and not Path(key).is_file():
-        known = sorted(p.name[:-5] for p in resources.files("studies").iterdir() if p.name.endswith(".yaml"))
+        known = sorted(p.name[:-5] for p in resources.files("posenas.studies").iterdir() if p.name.endswith(".yaml"))
         raise SpecError(f"unknown study {key!r} (known: {', '.join(known)}, or a .yaml file)")
     try:
         data = yaml.safe_load(source.read_text())

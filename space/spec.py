@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from posenas.errors import SpecError
+
 OUTPUT_STRIDE = 8
 KERNEL_SIZES = (1, 3)
 CONV_STRIDES = (1, 2)
@@ -29,8 +31,6 @@ FOLD_FACTORS = (1, 2, 4)
 HEAD_NAMES = ("heat", "paf")
 
 
-class SpecError(ValueError):
-    """A spec (or its dict/YAML/JSON form) is malformed or out of range."""
 
 
 @dataclass(frozen=True)

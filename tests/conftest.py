@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from posenet.coco import CocoPoseDataset
+from posenas.posenet.pose.coco import CocoPoseDataset
 
 _PROJECT = Path(__file__).resolve().parents[1]
 
@@ -18,7 +18,7 @@ _PROJECT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Make (once per session and size) a small built-in synthetic COCO root for training tests."""
-    from posenet import synth
+    from posenas.posenet.pose import synth
 
     made: dict[tuple[int, int, int], Path] = {}
 

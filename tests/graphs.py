@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from space.graph import INPUT, InputNode, LayerNode
+from posenas.space.graph import INPUT, InputNode, LayerNode
 
 
 def chain(in_channels: int, size: int, layers: list[tuple], wide_last: bool = False) -> tuple[InputNode, list[LayerNode]]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from posenet.checkpoint import RunCheckpoint
-from posenet.layers import QuantMode
-from posenet.model import PoseNet, build_model
-from space.spec import ArchSpec
+from posenas.posenet.nets.checkpoint import RunCheckpoint
+from posenas.posenet.nets.layers import QuantMode
+from posenas.posenet.nets.model import PoseNet, build_model
+from posenas.space.spec import ArchSpec
 
 
 def randomise_batchnorm(model: torch.nn.Module, seed: int) -> None:

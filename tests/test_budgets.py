@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from budgets.checker import check, check_graph
-from budgets.device import BudgetError, load_budget
-from budgets.kernels import KernelRequest, allocate_kernels, kernel_words
-from budgets.latency import layer_cycles
-from budgets.plan import hwc_layout
-from space.baselines import BASELINES
+from posenas.budgets.checker import check, check_graph
+from posenas.budgets.device import BudgetError, load_budget
+from posenas.budgets.kernels import KernelRequest, allocate_kernels, kernel_words
+from posenas.budgets.latency import layer_cycles
+from posenas.budgets.plan import hwc_layout
+from posenas.space.baselines import BASELINES
 from tests.graphs import chain
 
 MAX78000 = load_budget("max78000")

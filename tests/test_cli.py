@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import main
+from posenas.search.cli import main
 
 
 @pytest.mark.parametrize("arch, code", [("tiny-hw", 0), ("tiny", 1), ("student-hw", 1), ("student", 1)])
@@ -60,7 +60,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
 
 
 def test_width_out_of_range_in_a_file(tmp_path, capsys):
-    from space.baselines import BASELINES
+    from posenas.space.baselines import BASELINES
 
     path = tmp_path / "wide.yaml"
     path.write_text(BASELINES["tiny-hw"].to_yaml().replace("out_channels: 24", "out_channels: 4096", 1))

@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from posenet.coco import CocoPoseDataset, DataError, load_coco
-from posenet.keypoints import FLIP_BODY, coco_to_body
-from posenet.transforms import Augmentation, invert, letterbox_matrix, transform_points, warp_image
+from posenas.posenet.pose.coco import CocoPoseDataset, DataError, load_coco
+from posenas.posenet.pose.keypoints import FLIP_BODY, coco_to_body
+from posenas.posenet.pose.transforms import Augmentation, invert, letterbox_matrix, transform_points, warp_image
+
 
 def test_real_coco_sample_loads(sample):
     assert sample.image_ids == [785, 40083, 196141, 197388]
@@ -65,7 +66,7 @@ def test_keypoints_move_with_the_image():
 
 
 def _random_matrix(width, height, rng):
-    from posenet.transforms import augmentation_matrix
+    from posenas.posenet.pose.transforms import augmentation_matrix
 
     augmentation = Augmentation(flip=0.5, scale=(0.9, 1.5), rotation=40, shift=0.1)
     return augmentation_matrix(width, height, 128, augmentation, rng)[0]

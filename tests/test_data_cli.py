@@ -8,7 +8,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from search.cli import main
+from posenas.search.cli import main
+
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:

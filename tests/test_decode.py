@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posenet.decode import (
+from posenas.posenet.pose.decode import (
     DecodeConfig,
     Pose,
     assemble,
@@ -22,7 +22,7 @@ from posenet.decode import (
     score_limbs,
     upsample_maps,
 )
-from posenet.keypoints import BODY_KEYPOINTS, GROUPING_ORDER, LIMBS, NECK
+from posenas.posenet.pose.keypoints import BODY_KEYPOINTS, GROUPING_ORDER, LIMBS, NECK
 
 INPUT_SIZE = 128
 STRIDE = 8

@@ -9,15 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from posenet.coco import CocoPoseDataset
-from posenet.distill import (
-    LightweightOpenPoseTeacher, PoseNetTeacher, TeacherInfo, cache_teacher_maps, load_prepared_teacher, load_teacher,
+from posenas.posenet.nets.distill import (
+    LightweightOpenPoseTeacher,
+    PoseNetTeacher,
+    TeacherInfo,
+    cache_teacher_maps,
+    load_prepared_teacher,
+    load_teacher,
     write_prepared_teacher,
 )  # fmt: skip
-from posenet.model import build_model
-from posenet.teacher import LightweightOpenPose, TeacherError
-from posenet.train import Trainer, TrainConfig
-from space.baselines import get_arch
+from posenas.posenet.nets.model import build_model
+from posenas.posenet.nets.teacher import LightweightOpenPose, TeacherError
+from posenas.posenet.nets.train import TrainConfig, Trainer
+from posenas.posenet.pose.coco import CocoPoseDataset
+from posenas.space.baselines import get_arch
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +78,8 @@ def test_unaugmented_training_reads_the_cache_and_never_runs_the_teacher(root, t
     torch.manual_seed(1)
     student = build_model(get_arch("tiny-hw")).eval()
     weights = tmp_path / "student.pt"
-    from posenet.checkpoint import RunCheckpoint, save_checkpoint
-    from posenet.layers import QuantMode
+    from posenas.posenet.nets.checkpoint import RunCheckpoint, save_checkpoint
+    from posenas.posenet.nets.layers import QuantMode
 
     save_checkpoint(RunCheckpoint(get_arch("tiny-hw"), QuantMode.FLOAT, 0, student.state_dict()), weights)
     folder, teacher, _ = _prepare(root, tmp_path, weights)

@@ -7,14 +7,19 @@ import math
 import numpy as np
 import pytest
 
-from posenet.coco import CocoPoseDataset
-from posenet.decode import Pose
-from posenet.evaluate import (
-    evaluate_results, ground_truth_results, oracle_results, poses_to_results, prediction_results,
+from posenas.posenet.pose.coco import CocoPoseDataset
+from posenas.posenet.pose.decode import Pose
+from posenas.posenet.pose.evaluate import (
+    evaluate_results,
+    ground_truth_results,
+    oracle_results,
+    poses_to_results,
+    prediction_results,
 )  # fmt: skip
-from posenet.keypoints import coco_to_body
-from posenet.targets import heatmap_targets, paf_targets
-from posenet.transforms import letterbox_matrix, transform_points
+from posenas.posenet.pose.keypoints import coco_to_body
+from posenas.posenet.pose.targets import heatmap_targets, paf_targets
+from posenas.posenet.pose.transforms import letterbox_matrix, transform_points
+
 
 def test_ground_truth_as_predictions_scores_one(sample):
     results = ground_truth_results(sample.coco, sample.image_ids)

@@ -15,25 +15,25 @@ import optuna
 import pytest
 import torch
 import yaml
-
 from ai8x_rules import checkpoint_violations, yaml_violations
 from networks import random_checkpoint
-from budgets.checker import check
-from budgets.device import load_budget
-from posenet.checkpoint import load_checkpoint, save_checkpoint
-from posenet.decode import DecodeConfig
-from posenet.export.bundle import DoesNotFitError, export_run
-from posenet.export.c_source import sample_source, write_c_project
-from posenet.export.host import build_host, decoder_limits_exceeded, run_host
-from posenet.export.integer import integer_layers, simulation_model
-from posenet.export.izer import synthesis_figures
-from posenet.export.sample import random_input, simulate
-from posenet.layers import QuantMode
-from posenet.train import Trainer, TrainConfig
-from search.cli import main
-from space.baselines import get_arch
-from space.graph import layer_graph
-from space.sampling import SearchSpace, sample_arch
+
+from posenas.budgets.checker import check
+from posenas.budgets.device import load_budget
+from posenas.posenet.nets.checkpoint import load_checkpoint, save_checkpoint
+from posenas.posenet.nets.export.bundle import DoesNotFitError, export_run
+from posenas.posenet.nets.export.c_source import sample_source, write_c_project
+from posenas.posenet.nets.export.host import build_host, decoder_limits_exceeded, run_host
+from posenas.posenet.nets.export.integer import integer_layers, simulation_model
+from posenas.posenet.nets.export.izer import synthesis_figures
+from posenas.posenet.nets.export.sample import random_input, simulate
+from posenas.posenet.nets.layers import QuantMode
+from posenas.posenet.nets.train import TrainConfig, Trainer
+from posenas.posenet.pose.decode import DecodeConfig
+from posenas.search.cli import main
+from posenas.space.baselines import get_arch
+from posenas.space.graph import layer_graph
+from posenas.space.sampling import SearchSpace, sample_arch
 
 MAX78000 = load_budget("max78000")
 needs_cc = pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("make") is None, reason="no gcc/make")

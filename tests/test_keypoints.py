@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posenet.keypoints import (
-    BODY_KEYPOINTS, COCO_KEYPOINTS, COCO_OF_BODY, FLIP_BODY, FLIP_COCO, GROUPING_ORDER, LIMBS,
-    REDUNDANT_LIMBS, body_to_coco, coco_to_body,
+from posenas.posenet.pose.keypoints import (
+    BODY_KEYPOINTS,
+    COCO_KEYPOINTS,
+    COCO_OF_BODY,
+    FLIP_BODY,
+    FLIP_COCO,
+    GROUPING_ORDER,
+    LIMBS,
+    REDUNDANT_LIMBS,
+    body_to_coco,
+    coco_to_body,
 )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posenet.layers import (
+from posenas.posenet.nets.layers import (
     HwConv2d,
     QuantMode,
     hardware_layers,

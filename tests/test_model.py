@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from networks import randomise_batchnorm
-from posenet.layers import QuantMode
-from posenet.model import build_model, trainable_parameters
-from space.baselines import BASELINES
-from space.graph import count_macs, layer_graph
-from space.spec import ArchSpec
+
+from posenas.posenet.nets.layers import QuantMode
+from posenas.posenet.nets.model import build_model, trainable_parameters
+from posenas.space.baselines import BASELINES
+from posenas.space.graph import count_macs, layer_graph
+from posenas.space.spec import ArchSpec
 
 
 @pytest.mark.parametrize("name, params", [("student", 659_001), ("tiny", 112_257),

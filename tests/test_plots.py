@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from search.plots import (
+from posenas.search.plots import (
     FIGURES,
     ap_figure,
     front_2d,
@@ -19,7 +19,7 @@ from search.plots import (
     reference_params,
     write_plots,
 )  # fmt: skip
-from search.records import TrialRecord, pareto_front
+from posenas.search.records import TrialRecord, pareto_front
 
 NAN = float("nan")
 

@@ -159,11 +159,11 @@ def test_posenas_search_workers_share_a_postgresql_study(postgres_url: str, tmp_
     """Two `posenas search` processes on one PostgreSQL study: every trial once, the requested count done."""
     import re
 
-    from posenet import synth
+    from posenas.posenet.pose import synth
 
     root = tmp_path / "synth"
     synth.write_coco_root(root, train=6, val=2, seed=1)
-    command = [sys.executable, "-m", "search.cli", "search", "--storage", postgres_url, "--data", str(root),
+    command = [sys.executable, "-m", "posenas.search.cli", "search", "--storage", postgres_url, "--data", str(root),
                "--teacher", "none", "--trials", "8", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "3",
                "--val-images", "1"]  # fmt: skip
     workers = [subprocess.Popen([*command, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.PIPE,

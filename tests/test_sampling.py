@@ -6,10 +6,10 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial
 
-from space.baselines import BASELINES
-from space.graph import layer_graph
-from space.sampling import SearchSpace, SpecOutsideSpace, fixed_params, sample_arch
-from space.spec import SpecError
+from posenas.space.baselines import BASELINES
+from posenas.space.graph import layer_graph
+from posenas.space.sampling import SearchSpace, SpecOutsideSpace, fixed_params, sample_arch
+from posenas.space.spec import SpecError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = SearchSpace.from_study("max78000")
@@ -69,7 +69,7 @@ def test_same_seed_same_architectures():
 def test_specs_outside_the_space_are_refused():
     data = BASELINES["student-hw"].to_dict()
     data["backbone"][7]["out_channels"] = 256
-    from space.spec import ArchSpec
+    from posenas.space.spec import ArchSpec
 
     with pytest.raises(SpecOutsideSpace, match="conv8.width = 256"):
         fixed_params(ArchSpec.from_dict(data), SPACE)

@@ -9,15 +9,15 @@ import optuna
 import pytest
 import torch
 
-from budgets.device import load_budget
-from posenet.checkpoint import load_checkpoint
-from search.cli import main
-from search.records import records_of
-from search.settings import load_settings
-from search.study import CONSTRAINT_RESOURCES, TrialObjective, enqueue_baselines, make_sampler
-from space.baselines import get_arch
-from space.sampling import fixed_params, sample_arch
-from budgets.checker import check
+from posenas.budgets.checker import check
+from posenas.budgets.device import load_budget
+from posenas.posenet.nets.checkpoint import load_checkpoint
+from posenas.search.cli import main
+from posenas.search.records import records_of
+from posenas.search.settings import load_settings
+from posenas.search.study import CONSTRAINT_RESOURCES, TrialObjective, enqueue_baselines, make_sampler
+from posenas.space.baselines import get_arch
+from posenas.space.sampling import fixed_params, sample_arch
 
 SCHEDULE = ["--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2", "--seed", "3"]
 

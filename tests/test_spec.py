@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from space.baselines import BASELINES, get_arch
-from space.graph import count_macs, count_params, layer_graph
-from space.spec import ArchSpec, LayerSpec, SpecError
+from posenas.space.baselines import BASELINES, get_arch
+from posenas.space.graph import count_macs, count_params, layer_graph
+from posenas.space.spec import ArchSpec, LayerSpec, SpecError
 
 
 @pytest.mark.parametrize("name, params", [("student", 659_001), ("tiny", 112_257),

@@ -12,14 +12,14 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from posenet import synth
-from posenet.keypoints import (
+from posenas.posenet.pose import synth
+from posenas.posenet.pose.keypoints import (
     COCO_KEYPOINTS,
     COCO_LEFT_SHOULDER,
     COCO_RIGHT_SHOULDER,
     COCO_SKELETON,
 )
-from posenet.synth import SynthConfig, render_image, write_coco_root
+from posenas.posenet.pose.synth import SynthConfig, render_image, write_coco_root
 
 FRONTAL = SynthConfig(facing_away_probability=0.0, side_view_probability=0.0, tilt_probability=0.0)
 FACING_AWAY = SynthConfig(facing_away_probability=1.0, side_view_probability=0.0, tilt_probability=0.0)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from posenet.keypoints import BACKGROUND, LIMBS
-from posenet.targets import TargetConfig, downsample_mask, heatmap_targets, paf_targets, render_targets
+from posenas.posenet.pose.keypoints import BACKGROUND, LIMBS
+from posenas.posenet.pose.targets import TargetConfig, downsample_mask, heatmap_targets, paf_targets, render_targets
 
 SIGMA = 7.0  # input pixels at 128: 7/8 of the stride (pure scaling, 2.43 px, would fall between cells)
 

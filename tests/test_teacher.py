@@ -7,7 +7,7 @@ import collections
 import pytest
 import torch
 
-from posenet.teacher import LightweightOpenPose, TeacherError, load_lightweight_openpose, to_teacher_input
+from posenas.posenet.nets.teacher import LightweightOpenPose, TeacherError, load_lightweight_openpose, to_teacher_input
 
 
 @pytest.mark.parametrize("stages, params, tensors", [(0, 2_483_065, 162), (1, 4_091_698, 250), (3, 7_308_964, 426)])

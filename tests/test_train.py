@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from posenet.checkpoint import CheckpointError, load_checkpoint, model_for
-from posenet.coco import CocoPoseDataset
-from posenet.layers import QuantMode
-from posenet.model import build_model
-from posenet.train import Trainer, TrainConfig, pose_loss, predictor_for
-from posenet.transforms import Augmentation
-from space.baselines import get_arch
+from posenas.errors import UsageError
+from posenas.posenet.nets.checkpoint import CheckpointError, load_checkpoint, model_for
+from posenas.posenet.nets.layers import QuantMode
+from posenas.posenet.nets.model import build_model
+from posenas.posenet.nets.train import TrainConfig, Trainer, pose_loss, predictor_for
+from posenas.posenet.pose.coco import CocoPoseDataset
+from posenas.posenet.pose.transforms import Augmentation
+from posenas.space.baselines import get_arch
 
 CONFIG = TrainConfig(epochs=2, qat_start=1, batch_size=4, val_images=3, augment=True, seed=5)
 
@@ -98,14 +99,14 @@ def test_loss_masks_and_mixes():
 
 
 def test_bad_configs_are_refused():
-    with pytest.raises(ValueError, match="qat_start"):
+    with pytest.raises(UsageError, match="qat_start"):
         TrainConfig(epochs=3, qat_start=3)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(UsageError, match="alpha"):
         TrainConfig(alpha=1.5)
 
 
 def test_preloaded_samples_are_the_datasets_samples(root):
-    from posenet.train import PreloadedSamples
+    from posenas.posenet.nets.train import PreloadedSamples
 
     dataset = CocoPoseDataset(root, "train", people_only=True)
     preloaded = PreloadedSamples(dataset)

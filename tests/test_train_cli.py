@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from posenet import synth
-from posenet.checkpoint import load_checkpoint
-from posenet.layers import QuantMode
-from search.cli import main
+from posenas.posenet.nets.checkpoint import load_checkpoint
+from posenas.posenet.nets.layers import QuantMode
+from posenas.posenet.pose import synth
+from posenas.search.cli import main
 
 SCHEDULE = ["--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from posenet.checkpoint import CheckpointError, RunCheckpoint, load_checkpoint, save_checkpoint
-from posenet.layers import QuantMode
-from posenet.model import build_model
-from space.baselines import get_arch
+from posenas.posenet.nets.checkpoint import CheckpointError, RunCheckpoint, load_checkpoint, save_checkpoint
+from posenas.posenet.nets.layers import QuantMode
+from posenas.posenet.nets.model import build_model
+from posenas.space.baselines import get_arch
 
 
 def _saved(tmp_path, state):

@@ -20,11 +20,11 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from posenet.coco import CocoPoseDataset
-from posenet.decode import DecodeConfig, Pose, decode
-from posenet.keypoints import NUM_COCO_KEYPOINTS, body_to_coco
-from posenet.targets import heatmap_targets, paf_targets
-from posenet.transforms import invert, letterbox_matrix, transform_points, warp_image
+from posenas.posenet.pose.coco import CocoPoseDataset
+from posenas.posenet.pose.decode import DecodeConfig, Pose, decode
+from posenas.posenet.pose.keypoints import NUM_COCO_KEYPOINTS, body_to_coco
+from posenas.posenet.pose.targets import heatmap_targets, paf_targets
+from posenas.posenet.pose.transforms import invert, letterbox_matrix, transform_points, warp_image
 
 PERSON_CATEGORY = 1
 

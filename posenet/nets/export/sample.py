@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from posenet.coco import read_image
-from posenet.layers import quantize_input
-from posenet.model import PoseNet
-from posenet.synth import render_image
-from posenet.transforms import letterbox_matrix, warp_image
-from space.spec import ArchSpec
+from posenas.posenet.nets.layers import quantize_input
+from posenas.posenet.nets.model import PoseNet
+from posenas.posenet.pose.coco import read_image
+from posenas.posenet.pose.synth import render_image
+from posenas.posenet.pose.transforms import letterbox_matrix, warp_image
+from posenas.space.spec import ArchSpec
 
 SAMPLE_SEED = 0  # the built-in sample: synthetic validation image 0 of seed 0
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from posenet.checkpoint import RunCheckpoint, model_for
-from posenet.layers import QuantMode, wide_output_scale
-from posenet.model import PoseNet
-from space.graph import LayerNode, layer_graph
+from posenas.posenet.nets.checkpoint import RunCheckpoint, model_for
+from posenas.posenet.nets.layers import QuantMode, wide_output_scale
+from posenas.posenet.nets.model import PoseNet
+from posenas.space.graph import LayerNode, layer_graph
 
 CLIPPING_METHOD = "MAX_BIT_SHIFT"  # quantize.py's default (no --clip-method), recorded in extras as it does
 

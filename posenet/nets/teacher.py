@@ -18,12 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from posenet.keypoints import NUM_HEATMAPS, NUM_PAFS
-from posenet.weights import WeightsError, check_state_dict, read_weights_only
-
-
-class TeacherError(WeightsError):
-    """A teacher checkpoint that cannot be used; the message names the file and the problem."""
+from posenas.errors import TeacherError
+from posenas.posenet.nets.weights import check_state_dict, read_weights_only
+from posenas.posenet.pose.keypoints import NUM_HEATMAPS, NUM_PAFS
 
 
 def _conv(cin: int, cout: int, kernel: int = 3, padding: int = 1, *, bn: bool = True, relu: bool = True,

@@ -9,7 +9,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from posenet.keypoints import COCO_SKELETON, NUM_COCO_KEYPOINTS
+from posenas.posenet.pose.keypoints import COCO_SKELETON, NUM_COCO_KEYPOINTS
 
 # Distinct colours for people (RGB), cycled.
 PERSON_COLOURS: tuple[tuple[int, int, int], ...] = (

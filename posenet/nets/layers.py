@@ -23,11 +23,11 @@ mis-computing.
 """
 from __future__ import annotations
 
-import enum
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from posenas.posenet.nets.config import QuantMode
 
 __all__ = [
     "QuantMode",
@@ -49,15 +49,6 @@ _QAT_SHIFT_LIMIT = 15  # ai8x OutputShiftLimit
 _BN_OUTPUT_SCALE = 0.25  # v1 divides the BN output by 4 (and folds g/4, beta/4 accordingly)
 
 
-class QuantMode(str, enum.Enum):
-    """Arithmetic regime of one ``HwConv2d`` (ai8x-training v1)."""
-
-    FLOAT = "float"
-    """Pre-QAT training: BN active, BN output / 4, non-wide outputs clamped to [-1, 127/128]."""
-    QAT = "qat"
-    """BN folded into the conv; weights, bias and activations fake-quantized (straight-through)."""
-    SIMULATE = "simulate"
-    """The chip's integer arithmetic: integer inputs in [-128, 127], integer checkpoint weights."""
 
 
 def _round_half_up(x: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posenet.keypoints import LIMBS, NUM_BODY_KEYPOINTS, NUM_HEATMAPS, NUM_PAFS
+from posenas.posenet.pose.keypoints import LIMBS, NUM_BODY_KEYPOINTS, NUM_HEATMAPS, NUM_PAFS
 
 # Lightweight OpenPose trains with sigma 7 px at a 368 px input and stride 8. posenas scales that width
 # with the input, but never below the reference's 7/8 of a cell: narrower Gaussians fall between the

@@ -12,12 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from posenet.decode import DecodeConfig, Pose, candidate_counts, extract_peaks, upsample_maps
-from posenet.keypoints import NUM_BODY_KEYPOINTS
-
-
-class HostBuildError(RuntimeError):
-    """The C compiler or make failed; the message holds the tail of their output."""
+from posenas.errors import CheckFailed
+from posenas.posenet.pose.decode import DecodeConfig, Pose, candidate_counts, extract_peaks, upsample_maps
+from posenas.posenet.pose.keypoints import NUM_BODY_KEYPOINTS
 
 
 def find_compiler() -> str | None:
@@ -49,12 +46,12 @@ class HostRun:
 def build_host(folder: Path, compiler: str, timeout: float = 300.0) -> Path:
     """``make`` in ``folder`` with ``compiler``; returns the program's path."""
     if not shutil.which("make"):
-        raise HostBuildError("make is not on PATH")
+        raise CheckFailed("make is not on PATH")
     done = subprocess.run(["make", "-s", f"CC={compiler}", "posenas_host"], cwd=folder, capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise HostBuildError(f"building the C export in {folder} failed: " + " | ".join(tail))
+        raise CheckFailed(f"building the C export in {folder} failed: " + " | ".join(tail))
     return folder / "posenas_host"
 
 
@@ -66,7 +63,7 @@ def run_host(program: Path, repeat: int = 0, timeout: float = 600.0) -> HostRun:
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:
-        raise HostBuildError(f"{program} printed no report (exit {done.returncode}): {done.stderr.strip()[:300]}") from None
+        raise CheckFailed(f"{program} printed no report (exit {done.returncode}): {done.stderr.strip()[:300]}") from None
     poses = [_pose(p) for p in report.get("poses", [])]
     return HostRun(returncode=done.returncode, outputs=int(report["outputs"]), mismatches=int(report["mismatches"]),
                    poses=poses, cnn_ms=report.get("cnn_ms"), decode_ms=report.get("decode_ms"))  # fmt: skip

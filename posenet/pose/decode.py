@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from posenet.keypoints import (
+from posenas.posenet.pose.keypoints import (
     GROUPING_ORDER,
     LIMBS,
     NUM_BODY_KEYPOINTS,

@@ -52,7 +52,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from posenet.keypoints import COCO_KEYPOINTS, COCO_SKELETON, NUM_COCO_KEYPOINTS
+from posenas.files import atomic_write_text
+from posenas.posenet.pose.keypoints import COCO_KEYPOINTS, COCO_SKELETON, NUM_COCO_KEYPOINTS
 
 SYNTH_VERSION = "1.0"
 
@@ -1089,13 +1090,7 @@ def coco_categories() -> list[dict[str, Any]]:
 
 def _write_json_atomically(path: Path, content: dict[str, Any]) -> None:
     """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, separators=(",", ":"))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write_text(path, json.dumps(content, separators=(",", ":")))
 
 
 def write_split(

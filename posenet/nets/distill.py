@@ -25,13 +25,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from posenet.checkpoint import load_checkpoint, model_for
-from posenet.coco import CocoPoseDataset
-from posenet.keypoints import NUM_HEATMAPS, NUM_PAFS
-from posenet.layers import QuantMode, quantize_input, to_training_scale
-from posenet.model import PoseNet
-from posenet.teacher import LightweightOpenPose, TeacherError, load_lightweight_openpose
-from posenet.weights import read_weights_only
+from posenas.files import atomic_write
+from posenas.posenet.nets.checkpoint import load_checkpoint, model_for
+from posenas.posenet.nets.config import TrainConfig
+from posenas.posenet.nets.layers import QuantMode, quantize_input, to_training_scale
+from posenas.posenet.nets.model import PoseNet
+from posenas.posenet.nets.teacher import LightweightOpenPose, TeacherError, load_lightweight_openpose
+from posenas.posenet.nets.train import Trainer
+from posenas.posenet.nets.weights import read_weights_only
+from posenas.posenet.pose.coco import CocoPoseDataset
+from posenas.posenet.pose.keypoints import NUM_HEATMAPS, NUM_PAFS
+from posenas.space.spec import ArchSpec
 
 FORMAT_VERSION = 1
 NUM_MAPS = NUM_HEATMAPS + NUM_PAFS
@@ -118,6 +122,37 @@ class PreparedTeacher:
     cache: TeacherCache
 
 
+def prepare_teacher(
+    data: str | os.PathLike, out: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
+    arch: ArchSpec | None = None, epochs: int = 12, train_images: int | None = None, refinement_stages: int = 1,
+    input_size: int = 128, device: str | None = None, on_batch: Callable | None = None,
+    on_epoch: Callable | None = None, progress: Callable[[int], None] | None = None,
+) -> Path:  # fmt: skip
+    """Make a prepared-teacher folder ``out``: load ``checkpoint`` (or first train ``arch``, float, on
+    ``data`` into ``out/run``), then cache its maps for every training image of ``data``.
+
+    ``on_batch`` / ``on_epoch`` follow the teacher's training (as ``Trainer``'s callbacks), ``progress(n)``
+    the caching; the caller decides how to show them."""
+    out = Path(out)
+    if arch is not None:
+        input_size = arch.input_size
+        config = TrainConfig(epochs=epochs, qat_start=None, train_images=train_images)
+        Trainer(arch, data, out / "run", config, device=device, on_batch=on_batch, on_epoch=on_epoch).run()
+        checkpoint = out / "run" / "best.pt"
+    elif checkpoint is None:
+        raise TeacherError("a teacher needs a checkpoint or an architecture to train")
+    teacher, kind = load_teacher(checkpoint, refinement_stages)
+    if isinstance(teacher, PoseNetTeacher):  # a posenas network runs at its own input size
+        input_size = teacher.model.spec.input_size
+    dataset = CocoPoseDataset(data, "train", input_size=input_size, people_only=True)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    maps, image_ids = cache_teacher_maps(teacher, dataset, device, progress=progress)
+    info = TeacherInfo(kind=kind, source=str(Path(checkpoint).resolve()), refinement_stages=refinement_stages,
+                       data=str(Path(data).resolve()), split="train", input_size=input_size,
+                       images=len(image_ids))  # fmt: skip
+    return write_prepared_teacher(out, checkpoint, info, maps, image_ids)
+
+
 def cache_teacher_maps(
     teacher: torch.nn.Module, dataset: CocoPoseDataset, device: torch.device | str = "cpu",
     batch_size: int = 64, progress: Callable[[int], None] | None = None,
@@ -152,22 +187,16 @@ def write_prepared_teacher(
     folder or a complete new one."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / "teacher.pt", lambda p: shutil.copyfile(weights, p))
-    _atomic(out / "maps.npy", lambda p: _save_npy(p, maps))
-    _atomic(out / "image_ids.npy", lambda p: _save_npy(p, image_ids))
-    _atomic(out / "teacher.json", lambda p: p.write_text(json.dumps(info.to_dict(), indent=2) + "\n"))
+    atomic_write(out / "teacher.pt", lambda p: shutil.copyfile(weights, p))
+    atomic_write(out / "maps.npy", lambda p: _save_npy(p, maps))
+    atomic_write(out / "image_ids.npy", lambda p: _save_npy(p, image_ids))
+    atomic_write(out / "teacher.json", lambda p: p.write_text(json.dumps(info.to_dict(), indent=2) + "\n"))
     return out
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as stream:  # a file object: np.save would append ".npy" to a path
         np.save(stream, array)
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    os.replace(partial, path)
 
 
 def load_prepared_teacher(root: str | os.PathLike) -> PreparedTeacher:

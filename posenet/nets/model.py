@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from posenet.layers import HwConv2d, QuantMode, hardware_layers
-from space.graph import INPUT, LayerNode, layer_graph
-from space.spec import ArchSpec
+from posenas.posenet.nets.layers import HwConv2d, QuantMode, hardware_layers
+from posenas.space.graph import INPUT, LayerNode, layer_graph
+from posenas.space.spec import ArchSpec
 
 
 class PoseNet(nn.Module):

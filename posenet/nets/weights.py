@@ -13,9 +13,7 @@ from typing import Mapping
 
 import torch
 
-
-class WeightsError(ValueError):
-    """A weight file that cannot be used; the message names the file and the problem in one line."""
+from posenas.errors import WeightsError
 
 
 def read_weights_only(path: str | os.PathLike, what: str, error: type[WeightsError] = WeightsError) -> object:

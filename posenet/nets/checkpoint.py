@@ -16,16 +16,16 @@ from typing import Any
 
 import torch
 
-from posenet.layers import QuantMode
-from posenet.model import PoseNet, build_model
-from posenet.weights import WeightsError, check_state_dict, read_weights_only
-from space.spec import ArchSpec, SpecError
+from posenas.errors import CheckpointError
+from posenas.files import atomic_write
+from posenas.posenet.nets.layers import QuantMode
+from posenas.posenet.nets.model import PoseNet, build_model
+from posenas.posenet.nets.weights import check_state_dict, read_weights_only
+from posenas.space.spec import ArchSpec, SpecError
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(WeightsError):
-    """A checkpoint that cannot be used; the message names the file and the problem in one line."""
 
 
 @dataclass
@@ -62,9 +62,7 @@ class RunCheckpoint:
 def save_checkpoint(checkpoint: RunCheckpoint, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(checkpoint.to_dict(), partial)
-    os.replace(partial, path)
+    atomic_write(path, lambda partial: torch.save(checkpoint.to_dict(), partial))
     return path
 
 

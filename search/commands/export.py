@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import optuna
-from rich.console import Console
-from rich.table import Table
+from posenas.errors import CheckpointError, ExitCode, StudyError
 
-from budgets.device import load_budget
-from posenet.checkpoint import CheckpointError, load_checkpoint
-from posenet.export.bundle import DoesNotFitError, ExportResult, export_run
-from posenet.export.host import HostBuildError
-from posenet.export.izer import find_izer, izer_command
-from search.records import ATTR_FEASIBLE, ATTR_METRICS, ATTR_VIOLATIONS
-from search.settings import StudyFileError
-from search.study import open_storage
+if TYPE_CHECKING:
+    from rich.console import Console
 
-EXIT_OK, EXIT_FAILED = 0, 1
+    from posenas.posenet.nets.export.bundle import ExportResult
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="integer checkpoint + ai8x-synthesis YAML + standalone C of a trained network")
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a run checkpoint (RUN/best.pt; QAT, or float for post-training quantization)")
@@ -38,9 +31,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--izer", help="an ai8x-synthesis checkout: run ai8xize.py on the export "
                         "(default: $AI8X_SYNTHESIS; not run when neither is set)")  # fmt: skip
     export.add_argument("--no-build", action="store_true", help="write the C but do not compile and run it")
+    export.set_defaults(handler=run_export)
 
 
-def run_export(args: argparse.Namespace, console: Console) -> int:
+def run_export(args: argparse.Namespace, console: "Console") -> int:
+    from posenas.budgets.device import load_budget
+    from posenas.errors import CheckFailed
+    from posenas.posenet.nets.checkpoint import load_checkpoint
+    from posenas.posenet.nets.export.bundle import DoesNotFitError, export_run
+    from posenas.posenet.nets.export.izer import find_izer
+
     izer_root = find_izer(args.izer)
     checkpoint_path = args.checkpoint or trial_checkpoint(args.trial, args.study, args.storage)
     checkpoint = load_checkpoint(checkpoint_path)
@@ -54,35 +54,40 @@ def run_export(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold red]{exc.report.arch} does not fit {exc.report.device}: nothing exported[/]")
         for v in exc.report.violations:
             console.print(f"  [red]{v.resource}[/]: {v.message}", highlight=False)
-        return EXIT_FAILED
-    except HostBuildError as exc:
+        return ExitCode.FAILED
+    except CheckFailed as exc:
         console.print(f"[bold red]C build failed:[/] {exc}", highlight=False)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     _print_result(result, console)
-    return EXIT_OK if result.passed else EXIT_FAILED
+    return ExitCode.OK if result.passed else ExitCode.FAILED
 
 
 def trial_checkpoint(number: int | None, study_name: str | None, storage_url: str | None) -> str:
     """The best checkpoint of trial ``number`` of a study; refuses trials that were never trained."""
+    import optuna
+
+    from posenas.search.records import ATTR_FEASIBLE, ATTR_METRICS, ATTR_VIOLATIONS
+    from posenas.search.study import open_storage
+
     if study_name is None:
-        raise StudyFileError("--trial needs --study (the study name posenas search printed)")
+        raise StudyError("--trial needs --study (the study name posenas search printed)")
     url = storage_url or f"sqlite:///{(Path('posenas-runs') / study_name / 'study.db').resolve()}"
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        raise StudyFileError(f"no study database {url[len('sqlite:///'):]}; pass --storage")
+        raise StudyError(f"no study database {url[len('sqlite:///'):]}; pass --storage")
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(url))
     except KeyError:
-        raise StudyFileError(f"no study {study_name!r} in {url}") from None
+        raise StudyError(f"no study {study_name!r} in {url}") from None
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
-        raise StudyFileError(f"study {study_name} has no trial {number} (it has {len(trials)})")
+        raise StudyError(f"study {study_name} has no trial {number} (it has {len(trials)})")
     attrs = trials[number].user_attrs
     if not attrs.get(ATTR_FEASIBLE, False):
         reasons = "; ".join(attrs.get(ATTR_VIOLATIONS, [])) or "not checked"
-        raise StudyFileError(f"trial {number} of {study_name} does not fit its budget and was not trained: {reasons}")
+        raise StudyError(f"trial {number} of {study_name} does not fit its budget and was not trained: {reasons}")
     checkpoint = (attrs.get(ATTR_METRICS) or {}).get("checkpoint")
     if not checkpoint:
-        raise StudyFileError(f"trial {number} of {study_name} has no trained checkpoint (state {trials[number].state.name})")
+        raise StudyError(f"trial {number} of {study_name} has no trained checkpoint (state {trials[number].state.name})")
     found = _existing(Path(checkpoint), url)
     if found is None:
         raise CheckpointError(f"{checkpoint}: trial {number}'s checkpoint is missing")
@@ -102,7 +107,11 @@ def _existing(path: Path, storage_url: str) -> Path | None:
     return None
 
 
-def _print_result(result: ExportResult, console: Console) -> None:
+def _print_result(result: "ExportResult", console: "Console") -> None:
+    from rich.table import Table
+
+    from posenas.posenet.nets.export.izer import izer_command
+
     table = Table("file", "what", title=f"export of {result.arch}", title_justify="left")
     described = {
         "checkpoint": "integer checkpoint (ai8xize.py --checkpoint-file)",
@@ -149,4 +158,4 @@ def _print_result(result: ExportResult, console: Console) -> None:
             console.print(f"ai8x-synthesis' own simulation vs posenas' expected outputs: {same}")
 
 
-__all__ = ["add_parsers", "run_export", "trial_checkpoint"]
+__all__ = ["register", "run_export", "trial_checkpoint"]

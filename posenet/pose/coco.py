@@ -24,13 +24,16 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from posenet.keypoints import FLIP_COCO, NUM_COCO_KEYPOINTS, coco_to_body
-from posenet.targets import TargetConfig, render_targets
-from posenet.transforms import Augmentation, augmentation_matrix, letterbox_matrix, transform_points, warp_image
-
-
-class DataError(ValueError):
-    """A dataset that cannot be read; the message names the file and the problem in one line."""
+from posenas.errors import DataError
+from posenas.posenet.pose.keypoints import FLIP_COCO, NUM_COCO_KEYPOINTS, coco_to_body
+from posenas.posenet.pose.targets import TargetConfig, render_targets
+from posenas.posenet.pose.transforms import (
+    Augmentation,
+    augmentation_matrix,
+    letterbox_matrix,
+    transform_points,
+    warp_image,
+)
 
 
 class PoseSample(NamedTuple):

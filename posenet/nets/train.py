@@ -19,21 +19,24 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from posenet.checkpoint import CheckpointError, RunCheckpoint, load_checkpoint, model_for, save_checkpoint
-from posenet.coco import CocoPoseDataset
-from posenet.distill import TeacherCache
-from posenet.evaluate import KeypointMetrics, evaluate_results, prediction_results
-from posenet.keypoints import NUM_HEATMAPS, NUM_PAFS
-from posenet.layers import QuantMode, quantize_input, to_training_scale, wide_output_scale
-from posenet.model import PoseNet, build_model
-from posenet.transforms import Augmentation
-from space.spec import ArchSpec
+from posenas.posenet.nets.checkpoint import CheckpointError, RunCheckpoint, load_checkpoint, model_for, save_checkpoint
+from posenas.posenet.nets.config import TrainConfig
+from posenas.posenet.nets.layers import QuantMode, quantize_input, to_training_scale, wide_output_scale
+from posenas.posenet.nets.model import PoseNet, build_model
+from posenas.posenet.pose.coco import CocoPoseDataset
+from posenas.posenet.pose.evaluate import KeypointMetrics, evaluate_results, prediction_results
+from posenas.posenet.pose.keypoints import NUM_HEATMAPS, NUM_PAFS
+from posenas.posenet.pose.transforms import Augmentation
+from posenas.space.spec import ArchSpec
+
+if TYPE_CHECKING:  # distill imports this module (to train a teacher); the cache is only a type here
+    from posenas.posenet.nets.distill import TeacherCache
 
 
 
@@ -43,42 +46,6 @@ class Teacher(Protocol):
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """A training schedule. Epoch numbers are 0-based; ``qat_start`` None trains in float only.
-
-    The defaults are the short schedule a search trial can afford on 2 CPU cores (tiny-hw: about 5
-    minutes on the synthetic set): no augmentation, so samples and teacher maps come from caches, and
-    small batches with a high learning rate, since the number of steps limits learning at this length
-    (measured in BENCHMARKS.md). Long runs on COCO want ``augment=True`` and more epochs."""
-
-    epochs: int = 20
-    qat_start: int | None = 16
-    batch_size: int = 16
-    lr: float = 1e-2
-    qat_lr: float = 1e-3
-    weight_decay: float = 0.0
-    alpha: float = 0.3
-    seed: int = 0
-    workers: int = 0
-    augment: bool = False
-    val_images: int | None = 200
-    amp: bool = True
-    train_images: int | None = None  # the first N training images only (short search trials)
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        if self.qat_start is not None and not 0 <= self.qat_start < self.epochs:
-            raise ValueError(f"qat_start must be in [0, {self.epochs - 1}] or None, got {self.qat_start}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def phase_of(self, epoch: int) -> QuantMode:
-        return QuantMode.QAT if self.qat_start is not None and epoch >= self.qat_start else QuantMode.FLOAT
 
 
 def model_input(images: torch.Tensor, mode: QuantMode) -> torch.Tensor:

@@ -18,7 +18,6 @@ The network is checked against the budget first; one that does not fit is refuse
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,27 +25,37 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from budgets.checker import BudgetReport, check
-from budgets.device import Budget
-from posenet.checkpoint import RunCheckpoint
-from posenet.decode import DecodeConfig, Pose, decode
-from posenet.export.c_source import host_decoder_limits, write_c_project
-from posenet.export.host import (
-    HostBuildError, HostRun, build_host, decoder_limits_exceeded, find_compiler, pose_difference, run_host,
+from posenas.budgets.checker import BudgetReport, check
+from posenas.budgets.device import Budget
+from posenas.errors import ExitCode, PosenasError
+from posenas.files import atomic_write, atomic_write_text
+from posenas.posenet.nets.checkpoint import RunCheckpoint
+from posenas.posenet.nets.export.c_source import host_decoder_limits, write_c_project
+from posenas.posenet.nets.export.host import (
+    CheckFailed,
+    HostRun,
+    build_host,
+    decoder_limits_exceeded,
+    find_compiler,
+    pose_difference,
+    run_host,
 )  # fmt: skip
-from posenet.export.integer import integer_layers, simulation_model, synthesis_checkpoint
-from posenet.export.izer import IzerRun, run_izer, synthesis_figures
-from posenet.export.network_yaml import network_yaml
-from posenet.export.sample import sample_input, simulate
-from space.graph import layer_graph
+from posenas.posenet.nets.export.integer import integer_layers, simulation_model, synthesis_checkpoint
+from posenas.posenet.nets.export.izer import IzerRun, run_izer, synthesis_figures
+from posenas.posenet.nets.export.network_yaml import network_yaml
+from posenas.posenet.nets.export.sample import sample_input, simulate
+from posenas.posenet.pose.decode import DecodeConfig, Pose, decode
+from posenas.space.graph import layer_graph
 
 # Keypoints may differ by half an upsampled pixel: an ulp of cv2's float arithmetic can move a tie.
 POSE_TOLERANCE_PX = 0.5
 DATASET_NAME = "posenas_pose"  # the YAML's dataset: only names izer's default sample file, which we override
 
 
-class DoesNotFitError(ValueError):
-    """The network violates the budget; ``report`` holds the violations."""
+class DoesNotFitError(PosenasError):
+    """The network violates the budget; ``report`` holds the violations (exit 1: the input was fine)."""
+
+    exit_code = ExitCode.FAILED
 
     def __init__(self, report: BudgetReport) -> None:
         super().__init__(f"{report.arch} does not fit {report.device}: "
@@ -203,10 +212,7 @@ def _json_number(value: Any) -> Any:
 
 
 def _write(path: Path, text: str) -> Path:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> Path:
@@ -215,10 +221,8 @@ def _save_npy(path: Path, array: np.ndarray) -> Path:
 
 
 def _save_torch(obj: dict[str, Any], path: Path) -> Path:
-    partial = path.with_name(path.name + ".partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)
+    atomic_write(path, lambda partial: torch.save(obj, partial))
     return path
 
 
-__all__ = ["DoesNotFitError", "ExportResult", "HostBuildError", "export_run"]
+__all__ = ["DoesNotFitError", "ExportResult", "CheckFailed", "export_run"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from budgets.plan import PlacementPlan
-from space.graph import INPUT, LayerNode
+from posenas.budgets.plan import PlacementPlan
+from posenas.space.graph import INPUT, LayerNode
 
 
 def network_yaml(arch: str, dataset: str, nodes: Sequence[LayerNode], plan: PlacementPlan) -> str:

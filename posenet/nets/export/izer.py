@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from posenas.errors import ToolError
+
 IZER_ENV = "AI8X_SYNTHESIS"
 IZER_PYTHON_ENV = "AI8X_SYNTHESIS_PYTHON"
 
 
-class IzerError(ValueError):
-    """The named checkout is not an ai8x-synthesis checkout (one line)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def find_izer(explicit: str | os.PathLike | None) -> Path | None:
         return None
     path = Path(root).expanduser()
     if not (path / "ai8xize.py").is_file():
-        raise IzerError(f"{path}: not an ai8x-synthesis checkout (no ai8xize.py)")
+        raise ToolError(f"{path}: not an ai8x-synthesis checkout (no ai8xize.py)")
     return path.resolve()
 
 

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import argparse
 import math
-from importlib import resources
 import time
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import optuna
-from rich.console import Console
-from rich.table import Table
+from posenas.errors import StudyError
+from posenas.space.baselines import baseline_names
 
-from budgets.device import load_budget
-from posenet import synth
-from posenet.coco import annotation_path
-from posenet.distill import load_prepared_teacher
-from search.train_commands import prepare_teacher
-from search.records import TrialRecord, pareto_front, records_of
-from search.settings import StudyFileError, StudySettings, load_settings
-from search.study import (
-    TrialObjective, complete_count, directions, enqueue_baselines, make_sampler, open_storage,
-)  # fmt: skip
-from space.baselines import baseline_names
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from posenas.search.records import TrialRecord
+    from posenas.search.settings import StudySettings
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     search = sub.add_parser("search", help="multi-objective architecture search under hard device budgets")
     search.add_argument("--budget", help="max78000 (default), max78002 or a budget file; picks studies/<budget>.yaml "
                         "when there is one and no --study")  # fmt: skip
@@ -49,14 +44,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--no-baselines", action="store_true", help="do not enqueue the baselines")
     search.add_argument("--fixed", choices=baseline_names(),
                         help="run this baseline alone as a fixed trial (trained even if over budget)")  # fmt: skip
+    search.set_defaults(handler=run_search)
 
     plot = sub.add_parser("plot", help="Plotly HTML of a study: AP vs parameters and latency, hypervolume")
     plot.add_argument("--study", required=True, help="the study name (as printed by posenas search)")
     plot.add_argument("--storage", required=True, help="the study's storage URL (sqlite:///... or postgresql://...)")
     plot.add_argument("--out", required=True, help="the folder for the HTML files")
+    plot.set_defaults(handler=run_plot)
 
 
-def _settings(args: argparse.Namespace) -> StudySettings:
+def _settings(args: argparse.Namespace) -> "StudySettings":
+    from posenas.budgets.device import load_budget
+    from posenas.search.settings import load_settings
+
     study = args.study or _default_study(args.budget or "max78000")
     settings = load_settings(study)
     objectives = tuple(o.strip() for o in args.objectives.split(",")) if args.objectives else None
@@ -73,10 +73,13 @@ def _settings(args: argparse.Namespace) -> StudySettings:
 
 def _default_study(budget: str) -> str:
     """The built-in study named like the budget (max78000, max78002); for a budget file, the default."""
-    return budget if resources.files("studies").joinpath(f"{budget}.yaml").is_file() else "max78000"
+    return budget if resources.files("posenas.studies").joinpath(f"{budget}.yaml").is_file() else "max78000"
 
 
-def _data_root(settings: StudySettings, args: argparse.Namespace, out: Path, console: Console) -> Path:
+def _data_root(settings: "StudySettings", args: argparse.Namespace, out: Path, console: "Console") -> Path:
+    from posenas.posenet.pose import synth
+    from posenas.posenet.pose.coco import annotation_path
+
     if args.data or settings.data.root:
         return Path(args.data or settings.data.root)  # checked by the loader, with a one-line error
     d = settings.data
@@ -87,8 +90,11 @@ def _data_root(settings: StudySettings, args: argparse.Namespace, out: Path, con
     return root
 
 
-def _teacher(settings: StudySettings, args: argparse.Namespace, data: Path, out: Path, console: Console):
+def _teacher(settings: "StudySettings", args: argparse.Namespace, data: Path, out: Path, console: "Console"):
     """(teacher, cache) from --teacher, or prepared once per --out as the study file says."""
+    from posenas.posenet.nets.distill import load_prepared_teacher
+    from posenas.search.report import prepare_teacher_with_progress
+
     if args.teacher == "none" or (args.teacher is None and settings.teacher.kind == "none"):
         return None, None
     if args.teacher:
@@ -98,14 +104,27 @@ def _teacher(settings: StudySettings, args: argparse.Namespace, data: Path, out:
         folder = out / ("teacher-" + (t.arch or "checkpoint"))
         if not (folder / "teacher.json").is_file():
             console.print(f"preparing the teacher ({t.arch or t.checkpoint}) -> {folder}")
-            prepare_teacher(data, folder, console, checkpoint=t.checkpoint, arch=t.arch, epochs=t.epochs,
+            prepare_teacher_with_progress(data, folder, console, checkpoint=t.checkpoint, arch=t.arch, epochs=t.epochs,
                             train_images=t.train_images, device=args.device)  # fmt: skip
     prepared = load_prepared_teacher(folder)
     same = prepared.info.data == str(data.resolve()) and prepared.info.input_size == settings.space.input_size
     return prepared.teacher, prepared.cache if same else None
 
 
-def run_search(args: argparse.Namespace, console: Console) -> int:
+def run_search(args: argparse.Namespace, console: "Console") -> int:
+    import optuna
+
+    from posenas.budgets.device import load_budget
+    from posenas.search.records import records_of
+    from posenas.search.study import (
+        TrialObjective,
+        complete_count,
+        directions,
+        enqueue_baselines,
+        make_sampler,
+        open_storage,
+    )
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     settings = _settings(args)
@@ -121,7 +140,7 @@ def run_search(args: argparse.Namespace, console: Console) -> int:
     study = optuna.create_study(study_name=name, storage=storage, directions=directions(settings),
                                 sampler=make_sampler(settings), load_if_exists=True)  # fmt: skip
     if [d.name.lower() for d in study.directions] != directions(settings):
-        raise StudyFileError(f"study {name} in {storage_url} has other objectives; use another --out or --storage")
+        raise StudyError(f"study {name} in {storage_url} has other objectives; use another --out or --storage")
     trials = 1 if args.fixed else settings.trials
     if args.fixed:
         enqueue_baselines(study, settings.space, [args.fixed])
@@ -150,7 +169,11 @@ def run_search(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def front_table(records: list[TrialRecord], settings: StudySettings, title: str) -> Table:
+def front_table(records: list["TrialRecord"], settings: "StudySettings", title: str) -> "Table":
+    from rich.table import Table
+
+    from posenas.search.records import pareto_front
+
     table = Table("trial", "name", "AP (QAT)", "AP (float)", "parameters", "latency ms", "train s", title=title)
     for r in pareto_front(records, latency="latency" in settings.objectives):
         table.add_row(str(r.number), r.baseline or r.name, f"{r.ap:.3f}",
@@ -159,7 +182,7 @@ def front_table(records: list[TrialRecord], settings: StudySettings, title: str)
     return table
 
 
-def _summary(records: list[TrialRecord], console: Console, seconds: float) -> None:
+def _summary(records: list["TrialRecord"], console: "Console", seconds: float) -> None:
     trained = sum(1 for r in records if r.trained and r.reused_from is None)
     rejected = sum(1 for r in records if r.state == "COMPLETE" and not r.feasible)
     reused = sum(1 for r in records if r.reused_from is not None)
@@ -168,9 +191,9 @@ def _summary(records: list[TrialRecord], console: Console, seconds: float) -> No
                   f"{reused} reused, {failed} failed; this worker ran {seconds / 60:.1f} min")  # fmt: skip
 
 
-def _write_plots(records: list[TrialRecord], folder: Path, title: str, console: Console) -> None:
+def _write_plots(records: list["TrialRecord"], folder: Path, title: str, console: "Console") -> None:
     try:
-        from search.plots import write_plots
+        from posenas.search.plots import write_plots
     except ImportError:  # plotly missing: the table above still holds the front
         console.print("plots skipped: plotly is not installed")
         return
@@ -178,12 +201,17 @@ def _write_plots(records: list[TrialRecord], folder: Path, title: str, console: 
     console.print("plots: " + ", ".join(str(p) for p in paths))
 
 
-def run_plot(args: argparse.Namespace, console: Console) -> int:
+def run_plot(args: argparse.Namespace, console: "Console") -> int:
+    import optuna
+
+    from posenas.search.records import records_of
+    from posenas.search.study import open_storage
+
     storage = open_storage(args.storage)
     try:
         study = optuna.load_study(study_name=args.study, storage=storage)
     except KeyError:
-        raise StudyFileError(f"no study {args.study!r} in {args.storage}") from None
+        raise StudyError(f"no study {args.study!r} in {args.storage}") from None
     _write_plots(records_of(study.get_trials(deepcopy=False)), Path(args.out), args.study, console)
     return 0
 

@@ -15,9 +15,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from posenet.decode import DecodeConfig
-from posenet.export.integer import IntegerLayer
-from space.graph import INPUT
+from posenas.posenet.nets.export.integer import IntegerLayer
+from posenas.posenet.pose.decode import DecodeConfig
+from posenas.space.graph import INPUT
 
 # The pose decoder's static limits in the host build: room for noisy maps (an untrained network's). The
 # header's own defaults (106 KB of buffers) are the microcontroller's; `make HOST_LIMITS=` builds with them.
@@ -43,7 +43,7 @@ def write_c_project(
     """
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    source = resources.files("posenet.export") / "csrc"
+    source = resources.files("posenas.posenet.nets.export") / "csrc"
     for file in STATIC_SOURCES:
         with resources.as_file(source / file) as path:
             shutil.copyfile(path, folder / file)

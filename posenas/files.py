@@ -1,0 +1,58 @@
+"""Writing files safely: whole or not at all, and only inside the folder the user named.
+
+``atomic_write`` writes beside the target and renames, so a crash or a kill leaves either the old file or
+the complete new one, never half of one (readers such as a resumed run or a second worker never see a
+partial file). ``inside`` proves that a path built from untrusted parts (a spec name from a checkpoint, say)
+stays inside an output folder before anything is written there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from posenas.errors import OutputError
+
+T = TypeVar("T")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], T]) -> T:
+    """Call ``write(partial)`` on a temporary path beside ``path``, flush it to disk, then rename it onto
+    ``path``. The temporary file is removed if ``write`` fails; its name carries the pid, so two processes
+    writing the same file never share a temporary."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        result = write(partial)
+        _fsync(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return result
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """``text`` (UTF-8) into ``path``, atomically."""
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return Path(path)
+
+
+def inside(folder: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path`` resolved, after checking that it lies inside ``folder`` (OutputError otherwise).
+
+    Both are resolved (links and ``..`` followed), so neither ``../x``, an absolute path nor a link that
+    points out of ``folder`` passes."""
+    root = Path(folder).resolve()
+    target = (root / path).resolve()
+    if target != root and root not in target.parents:
+        raise OutputError(f"{path}: would be written outside the output folder {folder}")
+    return target
+
+
+def _fsync(path: Path) -> None:
+    try:
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    except OSError:  # a file system without fsync (some network mounts): the rename still applies
+        pass

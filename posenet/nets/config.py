@@ -1,0 +1,64 @@
+"""Plain settings of networks and training, without torch: the arithmetic regimes and the schedule.
+
+Kept apart from ``layers`` and ``train`` so that the command line can show defaults and choices
+without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from posenas.errors import UsageError
+
+
+class QuantMode(str, enum.Enum):
+    """Arithmetic regime of one ``HwConv2d`` (ai8x-training v1)."""
+
+    FLOAT = "float"
+    """Pre-QAT training: BN active, BN output / 4, non-wide outputs clamped to [-1, 127/128]."""
+    QAT = "qat"
+    """BN folded into the conv; weights, bias and activations fake-quantized (straight-through)."""
+    SIMULATE = "simulate"
+    """The chip's integer arithmetic: integer inputs in [-128, 127], integer checkpoint weights."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training schedule. Epoch numbers are 0-based; ``qat_start`` None trains in float only.
+
+    The defaults are the short schedule a search trial can afford on 2 CPU cores (tiny-hw: about 5
+    minutes on the synthetic set): no augmentation, so samples and teacher maps come from caches, and
+    small batches with a high learning rate, since the number of steps limits learning at this length
+    (measured in BENCHMARKS.md). Long runs on COCO want ``augment=True`` and more epochs."""
+
+    epochs: int = 20
+    qat_start: int | None = 16
+    batch_size: int = 16
+    lr: float = 1e-2
+    qat_lr: float = 1e-3
+    weight_decay: float = 0.0
+    alpha: float = 0.3
+    seed: int = 0
+    workers: int = 0
+    augment: bool = False
+    val_images: int | None = 200
+    amp: bool = True
+    train_images: int | None = None  # the first N training images only (short search trials)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UsageError("epochs and batch_size must be >= 1")
+        if self.qat_start is not None and not 0 <= self.qat_start < self.epochs:
+            raise UsageError(f"qat_start must be in [0, {self.epochs - 1}] or None, got {self.qat_start}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UsageError(f"alpha must be in [0, 1], got {self.alpha}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def phase_of(self, epoch: int) -> QuantMode:
+        return QuantMode.QAT if self.qat_start is not None and epoch >= self.qat_start else QuantMode.FLOAT
+

@@ -1,0 +1,95 @@
+"""``posenas eval``: COCO keypoint AP (pycocotools COCOeval, OKS) of a network, the oracle or the truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from posenas.errors import CheckpointError
+from posenas.posenet.nets.config import QuantMode
+
+EVAL_MODES = tuple(mode.value for mode in QuantMode)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    evaluate = sub.add_parser("eval", help="COCO keypoint AP (pycocotools COCOeval, OKS)")
+    evaluate.add_argument("--data", required=True, help="a COCO root (real or synthetic)")
+    evaluate.add_argument("--split", default="val")
+    what = evaluate.add_mutually_exclusive_group(required=True)
+    what.add_argument("--oracle", action="store_true", help="targets from the ground truth, decoded: the ceiling")
+    what.add_argument("--ground-truth", action="store_true", help="the annotations as detections (AP 1: a check)")
+    what.add_argument("--checkpoint", help="a posenas run checkpoint (RUN/best.pt): the network's AP")
+    evaluate.add_argument("--mode", choices=EVAL_MODES, default=QuantMode.QAT.value,
+                          help="arithmetic for --checkpoint: float, qat (fake-quantized) or simulate "
+                               "(the chip's integers); default qat")  # fmt: skip
+    evaluate.add_argument("--device", help="cpu or cuda for --checkpoint (default cpu)")
+    evaluate.add_argument("--input-size", type=int, default=128, help="network input of --oracle (default 128)")
+    evaluate.add_argument("--limit", type=int, help="only the first N images")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.set_defaults(handler=run_eval)
+
+
+def run_eval(args: argparse.Namespace, console) -> int:
+    from posenas.posenet.pose.evaluate import evaluate_results
+
+    if args.checkpoint:
+        dataset, results, what = _network_results(args, console)
+    else:
+        dataset, results, what = _reference_results(args, console)
+    metrics = evaluate_results(dataset.coco, results, dataset.image_ids)
+    if args.json:
+        record = {"data": args.data, "split": args.split, "what": what}
+        if args.checkpoint:
+            record.update(checkpoint=args.checkpoint, mode=args.mode)
+        print(json.dumps({**record, **metrics.to_dict()}, indent=2))
+    else:
+        from posenas.search.report import metrics_table
+
+        console.print(metrics_table(metrics, f"{args.data} {args.split}: {what}"))
+    return 0
+
+
+def _reference_results(args: argparse.Namespace, console):
+    """The ground truth as detections, or the oracle: targets rendered from the truth and decoded."""
+    from posenas.posenet.pose.coco import CocoPoseDataset
+    from posenas.posenet.pose.evaluate import ground_truth_results, oracle_results
+    from posenas.search.report import counting, progress_bar
+
+    dataset = CocoPoseDataset(args.data, args.split, input_size=args.input_size, limit=args.limit)
+    if args.ground_truth:
+        return dataset, ground_truth_results(dataset.coco, dataset.image_ids), "ground truth as detections"
+    with progress_bar(console) as progress:
+        results = oracle_results(dataset, progress=counting(progress, "oracle", len(dataset)))
+    return dataset, results, f"oracle (targets from the ground truth at input {args.input_size}, decoded)"
+
+
+def _network_results(args: argparse.Namespace, console):
+    """A run checkpoint's predictions in float, QAT or simulate (the chip's integers) arithmetic."""
+    import copy
+
+    import torch
+
+    from posenas.posenet.nets.checkpoint import load_checkpoint, model_for
+    from posenas.posenet.nets.train import predictor_for
+    from posenas.posenet.pose.coco import CocoPoseDataset
+    from posenas.posenet.pose.evaluate import prediction_results
+    from posenas.search.report import counting, progress_bar
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    mode = QuantMode(args.mode)
+    model = model_for(checkpoint, args.checkpoint)
+    if mode is QuantMode.FLOAT and model.mode is not QuantMode.FLOAT:
+        raise CheckpointError(f"{args.checkpoint}: holds QAT weights (batch-norm folded); float needs a float-phase "
+                              "checkpoint such as RUN/best-float.pt")  # fmt: skip
+    if mode is not QuantMode.FLOAT and model.mode is QuantMode.FLOAT:
+        model.start_qat()  # post-training quantization of a float checkpoint
+    if mode is QuantMode.SIMULATE:
+        model = copy.deepcopy(model)
+        model.to_simulate()
+    dataset = CocoPoseDataset(args.data, args.split, input_size=checkpoint.spec.input_size, limit=args.limit)
+    device = torch.device(args.device or "cpu")
+    model.to(device).eval()
+    with progress_bar(console) as progress:
+        results = prediction_results(predictor_for(model, device), dataset,
+                                     progress=counting(progress, f"{mode.value} inference", len(dataset)))  # fmt: skip
+    return dataset, results, f"{args.checkpoint} ({checkpoint.spec.name}, {mode.value})"

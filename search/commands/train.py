@@ -1,0 +1,109 @@
+"""``posenas teacher`` and ``posenas train``: prepare a teacher, then distillation + QAT of one network."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from posenas.errors import CheckpointError, UsageError
+from posenas.posenet.nets.config import TrainConfig
+from posenas.space.baselines import baseline_names
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """The ``teacher`` and ``train`` sub-commands."""
+    teacher = sub.add_parser("teacher", help="load or train a teacher and cache its maps per image")
+    teacher.add_argument("--data", required=True, help="the COCO root the students will train on")
+    source = teacher.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="Lightweight OpenPose checkpoint (e.g. checkpoint_iter_370000.pth) "
+                        "or a posenas run checkpoint (RUN/best.pt)")  # fmt: skip
+    source.add_argument("--arch", help="train this posenas architecture (float) on --data as the teacher")
+    teacher.add_argument("--epochs", type=int, default=12, help="epochs when training with --arch (default 12)")
+    teacher.add_argument("--refinement-stages", type=int, default=1, help="Lightweight OpenPose stages (default 1)")
+    teacher.add_argument("--input-size", type=int, default=128, help="input of the cached maps (default 128)")
+    teacher.add_argument("--device", help="cpu or cuda (default: cuda if present)")
+    teacher.add_argument("--out", required=True, help="the folder to write (teacher.json, teacher.pt, maps.npy)")
+    teacher.set_defaults(handler=run_teacher)
+
+    train = sub.add_parser("train", help="distillation + quantization-aware training of one architecture")
+    train.add_argument("--arch", required=True, help=f"a baseline ({', '.join(baseline_names())}) or a spec file")
+    train.add_argument("--data", required=True, help="a COCO root (real or synthetic)")
+    train.add_argument("--teacher", help="a folder made by posenas teacher (default: no distillation)")
+    _schedule_arguments(train)
+    train.add_argument("--out", required=True, help="the run folder (last.pt, best.pt); rerun to resume")
+    train.set_defaults(handler=run_train)
+
+
+def _schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs in all (default {d.epochs})")
+    parser.add_argument("--qat-epochs", type=int, default=d.epochs - (d.qat_start or d.epochs),
+                        help="how many of the last epochs are QAT (0: float only; default %(default)s)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr, help="float-phase Adam learning rate")
+    parser.add_argument("--qat-lr", type=float, default=d.qat_lr, help="QAT-phase Adam learning rate")
+    parser.add_argument("--alpha", type=float, default=d.alpha, help="weight of the targets (1 - alpha: teacher)")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
+                        help="random scale/rotation/shift/flip (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=d.workers, help="loader processes (augmented runs)")
+    parser.add_argument("--val-images", type=int, default=d.val_images, help="validation images per epoch")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda if present)")
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    if args.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
+    if not 0 <= args.qat_epochs <= args.epochs:
+        raise UsageError(f"--qat-epochs must be in [0, {args.epochs}] (--epochs), got {args.qat_epochs}")
+    return TrainConfig(
+        epochs=args.epochs, qat_start=args.epochs - args.qat_epochs if args.qat_epochs else None,
+        batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr, alpha=args.alpha, seed=args.seed,
+        augment=args.augment, workers=args.workers, val_images=args.val_images,
+    )  # fmt: skip
+
+
+def run_train(args: argparse.Namespace, console) -> int:
+    from posenas.posenet.nets.checkpoint import load_checkpoint
+    from posenas.posenet.nets.distill import load_prepared_teacher
+    from posenas.posenet.nets.train import Trainer
+    from posenas.search.report import TrainingDisplay, history_table
+    from posenas.space.baselines import get_arch
+
+    spec = get_arch(args.arch)
+    config = _config(args)
+    teacher = cache = None
+    if args.teacher:
+        prepared = load_prepared_teacher(args.teacher)
+        teacher, cache = prepared.teacher, prepared.cache
+        # Image ids repeat across roots (every synthetic root numbers from 1): a cache made on other data
+        # or at another input size would silently teach the wrong maps.
+        same_data = prepared.info.data == str(Path(args.data).resolve())
+        if not config.augment and (not same_data or prepared.info.input_size != spec.input_size):
+            raise CheckpointError(
+                f"{args.teacher}: its maps were cached on {prepared.info.data} at input {prepared.info.input_size}, "
+                f"not {args.data} at {spec.input_size}; run posenas teacher --data {args.data} again"
+            )  # fmt: skip
+    out = Path(args.out)
+    resumed = (out / "last.pt").is_file()
+    console.print(f"{'resuming' if resumed else 'training'} {spec.name} on {args.data} -> {out}"
+                  f" ({'distilled from ' + args.teacher if args.teacher else 'no teacher'})")  # fmt: skip
+    started = time.perf_counter()
+    with TrainingDisplay(console, config.epochs, config.batch_size) as display:
+        Trainer(spec, args.data, out, config, teacher=teacher, teacher_cache=cache, device=args.device,
+                on_batch=display.on_batch, on_epoch=display.on_epoch).run()  # fmt: skip
+    checkpoint = load_checkpoint(out / "last.pt")
+    console.print(history_table(checkpoint.history, f"{spec.name}: {out}"))
+    console.print(f"{time.perf_counter() - started:.0f} s; best {checkpoint.extras.get('best_mAP', 0):.3f} "
+                  f"at epoch {int(checkpoint.extras.get('best_epoch', -1)) + 1} -> {out / 'best.pt'}")  # fmt: skip
+    return 0
+
+
+def run_teacher(args: argparse.Namespace, console) -> int:
+    from posenas.search.report import prepare_teacher_with_progress
+
+    prepare_teacher_with_progress(Path(args.data), Path(args.out), console, checkpoint=args.checkpoint,
+                                  arch=args.arch, epochs=args.epochs, refinement_stages=args.refinement_stages,
+                                  input_size=args.input_size, device=args.device)  # fmt: skip
+    return 0
