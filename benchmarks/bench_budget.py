@@ -16,13 +16,14 @@ import optuna
 
 from posenas.budgets.checker import check
 from posenas.budgets.device import load_budget
+from posenas.search.settings import load_settings
 from posenas.space.graph import layer_graph
-from posenas.space.sampling import SearchSpace, sample_arch
+from posenas.space.sampling import sample_arch
 
 
 def random_specs(n: int, seed: int) -> list:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = SearchSpace.from_study("max78000")
+    space = load_settings("max78000").space
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     specs = []
     for _ in range(n):

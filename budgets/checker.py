@@ -16,16 +16,25 @@ from posenas.budgets.plan import PlacementPlan, build_plan
 from posenas.space.graph import InputNode, LayerNode, layer_graph, network_input
 from posenas.space.spec import ArchSpec
 
+# Every resource a violation can name, in a fixed order: the one list that the search's per-resource
+# constraints are built from (a resource added here is constrained there too).
+RESOURCES = ("operation", "input", "layers", "kernel_memory", "bias_memory", "data_memory", "macs", "latency")
+
 
 @dataclass(frozen=True)
 class Violation:
-    """One reason a network does not fit: the resource, the layer (if any), and the numbers."""
+    """One reason a network does not fit: the resource (one of ``RESOURCES``), the layer (if any), and the
+    numbers."""
 
-    resource: str  # operation, input, layers, kernel_memory, bias_memory, data_memory, macs, latency
+    resource: str
     layer: str | None
     message: str
     needed: float | None = None
     available: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.resource not in RESOURCES:
+            raise AssertionError(f"violation of unknown resource {self.resource!r}; add it to RESOURCES")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ device.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -32,10 +33,15 @@ class Limits:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise BudgetError(f"limits: unknown key(s) {unknown}")
-        for key, value in data.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise BudgetError(f"limits: {key} must be a positive number, got {value!r}")
         return cls(**data)
+
+    def __post_init__(self) -> None:
+        # NaN compares False with everything: unchecked, a NaN limit would silently mean "no limit".
+        for key in ("max_macs", "max_latency_ms"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):  # fmt: skip
+                raise BudgetError(f"limits: {key} must be a positive finite number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -99,10 +105,16 @@ class Device:
         ints = ("processors", "processors_per_quadrant", "processors_per_memory", "kernel_words",
                 "kernel_column_alignment", "bias_bytes_per_quadrant", "data_memory_bytes", "max_layers",
                 "max_channels", "max_dim", "max_padding", "max_pool")
+        may_be_zero = ("max_padding", "max_pool")
         for key in ints:
-            value = getattr(device, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise BudgetError(f"device {device.name}: {key} must be a non-negative integer, got {value!r}")
+            value, low = getattr(device, key), 0 if key in may_be_zero else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise BudgetError(f"device {device.name}: {key} must be an integer >= {low}, got {value!r}")
+        if isinstance(device.clock_mhz, bool) or not isinstance(device.clock_mhz, (int, float)) \
+                or not math.isfinite(device.clock_mhz) or device.clock_mhz <= 0:  # fmt: skip
+            raise BudgetError(f"device {device.name}: clock_mhz must be a positive finite number, got {device.clock_mhz!r}")
+        if not device.weight_bits or not device.kernel_sizes or not device.conv_strides:
+            raise BudgetError(f"device {device.name}: weight_bits, kernel_sizes and conv_strides must not be empty")
         if device.processors % device.processors_per_quadrant or device.processors % device.processors_per_memory:
             raise BudgetError(f"device {device.name}: processors must split evenly into quadrants and memories")
         return device
@@ -132,8 +144,10 @@ def load_budget(name_or_path: str | Path) -> Budget:
         return _budget_from(_read_yaml(resources.files("posenas.budgets") / f"{key.lower()}.yaml", key))
     path = Path(key)
     if path.suffix.lower() in (".yaml", ".yml"):
-        if not path.is_file():
+        if not path.exists():
             raise BudgetError(f"budget file {path} does not exist")
+        if not path.is_file():
+            raise BudgetError(f"budget file {path} is not a file")
         return _budget_from(_read_yaml(path, str(path)))
     raise BudgetError(f"unknown budget {key!r} (known: {', '.join(builtin_devices())}, or a .yaml file)")
 
@@ -159,11 +173,13 @@ def _budget_from(data: Mapping[str, Any]) -> Budget:
 
 def _read_yaml(source: Any, label: str) -> Mapping[str, Any]:
     try:
-        data = yaml.safe_load(source.read_text())
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise BudgetError(f"malformed YAML in {label}: {str(exc).splitlines()[0]}") from exc
+        raise BudgetError(f"malformed YAML in {label}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
-        raise BudgetError(f"cannot read {label}: {exc.strerror}") from exc
+        raise BudgetError(f"cannot read {label}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BudgetError(f"{label}: not a UTF-8 text file") from None
     if not isinstance(data, Mapping):
         raise BudgetError(f"{label}: a budget must be a YAML mapping")
     return data

@@ -56,3 +56,22 @@ def _fsync(path: Path) -> None:
             os.fsync(handle.fileno())
     except OSError:  # a file system without fsync (some network mounts): the rename still applies
         pass
+
+
+def output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``path`` (and its parents) as a folder to write into, or say in one line why it cannot be.
+
+    Checked up front, before any work: a path that is a file, lies under a file, is too long, or is not
+    writable gives OutputError rather than a traceback after minutes of training."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{what} {path}: exists and is not a folder") from None
+    except NotADirectoryError:
+        raise OutputError(f"{what} {path}: a part of the path is a file") from None
+    except OSError as exc:
+        raise OutputError(f"{what} {path}: cannot be created ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {path}: not writable")
+    return path

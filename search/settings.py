@@ -1,6 +1,8 @@
 """A study's settings: the study file (studies/*.yaml) with command-line overrides, validated in one place.
 
-Sections besides ``space`` (read by ``space.sampling``):
+A study file is read here, strictly (an unknown key at any level is refused with its place). Sections:
+
+* ``space``: the search space (parsed by ``posenas.space.sampling.SearchSpace.from_dict``);
 
 * ``objectives``: ``[ap, params]`` (AP up, parameters down), optionally ``latency`` (down);
 * ``search``: ``sampler`` (nsga2 | tpe), ``seed``, ``trials`` (completed trials in all, rejected ones
@@ -15,17 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any, Mapping
 
-from posenas.errors import StudyError
-from posenas.posenet.nets.train import TrainConfig
-from posenas.space.sampling import SearchSpace, load_study_file
+import yaml
+
+from posenas.errors import StudyError, UsageError
+from posenas.posenet.nets.config import TrainConfig
+from posenas.space.sampling import SearchSpace
 from posenas.space.spec import SpecError
 
 OBJECTIVES = ("ap", "params", "latency")
 SAMPLERS = ("nsga2", "tpe")
-
-
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,8 @@ class TeacherSettings:
 @dataclass(frozen=True)
 class StudySettings:
     name: str
-    budget: str
     space: SearchSpace
+    budget: str = "max78000"
     objectives: tuple[str, ...] = ("ap", "params")
     sampler: str = "nsga2"
     seed: int = 0
@@ -99,46 +103,136 @@ def _train_config(values: Mapping[str, Any]) -> TrainConfig:
     values["qat_start"] = epochs - qat_epochs if qat_epochs else None
     try:
         return TrainConfig(**values)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, UsageError) as exc:
         raise StudyError(f"train: {exc}") from None
 
 
-def load_settings(name_or_path: str) -> StudySettings:
-    """Parse a study file (a name in studies/ or a path) into settings; StudyError names the key."""
-    raw = load_study_file(name_or_path)
-    space = SearchSpace.from_dict(raw.get("space") or {})
+TOP_KEYS = ("name", "budget", "space", "objectives", "search", "data", "teacher", "train")
+SEARCH_KEYS = ("sampler", "seed", "trials", "timeout_minutes", "population")
+DATA_KEYS = ("root", "synthetic")
+SYNTHETIC_KEYS = ("train", "val", "seed")
+TEACHER_KEYS = {"checkpoint": ("checkpoint",), "arch": ("arch", "epochs", "train_images")}
+
+
+def builtin_studies() -> list[str]:
+    """The names of the study files shipped in studies/."""
+    folder = resources.files("posenas.studies")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_study_file(name_or_path: str | Path) -> Mapping[str, Any]:
+    """The raw mapping of a study file: a name of a file in studies/ (``max78000``) or a YAML path."""
+    key = str(name_or_path)
+    builtin = resources.files("posenas.studies") / f"{key}.yaml"
+    if builtin.is_file():
+        text = builtin.read_text()
+    else:
+        path = Path(key)
+        if path.is_dir():
+            raise StudyError(f"study {key}: is a directory, not a study file")
+        if not path.is_file():
+            raise StudyError(f"unknown study {key!r} (known: {', '.join(builtin_studies())}, or a .yaml file)")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StudyError(f"study {key}: not a readable text file ({exc.__class__.__name__})") from None
     try:
-        search = dict(raw.get("search") or {})
-        data = dict(raw.get("data") or {})
-        synthetic = dict(data.get("synthetic") or {})
-        teacher_raw = raw.get("teacher", "none")
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StudyError(f"malformed YAML in study {key}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, Mapping):
+        raise StudyError(f"study {key}: must be a YAML mapping")
+    return data
+
+
+def load_settings(name_or_path: str | Path) -> StudySettings:
+    """Parse a study file (a name in studies/ or a path) into settings.
+
+    Every level is strict: an unknown key is refused with its place (``search: unknown key 'trails'``), and
+    a key that is absent takes the settings dataclass's default."""
+    raw = read_study_file(name_or_path)
+    _known(raw, TOP_KEYS, "study")
+    if not isinstance(raw.get("space"), Mapping):
+        raise StudyError(f"study {name_or_path}: needs a 'space' mapping")
+    search = _section(raw, "search", SEARCH_KEYS)
+    data = _section(raw, "data", DATA_KEYS)
+    synthetic = _section(data, "synthetic", SYNTHETIC_KEYS, "data.synthetic")
+    train = _section(raw, "train", None)
+    try:
+        space = SearchSpace.from_dict(raw["space"])
+    except SpecError as exc:
+        raise StudyError(str(exc)) from None
+    default, default_data = _defaults(StudySettings), _defaults(DataSettings)
+    try:
         settings = StudySettings(
-            name=str(raw.get("name", name_or_path)), budget=str(raw.get("budget", "max78000")), space=space,
-            objectives=tuple(raw.get("objectives", ["ap", "params"])), sampler=str(search.get("sampler", "nsga2")),
-            seed=int(search.get("seed", 0)), trials=int(search.get("trials", 40)),
-            timeout_minutes=None if search.get("timeout_minutes") is None else float(search["timeout_minutes"]),
-            population=int(search.get("population", 8)),
-            data=DataSettings(root=data.get("root"), synthetic_train=int(synthetic.get("train", 2000)),
-                              synthetic_val=int(synthetic.get("val", 200)), synthetic_seed=int(synthetic.get("seed", 0))),
-            teacher=_teacher(teacher_raw), train=_train_config(raw.get("train") or {}),
+            name=str(raw.get("name", name_or_path)), budget=str(raw.get("budget", default["budget"])), space=space,
+            objectives=tuple(_list(raw.get("objectives", list(default["objectives"])), "objectives")),
+            sampler=str(search.get("sampler", default["sampler"])), seed=int(search.get("seed", default["seed"])),
+            trials=int(search.get("trials", default["trials"])),
+            timeout_minutes=_optional_float(search.get("timeout_minutes", default["timeout_minutes"])),
+            population=int(search.get("population", default["population"])),
+            data=DataSettings(
+                root=None if data.get("root") is None else str(data["root"]),
+                synthetic_train=int(synthetic.get("train", default_data["synthetic_train"])),
+                synthetic_val=int(synthetic.get("val", default_data["synthetic_val"])),
+                synthetic_seed=int(synthetic.get("seed", default_data["synthetic_seed"])),
+            ),
+            teacher=_teacher(raw.get("teacher", "none")), train=_train_config(train),
         )  # fmt: skip
-    except (TypeError, ValueError, AttributeError) as exc:
-        if isinstance(exc, SpecError):
-            raise
+    except (TypeError, ValueError) as exc:
         raise StudyError(f"study {name_or_path}: {exc}") from None
     settings.validate()
     return settings
 
 
+def _defaults(cls: type) -> dict[str, Any]:
+    """The declared defaults of a settings dataclass: the one place a default is written."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _known(data: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise StudyError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+
+
+def _section(raw: Mapping[str, Any], key: str, known: tuple[str, ...] | None, where: str | None = None) -> dict:
+    """``raw[key]`` as a dict (absent or null: empty), refusing a non-mapping and, with ``known``, unknown keys."""
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise StudyError(f"{where or key}: must be a mapping, got {type(value).__name__}")
+    if known is not None:
+        _known(value, known, where or key)
+    return dict(value)
+
+
+def _list(value: Any, where: str) -> list:
+    if not isinstance(value, list):
+        raise StudyError(f"{where}: must be a list, got {value!r}")
+    return value
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _teacher(raw: Any) -> TeacherSettings:
     if raw in (None, "none", False):
         return TeacherSettings()
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, Mapping) or not ("checkpoint" in raw) ^ ("arch" in raw):
         raise StudyError(f"teacher: expected none, {{checkpoint: FILE}} or {{arch: NAME, epochs: N}}, got {raw!r}")
-    if "checkpoint" in raw:
+    kind = "checkpoint" if "checkpoint" in raw else "arch"
+    _known(raw, TEACHER_KEYS[kind], "teacher")
+    if kind == "checkpoint":
         return TeacherSettings(kind="checkpoint", checkpoint=str(raw["checkpoint"]))
-    if "arch" in raw:
-        limit = raw.get("train_images")
-        return TeacherSettings(kind="arch", arch=str(raw["arch"]), epochs=int(raw.get("epochs", 4)),
-                               train_images=None if limit is None else int(limit))  # fmt: skip
-    raise StudyError("teacher: needs checkpoint or arch")
+    limit = raw.get("train_images")
+    return TeacherSettings(kind="arch", arch=str(raw["arch"]), epochs=int(raw.get("epochs", TeacherSettings.epochs)),
+                           train_images=None if limit is None else int(limit))  # fmt: skip

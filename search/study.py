@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
-from posenas.budgets.checker import BudgetReport, check
+from posenas.budgets.checker import RESOURCES, BudgetReport, check
 from posenas.budgets.device import Budget
 from posenas.posenet.nets.checkpoint import load_checkpoint
 from posenas.posenet.nets.distill import TeacherCache
@@ -42,8 +42,9 @@ from posenas.space.baselines import baseline_names, get_arch
 from posenas.space.sampling import SearchSpace, fixed_params, sample_arch
 from posenas.space.spec import ArchSpec
 
-# One constraint per resource, in this order; > 0 means over budget (Optuna: feasible iff all <= 0).
-CONSTRAINT_RESOURCES = ("operation", "input", "layers", "kernel_memory", "bias_memory", "data_memory", "macs", "latency")
+# One constraint per budget resource, in the checker's order; > 0 means over budget (Optuna: feasible iff
+# all <= 0).
+CONSTRAINT_RESOURCES = RESOURCES
 
 
 def constraint_values(report: BudgetReport) -> list[float]:

@@ -60,7 +60,7 @@ def get_arch(name_or_path: str | Path) -> ArchSpec:
         return BASELINES[key]
     path = Path(key)
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        if not path.is_file():
+        if not path.exists():
             raise SpecError(f"architecture file {path} does not exist")
         return ArchSpec.from_file(path)
     raise SpecError(f"unknown architecture {key!r} (known: {', '.join(BASELINES)}, or a .yaml/.json file)")

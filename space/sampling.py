@@ -10,16 +10,16 @@ so every baseline can be enqueued as a fixed trial and reproduces exactly throug
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any, Mapping, Protocol
 
-import yaml
-
 from posenas.errors import SpecOutsideSpace
-from posenas.space.spec import ArchSpec, HeadSpec, LayerSpec, SpecError
+from posenas.space.spec import WEIGHT_BITS, ArchSpec, HeadSpec, LayerSpec, SpecError
 
 STEMS = ("pool", "fold", "stride2")
+SPACE_KEYS = ("input_size", "stems", "width_step", "bits", "backbone", "cpm", "head")
+SLOT_KEYS = ("name", "width", "kernels", "pool", "optional")
+CPM_KEYS = ("depth", "width", "kernels")
+HEAD_KEYS = ("width",)
 HEAD_OUTPUTS = (("heat", 19), ("paf", 38))
 
 
@@ -60,38 +60,34 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SearchSpace":
-        """Parse the ``space`` section of a study file; SpecError names what is wrong."""
+        """Parse the ``space`` section of a study file; SpecError names the key and its place.
+
+        Unknown keys are refused at every level (a typo such as ``widht`` must not silently fall back to a
+        default)."""
+        _known_keys(data, SPACE_KEYS, "space")
         try:
             stems = tuple(data.get("stems", ["pool"]))
             bad = [s for s in stems if s not in STEMS]
             if bad or not stems:
                 raise SpecError(f"space: stems {bad or stems} must be a non-empty subset of {list(STEMS)}")
-            slots = tuple(
-                SlotBounds(name=str(s["name"]), width=_range(s["width"], f"{s['name']}.width"),
-                           kernels=tuple(s.get("kernels", [3])), pool=int(s.get("pool", 0)),
-                           optional=bool(s.get("optional", False)))
-                for s in data["backbone"]
-            )
+            if not isinstance(data["backbone"], list) or not data["backbone"]:
+                raise SpecError("space.backbone: must be a non-empty list of slots")
+            slots = tuple(_slot(raw, f"space.backbone[{i}]") for i, raw in enumerate(data["backbone"]))
             cpm, head = data["cpm"], data["head"]
+            _known_keys(cpm, CPM_KEYS, "space.cpm")
+            _known_keys(head, HEAD_KEYS, "space.head")
             space = cls(
                 input_size=int(data.get("input_size", 128)), stems=stems, width_step=int(data.get("width_step", 8)),
-                bits=tuple(int(b) for b in data.get("bits", [8])), backbone=slots,
+                bits=_bits(data.get("bits", [8])), backbone=slots,
                 cpm_depth=_range(cpm["depth"], "cpm.depth"), cpm_width=_range(cpm["width"], "cpm.width"),
-                cpm_kernels=tuple(cpm.get("kernels", [3])), head_width=_range(head["width"], "head.width"),
-            )
+                cpm_kernels=_kernels(cpm.get("kernels", [3]), "cpm.kernels"), head_width=_range(head["width"], "head.width"),
+            )  # fmt: skip
         except KeyError as exc:
-            raise SpecError(f"space: missing key {exc.args[0]!r}") from exc
+            raise SpecError(f"space: missing key {exc.args[0]!r}") from None
         except (TypeError, ValueError) as exc:
-            if isinstance(exc, SpecError):
-                raise
-            raise SpecError(f"space: {exc}") from exc
+            raise SpecError(f"space: {exc}") from None
         space._validate()
         return space
-
-    @classmethod
-    def from_study(cls, name_or_path: str | Path) -> "SearchSpace":
-        """The ``space`` section of a study: a name from studies/ (e.g. ``max78000``) or a YAML path."""
-        return cls.from_dict(_space_section(load_study_file(name_or_path)))
 
     def _validate(self) -> None:
         if self.width_step < 1:
@@ -213,28 +209,34 @@ def fixed_params(spec: ArchSpec, space: SearchSpace) -> dict[str, Any]:
     return params
 
 
-def load_study_file(name_or_path: str | Path) -> Mapping[str, Any]:
-    """Read a study YAML: a name of a file in studies/ or a path."""
-    key = str(name_or_path)
-    builtin = resources.files("posenas.studies") / f"{key}.yaml"
-    source: Any = builtin if builtin.is_file() else Path(key)
-    if source is not builtin and not Path(key).is_file():
-        known = sorted(p.name[:-5] for p in resources.files("posenas.studies").iterdir() if p.name.endswith(".yaml"))
-        raise SpecError(f"unknown study {key!r} (known: {', '.join(known)}, or a .yaml file)")
-    try:
-        data = yaml.safe_load(source.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"malformed YAML in study {key}: {str(exc).splitlines()[0]}") from exc
+def _known_keys(data: Any, known: tuple[str, ...], where: str) -> None:
     if not isinstance(data, Mapping):
-        raise SpecError(f"study {key}: must be a YAML mapping")
-    return data
+        raise SpecError(f"{where}: must be a mapping, got {type(data).__name__}")
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise SpecError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
 
 
-def _space_section(study: Mapping[str, Any]) -> Mapping[str, Any]:
-    space = study.get("space")
-    if not isinstance(space, Mapping):
-        raise SpecError("study: missing 'space' mapping")
-    return space
+def _slot(raw: Any, where: str) -> SlotBounds:
+    _known_keys(raw, SLOT_KEYS, where)
+    if "name" not in raw or "width" not in raw:
+        raise SpecError(f"{where}: needs name and width")
+    name = str(raw["name"])
+    return SlotBounds(name=name, width=_range(raw["width"], f"{name}.width"),
+                      kernels=_kernels(raw.get("kernels", [3]), f"{name}.kernels"), pool=int(raw.get("pool", 0)),
+                      optional=bool(raw.get("optional", False)))  # fmt: skip
+
+
+def _kernels(value: Any, key: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or any(k not in (1, 3) or isinstance(k, bool) for k in value):
+        raise SpecError(f"space: {key} must be a non-empty list from [1, 3], got {value!r}")
+    return tuple(value)
+
+
+def _bits(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or any(b not in WEIGHT_BITS or isinstance(b, bool) for b in value):
+        raise SpecError(f"space: bits must be a non-empty list from {list(WEIGHT_BITS)}, got {value!r}")
+    return tuple(value)
 
 
 def _range(value: Any, key: str) -> tuple[int, int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +26,7 @@ OUTPUT_STRIDE = 8
 KERNEL_SIZES = (1, 3)
 CONV_STRIDES = (1, 2)
 WEIGHT_BITS = (1, 2, 4, 8)
+ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 POOL_TYPES = ("max", "avg")
 MAX_CHANNELS = 1024
 FOLD_FACTORS = (1, 2, 4)
@@ -104,8 +106,7 @@ class ArchSpec:
     fold: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise SpecError("architecture name must be a non-empty string")
+        _check_arch_name(self.name)
         _check_int(self.name, "input_size", self.input_size, OUTPUT_STRIDE, 4096)
         _check_int(self.name, "in_channels", self.in_channels, 1, 64)
         _check_choice(self.name, "fold", self.fold, FOLD_FACTORS)
@@ -163,31 +164,27 @@ class ArchSpec:
 
     @classmethod
     def from_yaml(cls, text: str) -> "ArchSpec":
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"malformed YAML: {_first_line(exc)}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(_parse_text(text, yaml.safe_load, yaml.YAMLError, "YAML"))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ArchSpec":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"malformed JSON: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(_parse_text(text, json.loads, json.JSONDecodeError, "JSON"))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ArchSpec":
         """Read a spec from a .yaml/.yml or .json file."""
         path = Path(path)
+        if path.is_dir():
+            raise SpecError(f"architecture file {path} is a directory")
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise SpecError(f"cannot read architecture file {path}: {exc.strerror}") from exc
+            raise SpecError(f"cannot read architecture file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SpecError(f"architecture file {path}: not a UTF-8 text file") from None
         if path.suffix.lower() == ".json":
             return cls.from_json(text)
         return cls.from_yaml(text)
@@ -206,6 +203,15 @@ class ArchSpec:
 
 
 # -- validation helpers ----------------------------------------------------------------------------
+def _check_arch_name(name: Any) -> None:
+    """Architecture names become file names (``<name>-q.pth.tar``), C identifiers' prefixes and words of
+    printed shell commands, and they come from untrusted checkpoints: letters, digits, '.', '_' and '-'
+    only, starting with a letter or digit, no '..', at most 64 characters."""
+    if not isinstance(name, str) or not ARCH_NAME.fullmatch(name) or ".." in name:
+        raise SpecError(f"architecture name {name!r} must be 1-64 letters, digits, '.', '_' or '-', "
+                        "starting with a letter or digit (it names files)")  # fmt: skip
+
+
 def _check_name(name: Any) -> None:
     if not isinstance(name, str) or not name.isidentifier():
         raise SpecError(f"layer name {name!r} must be a Python identifier (it becomes a state_dict key)")
@@ -272,3 +278,10 @@ def _plain(value: Any) -> Any:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _parse_text(text: str, parse: Any, error: type[Exception], kind: str) -> Any:
+    try:
+        return parse(text)
+    except error as exc:
+        raise SpecError(f"malformed {kind}: {_first_line(exc)}") from None

@@ -31,9 +31,10 @@ from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.train import TrainConfig, Trainer
 from posenas.posenet.pose.decode import DecodeConfig
 from posenas.search.cli import main
+from posenas.search.settings import load_settings
 from posenas.space.baselines import get_arch
 from posenas.space.graph import layer_graph
-from posenas.space.sampling import SearchSpace, sample_arch
+from posenas.space.sampling import sample_arch
 
 MAX78000 = load_budget("max78000")
 needs_cc = pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("make") is None, reason="no gcc/make")
@@ -168,7 +169,7 @@ def test_c_is_bit_exact_with_random_weights(seed, tmp_path):
 
 def _searched_specs(count: int, seed: int):
     """Networks sampled from the default search space that fit: other widths, kernels, bits, pools."""
-    space = SearchSpace.from_study("max78000")
+    space = load_settings("max78000").space
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     found = []
     while len(found) < count:

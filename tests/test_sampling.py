@@ -6,13 +6,13 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial
 
+from posenas.search.settings import load_settings
 from posenas.space.baselines import BASELINES
 from posenas.space.graph import layer_graph
-from posenas.space.sampling import SearchSpace, SpecOutsideSpace, fixed_params, sample_arch
-from posenas.space.spec import SpecError
+from posenas.space.sampling import SpecOutsideSpace, fixed_params, sample_arch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-SPACE = SearchSpace.from_study("max78000")
+SPACE = load_settings("max78000").space
 
 
 @pytest.mark.parametrize("name", list(BASELINES))
@@ -75,13 +75,3 @@ def test_specs_outside_the_space_are_refused():
         fixed_params(ArchSpec.from_dict(data), SPACE)
 
 
-def test_bad_study_files(tmp_path):
-    with pytest.raises(SpecError, match="unknown study 'nope'"):
-        SearchSpace.from_study("nope")
-    bad = tmp_path / "study.yaml"
-    bad.write_text("space:\n  backbone: []\n  cpm: {depth: [0, 2], width: [8, 16]}\n  head: {width: [8, 8]}\n")
-    with pytest.raises(SpecError, match="cpm.depth"):
-        SearchSpace.from_study(str(bad))
-    bad.write_text("space:\n  backbone: [{name: conv1, width: [8, 4]}]\n")
-    with pytest.raises(SpecError, match="conv1.width"):
-        SearchSpace.from_study(str(bad))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +54,20 @@ class TrainConfig:
             raise UsageError("epochs and batch_size must be >= 1")
         if self.qat_start is not None and not 0 <= self.qat_start < self.epochs:
             raise UsageError(f"qat_start must be in [0, {self.epochs - 1}] or None, got {self.qat_start}")
-        if not 0.0 <= self.alpha <= 1.0:
+        if not 0.0 <= self.alpha <= 1.0:  # also refuses NaN
             raise UsageError(f"alpha must be in [0, 1], got {self.alpha}")
+        for key in ("lr", "qat_lr"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise UsageError(f"{key} must be a positive finite number, got {value}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UsageError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        for key in ("val_images", "train_images"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise UsageError(f"{key} must be >= 1 (or unset for all), got {value}")
+        if self.workers < 0:
+            raise UsageError(f"workers must be >= 0, got {self.workers}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from posenas.errors import TrainingError
 from posenas.posenet.nets.checkpoint import CheckpointError, RunCheckpoint, load_checkpoint, model_for, save_checkpoint
 from posenas.posenet.nets.config import TrainConfig
 from posenas.posenet.nets.layers import QuantMode, quantize_input, to_training_scale, wide_output_scale
@@ -245,9 +246,11 @@ class Trainer:
                 optimizer_state=optimizer.state_dict(), extras=extras, history=history,
                 train_config=self.config.to_dict(),
             )  # fmt: skip
-            save_checkpoint(checkpoint, self.out / "last.pt")
+            # best.pt before last.pt: last.pt is the commit point of an epoch. A kill between the two
+            # writes reruns the epoch (deterministically) on resume instead of leaving best.pt stale.
             if improved:
                 save_checkpoint(checkpoint, self.out / "best.pt")
+            save_checkpoint(checkpoint, self.out / "last.pt")
             records.append(record)
             if self.on_epoch:
                 self.on_epoch(record)
@@ -279,6 +282,9 @@ class Trainer:
             if self.on_batch:
                 self.on_batch(step + 1, steps, loss.detach())
         seconds = time.perf_counter() - started
+        if not bool(torch.isfinite(total_loss)):  # one sync per epoch; the epoch is neither scored nor saved
+            raise TrainingError(f"{self.spec.name}: the training loss became NaN or infinite in epoch {epoch + 1} "
+                                f"({mode.value}); lower --lr{' / --qat-lr' if mode is QuantMode.QAT else ''}")  # fmt: skip
         metrics = evaluate_model(model, self.val_set, self.device)
         return EpochRecord(epoch, mode.value, float(total_loss) / max(1, seen), seen / seconds, seconds, metrics.ap, metrics.ap50)
 

@@ -37,7 +37,8 @@ def check_state_dict(
     optional_suffix: str | None = "num_batches_tracked",
 ) -> None:
     """Raise ``error`` unless ``state`` has every key of ``expected`` (keys ending in ``optional_suffix``
-    may be absent; None: none may) with the same shapes; extra keys are an error unless ``allow_extra``."""
+    may be absent; None: none may) with the same shapes and only finite values; extra keys are an error
+    unless ``allow_extra``."""
     optional = (lambda key: key.endswith(optional_suffix)) if optional_suffix else (lambda key: False)
     missing = [k for k in expected if k not in state and not optional(k)]
     if missing:
@@ -50,3 +51,7 @@ def check_state_dict(
         if key in state and tuple(state[key].shape) != tuple(tensor.shape):
             got, want = tuple(state[key].shape), tuple(tensor.shape)
             raise error(f"{source}: {key!r} has shape {got}, expected {want}")
+    for key, value in state.items():
+        # NaN or infinite weights would flow silently into AP, integer checkpoints and C tables.
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise error(f"{source}: {key!r} holds NaN or infinite values")

@@ -7,6 +7,7 @@ not fit the budget (violations listed, nothing written) or a check failed; 2 bad
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -143,11 +144,13 @@ def _print_result(result: "ExportResult", console: "Console") -> None:
                       highlight=False)  # fmt: skip
     izer = result.izer
     if izer is None:
-        folder = result.folder
-        command = izer_command(Path("<ai8x-synthesis>"), folder / f"{result.arch}-q.pth.tar", folder / f"{result.arch}.yaml",
+        # Absolute paths: the command runs from the ai8x-synthesis checkout, not from here. Quoted, so that
+        # it can be pasted into a shell as printed whatever the folder is called.
+        folder = result.folder.resolve()
+        command = izer_command(Path("ai8x-synthesis"), folder / f"{result.arch}-q.pth.tar", folder / f"{result.arch}.yaml",
                                folder / "sample_input.npy", folder / "izer", result.arch, result.device)  # fmt: skip
-        console.print("ai8xize.py not run (no --izer or AI8X_SYNTHESIS); from an ai8x-synthesis checkout:\n  "
-                      + " ".join(["python"] + command[1:]), highlight=False)  # fmt: skip
+        console.print("ai8xize.py not run (no --izer or AI8X_SYNTHESIS); from your ai8x-synthesis checkout run:\n  "
+                      + shlex.join(["python"] + command[1:]), highlight=False, markup=False)  # fmt: skip
     else:
         verdict = "[green]succeeded[/]" if izer.ok else f"[red]failed (exit {izer.returncode})[/]"
         console.print(f"ai8xize.py {verdict} in {izer.seconds:.1f} s: {izer.summary}; log {izer.log}", highlight=False)

@@ -27,8 +27,8 @@ import torch
 
 from posenas.budgets.checker import BudgetReport, check
 from posenas.budgets.device import Budget
-from posenas.errors import ExitCode, PosenasError
-from posenas.files import atomic_write, atomic_write_text
+from posenas.errors import ExitCode, OutputError, PosenasError
+from posenas.files import atomic_write, atomic_write_text, inside, output_folder
 from posenas.posenet.nets.checkpoint import RunCheckpoint
 from posenas.posenet.nets.export.c_source import host_decoder_limits, write_c_project
 from posenas.posenet.nets.export.host import (
@@ -130,8 +130,10 @@ def export_run(
     report = check(spec, budget)
     if not report.fits:
         raise DoesNotFitError(report)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     arch = spec.name.lower()
+    if inside(out, f"{arch}-q.pth.tar").parent != out.resolve():  # names are validated in ArchSpec; prove it here too
+        raise OutputError(f"architecture name {spec.name!r} would write outside {out}")
     result = ExportResult(folder=out, arch=arch, device=budget.device.name, latency_cycles=report.latency_cycles)
     files = result.files
 

@@ -1,0 +1,72 @@
+"""The installed package: one import name, one-way layering, command modules that do not import each other."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["space", "budgets", "posenet", "search"]  # the pipeline, in order
+
+
+@pytest.mark.parametrize("name", ["search", "space", "budgets", "posenet", "studies"])
+def test_no_generic_top_level_module_is_installed(tmp_path, name):
+    # From an empty folder, so the checkout itself is not on sys.path.
+    done = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1 and f"No module named '{name}'" in done.stderr
+
+
+def test_every_stage_imports_under_posenas(tmp_path):
+    code = ("import posenas.space.spec, posenas.budgets.checker, posenas.posenet.pose.decode, "
+            "posenas.posenet.nets.model, posenas.search.cli, posenas.studies; print('ok')")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+def _modules(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_data_flows_one_way(stage):
+    later = [f"posenas.{s}" for s in STAGES[STAGES.index(stage) + 1:]]
+    for path in _modules(stage):
+        upward = [m for m in _imports(path) if any(m == s or m.startswith(s + ".") for s in later)]
+        assert not upward, f"{path.relative_to(ROOT)} imports a later stage: {upward}"
+
+
+def test_pose_data_knows_nothing_of_networks():
+    for path in _modules("posenet/pose"):
+        nets = [m for m in _imports(path) if m.startswith("posenas.posenet.nets") or m == "torch"]
+        assert not nets, f"{path.relative_to(ROOT)} imports {nets}"
+
+
+def test_command_modules_do_not_import_each_other():
+    commands = {p.stem for p in _modules("search/commands")} - {"__init__"}
+    for path in _modules("search/commands"):
+        siblings = [m for m in _imports(path)
+                    if m.startswith("posenas.search.commands.") and m.rsplit(".", 1)[-1] in commands]  # fmt: skip
+        assert not siblings, f"{path.relative_to(ROOT)} imports {siblings}"
+
+
+def test_help_does_not_import_heavy_libraries(tmp_path):
+    code = ("import sys; from posenas.search.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'optuna', 'cv2', 'pycocotools', 'plotly') if m in sys.modules))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
