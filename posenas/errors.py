@@ -78,6 +78,12 @@ class ToolError(PosenasError):
     """An external tool (ai8x-synthesis, a C compiler, an emulator) that is missing or unusable."""
 
 
+class DoesNotFit(PosenasError):
+    """The network does not fit the device budget (the input was fine; exit 1)."""
+
+    exit_code = ExitCode.FAILED
+
+
 class CheckFailed(PosenasError):
     """A check of the work itself failed (a C build, a comparison); the input was fine."""
 
@@ -91,7 +97,7 @@ class TrainingError(PosenasError):
 
 
 __all__ = [
-    "BudgetError", "CheckFailed", "CheckpointError", "DataError", "ExitCode", "OutputError", "PosenasError",
+    "BudgetError", "CheckFailed", "CheckpointError", "DataError", "DoesNotFit", "ExitCode", "OutputError", "PosenasError",
     "SpecError", "SpecOutsideSpace", "StudyError", "TeacherError", "ToolError", "TrainingError", "UsageError",
     "WeightsError",
 ]  # fmt: skip

@@ -8,23 +8,33 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from posenas.budgets.checker import BudgetReport
 from posenas.space.graph import layer_graph, network_input
 from posenas.space.spec import ArchSpec
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from posenas.budgets.checker import BudgetReport
     from posenas.posenet.pose.evaluate import KeypointMetrics
 
 METRIC_COLUMNS = (("AP", "ap"), ("AP50", "ap50"), ("AP75", "ap75"), ("AP_M", "ap_medium"),
                   ("AP_L", "ap_large"), ("AR", "ar"))  # fmt: skip
 
 
-def progress_bar(console: Console, *, status: bool = False) -> Progress:
+def progress_bar(console: Console, *, status: bool = False) -> "Progress":
     """A bar with count, elapsed time and ETA; with ``status``, a free text field (loss, img/s) after it.
     It disappears when done, and is invisible when the output is not a terminal (logs stay clean)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn()]  # fmt: skip
     if status:
@@ -85,7 +95,7 @@ class TrainingDisplay:
         )  # fmt: skip
 
 
-def counting(progress: Progress, description: str, total: int | None) -> Callable[[int], None]:
+def counting(progress: "Progress", description: str, total: int | None) -> Callable[[int], None]:
     """A ``progress(n)`` callback that advances a new task of ``progress`` by n."""
     task = progress.add_task(description, total=total, status="")
     return lambda n: progress.advance(task, n)
@@ -116,7 +126,7 @@ def layer_table(spec: ArchSpec) -> Table:
     return table
 
 
-def print_budget_report(result: BudgetReport, console: Console) -> None:
+def print_budget_report(result: "BudgetReport", console: Console) -> None:
     verdict = "[bold green]fits[/]" if result.fits else "[bold red]does not fit[/]"
     console.print(f"{result.arch} on {result.device}: {verdict}")
     usage = Table(title="usage", title_justify="left")

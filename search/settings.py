@@ -16,6 +16,7 @@ A study file is read here, strictly (an unknown key at any level is refused with
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -80,7 +81,9 @@ class StudySettings:
         if self.sampler not in SAMPLERS:
             raise StudyError(f"sampler {self.sampler!r}: must be one of {', '.join(SAMPLERS)}")
         if self.trials < 1 or self.population < 2:
-            raise StudyError("search: trials must be >= 1 and population >= 2")
+            raise StudyError(f"search: trials must be >= 1 and population >= 2, got {self.trials} and {self.population}")
+        if self.timeout_minutes is not None and not (math.isfinite(self.timeout_minutes) and self.timeout_minutes > 0):
+            raise StudyError(f"search: timeout_minutes must be a positive finite number, got {self.timeout_minutes}")
 
 
 def _train_dict(config: TrainConfig) -> dict[str, Any]:

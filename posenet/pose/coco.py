@@ -79,13 +79,33 @@ def load_coco(path: str | os.PathLike) -> COCO:
     annotations = dataset.get("annotations")
     if not isinstance(annotations, list) or any("keypoints" not in a for a in annotations):
         raise DataError(f"{path}: annotations without person keypoints (not a person_keypoints file)")
-    if any(len(a["keypoints"]) != 3 * NUM_COCO_KEYPOINTS for a in annotations):
+    if any(not isinstance(a["keypoints"], list) or len(a["keypoints"]) != 3 * NUM_COCO_KEYPOINTS for a in annotations):
         raise DataError(f"{path}: every annotation needs {3 * NUM_COCO_KEYPOINTS} keypoint numbers")
+    _check_values(path, dataset["images"], annotations)
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
         coco.createIndex()
     return coco
+
+
+def _check_values(path: Path, images: list, annotations: list) -> None:
+    """Impossible values fail here, naming the record, rather than as NaN targets or a crash mid-epoch."""
+    for image in images:
+        if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
+            raise DataError(f"{path}: every image needs an id and a file_name")
+        for key in ("width", "height"):
+            value = image.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DataError(f"{path}: image {image['id']} has {key} {value!r}; it must be a positive integer")
+    if annotations:
+        try:
+            keypoints = np.asarray([a["keypoints"] for a in annotations], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: keypoints must be numbers") from None
+        bad = np.flatnonzero(~np.isfinite(keypoints).all(axis=1))
+        if bad.size:
+            raise DataError(f"{path}: annotation {annotations[bad[0]].get('id')} has NaN or infinite keypoints")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -126,6 +146,9 @@ class CocoPoseDataset:
         if people_only:
             ids = [i for i in ids if any(a["num_keypoints"] > 0 and not a["iscrowd"] for a in self._anns(i))]
         self.image_ids: list[int] = ids[:limit] if limit is not None else ids
+        if not self.image_ids:
+            what = "no images with people" if people_only else "no images"
+            raise DataError(f"{annotation_path(root, split)}: the {split} split has {what}")
         self._check_images_exist()
 
     def _anns(self, image_id: int) -> list[dict]:

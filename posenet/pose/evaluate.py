@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from posenas.errors import DataError
 from posenas.posenet.pose.coco import CocoPoseDataset
 from posenas.posenet.pose.decode import DecodeConfig, Pose, decode
 from posenas.posenet.pose.keypoints import NUM_COCO_KEYPOINTS, body_to_coco
@@ -137,6 +141,28 @@ def prediction_results(
     if batch:
         flush()
     return results
+
+
+def load_results(path: str | os.PathLike) -> list[dict]:
+    """A COCO keypoint results file (a list of ``{image_id, keypoints, score}``), checked record by record:
+    51 finite keypoint numbers and a finite score each, or one DataError naming the file and the record."""
+    try:
+        records = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable COCO results json ({exc.__class__.__name__})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise DataError(f"{path}: not a COCO keypoint results list")
+    for index, record in enumerate(records):
+        keypoints, score = record.get("keypoints"), record.get("score", 1.0)
+        if "image_id" not in record or not isinstance(keypoints, list) or len(keypoints) != 3 * NUM_COCO_KEYPOINTS:
+            raise DataError(f"{path}: result {index} needs an image_id and {3 * NUM_COCO_KEYPOINTS} numbers of keypoints")
+        try:
+            values = np.asarray(keypoints + [score], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: result {index} has keypoints or a score that are not numbers") from None
+        if not np.isfinite(values).all():
+            raise DataError(f"{path}: result {index} has NaN or infinite keypoints or score")
+    return records
 
 
 def evaluate_results(coco: COCO, results: list[dict], image_ids: Iterable[int]) -> KeypointMetrics:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from posenas.errors import DataError
+from posenas.errors import UsageError
+from posenas.files import output_folder
+from posenas.search import arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,8 @@ def run_synth(args: argparse.Namespace, console) -> int:
     from posenas.search.report import progress_bar
 
     if args.train < 0 or args.val < 0:
-        raise DataError("--train and --val must be >= 0")
+        raise UsageError(f"--train and --val must be >= 0, got {args.train} and {args.val}")
+    output_folder(args.out, "dataset folder")
     with progress_bar(console) as progress:
         task = progress.add_task(f"synthetic people -> {args.out}", total=args.train + args.val)
         counts = synth.write_coco_root(
@@ -53,13 +54,9 @@ def run_synth(args: argparse.Namespace, console) -> int:
 
 
 def _results_by_image(path: str) -> dict:
-    try:
-        records = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable COCO results json ({exc.__class__.__name__})") from None
-    if not isinstance(records, list) or any("keypoints" not in r or "image_id" not in r for r in records):
-        raise DataError(f"{path}: not a COCO keypoint results list")
-    return _results_by_image_records(records)
+    from posenas.posenet.pose.evaluate import load_results
+
+    return _results_by_image_records(load_results(path))
 
 
 def run_show(args: argparse.Namespace, console) -> int:
@@ -69,6 +66,9 @@ def run_show(args: argparse.Namespace, console) -> int:
     from posenas.posenet.pose.draw import contact_sheet, draw_people, fit_height, label, write_png
     from posenas.posenet.pose.evaluate import oracle_results
 
+    arguments.at_least("--count", args.count)
+    arguments.input_size("--input-size", args.input_size)
+    out = arguments.output_file(args.out, "contact sheet")
     dataset = CocoPoseDataset(args.root, args.split, input_size=args.input_size, limit=args.count)
     predictions = None
     if args.results:
@@ -86,7 +86,7 @@ def run_show(args: argparse.Namespace, console) -> int:
             found[..., :2] *= scale
             tiles.append(label(draw_people(image, found), f"{image_id}: predicted ({len(found)})"))
     columns = 2 if predictions is not None else 4
-    path = write_png(args.out, contact_sheet(tiles, columns))
+    path = write_png(out, contact_sheet(tiles, columns))
     console.print(f"wrote {path} ({len(dataset.image_ids)} images)")
     return 0
 

@@ -7,6 +7,7 @@ import json
 
 from posenas.errors import CheckpointError
 from posenas.posenet.nets.config import QuantMode
+from posenas.search import arguments
 
 EVAL_MODES = tuple(mode.value for mode in QuantMode)
 
@@ -32,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace, console) -> int:
     from posenas.posenet.pose.evaluate import evaluate_results
 
+    arguments.at_least("--limit", args.limit)
+    arguments.input_size("--input-size", args.input_size)
+    arguments.device(args.device)
     if args.checkpoint:
         dataset, results, what = _network_results(args, console)
     else:

@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from posenas.errors import CheckpointError, ExitCode, StudyError
+from posenas.errors import CheckpointError, DoesNotFit, ExitCode, StudyError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -85,7 +85,7 @@ def trial_checkpoint(number: int | None, study_name: str | None, storage_url: st
     attrs = trials[number].user_attrs
     if not attrs.get(ATTR_FEASIBLE, False):
         reasons = "; ".join(attrs.get(ATTR_VIOLATIONS, [])) or "not checked"
-        raise StudyError(f"trial {number} of {study_name} does not fit its budget and was not trained: {reasons}")
+        raise DoesNotFit(f"trial {number} of {study_name} does not fit its budget and was not trained: {reasons}")
     checkpoint = (attrs.get(ATTR_METRICS) or {}).get("checkpoint")
     if not checkpoint:
         raise StudyError(f"trial {number} of {study_name} has no trained checkpoint (state {trials[number].state.name})")

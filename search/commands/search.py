@@ -9,7 +9,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from posenas.errors import StudyError
+from posenas.errors import DataError, StudyError
+from posenas.files import output_folder
+from posenas.search import arguments
 from posenas.space.baselines import baseline_names
 
 if TYPE_CHECKING:
@@ -81,7 +83,12 @@ def _data_root(settings: "StudySettings", args: argparse.Namespace, out: Path, c
     from posenas.posenet.pose.coco import annotation_path
 
     if args.data or settings.data.root:
-        return Path(args.data or settings.data.root)  # checked by the loader, with a one-line error
+        root = Path(args.data or settings.data.root)
+        for split in ("train", "val"):  # now, not as a failure of every trial
+            if not annotation_path(root, split).is_file():
+                raise DataError(f"data root {root}: no {annotation_path(root, split).relative_to(root)} (a COCO 2017 "
+                                "person-keypoints root is needed)")  # fmt: skip
+        return root
     d = settings.data
     root = out / "data" / f"synth-seed{d.synthetic_seed}-{d.synthetic_train}-{d.synthetic_val}"
     if not annotation_path(root, "val").is_file():
@@ -128,9 +135,9 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     settings = _settings(args)
+    arguments.device(args.device)
     name = settings.name + (f"-fixed-{args.fixed}" if args.fixed else "")
-    out = Path(args.out or Path("posenas-runs") / name)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out or Path("posenas-runs") / name, "search folder")
     storage_url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     storage = open_storage(storage_url)
     data = _data_root(settings, args, out, console)
@@ -207,6 +214,9 @@ def run_plot(args: argparse.Namespace, console: "Console") -> int:
     from posenas.search.records import records_of
     from posenas.search.study import open_storage
 
+    output_folder(args.out, "plot folder")
+    if args.storage.startswith("sqlite:///") and not Path(args.storage[len("sqlite:///"):]).is_file():
+        raise StudyError(f"no study database {args.storage[len('sqlite:///'):]} (plot reads a study, it makes none)")
     storage = open_storage(args.storage)
     try:
         study = optuna.load_study(study_name=args.study, storage=storage)

@@ -6,9 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-from posenas.errors import CheckpointError, UsageError
+from posenas.errors import TeacherError, UsageError
+from posenas.files import output_folder
 from posenas.posenet.nets.config import TrainConfig
+from posenas.search import arguments
 from posenas.space.baselines import baseline_names
+
+TEACHER_EPOCHS = 12
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--checkpoint", help="Lightweight OpenPose checkpoint (e.g. checkpoint_iter_370000.pth) "
                         "or a posenas run checkpoint (RUN/best.pt)")  # fmt: skip
     source.add_argument("--arch", help="train this posenas architecture (float) on --data as the teacher")
-    teacher.add_argument("--epochs", type=int, default=12, help="epochs when training with --arch (default 12)")
-    teacher.add_argument("--refinement-stages", type=int, default=1, help="Lightweight OpenPose stages (default 1)")
+    teacher.add_argument("--epochs", type=int, help=f"epochs when training with --arch (default {TEACHER_EPOCHS})")
+    teacher.add_argument("--refinement-stages", type=int,
+                         help="refinement stages of a Lightweight OpenPose --checkpoint (default 1)")  # fmt: skip
     teacher.add_argument("--input-size", type=int, default=128, help="input of the cached maps (default 128)")
     teacher.add_argument("--device", help="cpu or cuda (default: cuda if present)")
     teacher.add_argument("--out", required=True, help="the folder to write (teacher.json, teacher.pt, maps.npy)")
@@ -73,6 +78,8 @@ def run_train(args: argparse.Namespace, console) -> int:
 
     spec = get_arch(args.arch)
     config = _config(args)
+    arguments.device(args.device)
+    output_folder(args.out, "run folder")
     teacher = cache = None
     if args.teacher:
         prepared = load_prepared_teacher(args.teacher)
@@ -81,7 +88,7 @@ def run_train(args: argparse.Namespace, console) -> int:
         # or at another input size would silently teach the wrong maps.
         same_data = prepared.info.data == str(Path(args.data).resolve())
         if not config.augment and (not same_data or prepared.info.input_size != spec.input_size):
-            raise CheckpointError(
+            raise TeacherError(
                 f"{args.teacher}: its maps were cached on {prepared.info.data} at input {prepared.info.input_size}, "
                 f"not {args.data} at {spec.input_size}; run posenas teacher --data {args.data} again"
             )  # fmt: skip
@@ -103,7 +110,18 @@ def run_train(args: argparse.Namespace, console) -> int:
 def run_teacher(args: argparse.Namespace, console) -> int:
     from posenas.search.report import prepare_teacher_with_progress
 
+    # A flag that the chosen source ignores is refused: the user meant something by it.
+    if args.checkpoint and args.epochs is not None:
+        raise UsageError("--epochs applies to a teacher trained with --arch, not to a --checkpoint")
+    if args.arch and args.refinement_stages is not None:
+        raise UsageError("--refinement-stages applies to a Lightweight OpenPose --checkpoint, not to --arch")
+    epochs = TEACHER_EPOCHS if args.epochs is None else args.epochs
+    arguments.at_least("--epochs", epochs)
+    arguments.at_least("--refinement-stages", args.refinement_stages, 0)
+    arguments.input_size("--input-size", args.input_size)
+    arguments.device(args.device)
+    output_folder(args.out, "teacher folder")
     prepare_teacher_with_progress(Path(args.data), Path(args.out), console, checkpoint=args.checkpoint,
-                                  arch=args.arch, epochs=args.epochs, refinement_stages=args.refinement_stages,
+                                  arch=args.arch, epochs=epochs, refinement_stages=args.refinement_stages or 1,
                                   input_size=args.input_size, device=args.device)  # fmt: skip
     return 0

@@ -27,7 +27,7 @@ import torch
 
 from posenas.budgets.checker import BudgetReport, check
 from posenas.budgets.device import Budget
-from posenas.errors import ExitCode, OutputError, PosenasError
+from posenas.errors import DoesNotFit, OutputError
 from posenas.files import atomic_write, atomic_write_text, inside, output_folder
 from posenas.posenet.nets.checkpoint import RunCheckpoint
 from posenas.posenet.nets.export.c_source import host_decoder_limits, write_c_project
@@ -52,10 +52,8 @@ POSE_TOLERANCE_PX = 0.5
 DATASET_NAME = "posenas_pose"  # the YAML's dataset: only names izer's default sample file, which we override
 
 
-class DoesNotFitError(PosenasError):
+class DoesNotFitError(DoesNotFit):
     """The network violates the budget; ``report`` holds the violations (exit 1: the input was fine)."""
-
-    exit_code = ExitCode.FAILED
 
     def __init__(self, report: BudgetReport) -> None:
         super().__init__(f"{report.arch} does not fit {report.device}: "
