@@ -22,7 +22,8 @@ from posenas.budgets.checker import check
 from posenas.budgets.device import load_budget
 from posenas.search.records import records_of
 from posenas.search.settings import load_settings
-from posenas.search.study import constraint_values, make_sampler, open_storage
+from posenas.search.storage import open_storage
+from posenas.search.study import constraint_values, make_sampler
 from posenas.space.sampling import sample_arch
 
 

@@ -37,7 +37,7 @@ from posenas.search.records import (
     ATTR_SPEC_HASH,
     ATTR_VIOLATIONS,
 )  # fmt: skip
-from posenas.search.settings import StudyError, StudySettings
+from posenas.search.settings import StudySettings
 from posenas.space.baselines import baseline_names, get_arch
 from posenas.space.sampling import SearchSpace, fixed_params, sample_arch
 from posenas.space.spec import ArchSpec
@@ -186,23 +186,9 @@ def complete_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
-
-def open_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120) -> optuna.storages.RDBStorage:
-    """An RDB storage (SQLite file or PostgreSQL) with heartbeats: a trial whose worker stops beating for
-    ``grace_period`` seconds is failed by the next worker and retried once (with the same parameters)."""
-    retry_kwargs: dict[str, Any]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # optuna >= 4.9
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
-            retry_kwargs = {"heartbeat_stale_trial_callback": retry}
-        else:
-            retry_kwargs = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
-    try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                                              **retry_kwargs)  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - any driver/connection error is one line for the user
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise StudyError(f"storage {url}: cannot be opened ({detail[:160]})") from None
+def new_work_count(study: optuna.Study) -> int:
+    """The distinct networks the study has scored (or rejected): what ``--trials`` counts. A trial that
+    re-sampled an already scored network (a rerun with the same seed does) reuses its score and is not new
+    work."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return len({t.user_attrs.get(ATTR_SPEC_HASH, f"trial{t.number}") for t in done})

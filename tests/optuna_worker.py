@@ -48,9 +48,9 @@ BLOCK_SECONDS = 600.0
 
 
 def make_storage(url: str) -> RDBStorage:
-    """The storage ``posenas search`` opens (``search.study.open_storage``: heartbeats, one retry of a stale
+    """The storage ``posenas search`` opens (``posenas.search.storage.open_storage``: heartbeats, one retry of a stale
     trial), with a heartbeat and grace period short enough for a test."""
-    from posenas.search.study import open_storage
+    from posenas.search.storage import open_storage
 
     return open_storage(url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD)
 

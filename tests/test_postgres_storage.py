@@ -163,7 +163,10 @@ def test_posenas_search_workers_share_a_postgresql_study(postgres_url: str, tmp_
 
     root = tmp_path / "synth"
     synth.write_coco_root(root, train=6, val=2, seed=1)
-    command = [sys.executable, "-m", "posenas.search.cli", "search", "--storage", postgres_url, "--data", str(root),
+    # The URL exactly as the README writes it (no +driver): posenas picks psycopg2 itself.
+    readme_url = postgres_url.replace("postgresql+psycopg2://", "postgresql://").replace("postgresql+psycopg://", "postgresql://")
+    assert readme_url.startswith("postgresql://")
+    command = [sys.executable, "-m", "posenas.search.cli", "search", "--storage", readme_url, "--data", str(root),
                "--teacher", "none", "--trials", "8", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "3",
                "--val-images", "1"]  # fmt: skip
     workers = [subprocess.Popen([*command, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.PIPE,
@@ -173,7 +176,10 @@ def test_posenas_search_workers_share_a_postgresql_study(postgres_url: str, tmp_
     study = optuna.load_study(study_name="max78000", storage=postgres_url)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     numbers = [t.number for t in study.trials]
-    assert len(numbers) == len(set(numbers)) and 8 <= len(complete) <= 9  # a worker may finish one in flight
+    assert len(numbers) == len(set(numbers))
+    assert len({t.user_attrs["spec_hash"] for t in complete}) == 8  # exactly --trials networks, never one more
+    baselines = [t.user_attrs["baseline"] for t in study.trials if "baseline" in t.user_attrs]
+    assert sorted(baselines) == ["student", "student-hw", "tiny", "tiny-hw"]  # enqueued once, under the lock
     assert all("spec_hash" in t.user_attrs for t in complete)
     # Both workers ran trials of the shared study.
     assert all(re.search(r"^trial \d+ ", out, re.MULTILINE) for out in outputs)

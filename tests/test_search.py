@@ -99,10 +99,13 @@ def test_search_resumes_up_to_the_requested_trials(root, tmp_path, capsys):
     assert len(done) == 5 and [t.user_attrs.get("baseline") for t in done[:4]] == ["student", "tiny", "student-hw", "tiny-hw"]
     capsys.readouterr()
     assert main([*args, "--trials", "5"]) == 0  # nothing to do: no trial lost or added
-    assert "5 of 5 trials done" in capsys.readouterr().out
+    assert "5 of 5 networks done" in capsys.readouterr().out
     assert main([*args, "--trials", "7"]) == 0
-    numbers = [t.number for t in optuna.load_study(study_name="max78000", storage=storage).trials]
-    assert numbers == list(range(7))
+    trials = optuna.load_study(study_name="max78000", storage=storage).trials
+    assert [t.number for t in trials] == list(range(len(trials))) and all(t.state.name == "COMPLETE" for t in trials)
+    # The rerun's sampler (same seed) first re-draws trial 4's network: reused, and not counted as new work.
+    hashes = [t.user_attrs["spec_hash"] for t in trials]
+    assert len(set(hashes)) == 7 and len(trials) == 7 + sum(1 for t in trials if "reused_from" in t.user_attrs)
     assert (tmp_path / "s" / "plots" / "ap_vs_params.html").is_file()
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from posenas.errors import TrainingError
+from posenas.files import atomic_write
 from posenas.posenet.nets.checkpoint import CheckpointError, RunCheckpoint, load_checkpoint, model_for, save_checkpoint
 from posenas.posenet.nets.config import TrainConfig
 from posenas.posenet.nets.layers import QuantMode, quantize_input, to_training_scale, wide_output_scale
@@ -228,8 +229,11 @@ class Trainer:
         records = []
         for epoch in range(first, self.config.epochs):
             if self.config.phase_of(epoch) is QuantMode.QAT and model.mode is QuantMode.FLOAT:
-                if (self.out / "best.pt").is_file():  # the float phase's best, for float-AP comparisons
-                    shutil.copyfile(self.out / "best.pt", self.out / "best-float.pt")
+                # The float phase's best, for float-AP comparisons. A best.pt already in QAT mode was left by a
+                # run killed in its first QAT epoch, after this copy was made: keep that copy.
+                best = self.out / "best.pt"
+                if best.is_file() and load_checkpoint(best).mode is QuantMode.FLOAT:
+                    atomic_write(self.out / "best-float.pt", lambda partial: shutil.copyfile(best, partial))
                 model.start_qat()  # folds BN (the keys disappear) and switches to fake quantization
                 model.to(self.device)
                 optimizer = self._optimizer(model, QuantMode.QAT)

@@ -68,7 +68,7 @@ def trial_checkpoint(number: int | None, study_name: str | None, storage_url: st
     import optuna
 
     from posenas.search.records import ATTR_FEASIBLE, ATTR_METRICS, ATTR_VIOLATIONS
-    from posenas.search.study import open_storage
+    from posenas.search.storage import open_storage
 
     if study_name is None:
         raise StudyError("--trial needs --study (the study name posenas search printed)")

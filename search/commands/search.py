@@ -123,48 +123,50 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
 
     from posenas.budgets.device import load_budget
     from posenas.search.records import records_of
-    from posenas.search.study import (
-        TrialObjective,
-        complete_count,
-        directions,
-        enqueue_baselines,
-        make_sampler,
-        open_storage,
-    )
+    from posenas.search.storage import open_storage, study_lock
+    from posenas.search.study import TrialObjective, directions, enqueue_baselines, make_sampler, new_work_count
+    from posenas.search.worker import REPEATS_BEFORE_STOP, run_worker
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported in one line, by the worker
     started = time.perf_counter()
     settings = _settings(args)
     arguments.device(args.device)
     name = settings.name + (f"-fixed-{args.fixed}" if args.fixed else "")
     out = output_folder(args.out or Path("posenas-runs") / name, "search folder")
     storage_url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    storage = open_storage(storage_url)
-    data = _data_root(settings, args, out, console)
-    teacher, cache = _teacher(settings, args, data, out, console)
+    say = lambda line: console.print(line, highlight=False)  # noqa: E731
+    # Workers starting together on one study take turns here: one creates the schema, the study, the data,
+    # the teacher and the baselines; the others find them made.
+    with study_lock(storage_url, name):
+        storage = open_storage(storage_url)
+        data = _data_root(settings, args, out, console)
+        teacher, cache = _teacher(settings, args, data, out, console)
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions(settings),
+                                    sampler=make_sampler(settings), load_if_exists=True)  # fmt: skip
+        if [d.name.lower() for d in study.directions] != directions(settings):
+            raise StudyError(f"study {name} in {storage_url} has other objectives; use another --out or --storage")
+        if args.fixed:
+            enqueue_baselines(study, settings.space, [args.fixed])
+        elif not args.no_baselines:
+            enqueue_baselines(study, settings.space)
     if cache is None and teacher is not None and not settings.train.augment:
         console.print("[yellow]the teacher's cache is for other data: it runs live on every batch[/yellow]")
-    study = optuna.create_study(study_name=name, storage=storage, directions=directions(settings),
-                                sampler=make_sampler(settings), load_if_exists=True)  # fmt: skip
-    if [d.name.lower() for d in study.directions] != directions(settings):
-        raise StudyError(f"study {name} in {storage_url} has other objectives; use another --out or --storage")
     trials = 1 if args.fixed else settings.trials
-    if args.fixed:
-        enqueue_baselines(study, settings.space, [args.fixed])
-    elif not args.no_baselines:
-        enqueue_baselines(study, settings.space)
     objective = TrialObjective(settings, load_budget(settings.budget), data, out / "trials", teacher, cache,
-                               train_infeasible=bool(args.fixed), device=args.device,
-                               on_trial=lambda line: console.print(line))  # fmt: skip
-    already = complete_count(study)
-    console.print(f"study {name} ({storage_url}): {already} of {trials} trials done; sampler {settings.sampler}, "
-                  f"objectives {', '.join(settings.objectives)}, budget {settings.budget}")  # fmt: skip
-    if already < trials:
-        timeout = None if settings.timeout_minutes is None else settings.timeout_minutes * 60
-        study.optimize(
-            objective, timeout=timeout, catch=(Exception,),
-            callbacks=[optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE,))],
-        )  # fmt: skip
+                               train_infeasible=bool(args.fixed), device=args.device, on_trial=say)  # fmt: skip
+    console.print(f"study {name} ({storage_url}): {new_work_count(study)} of {trials} networks done; sampler "
+                  f"{settings.sampler}, objectives {', '.join(settings.objectives)}, budget {settings.budget}")  # fmt: skip
+    timeout = None if settings.timeout_minutes is None else settings.timeout_minutes * 60
+    try:
+        worker = run_worker(study, objective, trials, timeout_s=timeout, lock=lambda: study_lock(storage_url, name),
+                            say=say)  # fmt: skip
+    except KeyboardInterrupt:
+        records = records_of(study.get_trials(deepcopy=False))
+        console.print(front_table(records, settings, f"Pareto front of {name} so far"))
+        _summary(records, console, time.perf_counter() - started)
+        console.print(f"interrupted after {new_work_count(study)} of {trials} networks; the trial in flight is queued "
+                      "again: rerun the same command to resume")  # fmt: skip
+        raise
     records = records_of(study.get_trials(deepcopy=False))
     if args.fixed:  # one network, perhaps over budget: its own line rather than a front
         for r in records:
@@ -172,6 +174,11 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
             console.print(f"{args.fixed}: AP {r.ap:.3f} (QAT), {r.float_ap:.3f} (float), {r.params:,} parameters, {fits}")
     console.print(front_table(records, settings, f"Pareto front of {name}"))
     _summary(records, console, time.perf_counter() - started)
+    if worker.stopped_by == "timeout":
+        console.print(f"the time limit ({settings.timeout_minutes:g} min) stopped this worker at "
+                      f"{new_work_count(study)} of {trials} networks; rerun to go on")  # fmt: skip
+    elif worker.stopped_by == "exhausted":
+        console.print(f"stopped: the last {REPEATS_BEFORE_STOP} trials found no network that was not scored already")
     _write_plots(records, out / "plots", name, console)
     return 0
 
@@ -212,7 +219,7 @@ def run_plot(args: argparse.Namespace, console: "Console") -> int:
     import optuna
 
     from posenas.search.records import records_of
-    from posenas.search.study import open_storage
+    from posenas.search.storage import open_storage
 
     output_folder(args.out, "plot folder")
     if args.storage.startswith("sqlite:///") and not Path(args.storage[len("sqlite:///"):]).is_file():

@@ -1,0 +1,100 @@
+"""Where a study lives: an RDB storage (a SQLite file on one machine, PostgreSQL for many), opened with
+heartbeats, and a lock that serialises the few steps two workers must not interleave (creating the
+schema and the study, enqueueing the baselines, recovering a dead worker's trial).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import optuna
+
+from posenas.errors import StudyError
+
+SQLITE = "sqlite:///"
+
+
+def storage_url(url: str) -> str:
+    """``url`` with the PostgreSQL driver named: the README's ``postgresql://user@host/db`` means psycopg2
+    (a dependency of posenas), whereas SQLAlchemy 2 would pick psycopg 3 for a bare ``postgresql://``."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare):]
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL, else None."""
+    return Path(url[len(SQLITE):]) if url.startswith(SQLITE) else None
+
+
+def open_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120) -> optuna.storages.RDBStorage:
+    """An RDB storage (SQLite file or PostgreSQL) with heartbeats: a trial whose worker stops beating for
+    ``grace_period`` seconds is failed by the next worker and retried once (with the same parameters)."""
+    url = storage_url(url)
+    retry_kwargs: dict[str, Any]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # optuna >= 4.9
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+            retry_kwargs = {"heartbeat_stale_trial_callback": retry}
+        else:
+            retry_kwargs = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+    try:
+        with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                              **retry_kwargs)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - any driver/connection error is one line for the user
+        raise StudyError(f"storage {url}: cannot be opened ({_first_line(exc)})") from None
+
+
+@contextlib.contextmanager
+def study_lock(url: str, study_name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``study_name`` in the storage at ``url`` while the block runs.
+
+    SQLite: an ``flock`` on a file beside the database (workers of one machine). PostgreSQL: a session
+    advisory lock keyed by the study name (workers anywhere). Other URLs: no lock."""
+    path = sqlite_path(url)
+    if path is not None:
+        try:
+            handle = open(path.with_name(path.name + ".lock"), "a")
+        except OSError as exc:
+            raise StudyError(f"storage {url}: cannot lock the study ({exc.strerror})") from None
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if not storage_url(url).startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(f"posenas:{study_name}".encode()).digest()[:8], "big", signed=True)
+    engine = sqlalchemy.create_engine(storage_url(url), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        try:
+            connection = engine.connect()
+        except Exception as exc:  # noqa: BLE001 - any driver/connection error is one line for the user
+            raise StudyError(f"storage {url}: cannot be opened ({_first_line(exc)})") from None
+        with connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        engine.dispose()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else exc.__class__.__name__)[:160]
