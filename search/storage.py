@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,8 +30,14 @@ def storage_url(url: str) -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URL, else None."""
-    return Path(url[len(SQLITE):]) if url.startswith(SQLITE) else None
+    """The database file of a ``sqlite:///`` URL (also in SQLite's URI form ``sqlite:///file:PATH?mode=ro&uri=true``),
+    else None."""
+    if not url.startswith(SQLITE):
+        return None
+    path = url[len(SQLITE):]
+    if path.startswith("file:"):
+        path = path[len("file:"):].split("?", 1)[0]
+    return Path(path)
 
 
 def open_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120) -> optuna.storages.RDBStorage:
@@ -55,23 +62,36 @@ def open_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120
 
 
 @contextlib.contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Database errors inside the block (a read-only file, a dropped connection) as one StudyError line."""
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        # Optuna wraps the driver's error in a generic message; the cause says what went wrong.
+        raise StudyError(f"storage {url}: {_first_line(exc.__cause__ or exc)}") from None
+
+
+@contextlib.contextmanager
 def study_lock(url: str, study_name: str) -> Iterator[None]:
     """Hold an exclusive lock on ``study_name`` in the storage at ``url`` while the block runs.
 
-    SQLite: an ``flock`` on a file beside the database (workers of one machine). PostgreSQL: a session
+    SQLite: an ``flock`` on the database's folder (workers of one machine). PostgreSQL: a session
     advisory lock keyed by the study name (workers anywhere). Other URLs: no lock."""
     path = sqlite_path(url)
     if path is not None:
+        # flock on the database's folder: it writes nothing (a read-only database stays untouched) and does
+        # not meddle with SQLite's own fcntl locks on the file.
         try:
-            handle = open(path.with_name(path.name + ".lock"), "a")
+            handle = os.open(path.parent, os.O_RDONLY)
         except OSError as exc:
             raise StudyError(f"storage {url}: cannot lock the study ({exc.strerror})") from None
-        with handle:
+        try:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            yield
+        finally:
+            os.close(handle)  # releases the lock
         return
     if not storage_url(url).startswith("postgresql"):
         yield

@@ -23,6 +23,7 @@ import optuna
 
 from posenas.budgets.checker import RESOURCES, BudgetReport, check
 from posenas.budgets.device import Budget
+from posenas.files import atomic_write_text
 from posenas.posenet.nets.checkpoint import load_checkpoint
 from posenas.posenet.nets.distill import TeacherCache
 from posenas.posenet.nets.train import Trainer
@@ -121,8 +122,8 @@ class TrialObjective:
     def _train(self, trial: optuna.Trial, spec: ArchSpec, report: BudgetReport) -> dict[str, Any]:
         out = self.artifacts / f"trial-{trial.number:04d}-{spec.spec_hash()[:10]}"
         out.mkdir(parents=True, exist_ok=True)
-        (out / "spec.yaml").write_text(spec.to_yaml())
-        (out / "budget.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        atomic_write_text(out / "spec.yaml", spec.to_yaml())
+        atomic_write_text(out / "budget.json", json.dumps(report.to_dict(), indent=2) + "\n")
         trial.set_user_attr(ATTR_ARTIFACTS, str(out))
         self._say(f"trial {trial.number} {spec.name}: training ({report.params:,} parameters, "
                   f"{report.latency_ms or float('nan'):.2f} ms)")  # fmt: skip
@@ -137,7 +138,7 @@ class TrialObjective:
             "ap": max(qat) if qat else max(floating), "float_ap": max(floating) if floating else float("nan"),
             "seconds": time.perf_counter() - started, "checkpoint": str((out / "best.pt").resolve()),
         }  # fmt: skip
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         self._say(f"trial {trial.number} {spec.name}: AP {metrics['ap']:.3f} in {metrics['seconds']:.0f} s")
         return metrics
 

@@ -72,6 +72,10 @@ def inputs(tmp_path_factory, synth_root) -> dict[str, str]:
     raw["posenas"]["spec"]["name"] = "../../../x/evil"
     torch.save(raw, folder / "evil.pt")
     made["evil.pt"] = str(folder / "evil.pt")
+    import optuna
+
+    optuna.create_study(study_name="other", storage=f"sqlite:///{folder / 'readonly.db'}")  # a database, not ours
+    made["readonly.db"] = str(folder / "readonly.db")
     with open(folder / "pickle.pt", "wb") as stream:
         pickle.dump({"state_dict": _Payload()}, stream, protocol=2)
     made["pickle.pt"] = str(folder / "pickle.pt")
@@ -215,6 +219,8 @@ CASES = [
     ("search-bogus-storage", ["search", "--storage", "foo://x", "--out", "{out}"], "storage"),
     ("search-sqlite-nowhere", ["search", "--storage", "sqlite:////nonexistent-posenas/x.db", "--out", "{out}"],
      "storage"),
+    ("search-read-only-storage", ["search", "--storage", "sqlite:///file:{readonly.db}?mode=ro&uri=true", "--out",
+                                  "{out}"], "readonly database"),
     ("search-out-is-file", ["search", "--out", "{afile}"], "not a folder"),
     ("search-bogus-device", ["search", "--device", "tpu", "--out", "{out}"], "--device"),
     ("search-no-teacher", ["search", "--teacher", "{dir}/nowhere", "--data", "{root}", "--out", "{out}"],

@@ -61,18 +61,27 @@ def _study(out: Path) -> optuna.Study:
     return optuna.load_study(study_name="max78000", storage=f"sqlite:///{out / 'study.db'}")
 
 
-def test_a_killed_search_worker_s_trial_is_retried_by_the_immediate_rerun(root, tmp_path):
-    out = tmp_path / "s"
+def _signal_a_training_search(root: Path, out: Path, sig: int) -> tuple[subprocess.Popen, int]:
+    """Start a search, send ``sig`` while its first trial trains; the worker and that trial's number."""
     worker = _start(_search(root, out, "--trials", "5", "--no-baselines", *SLOW))
     lines = _wait_for(worker, ": training (")
-    killed = int(lines[-1].split()[1])
     time.sleep(1.0)
-    os.killpg(worker.pid, signal.SIGKILL)
+    os.killpg(worker.pid, sig)
+    return worker, int(lines[-1].split()[1])
+
+
+def _rerun(root: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(_search(root, out, "--trials", "1", "--no-baselines", *TINY), capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+
+
+def test_a_killed_search_worker_s_trial_is_retried_by_the_immediate_rerun(root, tmp_path):
+    out = tmp_path / "s"
+    worker, killed = _signal_a_training_search(root, out, signal.SIGKILL)
     worker.wait(timeout=30)
     assert _study(out).trials[killed].state.name == "RUNNING"  # what the kill leaves behind
 
-    rerun = subprocess.run(_search(root, out, "--trials", "1", "--no-baselines", *TINY), capture_output=True,
-                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    rerun = _rerun(root, out)
     assert rerun.returncode == 0, rerun.stderr
     assert f"trial {killed} was left running by a stopped worker (pid {worker.pid})" in rerun.stdout
     trials = _study(out).trials
@@ -85,11 +94,7 @@ def test_a_killed_search_worker_s_trial_is_retried_by_the_immediate_rerun(root, 
 
 def test_ctrl_c_stops_a_search_in_one_line_and_the_rerun_resumes(root, tmp_path):
     out = tmp_path / "s"
-    worker = _start(_search(root, out, "--trials", "5", "--no-baselines", *SLOW))
-    lines = _wait_for(worker, ": training (")
-    interrupted = int(lines[-1].split()[1])
-    time.sleep(1.0)
-    os.killpg(worker.pid, signal.SIGINT)
+    worker, interrupted = _signal_a_training_search(root, out, signal.SIGINT)
     stdout, stderr = worker.communicate(timeout=120)
     assert worker.returncode == 130
     assert stderr.count("\n") == 1 and "interrupted" in stderr and "Traceback" not in stderr, stderr
@@ -99,8 +104,7 @@ def test_ctrl_c_stops_a_search_in_one_line_and_the_rerun_resumes(root, tmp_path)
     queued = [t for t in trials if t.user_attrs.get("retry_of") == interrupted]
     assert len(queued) == 1 and queued[0].state.name == "WAITING"
 
-    rerun = subprocess.run(_search(root, out, "--trials", "1", "--no-baselines", *TINY), capture_output=True,
-                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    rerun = _rerun(root, out)
     assert rerun.returncode == 0, rerun.stderr
     again = _study(out).trials[queued[0].number]
     assert again.state.name == "COMPLETE" and again.params == trials[interrupted].params

@@ -123,7 +123,7 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
 
     from posenas.budgets.device import load_budget
     from posenas.search.records import records_of
-    from posenas.search.storage import open_storage, study_lock
+    from posenas.search.storage import open_storage, storage_errors, study_lock
     from posenas.search.study import TrialObjective, directions, enqueue_baselines, make_sampler, new_work_count
     from posenas.search.worker import REPEATS_BEFORE_STOP, run_worker
 
@@ -137,10 +137,8 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
     say = lambda line: console.print(line, highlight=False)  # noqa: E731
     # Workers starting together on one study take turns here: one creates the schema, the study, the data,
     # the teacher and the baselines; the others find them made.
-    with study_lock(storage_url, name):
+    with study_lock(storage_url, name), storage_errors(storage_url):
         storage = open_storage(storage_url)
-        data = _data_root(settings, args, out, console)
-        teacher, cache = _teacher(settings, args, data, out, console)
         study = optuna.create_study(study_name=name, storage=storage, directions=directions(settings),
                                     sampler=make_sampler(settings), load_if_exists=True)  # fmt: skip
         if [d.name.lower() for d in study.directions] != directions(settings):
@@ -149,6 +147,8 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
             enqueue_baselines(study, settings.space, [args.fixed])
         elif not args.no_baselines:
             enqueue_baselines(study, settings.space)
+        data = _data_root(settings, args, out, console)
+        teacher, cache = _teacher(settings, args, data, out, console)
     if cache is None and teacher is not None and not settings.train.augment:
         console.print("[yellow]the teacher's cache is for other data: it runs live on every batch[/yellow]")
     trials = 1 if args.fixed else settings.trials
