@@ -8,14 +8,15 @@ peaks: at 16x16 maps that is 18 channels of 128x128 floats, 64 KB for one channe
 1. ``grid_peaks``: a cell is a candidate when it is >= ``peak_threshold``, > its left and upper
    neighbours and >= its right and lower ones (``decode``'s rule, on cells); candidates are ordered by
    descending cell value (ties in raster order) and refined to sub-cell precision by fitting a
-   parabola to the logarithm of the cell and its two neighbours along each axis, which is exact for the
+   parabola to the logarithm (``floored_log``, a polynomial the C computes identically) of the cell and
+   its two neighbours along each axis, which is exact for the
    Gaussian blobs the network is trained to draw. At a border the parabola goes through the border cell
    and the two cells inside it. The offset is clamped to half a cell; the peak's score is the fitted
    maximum. Suppression within ``nms_radius`` then visits them in that order, as ``decode``;
 2. ``grid_limbs``: each candidate pair of a limb is sampled at ``paf_samples`` points; the PAF at a
    point is the bilinear interpolation of the four cells around it (cell centres at ``stride * (i +
    0.5)``, clamped to the outermost centres); the affinity and the acceptance rule are ``decode``'s,
-   with the sum taken left to right and every quantity in float32;
+   with the samples summed from the middle outwards (``sample_order``) and every quantity in float32;
 3. grouping is ``assemble``, unchanged.
 
 On the default synthetic val set and on COCO, the oracle AP of this decoder is within 0.01 of the
@@ -30,11 +31,55 @@ import numpy as np
 
 from posenas.posenet.pose.keypoints import LIMBS, NUM_BODY_KEYPOINTS, NUM_PAFS
 
-__all__ = ["grid_limbs", "grid_peaks", "refine_offsets"]
+__all__ = ["fast_exp", "floored_log", "grid_limbs", "grid_peaks", "refine_offsets", "sample_order"]
 
-_LOG_FLOOR = np.float32(1e-3)  # values are floored here before taking logs
-_HALF = np.float32(0.5)
 _F32 = np.float32
+_LOG_FLOOR = _F32(1e-3)  # values are floored here before taking logs
+_HALF = _F32(0.5)
+# Polynomial log and exp in float32, bit for bit those of pose_grid.c (hex: exactly the C literals).
+_LOG_POLY = [_F32(float.fromhex(c)) for c in ("0x1.d4f456p-4", "-0x1.809922p-3", "0x1.a7667p-3", "-0x1.fde9dcp-3",
+                                               "0x1.54fb36p-2", "-0x1.0001e6p-1", "0x1.000046p+0")]  # fmt: skip
+_EXP2_POLY = [_F32(float.fromhex(c)) for c in ("0x1.f0ca8p-10", "0x1.25264ap-7", "0x1.c9a1ccp-5", "0x1.ebceecp-3",
+                                                "0x1.62e52ap-1", "0x1.fffffcp-1")]  # fmt: skip
+_SQRT2, _LN2, _LOG2E = (_F32(float.fromhex(c)) for c in ("0x1.6a09e6p+0", "0x1.62e43p-1", "0x1.715476p+0"))
+
+
+def floored_log(values: np.ndarray) -> np.ndarray:
+    """ln(max(v, 1e-3)) in float32, NaN counted as below the floor: v = m 2^e with m in [sqrt(1/2), sqrt(2)),
+    ln v = e ln 2 + z P(z), z = m - 1, P a degree-6 fit (absolute error under 3e-7). The same operations as
+    pose_grid.c, so that the C decoder and this one agree bit for bit without depending on libm or NumPy's
+    SIMD log."""
+    v = np.asarray(values, dtype=np.float32)
+    v = np.where(v > _LOG_FLOOR, v, _LOG_FLOOR).astype(np.float32)
+    bits = v.view(np.uint32)
+    exponent = (bits >> np.uint32(23)).astype(np.int32) - 127
+    m = ((bits & np.uint32(0x7FFFFF)) | np.uint32(0x3F800000)).astype(np.uint32).view(np.float32)
+    big = m > _SQRT2
+    m = np.where(big, m * _HALF, m).astype(np.float32)
+    exponent = exponent + big
+    z = m - _F32(1.0)
+    p = np.full_like(z, _LOG_POLY[0])
+    for c in _LOG_POLY[1:]:
+        p = p * z + c
+    p = p * z
+    return (exponent.astype(np.float32) * _LN2 + p).astype(np.float32)
+
+
+def fast_exp(values: np.ndarray) -> np.ndarray:
+    """e^x in float32 as pose_grid.c: 2^(x log2 e) = 2^k 2^f, 2^f a degree-5 fit (relative error under 2e-7);
+    0 below 2^-126 (and for NaN), infinity from 2^128."""
+    y = np.asarray(values, dtype=np.float32) * _LOG2E
+    small, large = ~(y > _F32(-126.0)), y >= _F32(128.0)
+    y_safe = np.where(small | large, _F32(0.0), y).astype(np.float32)
+    k = np.floor(y_safe)
+    f = (y_safe - k).astype(np.float32)
+    q = np.full_like(f, _EXP2_POLY[0])
+    for c in _EXP2_POLY[1:]:
+        q = q * f + c
+    scale = ((k.astype(np.int32) + 127).astype(np.uint32) << np.uint32(23)).view(np.float32)
+    with np.errstate(over="ignore"):
+        out = (q * scale).astype(np.float32)
+    return np.where(small, _F32(0.0), np.where(large, _F32(np.inf), out)).astype(np.float32)
 
 
 def grid_peaks(heatmaps: np.ndarray, stride: int, threshold: float, nms_radius: float) -> list[np.ndarray]:
@@ -58,7 +103,7 @@ def grid_peaks(heatmaps: np.ndarray, stride: int, threshold: float, nms_radius: 
     stride32 = _F32(stride)
     x = ((col.astype(np.float32) + _HALF) + tx) * stride32
     y = ((row.astype(np.float32) + _HALF) + ty) * stride32
-    score = np.exp((np.log(np.maximum(cell, _LOG_FLOOR)) + gain_x) + gain_y).astype(np.float32)
+    score = fast_exp((floored_log(cell) + gain_x) + gain_y)
     bounds = np.searchsorted(channel, np.arange(NUM_BODY_KEYPOINTS + 1))
     tables, first = [], 0
     for k in range(NUM_BODY_KEYPOINTS):
@@ -86,7 +131,7 @@ def refine_offsets(
     def log_at(offset: np.ndarray) -> np.ndarray:
         where = np.clip(pos + offset, 0, size - 1)
         values = maps[channel, row, where] if axis == 2 else maps[channel, where, col]
-        return np.log(np.maximum(values, _LOG_FLOOR)).astype(np.float32)
+        return floored_log(values)
 
     centre = log_at(np.zeros_like(pos))
     first = pos == 0
@@ -155,12 +200,13 @@ def _pair_affinities(starts: np.ndarray, ends: np.ndarray, field: np.ndarray, st
     total = np.zeros(dx.shape, dtype=np.float32)
     support = np.zeros(dx.shape, dtype=np.int64)
     last = _F32(samples - 1)
-    stride32 = _F32(stride)
-    for s in range(samples):
+    inv_stride = _F32(1.0) / _F32(stride)  # a multiplication on the chip, here too
+    gx0 = starts[:, None, 0] * inv_stride - _HALF  # grid units: cell centres at integers
+    gy0 = starts[:, None, 1] * inv_stride - _HALF
+    gdx, gdy = dx * inv_stride, dy * inv_stride
+    for s in sample_order(samples):
         t = _F32(s) / last
-        px = starts[:, None, 0] + t * dx
-        py = starts[:, None, 1] + t * dy
-        vx, vy = _bilinear(field, px / stride32 - _HALF, py / stride32 - _HALF, h, w)
+        vx, vy = _bilinear(field, gx0 + t * gdx, gy0 + t * gdy, h, w)
         projection = vx * ux + vy * uy
         supports = projection > _F32(min_score)
         total = total + np.where(supports, projection, _F32(0.0)).astype(np.float32)
@@ -169,6 +215,13 @@ def _pair_affinities(starts: np.ndarray, ends: np.ndarray, field: np.ndarray, st
     ratio = support.astype(np.float32) / _F32(samples)
     accepted = (length > 0) & (affinity > 0) & (ratio > _F32(min_ratio))
     return affinity, accepted
+
+
+def sample_order(samples: int) -> list[int]:
+    """The order in which a pair's samples are visited and summed: from the middle outwards (ties: the
+    lower first). The C decoder stops scoring a pair as soon as it cannot pass, and a wrong pair leaves
+    the field soonest in its middle; the affinity is summed in this order in both."""
+    return sorted(range(samples), key=lambda s: (abs(2 * s - (samples - 1)), s))
 
 
 def _bilinear(field: np.ndarray, gx: np.ndarray, gy: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
