@@ -192,12 +192,12 @@ def test_max_poses_and_empty_maps(built: Built):
 
 @pytest.mark.parametrize(
     "shape, options, code",
-    [((0, 16), {}, PG_ERR_SIZE), ((16, 0), {}, PG_ERR_SIZE), ((17, 16), {}, PG_ERR_SIZE),
+    [((0, 16), {}, PG_ERR_SIZE), ((16, 0), {}, PG_ERR_SIZE), ((256, 1), {}, PG_ERR_SIZE),
      ((16, 16), {"max_poses": -1}, PG_ERR_ARGUMENT), ((16, 16), {"scales": (0.0, ACC_SCALE)}, PG_ERR_ARGUMENT),
      ((16, 16), {"scales": (ACC_SCALE, float("inf"))}, PG_ERR_ARGUMENT)],
 )  # fmt: skip
 def test_bad_sizes_and_arguments_give_error_codes(built: Built, shape, options, code):
-    """17 x 16 maps exceed PG_MAX_CELLS (256, the int32 conversion buffers)."""
+    """256 rows exceed PG_MAX_MAP_SIDE (255: cell indices are stored in a byte)."""
     rows, cols = max(shape[0], 1), max(shape[1], 1)
     maps = np.zeros((19, rows, cols), np.float32), np.zeros((38, rows, cols), np.float32)
     assert run_c(built, *maps, shape=shape, **options) == code

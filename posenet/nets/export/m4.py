@@ -135,6 +135,24 @@ def build(folder: Path, decoder: str, heatmaps: np.ndarray, pafs: np.ndarray, in
     return elf
 
 
+def build_app(folder: Path, sources: Path, heatmap_acc: np.ndarray, paf_acc: np.ndarray) -> Path:
+    """The firmware's MSDK-free part (``sources``: what ``firmware.write_posenas_sources`` wrote) as an ELF for
+    mps2-an386, fed with these 32-bit head outputs laid out as cnn_unload() writes them (heatmaps, then PAFs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    words = np.concatenate([np.asarray(heatmap_acc).reshape(-1), np.asarray(paf_acc).reshape(-1)]).astype(np.int64)
+    if words.min() < -(2**31) or words.max() >= 2**31:
+        raise ValueError("the head outputs do not fit 32 bits")
+    lines = ",\n".join(",".join(str(int(v)) for v in words[i : i + 16]) for i in range(0, words.size, 16))
+    (folder / "m4_output.c").write_text(f'#include <stdint.h>\nconst int32_t m4_output[{words.size}] = {{\n{lines}}};\n')
+    csrc = _csrc()
+    elf = folder / "app.elf"
+    _run(["arm-none-eabi-gcc", *M4_CFLAGS, f"-I{sources}", str(csrc / "m4" / "startup.c"),
+          str(csrc / "m4" / "app_main.c"), str(sources / "posenas_app.c"), str(sources / "pose_grid.c"),
+          str(folder / "m4_output.c"), "--specs=rdimon.specs", "-nostartfiles", "-T",
+          str(csrc / "m4" / "mps2_an386.ld"), "-lm", "-o", str(elf)])  # fmt: skip
+    return elf
+
+
 _CALIBRATION = re.compile(r"^calibration (\d+) instructions (\d+) ticks$", re.M)
 _DECODE = re.compile(r"^decode (\d+) ticks$", re.M)
 

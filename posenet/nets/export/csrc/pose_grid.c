@@ -14,8 +14,7 @@
 /* Compile-time checks: peak ids and people are stored as int16_t, cells as uint8_t, supports as uint8_t. */
 typedef char pg_check_ids[(PG_MAX_PEAKS <= 32767 && PG_MAX_PEOPLE <= 32767) ? 1 : -1];
 typedef char pg_check_limits[(PG_MAX_CANDIDATES >= 1 && PG_MAX_PEAKS_PER_KEYPOINT >= 1 && PG_MAX_PEOPLE >= 1 &&
-                              PG_MAX_MAP_SIDE >= 1 && PG_MAX_MAP_SIDE <= 255 && PG_MAX_CELLS >= 1 &&
-                              PG_MAX_PAF_SAMPLES >= 2)
+                              PG_MAX_MAP_SIDE >= 1 && PG_MAX_MAP_SIDE <= 255 && PG_MAX_PAF_SAMPLES >= 2)
                                  ? 1
                                  : -1];
 
@@ -33,6 +32,7 @@ typedef struct {
     const float *values;
     const int32_t *acc;
     float inv_scale;
+    int32_t acc_threshold; /* int32 input: the smallest accumulator that converts to >= peak_threshold */
 } pg_source;
 
 typedef struct {
@@ -70,25 +70,17 @@ static int s_nconn[PG_NUM_LIMBS];
 static int16_t s_owner[PG_MAX_PEAKS];
 static pg_person s_people[PG_MAX_PEOPLE];
 static int s_order[PG_MAX_PEOPLE];
-static float s_channel[3][PG_MAX_CELLS]; /* int32 input only: a heatmap and a PAF pair as floats */
 
 size_t pg_static_bytes(void)
 {
     return sizeof s_cand + sizeof s_peaks + sizeof s_npeaks + sizeof s_pair_affinity + sizeof s_pair_ok +
-           sizeof s_conn + sizeof s_nconn + sizeof s_owner + sizeof s_people + sizeof s_order + sizeof s_channel;
+           sizeof s_conn + sizeof s_nconn + sizeof s_owner + sizeof s_people + sizeof s_order;
 }
 
-/* Channel `channel` as floats: the map itself, or the accumulators converted into `buffer`. */
-static const float *float_channel(const pg_source *src, int channel, int cells, float *buffer)
+/* One map value as float32: the float map's, or the accumulator times 1 / scale. */
+static float cell(const pg_source *src, int index)
 {
-    int i;
-    if (src->values != NULL) {
-        return src->values + channel * cells;
-    }
-    for (i = 0; i < cells; i++) {
-        buffer[i] = (float)src->acc[channel * cells + i] * src->inv_scale;
-    }
-    return buffer;
+    return src->values != NULL ? src->values[index] : (float)src->acc[index] * src->inv_scale;
 }
 
 /* ---- log and exp: polynomials in float32, bit for bit those of grid_decode.py (no libm) ---------- */
@@ -190,8 +182,8 @@ static int insert_candidate(int count, float value, int row, int col)
 }
 
 /* Sub-cell offset along one axis of a peak at `pos` of `size` cells, whose values are at
- * line[(pos + i) * step]; *gain receives the fitted log-parabola's rise at the offset. */
-static float refine(const float *line, int step, int pos, int size, float centre, float *gain)
+ * cell(src, line + (pos + i) * step); *gain receives the fitted log-parabola's rise at the offset. */
+static float refine(const pg_source *src, int line, int step, int pos, int size, float centre, float *gain)
 {
     float near, far, a2, b, t;
     int direction = 0;
@@ -205,13 +197,13 @@ static float refine(const float *line, int step, int pos, int size, float centre
         direction = -1;
     }
     if (direction == 0) {
-        near = floored_log(line[(pos - 1) * step]);
-        far = floored_log(line[(pos + 1) * step]);
+        near = floored_log(cell(src, line + (pos - 1) * step));
+        far = floored_log(cell(src, line + (pos + 1) * step));
         a2 = (near - centre) + (far - centre);
         b = (far - near) * 0.5f;
     } else {
-        near = floored_log(line[(pos + direction) * step]);
-        far = floored_log(line[(pos + 2 * direction) * step]);
+        near = floored_log(cell(src, line + (pos + direction) * step));
+        far = floored_log(cell(src, line + (pos + 2 * direction) * step));
         a2 = (centre - (near + near)) + far;
         b = (near - centre) - a2 * 0.5f;
     }
@@ -224,35 +216,52 @@ static float refine(const float *line, int step, int pos, int size, float centre
     return direction < 0 ? -t : t;
 }
 
+/* Whether the cell at `index` (of a channel starting at `base`) is a local maximum >= the threshold, with its
+ * value: > left and upper neighbours, >= right and lower ones (grid_peaks). */
+static int is_candidate(const pg_source *src, int base, int index, int h, int w, float threshold, float *value)
+{
+    const int r = index / w, c = index - r * w, at = base + index;
+    const float v = cell(src, at);
+    *value = v;
+    return v >= threshold && !(c > 0 && !(v > cell(src, at - 1))) && !(c < w - 1 && !(v >= cell(src, at + 1))) &&
+           !(r > 0 && !(v > cell(src, at - w))) && !(r < h - 1 && !(v >= cell(src, at + w)));
+}
+
 static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_config *cfg)
 {
-    const float *map = float_channel(heatmaps, k, h * w, s_channel[0]);
+    const int base = k * h * w, cells = h * w;
     const float threshold = cfg->peak_threshold, stride = (float)cfg->stride;
     const float radius_sq = cfg->nms_radius * cfg->nms_radius;
     int count = 0, kept = 0, i, j;
-    const float *const end = map + h * w;
-    const float *at;
-    for (at = map; at < end; at++) {
-        float v;
-        /* The common case, four cells at a time: every one below the threshold (NaN is not, and goes to
-         * the exact test below). */
-        while (end - at >= 4 && at[0] < threshold && at[1] < threshold && at[2] < threshold && at[3] < threshold) {
-            at += 4;
-        }
-        if (at == end) {
-            break;
-        }
-        v = *at;
-        if (!(v >= threshold)) {
-            continue;
-        }
-        {
-            const int index = (int)(at - map), r = index / w, c = index - r * w;
-            if ((c > 0 && !(v > at[-1])) || (c < w - 1 && !(v >= at[1])) || (r > 0 && !(v > at[-w])) ||
-                (r < h - 1 && !(v >= at[w]))) {
-                continue;
+    float v;
+    /* The scan: most cells are below the threshold and are passed over four at a time, by a float compare (a
+     * NaN is not below it and goes to the exact test) or, for accumulators, by an integer one. */
+    if (heatmaps->values != NULL) {
+        const float *map = heatmaps->values + base;
+        for (i = 0; i < cells; i++) {
+            while (cells - i >= 4 && map[i] < threshold && map[i + 1] < threshold && map[i + 2] < threshold &&
+                   map[i + 3] < threshold) {
+                i += 4;
             }
-            count = insert_candidate(count, v, r, c);
+            if (i < cells && (v = map[i]) >= threshold) {
+                const float *at = map + i;
+                const int r = i / w, c = i - r * w;
+                if ((c > 0 && !(v > at[-1])) || (c < w - 1 && !(v >= at[1])) || (r > 0 && !(v > at[-w])) ||
+                    (r < h - 1 && !(v >= at[w]))) {
+                    continue; /* as is_candidate, on the float map directly */
+                }
+                count = insert_candidate(count, v, r, c);
+            }
+        }
+    } else {
+        const int32_t *acc = heatmaps->acc + base, limit = heatmaps->acc_threshold;
+        for (i = 0; i < cells; i++) {
+            while (cells - i >= 4 && acc[i] < limit && acc[i + 1] < limit && acc[i + 2] < limit && acc[i + 3] < limit) {
+                i += 4;
+            }
+            if (i < cells && acc[i] >= limit && is_candidate(heatmaps, base, i, h, w, threshold, &v)) {
+                count = insert_candidate(count, v, i / w, i % w);
+            }
         }
     }
     /* Refine every candidate (Python refines all before suppressing), then suppress in order. */
@@ -260,8 +269,8 @@ static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_
         pg_candidate *cand = &s_cand[i];
         const float centre = floored_log(cand->value);
         float gain_x, gain_y;
-        const float tx = refine(map + cand->row * w, 1, cand->col, w, centre, &gain_x);
-        const float ty = refine(map + cand->col, w, cand->row, h, centre, &gain_y);
+        const float tx = refine(heatmaps, base + cand->row * w, 1, cand->col, w, centre, &gain_x);
+        const float ty = refine(heatmaps, base + cand->col, w, cand->row, h, centre, &gain_y);
         cand->x = (((float)cand->col + 0.5f) + tx) * stride;
         cand->y = (((float)cand->row + 0.5f) + ty) * stride;
         cand->score = fast_exp((centre + gain_x) + gain_y);
@@ -285,6 +294,11 @@ static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_
 }
 
 /* ---- 2. limbs (grid_limbs / _pair_affinities / _bilinear / _match_one_to_one) ------------------- */
+
+/* Bilinear value of map m at cell i with its right (dc) and lower (dr) neighbours: ((1 - fy) * top + fy *
+ * bottom), top = (1 - fx) * v00 + fx * v01 (grid_decode._bilinear). */
+#define PG_BILINEAR(m)                                                                                          \
+    (gy_ * (gx_ * (float)(m)[i] + fx * (float)(m)[i + dc]) + fy * (gx_ * (float)(m)[i + dr] + fx * (float)(m)[i + dr + dc]))
 
 /* Limb scoring constants shared by all limbs of one decode. */
 typedef struct {
@@ -321,80 +335,129 @@ static void limb_constants(const pg_config *cfg, pg_limb_constants *lc)
     }
 }
 
+/* Sampling geometry of one limb's pairs. */
+typedef struct {
+    int h, w, samples, max_c0, max_r0;
+    float max_gx, max_gy, inv_stride, min_score, inv_scale;
+} pg_geometry;
+
+#if defined(__GNUC__)
+#define PG_INLINE static inline __attribute__((always_inline))
+#else
+#define PG_INLINE static
+#endif
+
+/* Affinity of the pair from -> to and whether it passes (grid_decode._pair_affinities). Inlined twice, for
+ * float maps (field_x, field_y) and for accumulators (acc_x, acc_y), so that each sampling loop is specialised. */
+PG_INLINE int score_pair(const pg_peak *from, const pg_peak *to, const float *field_x, const float *field_y,
+                         const int32_t *acc_x, const int32_t *acc_y, const pg_geometry *g, const pg_limb_constants *lc,
+                         float *affinity_out)
+{
+    int s;
+    const float dx = to->x - from->x, dy = to->y - from->y;
+    const float length = sqrtf(dx * dx + dy * dy);
+    const float safe = length > 0.0f ? length : 1.0f;
+    const float ux = dx / safe, uy = dy / safe;
+    float total = 0.0f;
+    int support = 0, ok = length > 0.0f;
+    /* in grid units: cell centres at integers */
+    const float gx0 = from->x * g->inv_stride - 0.5f, gy0 = from->y * g->inv_stride - 0.5f;
+    const float gdx = dx * g->inv_stride, gdy = dy * g->inv_stride;
+    /* Both ends inside [0, w - 1) x [0, h - 1) in grid units: so is every sample (rounding is
+     * monotonic), the clamps below change nothing and the right and lower cells exist. */
+    const float gx1 = gx0 + gdx, gy1 = gy0 + gdy;
+    const int inside = gx0 >= 0.0f && gx1 >= 0.0f && gy0 >= 0.0f && gy1 >= 0.0f && gx0 < g->max_gx &&
+                       gx1 < g->max_gx && gy0 < g->max_gy && gy1 < g->max_gy;
+    for (s = 0; s < g->samples && ok; s++) {
+        const float t = lc->t[lc->order[s]];
+        float gx = gx0 + t * gdx, gy = gy0 + t * gdy;
+        float fx, fy, gx_, gy_, vx, vy, projection;
+        int c0, r0, i, dc = 1, dr = g->w;
+        if (inside) {
+            c0 = (int)gx;
+            r0 = (int)gy;
+        } else {
+            gx = gx < 0.0f ? 0.0f : (gx > g->max_gx ? g->max_gx : gx);
+            gy = gy < 0.0f ? 0.0f : (gy > g->max_gy ? g->max_gy : gy);
+            c0 = (int)gx; /* floor: gx >= 0 */
+            r0 = (int)gy;
+            c0 = c0 < g->max_c0 ? c0 : g->max_c0;
+            r0 = r0 < g->max_r0 ? r0 : g->max_r0;
+            dc = c0 + 1 < g->w ? 1 : 0;
+            dr = r0 + 1 < g->h ? g->w : 0;
+        }
+        fx = gx - (float)c0;
+        fy = gy - (float)r0;
+        gx_ = 1.0f - fx;
+        gy_ = 1.0f - fy;
+        i = r0 * g->w + c0;
+        /* bilinear: ((1 - fy) * top + fy * bottom), top = (1 - fx) * v00 + fx * v01 */
+        if (field_x != NULL) {
+            vx = PG_BILINEAR(field_x);
+            vy = PG_BILINEAR(field_y);
+        } else {
+            /* Scaling by 1 / scale after the arithmetic is exact for power-of-two scales (no rounding
+             * at a power of two): the same float32 as interpolating acc x (1 / scale). */
+            vx = PG_BILINEAR(acc_x) * g->inv_scale;
+            vy = PG_BILINEAR(acc_y) * g->inv_scale;
+        }
+        projection = vx * ux + vy * uy;
+        if (projection > g->min_score) {
+            total = total + projection;
+            support++;
+        } else if (support + (g->samples - 1 - s) < lc->min_support) {
+            ok = 0; /* even if every later sample supports it, the pair cannot pass */
+        }
+    }
+    {
+        const float affinity = total / (float)(support > 0 ? support : 1);
+        *affinity_out = affinity;
+        return ok && affinity > 0.0f && support >= lc->min_support;
+    }
+}
+
 static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_config *cfg,
                        const pg_limb_constants *lc, const int *first_id)
 {
     const int a = PG_LIMBS[limb][0], b = PG_LIMBS[limb][1];
     const int na = s_npeaks[a], nb = s_npeaks[b], samples = cfg->paf_samples;
-    const float inv_stride = 1.0f / (float)cfg->stride, min_score = cfg->paf_min_score;
-    const float max_gx = (float)(w - 1), max_gy = (float)(h - 1);
-    const int max_c0 = w - 2 > 0 ? w - 2 : 0, max_r0 = h - 2 > 0 ? h - 2 : 0;
+    pg_geometry geo;
     uint8_t row_used[PG_MAX_PEAKS_PER_KEYPOINT], col_used[PG_MAX_PEAKS_PER_KEYPOINT];
-    const float *field_x, *field_y;
-    int p, q, s, n = 0;
+    const float *field_x = NULL, *field_y = NULL;
+    const int32_t *acc_x = NULL, *acc_y = NULL;
+    int p, q, n = 0;
     s_nconn[limb] = 0;
+    geo.h = h;
+    geo.w = w;
+    geo.samples = samples;
+    geo.max_c0 = w - 2 > 0 ? w - 2 : 0;
+    geo.max_r0 = h - 2 > 0 ? h - 2 : 0;
+    geo.max_gx = (float)(w - 1);
+    geo.max_gy = (float)(h - 1);
+    geo.inv_stride = 1.0f / (float)cfg->stride;
+    geo.min_score = cfg->paf_min_score;
+    geo.inv_scale = pafs->inv_scale;
     if (na == 0 || nb == 0) {
         return;
     }
-    field_x = float_channel(pafs, 2 * limb, h * w, s_channel[1]);
-    field_y = float_channel(pafs, 2 * limb + 1, h * w, s_channel[2]);
+    if (pafs->values != NULL) {
+        field_x = pafs->values + 2 * limb * h * w;
+        field_y = field_x + h * w;
+    } else {
+        acc_x = pafs->acc + 2 * limb * h * w;
+        acc_y = acc_x + h * w;
+    }
     for (p = 0; p < na; p++) {
-        const pg_peak *from = &s_peaks[a][p];
         for (q = 0; q < nb; q++) {
-            const pg_peak *to = &s_peaks[b][q];
-            const float dx = to->x - from->x, dy = to->y - from->y;
-            const float length = sqrtf(dx * dx + dy * dy);
-            const float safe = length > 0.0f ? length : 1.0f;
-            const float ux = dx / safe, uy = dy / safe;
-            float total = 0.0f, affinity;
-            int support = 0, ok = length > 0.0f;
-            /* in grid units: cell centres at integers */
-            const float gx0 = from->x * inv_stride - 0.5f, gy0 = from->y * inv_stride - 0.5f;
-            const float gdx = dx * inv_stride, gdy = dy * inv_stride;
-            /* Both ends inside [0, w - 1) x [0, h - 1) in grid units: so is every sample (rounding is
-             * monotonic), the clamps below change nothing and the right and lower cells exist. */
-            const float gx1 = gx0 + gdx, gy1 = gy0 + gdy;
-            const int inside = gx0 >= 0.0f && gx1 >= 0.0f && gy0 >= 0.0f && gy1 >= 0.0f && gx0 < max_gx &&
-                               gx1 < max_gx && gy0 < max_gy && gy1 < max_gy;
-            for (s = 0; s < samples && ok; s++) {
-                const float t = lc->t[lc->order[s]];
-                float gx = gx0 + t * gdx, gy = gy0 + t * gdy;
-                float fx, fy, gx_, gy_, vx, vy, projection;
-                int c0, r0, i, dc = 1, dr = w;
-                if (inside) {
-                    c0 = (int)gx;
-                    r0 = (int)gy;
-                } else {
-                    gx = gx < 0.0f ? 0.0f : (gx > max_gx ? max_gx : gx);
-                    gy = gy < 0.0f ? 0.0f : (gy > max_gy ? max_gy : gy);
-                    c0 = (int)gx; /* floor: gx >= 0 */
-                    r0 = (int)gy;
-                    c0 = c0 < max_c0 ? c0 : max_c0;
-                    r0 = r0 < max_r0 ? r0 : max_r0;
-                    dc = c0 + 1 < w ? 1 : 0;
-                    dr = r0 + 1 < h ? w : 0;
-                }
-                fx = gx - (float)c0;
-                fy = gy - (float)r0;
-                gx_ = 1.0f - fx;
-                gy_ = 1.0f - fy;
-                i = r0 * w + c0;
-                /* bilinear: ((1 - fy) * top + fy * bottom), top = (1 - fx) * v00 + fx * v01 */
-                vx = gy_ * (gx_ * field_x[i] + fx * field_x[i + dc]) +
-                     fy * (gx_ * field_x[i + dr] + fx * field_x[i + dr + dc]);
-                vy = gy_ * (gx_ * field_y[i] + fx * field_y[i + dc]) +
-                     fy * (gx_ * field_y[i + dr] + fx * field_y[i + dr + dc]);
-                projection = vx * ux + vy * uy;
-                if (projection > min_score) {
-                    total = total + projection;
-                    support++;
-                } else if (support + (samples - 1 - s) < lc->min_support) {
-                    ok = 0; /* even if every later sample supports it, the pair cannot pass */
-                }
+            float affinity;
+            int ok;
+            if (field_x != NULL) { /* two copies of the sampling loop, each without a per-sample type test */
+                ok = score_pair(&s_peaks[a][p], &s_peaks[b][q], field_x, field_y, NULL, NULL, &geo, lc, &affinity);
+            } else {
+                ok = score_pair(&s_peaks[a][p], &s_peaks[b][q], NULL, NULL, acc_x, acc_y, &geo, lc, &affinity);
             }
-            affinity = total / (float)(support > 0 ? support : 1);
             s_pair_affinity[p * nb + q] = affinity;
-            s_pair_ok[p * nb + q] = (uint8_t)(ok && affinity > 0.0f && support >= lc->min_support);
+            s_pair_ok[p * nb + q] = (uint8_t)ok;
         }
     }
     /* Greedy one-to-one matching by descending affinity, ties in row-major order. */
@@ -525,7 +588,7 @@ static int check_arguments(int h, int w, const pg_config *cfg, const pg_pose *po
     if (cfg == NULL || max_poses < 0 || (poses == NULL && max_poses > 0)) {
         return PG_ERR_ARGUMENT;
     }
-    if (h < 1 || w < 1 || h > PG_MAX_MAP_SIDE || w > PG_MAX_MAP_SIDE || h * w > PG_MAX_CELLS) {
+    if (h < 1 || w < 1 || h > PG_MAX_MAP_SIDE || w > PG_MAX_MAP_SIDE) {
         return PG_ERR_SIZE;
     }
     if (cfg->stride < 1 || cfg->paf_samples < 2 || cfg->paf_samples > PG_MAX_PAF_SAMPLES || !(cfg->nms_radius >= 0.0f)) {
@@ -610,10 +673,31 @@ int pg_decode(const float *heatmaps, const float *pafs, int h, int w, const pg_c
     hm.values = heatmaps;
     hm.acc = NULL;
     hm.inv_scale = 1.0f;
+    hm.acc_threshold = INT32_MAX;
     pf.values = pafs;
     pf.acc = NULL;
     pf.inv_scale = 1.0f;
+    pf.acc_threshold = INT32_MAX;
     return decode(&hm, &pf, h, w, cfg, poses, max_poses);
+}
+
+/* The smallest accumulator a with (float)a * inv_scale >= threshold ((float)a * inv_scale never decreases with a,
+ * so acc >= it exactly when its value passes); INT32_MAX when nothing passes. */
+static int32_t accumulator_threshold(float threshold, float inv_scale)
+{
+    const float guess = threshold / inv_scale;
+    int32_t a;
+    if (!(guess > -2.0e9f)) {
+        a = INT32_MIN;
+    } else if (!(guess < 2.0e9f)) {
+        return INT32_MAX;
+    } else {
+        a = (int32_t)guess - 2 - (guess > 1.6e7f || guess < -1.6e7f ? 512 : 0); /* (float)a rounds above 2^24 */
+    }
+    while (a < INT32_MAX && !((float)a * inv_scale >= threshold)) {
+        a++;
+    }
+    return a;
 }
 
 int pg_decode_int32(const int32_t *heatmap_acc, float heatmap_scale, const int32_t *paf_acc, float paf_scale,
@@ -631,8 +715,10 @@ int pg_decode_int32(const int32_t *heatmap_acc, float heatmap_scale, const int32
     hm.values = NULL;
     hm.acc = heatmap_acc;
     hm.inv_scale = 1.0f / heatmap_scale;
+    hm.acc_threshold = accumulator_threshold(cfg->peak_threshold, hm.inv_scale);
     pf.values = NULL;
     pf.acc = paf_acc;
     pf.inv_scale = 1.0f / paf_scale;
+    pf.acc_threshold = INT32_MAX;
     return decode(&hm, &pf, h, w, cfg, poses, max_poses);
 }

@@ -33,8 +33,9 @@
  * pixel). Person scores are summed in float here, in double in Python. Build without floating-point
  * contraction (-ffp-contract=off; gcc for ARM fuses multiply-adds by default with -std=gnu99).
  * Sample points are divided by the stride as a multiplication by 1 / stride (in Python too).
- * pg_decode_int32 multiplies by 1 / scale, which equals Python's acc / scale for power-of-two scales
- * (the accelerator's: 128 * 2^(bits - 1)).
+ * pg_decode_int32 multiplies by 1 / scale (PAFs: after interpolating the accumulators), which equals
+ * Python's acc / scale for power-of-two scales (the accelerator's: 128 * 2^(bits - 1)), and finds heatmap
+ * cells above the threshold by comparing the accumulators with the threshold's accumulator.
  *
  * Deviations, only when a static limit is reached: more than PG_MAX_CANDIDATES local maxima of a
  * keypoint keep the highest cells; more than PG_MAX_PEAKS_PER_KEYPOINT peaks after suppression keep the
@@ -52,8 +53,7 @@
 #define PG_NUM_LIMBS 19
 #define PG_NUM_REDUNDANT_LIMBS 2
 
-/* Static limits (override with -D). Float maps are read where they are; int32 accumulators are converted
- * one channel at a time into buffers of PG_MAX_CELLS floats. */
+/* Static limits (override with -D). The maps, float or int32, are read where they are. */
 #ifndef PG_MAX_CANDIDATES
 #define PG_MAX_CANDIDATES 32 /* local maxima of one keypoint kept before suppression */
 #endif
@@ -65,9 +65,6 @@
 #endif
 #ifndef PG_MAX_MAP_SIDE
 #define PG_MAX_MAP_SIDE 255 /* largest h and w (cell indices are stored in a byte) */
-#endif
-#ifndef PG_MAX_CELLS
-#define PG_MAX_CELLS 256 /* largest h * w: 16 x 16 maps, a 128-px input at stride 8 */
 #endif
 #ifndef PG_MAX_PAF_SAMPLES
 #define PG_MAX_PAF_SAMPLES 32 /* largest cfg->paf_samples */
@@ -83,13 +80,12 @@
  *   peak owners                          18 * P * 2                     [   576]
  *   people under construction            N * 44                         [   880]
  *   output order of people               N * 4                          [    80]
- *   int32 input as floats, 3 channels    3 * PG_MAX_CELLS * 4           [  3072]
- * 12564 bytes (12.3 KiB) in all with the defaults; stack use is under 200 bytes.
+ * 9492 bytes (9.3 KiB) in all with the defaults; stack use is under 200 bytes.
  */
 
 /* Error codes (negative returns of pg_decode / pg_decode_int32). */
 #define PG_ERR_ARGUMENT (-1) /* NULL pointer, max_poses < 0, or a scale that is not finite and > 0 */
-#define PG_ERR_SIZE (-2)     /* h or w < 1 or > PG_MAX_MAP_SIDE, or h * w > PG_MAX_CELLS */
+#define PG_ERR_SIZE (-2)     /* h or w < 1 or > PG_MAX_MAP_SIDE */
 #define PG_ERR_CONFIG (-3)   /* stride < 1, paf_samples outside 2..PG_MAX_PAF_SAMPLES, nms_radius < 0 or NaN */
 
 /* Decoder constants, as DecodeConfig, all single precision. */
