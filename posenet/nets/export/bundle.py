@@ -44,8 +44,8 @@ from posenas.posenet.nets.export.integer import integer_layers, simulation_model
 from posenas.posenet.nets.export.izer import IzerRun, run_izer, synthesis_figures
 from posenas.posenet.nets.export.network_yaml import network_yaml
 from posenas.posenet.nets.export.performance import Performance
-from posenas.posenet.nets.export.target import decoder_performance, firmware_project
 from posenas.posenet.nets.export.sample import sample_input, simulate
+from posenas.posenet.nets.export.target import decoder_performance, firmware_project
 from posenas.posenet.pose.decode import DecodeConfig, Pose, decode
 from posenas.space.graph import layer_graph
 
