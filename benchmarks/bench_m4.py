@@ -23,9 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_c_decode import person, target_maps  # noqa: E402  (the tests' people and targets)
 
 from posenas.posenet.nets.export import m4  # noqa: E402
+from posenas.posenet.nets.export.firmware import write_posenas_sources  # noqa: E402
 from posenas.posenet.pose.decode import DecodeConfig, decode  # noqa: E402
 
 SCENES = {
+    0: [],
     1: [((64, 28), 1.0)],
     4: [((24, 24), 0.55), ((72, 24), 0.55), ((40, 76), 0.55), ((100, 70), 0.55)],
     10: [((14 + 25 * i, 16 + 60 * row), 0.45) for row in range(2) for i in range(5)],
@@ -34,7 +36,20 @@ SCENES = {
 
 def scene_maps(count: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
     people = [person(neck, scale, seed=40 + i) for i, (neck, scale) in enumerate(SCENES[count])]
+    if not people:
+        rng = np.random.default_rng(0)
+        return (rng.normal(0, noise, (19, 16, 16)).astype(np.float32), rng.normal(0, noise, (38, 16, 16)).astype(np.float32))
     return target_maps(people, noise=noise, seed=count)
+
+
+SCALE = 16384.0  # the accumulators' scale for 8-bit weights
+
+
+def _row(name: str, count: int, run: m4.M4Run, same: bool, sizes: m4.SectionSizes) -> dict:
+    return {"decoder": name, "people_planted": count, "people_found": len(run.poses), "same_as_python": same,
+            "instructions": run.instructions, "ms_cpi_1": round(run.milliseconds(cpi=1.0), 3),
+            f"ms_cpi_{m4.M4_CPI}": round(run.milliseconds(), 3), "text": sizes.text, "data": sizes.data,
+            "bss": sizes.bss}
 
 
 def main() -> int:
@@ -56,20 +71,24 @@ def main() -> int:
                 run = m4.run(m4.build(folder / f"{name}-{count}", name, heatmaps, pafs))
                 same = len(run.poses) == len(expected) and all(
                     np.abs(a.keypoints - b.keypoints).max() <= 0.5 for a, b in zip(run.poses, expected))
-                rows.append({"decoder": name, "people_planted": count, "people_found": len(run.poses),
-                             "same_as_python": same, "instructions": run.instructions,
-                             "ms_cpi_1": round(run.milliseconds(cpi=1.0), 3),
-                             f"ms_cpi_{m4.M4_CPI}": round(run.milliseconds(), 3),
-                             "text": sizes[name].text, "data": sizes[name].data, "bss": sizes[name].bss})
+                rows.append(_row(name, count, run, same, sizes[name]))
+            # The firmware's path: the grid decoder on the heads' int32 accumulators (pg_decode_int32).
+            heat, paf = (np.rint(m * SCALE).astype(np.int64) for m in (heatmaps, pafs))
+            write_posenas_sources(folder / "app", "bench", 128, (16, 16), SCALE, SCALE)
+            run = m4.run(m4.build_app(folder / f"app-{count}", folder / "app", heat, paf))
+            expected = decode(heat / SCALE, paf / SCALE, DecodeConfig.for_input(128, decoder="grid"))
+            same = len(run.poses) == len(expected) and all(
+                np.array_equal(a.keypoints, b.keypoints) for a, b in zip(run.poses, expected))
+            rows.append(_row("grid-int32", count, run, same, sizes["grid"]))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"Cortex-M4 (qemu-system-arm -M mps2-an386 -icount shift=0), maps with noise {args.noise}; "
           f"ms at 100 MHz for CPI 1.0 and {m4.M4_CPI}")
-    print(f"{'decoder':10} {'people':>6} {'found':>5} {'=py':>4} {'instructions':>13} {'ms@1.0':>8} "
+    print(f"{'decoder':11} {'people':>6} {'found':>5} {'=py':>4} {'instructions':>13} {'ms@1.0':>8} "
           f"{'ms@' + str(m4.M4_CPI):>8} {'text':>6} {'data':>5} {'bss':>7}")
     for r in rows:
-        print(f"{r['decoder']:10} {r['people_planted']:>6} {r['people_found']:>5} {'yes' if r['same_as_python'] else 'NO':>4} "
+        print(f"{r['decoder']:11} {r['people_planted']:>6} {r['people_found']:>5} {'yes' if r['same_as_python'] else 'NO':>4} "
               f"{r['instructions']:>13,} {r['ms_cpi_1']:>8.2f} {r[f'ms_cpi_{m4.M4_CPI}']:>8.2f} {r['text']:>6} "
               f"{r['data']:>5} {r['bss']:>7}")
     return 0
