@@ -185,11 +185,13 @@ def export_run(
         if result.izer.ok:
             result.izer_agrees = _izer_agreement(result.izer, izer_root, files, out, arch, budget, layers,
                                                  heatmaps, pafs, say)  # fmt: skip
-    grid_people = len(decode(heat_maps, paf_maps, DecodeConfig.for_input(spec.input_size, decoder="grid")))
     izer_cycles = synthesis_figures(result.izer.output / "log.txt").get("latency_cycles") if result.izer else None
     scales = (heat_layer.wide_scale, paf_layer.wide_scale)
-    result.performance = decoder_performance(out / "m4", spec.name, spec.input_size, heatmaps, pafs, scales, grid_people,
-                                             izer_cycles, report.latency_cycles, measure=build_c)  # fmt: skip
+    cnn_cycles = izer_cycles or report.latency_cycles
+    if budget.device.name == "MAX78000" and cnn_cycles:  # the clocks and the energy reference are the MAX78000's
+        grid_people = len(decode(heat_maps, paf_maps, DecodeConfig.for_input(spec.input_size, decoder="grid")))
+        result.performance = decoder_performance(out / "m4", spec.name, spec.input_size, heatmaps, pafs, scales,
+                                                 grid_people, izer_cycles, cnn_cycles, measure=build_c)  # fmt: skip
     if result.izer is not None and result.izer.ok:
         result.firmware, result.firmware_check = firmware_project(out / "firmware", result.izer.output, spec.name,
                                                                   spec.input_size, heatmaps.shape[1:], scales)  # fmt: skip
