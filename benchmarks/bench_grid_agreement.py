@@ -32,7 +32,8 @@ RAISED = ["-DPG_MAX_CANDIDATES=256", "-DPG_MAX_PEAKS_PER_KEYPOINT=256", "-DPG_MA
 
 
 def same(a, b) -> bool:
-    return len(a) == len(b) and all(x.count == y.count and np.array_equal(x.keypoints, y.keypoints) for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        x.count == y.count and np.array_equal(x.keypoints, y.keypoints) for x, y in zip(a, b))
 
 
 def main() -> int:

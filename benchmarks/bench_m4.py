@@ -38,7 +38,8 @@ def scene_maps(count: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
     people = [person(neck, scale, seed=40 + i) for i, (neck, scale) in enumerate(SCENES[count])]
     if not people:
         rng = np.random.default_rng(0)
-        return (rng.normal(0, noise, (19, 16, 16)).astype(np.float32), rng.normal(0, noise, (38, 16, 16)).astype(np.float32))
+        heatmaps, pafs = rng.normal(0, noise, (19, 16, 16)), rng.normal(0, noise, (38, 16, 16))
+        return heatmaps.astype(np.float32), pafs.astype(np.float32)
     return target_maps(people, noise=noise, seed=count)
 
 
@@ -88,7 +89,8 @@ def main() -> int:
     print(f"{'decoder':11} {'people':>6} {'found':>5} {'=py':>4} {'instructions':>13} {'ms@1.0':>8} "
           f"{'ms@' + str(m4.M4_CPI):>8} {'text':>6} {'data':>5} {'bss':>7}")
     for r in rows:
-        print(f"{r['decoder']:11} {r['people_planted']:>6} {r['people_found']:>5} {'yes' if r['same_as_python'] else 'NO':>4} "
+        same = "yes" if r["same_as_python"] else "NO"
+        print(f"{r['decoder']:11} {r['people_planted']:>6} {r['people_found']:>5} {same:>4} "
               f"{r['instructions']:>13,} {r['ms_cpi_1']:>8.2f} {r[f'ms_cpi_{m4.M4_CPI}']:>8.2f} {r['text']:>6} "
               f"{r['data']:>5} {r['bss']:>7}")
     return 0

@@ -63,7 +63,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 def run_c(built: Built, heatmaps: np.ndarray, pafs: np.ndarray, *, build: str = "checked", max_poses: int = 1000,
-          scales: tuple[float, float] | None = None, shape: tuple[int, int] | None = None) -> list[Pose] | int:  # fmt: skip
+          scales: tuple[float, float] | None = None,
+          shape: tuple[int, int] | None = None) -> list[Pose] | int:  # fmt: skip
     """Decode with the host tool: the people, or the negative error code it reports."""
     h, w = shape if shape is not None else heatmaps.shape[1:]
     path = built.workdir / "maps.bin"

@@ -65,7 +65,8 @@ def _reference_results(args: argparse.Namespace, console):
     config = DecodeConfig.for_input(args.input_size, decoder=args.decoder)
     with progress_bar(console) as progress:
         results = oracle_results(dataset, config, progress=counting(progress, "oracle", len(dataset)))
-    return dataset, results, f"oracle (targets from the ground truth at input {args.input_size}, {args.decoder} decoder)"
+    what = f"oracle (targets from the ground truth at input {args.input_size}, {args.decoder} decoder)"
+    return dataset, results, what
 
 
 def _network_results(args: argparse.Namespace, console):

@@ -193,8 +193,8 @@ def export_run(
         result.performance = decoder_performance(out / "m4", spec.name, spec.input_size, heatmaps, pafs, scales,
                                                  grid_people, izer_cycles, cnn_cycles, measure=build_c)  # fmt: skip
     if result.izer is not None and result.izer.ok:
-        result.firmware, result.firmware_check = firmware_project(out / "firmware", result.izer.output, spec.name,
-                                                                  spec.input_size, heatmaps.shape[1:], scales)  # fmt: skip
+        result.firmware, result.firmware_check = firmware_project(
+            out / "firmware", result.izer.output, spec.name, spec.input_size, heatmaps.shape[1:], scales)
         files["firmware"] = result.firmware
         say(f"firmware project written to {result.firmware} ({result.firmware_check})")
     _write(out / "export.json", json.dumps(result.to_dict(), indent=2, default=_json_number) + "\n")

@@ -143,7 +143,8 @@ def build_app(folder: Path, sources: Path, heatmap_acc: np.ndarray, paf_acc: np.
     if words.min() < -(2**31) or words.max() >= 2**31:
         raise ValueError("the head outputs do not fit 32 bits")
     lines = ",\n".join(",".join(str(int(v)) for v in words[i : i + 16]) for i in range(0, words.size, 16))
-    (folder / "m4_output.c").write_text(f'#include <stdint.h>\nconst int32_t m4_output[{words.size}] = {{\n{lines}}};\n')
+    source = f"#include <stdint.h>\nconst int32_t m4_output[{words.size}] = {{\n{lines}}};\n"
+    (folder / "m4_output.c").write_text(source)
     csrc = _csrc()
     elf = folder / "app.elf"
     _run(["arm-none-eabi-gcc", *M4_CFLAGS, f"-I{sources}", str(csrc / "m4" / "startup.c"),

@@ -68,7 +68,8 @@ class Performance:
         return {**asdict(self), "cnn_clock_hz": CNN_CLOCK_HZ, "cnn_ms": round(self.cnn_ms, 3),
                 "decoder_cpi_assumed": M4_CPI, "decoder_clock_hz": M4_CLOCK_HZ, "decoder_ms": round(self.decoder_ms, 3),
                 "frames_per_second": round(self.fps, 1),
-                "energy_per_inference_uj_estimate": round(self.cnn_energy_uj, 1), "energy_source": ENERGY_SOURCE}  # fmt: skip
+                "energy_per_inference_uj_estimate": round(self.cnn_energy_uj, 1),
+                "energy_source": ENERGY_SOURCE}  # fmt: skip
 
     def summary(self) -> str:
         return (f"CNN {self.cnn_ms:.2f} ms ({self.cnn_cycles:,} cycles at 50 MHz, {self.cnn_cycles_source}) + decoder "

@@ -298,7 +298,8 @@ static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_
 /* Bilinear value of map m at cell i with its right (dc) and lower (dr) neighbours: ((1 - fy) * top + fy *
  * bottom), top = (1 - fx) * v00 + fx * v01 (grid_decode._bilinear). */
 #define PG_BILINEAR(m)                                                                                          \
-    (gy_ * (gx_ * (float)(m)[i] + fx * (float)(m)[i + dc]) + fy * (gx_ * (float)(m)[i + dr] + fx * (float)(m)[i + dr + dc]))
+    (gy_ * (gx_ * (float)(m)[i] + fx * (float)(m)[i + dc]) +                                                    \
+     fy * (gx_ * (float)(m)[i + dr] + fx * (float)(m)[i + dr + dc]))
 
 /* Limb scoring constants shared by all limbs of one decode. */
 typedef struct {
@@ -591,7 +592,8 @@ static int check_arguments(int h, int w, const pg_config *cfg, const pg_pose *po
     if (h < 1 || w < 1 || h > PG_MAX_MAP_SIDE || w > PG_MAX_MAP_SIDE) {
         return PG_ERR_SIZE;
     }
-    if (cfg->stride < 1 || cfg->paf_samples < 2 || cfg->paf_samples > PG_MAX_PAF_SAMPLES || !(cfg->nms_radius >= 0.0f)) {
+    if (cfg->stride < 1 || cfg->paf_samples < 2 || cfg->paf_samples > PG_MAX_PAF_SAMPLES ||
+        !(cfg->nms_radius >= 0.0f)) {
         return PG_ERR_CONFIG;
     }
     return 0;

@@ -41,7 +41,8 @@ int main(void)
     ticks = (start - SYST_CVR) & SYST_MASK;
     /* microseconds at 100 MHz and one cycle per instruction, for the report's format only */
     posenas_print(poses, n, 0, (uint32_t)((uint64_t)ticks * 2u * CALIBRATION_LOOPS / calibration / 100u));
-    printf("calibration %lu instructions %lu ticks\n", (unsigned long)(2u * CALIBRATION_LOOPS), (unsigned long)calibration);
+    printf("calibration %lu instructions %lu ticks\n", (unsigned long)(2u * CALIBRATION_LOOPS),
+           (unsigned long)calibration);
     printf("decode %lu ticks\n", (unsigned long)ticks);
     if (n < 0) {
         printf("error %d\n", n);
