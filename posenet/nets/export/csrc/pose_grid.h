@@ -28,10 +28,12 @@
  *     with disjoint slots merge); people with fewer than min_keypoints keypoints or a mean score below
  *     min_mean_score are dropped.
  *
- * Equivalence with Python: the same float32 operations in the same order, so the results agree except
- * where logf/expf and NumPy's SIMD log/exp differ by an ulp (a keypoint then moves by far less than a
- * pixel). Person scores are summed in float here, in double in Python. Build without floating-point
- * contraction (-ffp-contract=off; gcc for ARM fuses multiply-adds by default with -std=gnu99).
+ * Equivalence with Python: the same float32 operations in the same order, and log and exp computed by the
+ * same polynomials (grid_decode.floored_log / fast_exp; no libm beyond sqrtf, which is correctly rounded),
+ * so keypoints and their scores are bit for bit Python's; person scores are summed in float here, in
+ * double in Python. Build without floating-point contraction (-ffp-contract=off; gcc for ARM fuses
+ * multiply-adds by default with -std=gnu99). Samples of a pair are visited from its middle outwards
+ * (grid_decode.sample_order) and summed in that order.
  * Sample points are divided by the stride as a multiplication by 1 / stride (in Python too).
  * pg_decode_int32 multiplies by 1 / scale (PAFs: after interpolating the accumulators), which equals
  * Python's acc / scale for power-of-two scales (the accelerator's: 128 * 2^(bits - 1)), and finds heatmap
