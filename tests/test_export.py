@@ -224,6 +224,13 @@ def test_ai8xize_accepts_the_export_and_simulates_the_same_outputs(trained_tiny,
     assert result.izer is not None and result.izer.ok, result.izer.summary
     assert result.izer_agrees == {"pafs": True, "heatmaps": True}
     assert synthesis_figures(result.izer.output / "log.txt")["latency_cycles"] == check(get_arch("tiny-hw"), MAX78000).latency_cycles
+    # The firmware project: izer's files, its main.c moved aside, posenas' main and decoder beside them.
+    firmware = result.firmware
+    assert firmware is not None and (firmware / "izer" / "main.c").is_file() and (firmware / "cnn.c").is_file()
+    assert {"main.c", "izer_sample.c", "posenas_app.c", "pose_grid.c", "posenas_firmware.h"} <= {
+        p.name for p in firmware.iterdir()}
+    assert "posenas" in (firmware / "project.mk").read_text()
+    assert result.performance is not None and result.performance.cnn_cycles_source == "ai8x-synthesis"
 
 
 # -- the command line ---------------------------------------------------------------------------------------

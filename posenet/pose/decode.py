@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from posenas.posenet.pose.grid_decode import grid_limbs, grid_peaks
 from posenas.posenet.pose.keypoints import (
     GROUPING_ORDER,
     LIMBS,
@@ -52,6 +53,7 @@ from posenas.posenet.pose.keypoints import (
 )
 
 __all__ = [
+    "DECODERS",
     "DecodeConfig",
     "Pose",
     "assemble",
@@ -62,6 +64,7 @@ __all__ = [
     "upsample_maps",
 ]
 
+DECODERS = ("upsampled", "grid")  # DecodeConfig.decoder: the reference, and the microcontroller's
 _NO_PEAK = -1  # an empty slot of a person, and "no owner" of a peak
 _BORDER_CELLS = 2  # the cubic kernel reaches two cells beyond the outermost cell centre
 _LOG_FLOOR = 1e-3  # heatmap values are floored here before taking logs
@@ -93,6 +96,10 @@ class DecodeConfig:
     extrapolate_borders: bool = True
     """Continue the maps by two cells beyond each border before upsampling (see ``upsample_maps``).
     False: cv2's replicated border cells, as Lightweight OpenPose, which make false peaks at the edge."""
+    decoder: str = "upsampled"
+    """"upsampled": peaks on the maps upsampled by ``upsample`` (this module, the reference); "grid": peaks
+    and limb integrals on the network's grid with sub-cell refinement (``grid_decode``, the
+    microcontroller's decoder, which ignores ``upsample`` and ``extrapolate_borders``)."""
 
     def __post_init__(self) -> None:
         if self.upsample < 1 or self.stride < 1:
@@ -101,6 +108,8 @@ class DecodeConfig:
             raise ValueError(f"paf_samples must be >= 2 (both endpoints), got {self.paf_samples}")
         if self.nms_radius < 0:
             raise ValueError(f"nms_radius must be >= 0, got {self.nms_radius}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
 
     @classmethod
     def for_input(cls, input_size: int, **overrides: object) -> "DecodeConfig":
@@ -467,7 +476,8 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, config: DecodeConfig = Decode
     """Network outputs -> people, sorted by descending score.
 
     ``heatmaps`` is (19, h, w) (channel 18, the background, is ignored) and ``pafs`` (38, h, w), both at
-    the network's stride; keypoints come back in input coordinates.
+    the network's stride; keypoints come back in input coordinates. ``config.decoder`` chooses the
+    upsampling decoder (the reference) or the grid decoder (``grid_decode``, the microcontroller's).
     """
     heatmaps = np.asarray(heatmaps, dtype=np.float32)
     pafs = np.asarray(pafs, dtype=np.float32)
@@ -479,6 +489,11 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, config: DecodeConfig = Decode
         raise ValueError(f"heatmaps {heatmaps.shape} and pafs {pafs.shape} differ in (h, w)")
     if heatmaps.shape[1] == 0 or heatmaps.shape[2] == 0:
         raise ValueError(f"maps must not be empty, got (h, w) = {heatmaps.shape[1:]}")
+    if config.decoder == "grid":
+        peaks = grid_peaks(heatmaps, config.stride, config.peak_threshold, config.nms_radius)
+        connections = grid_limbs(peaks, pafs, config.stride, config.paf_samples, config.paf_min_score,
+                                 config.paf_min_ratio)  # fmt: skip
+        return assemble(peaks, connections, config)
     # One resize for keypoint heatmaps and PAFs together; the background is never used.
     maps = np.concatenate([heatmaps[:NUM_BODY_KEYPOINTS], pafs])
     upsampled = upsample_maps(maps, config, heatmap_channels=NUM_BODY_KEYPOINTS)

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--device", help="cpu or cuda for --checkpoint (default cpu)")
     evaluate.add_argument("--input-size", type=int, default=128, help="network input of --oracle (default 128)")
     evaluate.add_argument("--limit", type=int, help="only the first N images")
+    evaluate.add_argument("--decoder", choices=("upsampled", "grid"), default="upsampled",
+                          help="pose decoder: upsampled (maps x8, the reference) or grid (on the stride-8 grid, "
+                               "the microcontroller's); default upsampled")  # fmt: skip
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(handler=run_eval)
 
@@ -42,7 +45,7 @@ def run_eval(args: argparse.Namespace, console) -> int:
         dataset, results, what = _reference_results(args, console)
     metrics = evaluate_results(dataset.coco, results, dataset.image_ids)
     if args.json:
-        record = {"data": args.data, "split": args.split, "what": what}
+        record = {"data": args.data, "split": args.split, "what": what, "decoder": args.decoder}
         if args.checkpoint:
             record.update(checkpoint=args.checkpoint, mode=args.mode)
         print(json.dumps({**record, **metrics.to_dict()}, indent=2))
@@ -56,15 +59,18 @@ def run_eval(args: argparse.Namespace, console) -> int:
 def _reference_results(args: argparse.Namespace, console):
     """The ground truth as detections, or the oracle: targets rendered from the truth and decoded."""
     from posenas.posenet.pose.coco import CocoPoseDataset
+    from posenas.posenet.pose.decode import DecodeConfig
     from posenas.posenet.pose.evaluate import ground_truth_results, oracle_results
     from posenas.search.report import counting, progress_bar
 
     dataset = CocoPoseDataset(args.data, args.split, input_size=args.input_size, limit=args.limit)
     if args.ground_truth:
         return dataset, ground_truth_results(dataset.coco, dataset.image_ids), "ground truth as detections"
+    config = DecodeConfig.for_input(args.input_size, decoder=args.decoder)
     with progress_bar(console) as progress:
-        results = oracle_results(dataset, progress=counting(progress, "oracle", len(dataset)))
-    return dataset, results, f"oracle (targets from the ground truth at input {args.input_size}, decoded)"
+        results = oracle_results(dataset, config, progress=counting(progress, "oracle", len(dataset)))
+    what = f"oracle (targets from the ground truth at input {args.input_size}, {args.decoder} decoder)"
+    return dataset, results, what
 
 
 def _network_results(args: argparse.Namespace, console):
@@ -76,6 +82,7 @@ def _network_results(args: argparse.Namespace, console):
     from posenas.posenet.nets.checkpoint import load_checkpoint, model_for
     from posenas.posenet.nets.train import predictor_for
     from posenas.posenet.pose.coco import CocoPoseDataset
+    from posenas.posenet.pose.decode import DecodeConfig
     from posenas.posenet.pose.evaluate import prediction_results
     from posenas.search.report import counting, progress_bar
 
@@ -94,6 +101,7 @@ def _network_results(args: argparse.Namespace, console):
     device = torch.device(args.device or "cpu")
     model.to(device).eval()
     with progress_bar(console) as progress:
-        results = prediction_results(predictor_for(model, device), dataset,
+        config = DecodeConfig.for_input(checkpoint.spec.input_size, decoder=args.decoder)
+        results = prediction_results(predictor_for(model, device), dataset, config,
                                      progress=counting(progress, f"{mode.value} inference", len(dataset)))  # fmt: skip
-    return dataset, results, f"{args.checkpoint} ({checkpoint.spec.name}, {mode.value})"
+    return dataset, results, f"{args.checkpoint} ({checkpoint.spec.name}, {mode.value}, {args.decoder} decoder)"

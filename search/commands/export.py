@@ -60,6 +60,7 @@ def run_export(args: argparse.Namespace, console: "Console") -> int:
         console.print(f"[bold red]C build failed:[/] {exc}", highlight=False)
         return ExitCode.FAILED
     _print_result(result, console)
+    _print_performance(result, console)
     return ExitCode.OK if result.passed else ExitCode.FAILED
 
 
@@ -106,6 +107,14 @@ def _existing(path: Path, storage_url: str) -> Path | None:
         if (folder / path).is_file():
             return folder / path
     return None
+
+
+def _print_performance(result: "ExportResult", console: "Console") -> None:
+    """Frames per second, the times they come from and the energy estimate; the firmware project."""
+    if result.performance is not None:
+        console.print(f"on the MAX78000: {result.performance.summary()}", highlight=False)
+    if result.firmware is not None:
+        console.print(f"firmware project (MSDK): {result.firmware} ({result.firmware_check})", highlight=False)
 
 
 def _print_result(result: "ExportResult", console: "Console") -> None:

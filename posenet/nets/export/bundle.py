@@ -43,7 +43,9 @@ from posenas.posenet.nets.export.host import (
 from posenas.posenet.nets.export.integer import integer_layers, simulation_model, synthesis_checkpoint
 from posenas.posenet.nets.export.izer import IzerRun, run_izer, synthesis_figures
 from posenas.posenet.nets.export.network_yaml import network_yaml
+from posenas.posenet.nets.export.performance import Performance
 from posenas.posenet.nets.export.sample import sample_input, simulate
+from posenas.posenet.nets.export.target import decoder_performance, firmware_project
 from posenas.posenet.pose.decode import DecodeConfig, Pose, decode
 from posenas.space.graph import layer_graph
 
@@ -76,6 +78,9 @@ class ExportResult:
     izer: IzerRun | None = None
     izer_agrees: dict[str, bool] | None = None  # per head: izer's own simulation == posenas' expected output
     latency_cycles: int | None = None  # the budget checker's estimate, to set beside izer's
+    performance: Performance | None = None  # CNN latency, decoder time, frames per second, energy estimate
+    firmware: Path | None = None  # the MSDK project (izer-backed exports only)
+    firmware_check: str | None = None  # how posenas' firmware sources were checked, or why not
 
     @property
     def passed(self) -> bool:
@@ -107,6 +112,8 @@ class ExportResult:
                 "simulation_equals_posenas": self.izer_agrees,
                 "figures": synthesis_figures(self.izer.output / "log.txt"), "posenas_latency_cycles": self.latency_cycles,
             },
+            "performance": None if self.performance is None else self.performance.to_dict(),
+            "firmware": None if self.firmware is None else {"folder": str(self.firmware), "check": self.firmware_check},
         }  # fmt: skip
 
 
@@ -178,6 +185,18 @@ def export_run(
         if result.izer.ok:
             result.izer_agrees = _izer_agreement(result.izer, izer_root, files, out, arch, budget, layers,
                                                  heatmaps, pafs, say)  # fmt: skip
+    izer_cycles = synthesis_figures(result.izer.output / "log.txt").get("latency_cycles") if result.izer else None
+    scales = (heat_layer.wide_scale, paf_layer.wide_scale)
+    cnn_cycles = izer_cycles or report.latency_cycles
+    if budget.device.name == "MAX78000" and cnn_cycles:  # the clocks and the energy reference are the MAX78000's
+        grid_people = len(decode(heat_maps, paf_maps, DecodeConfig.for_input(spec.input_size, decoder="grid")))
+        result.performance = decoder_performance(out / "m4", spec.name, spec.input_size, heatmaps, pafs, scales,
+                                                 grid_people, izer_cycles, cnn_cycles, measure=build_c)  # fmt: skip
+    if result.izer is not None and result.izer.ok:
+        result.firmware, result.firmware_check = firmware_project(
+            out / "firmware", result.izer.output, spec.name, spec.input_size, heatmaps.shape[1:], scales)
+        files["firmware"] = result.firmware
+        say(f"firmware project written to {result.firmware} ({result.firmware_check})")
     _write(out / "export.json", json.dumps(result.to_dict(), indent=2, default=_json_number) + "\n")
     return result
 

@@ -24,7 +24,8 @@ from posenas.space.graph import INPUT
 # Candidates never overflow it: no two neighbouring pixels can both be local maxima, so an upsampled map
 # holds at most half its pixels' worth (set per network in network_make_flags).
 HOST_DECODER_LIMITS = {"PD_MAX_CANDIDATES": 8192, "PD_MAX_PEAKS_PER_KEYPOINT": 1024, "PD_MAX_PEOPLE": 1024}
-STATIC_SOURCES = ("cnn.h", "cnn.c", "pose_decode.h", "pose_decode.c", "pose_decode_main.c", "main.c", "Makefile")
+STATIC_SOURCES = ("cnn.h", "cnn.c", "pose_decode.h", "pose_decode.c", "pose_decode_main.c", "main.c", "Makefile",
+                  "pose_grid.h", "pose_grid.c", "pose_grid_main.c")  # fmt: skip
 _VALUES_PER_LINE = 24
 
 
