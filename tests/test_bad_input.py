@@ -12,6 +12,7 @@ import copy
 import json
 import pickle
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,35 @@ def test_the_suite_covers_every_command_and_sixty_cases():
     assert commands == {"space", "budget", "data", "eval", "teacher", "train", "search", "plot", "export",
                         "frobnicate"}  # fmt: skip
     assert len(CASES) >= 60
+
+
+# One case of each error family, and the family it must raise (caught once, in the CLI).
+FAMILIES = {
+    "UsageError": "train-nan-lr", "SpecError": "space-traversal-name", "BudgetError": "budget-zero-clock",
+    "StudyError": "search-study-typo", "DataError": "eval-nan-keypoints", "CheckpointError": "eval-nan-checkpoint",
+    "TeacherError": "train-no-teacher", "WeightsError": "export-pickle-checkpoint", "OutputError": "search-out-is-file",
+    "ToolError": "export-izer-nowhere",
+}  # fmt: skip
+
+
+def test_every_error_family_reaches_the_user_as_one_line(inputs, tmp_path, monkeypatch, capsys):
+    import posenas.errors
+    import posenas.search.cli as cli
+
+    raised: list[type] = []
+    real_fail = cli._fail
+
+    def recording_fail(message, code):
+        raised.append(sys.exc_info()[0])  # the exception being handled
+        return real_fail(message, code)
+
+    monkeypatch.setattr(cli, "_fail", recording_fail)
+    by_id = {c[0]: c[1] for c in CASES}
+    for family, case in FAMILIES.items():
+        out = tmp_path / case
+        values = {**inputs, "out": str(out)}
+        args = [re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], a) for a in by_id[case]]
+        assert cli.main(args) == 2
+        assert issubclass(raised[-1], getattr(posenas.errors, family)), (case, raised[-1])
+        assert capsys.readouterr().err.count("\n") == 1
+    assert len({c.__name__ for c in raised}) >= len(FAMILIES) - 1  # WeightsError's case raises its CheckpointError
