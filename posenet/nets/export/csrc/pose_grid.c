@@ -11,6 +11,14 @@
 #define PG_NO_PEAK (-1)
 #define PG_LOG_FLOOR 1e-3f /* values are floored here before taking logs */
 
+/* Phase marks for profiling (bench_m4.py --phases): -DPG_PROFILE calls pg_profile_mark(phase) at each phase's end. */
+#ifdef PG_PROFILE
+extern void pg_profile_mark(int phase);
+#define PG_MARK(phase) pg_profile_mark(phase)
+#else
+#define PG_MARK(phase) ((void)0)
+#endif
+
 /* Compile-time checks: peak ids and people are stored as int16_t, cells as uint8_t, supports as uint8_t. */
 typedef char pg_check_ids[(PG_MAX_PEAKS <= 32767 && PG_MAX_PEOPLE <= 32767) ? 1 : -1];
 typedef char pg_check_limits[(PG_MAX_CANDIDATES >= 1 && PG_MAX_PEAKS_PER_KEYPOINT >= 1 && PG_MAX_PEOPLE >= 1 &&
@@ -63,8 +71,13 @@ typedef struct {
 static pg_candidate s_cand[PG_MAX_CANDIDATES];
 static pg_peak s_peaks[PG_NUM_KEYPOINTS][PG_MAX_PEAKS_PER_KEYPOINT];
 static int s_npeaks[PG_NUM_KEYPOINTS];
-static float s_pair_affinity[PG_MAX_PEAKS_PER_KEYPOINT * PG_MAX_PEAKS_PER_KEYPOINT];
-static uint8_t s_pair_ok[PG_MAX_PEAKS_PER_KEYPOINT * PG_MAX_PEAKS_PER_KEYPOINT];
+#if PG_MAX_PEAKS_PER_KEYPOINT <= 255
+typedef uint16_t pg_pair_index; /* p * nb + q */
+#else
+typedef uint32_t pg_pair_index;
+#endif
+static pg_pair_index s_pair_index[PG_MAX_PEAKS_PER_KEYPOINT * PG_MAX_PEAKS_PER_KEYPOINT]; /* the pairs that pass */
+static float s_pair_affinity[PG_MAX_PEAKS_PER_KEYPOINT * PG_MAX_PEAKS_PER_KEYPOINT];      /* and their affinities */
 static pg_connection s_conn[PG_NUM_LIMBS][PG_MAX_PEAKS_PER_KEYPOINT];
 static int s_nconn[PG_NUM_LIMBS];
 static int16_t s_owner[PG_MAX_PEAKS];
@@ -73,7 +86,7 @@ static int s_order[PG_MAX_PEOPLE];
 
 size_t pg_static_bytes(void)
 {
-    return sizeof s_cand + sizeof s_peaks + sizeof s_npeaks + sizeof s_pair_affinity + sizeof s_pair_ok +
+    return sizeof s_cand + sizeof s_peaks + sizeof s_npeaks + sizeof s_pair_affinity + sizeof s_pair_index +
            sizeof s_conn + sizeof s_nconn + sizeof s_owner + sizeof s_people + sizeof s_order;
 }
 
@@ -157,6 +170,22 @@ static float fast_exp(float x)
 
 /* ---- 1. peaks (grid_peaks / refine_offsets / _suppress) ----------------------------------------- */
 
+/* a - b saturated to int32 (its sign is always a - b's): the DSP instruction on the Cortex-M4. */
+#if defined(__ARM_FEATURE_DSP)
+static inline int32_t pg_qsub(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("qsub %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static int32_t pg_qsub(int32_t a, int32_t b)
+{
+    const int64_t d = (int64_t)a - (int64_t)b;
+    return d < INT32_MIN ? INT32_MIN : (d > INT32_MAX ? INT32_MAX : (int32_t)d);
+}
+#endif
+
 /* Insert into the candidates sorted by descending value; equal values stay in raster order (the
  * stable lexsort). When full, the lowest one is dropped. */
 static int insert_candidate(int count, float value, int row, int col)
@@ -216,15 +245,37 @@ static float refine(const pg_source *src, int line, int step, int pos, int size,
     return direction < 0 ? -t : t;
 }
 
-/* Whether the cell at `index` (of a channel starting at `base`) is a local maximum >= the threshold, with its
- * value: > left and upper neighbours, >= right and lower ones (grid_peaks). */
-static int is_candidate(const pg_source *src, int base, int index, int h, int w, float threshold, float *value)
+/* The first block of four cells from `at` (up to `end`) with one at or above `limit`: a block is below it when
+ * every saturated difference is negative. A function of its own keeps the loop in registers. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static const int32_t *skip_below(const int32_t *at, const int32_t *end, int32_t limit)
 {
-    const int r = index / w, c = index - r * w, at = base + index;
-    const float v = cell(src, at);
-    *value = v;
-    return v >= threshold && !(c > 0 && !(v > cell(src, at - 1))) && !(c < w - 1 && !(v >= cell(src, at + 1))) &&
-           !(r > 0 && !(v > cell(src, at - w))) && !(r < h - 1 && !(v >= cell(src, at + w)));
+    while (at < end && (pg_qsub(at[0], limit) & pg_qsub(at[1], limit) & pg_qsub(at[2], limit) & pg_qsub(at[3], limit)) < 0) {
+        at += 4;
+    }
+    return at;
+}
+
+/* Cell i of an accumulator map (already >= the threshold's accumulator) inserted into the candidates when it is
+ * a local maximum as is_candidate's rule on floats: > left and upper neighbours, >= right and lower ones. */
+static int int_candidate(float inv_scale, const int32_t *acc, int i, int h, int w, int count)
+{
+    const int32_t *at = acc + i;
+    const int r = i / w, c = i - r * w;
+    float v;
+    /* (float)a * inv_scale never decreases with a, so a cell whose accumulator is not above its left or upper
+     * neighbour's is not above it as a float either: rejected exactly, without converting. */
+    if ((c > 0 && at[0] <= at[-1]) || (r > 0 && at[0] <= at[-w])) {
+        return count;
+    }
+    v = (float)at[0] * inv_scale; /* then the exact test on the values */
+    if ((c > 0 && !(v > (float)at[-1] * inv_scale)) || (c < w - 1 && !(v >= (float)at[1] * inv_scale)) ||
+        (r > 0 && !(v > (float)at[-w] * inv_scale)) || (r < h - 1 && !(v >= (float)at[w] * inv_scale))) {
+        return count;
+    }
+    return insert_candidate(count, v, r, c);
 }
 
 static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_config *cfg)
@@ -255,13 +306,19 @@ static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_
         }
     } else {
         const int32_t *acc = heatmaps->acc + base, limit = heatmaps->acc_threshold;
-        for (i = 0; i < cells; i++) {
-            while (cells - i >= 4 && acc[i] < limit && acc[i + 1] < limit && acc[i + 2] < limit && acc[i + 3] < limit) {
-                i += 4;
+        const int32_t *at = acc, *const blocks_end = acc + (cells - cells % 4);
+        for (;;) {
+            at = skip_below(at, blocks_end, limit);
+            if (at == acc + cells) {
+                break;
             }
-            if (i < cells && acc[i] >= limit && is_candidate(heatmaps, base, i, h, w, threshold, &v)) {
-                count = insert_candidate(count, v, i / w, i % w);
+            j = at < blocks_end ? 4 : cells % 4; /* a block with a cell at or above it, or the last cells */
+            for (i = (int)(at - acc); j > 0; i++, j--) {
+                if (acc[i] >= limit) {
+                    count = int_candidate(heatmaps->inv_scale, acc, i, h, w, count);
+                }
             }
+            at = acc + i;
         }
     }
     /* Refine every candidate (Python refines all before suppressing), then suppress in order. */
@@ -426,7 +483,7 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
     uint8_t row_used[PG_MAX_PEAKS_PER_KEYPOINT], col_used[PG_MAX_PEAKS_PER_KEYPOINT];
     const float *field_x = NULL, *field_y = NULL;
     const int32_t *acc_x = NULL, *acc_y = NULL;
-    int p, q, n = 0;
+    int p, q, n = 0, passed = 0;
     s_nconn[limb] = 0;
     geo.h = h;
     geo.w = w;
@@ -448,6 +505,7 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
         acc_x = pafs->acc + 2 * limb * h * w;
         acc_y = acc_x + h * w;
     }
+    /* Only the pairs that pass are kept, in row-major order (the matching's tie order). */
     for (p = 0; p < na; p++) {
         for (q = 0; q < nb; q++) {
             float affinity;
@@ -457,11 +515,15 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
             } else {
                 ok = score_pair(&s_peaks[a][p], &s_peaks[b][q], NULL, NULL, acc_x, acc_y, &geo, lc, &affinity);
             }
-            s_pair_affinity[p * nb + q] = affinity;
-            s_pair_ok[p * nb + q] = (uint8_t)ok;
+            if (ok) {
+                s_pair_affinity[passed] = affinity;
+                s_pair_index[passed] = (pg_pair_index)(p * nb + q);
+                passed++;
+            }
         }
     }
-    /* Greedy one-to-one matching by descending affinity, ties in row-major order. */
+    /* Greedy one-to-one matching by descending affinity, ties in row-major order: each round takes the first
+     * highest of the passed pairs whose ends are both free. */
     for (p = 0; p < na; p++) {
         row_used[p] = 0;
     }
@@ -469,23 +531,18 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
         col_used[q] = 0;
     }
     for (;;) {
-        int best = -1;
-        for (p = 0; p < na; p++) {
-            if (row_used[p]) {
-                continue;
-            }
-            for (q = 0; q < nb; q++) {
-                const int i = p * nb + q;
-                if (!col_used[q] && s_pair_ok[i] && (best < 0 || s_pair_affinity[i] > s_pair_affinity[best])) {
-                    best = i;
-                }
+        int best = -1, k;
+        for (k = 0; k < passed; k++) {
+            const int i = s_pair_index[k];
+            if (!row_used[i / nb] && !col_used[i % nb] && (best < 0 || s_pair_affinity[k] > s_pair_affinity[best])) {
+                best = k;
             }
         }
         if (best < 0) {
             break;
         }
-        p = best / nb;
-        q = best % nb;
+        p = s_pair_index[best] / nb;
+        q = s_pair_index[best] % nb;
         row_used[p] = col_used[q] = 1;
         s_conn[limb][n].from = (int16_t)(first_id[a] + p);
         s_conn[limb][n].to = (int16_t)(first_id[b] + q);
@@ -577,7 +634,7 @@ void pg_default_config(pg_config *cfg, int input_size)
     cfg->stride = 8;
     cfg->peak_threshold = 0.1f;
     cfg->nms_radius = (float)((double)(6 * input_size) / 368.0); /* np.float32 of Python's float */
-    cfg->paf_samples = 10;
+    cfg->paf_samples = 5; /* DecodeConfig's for the grid decoder (GRID_PAF_SAMPLES) */
     cfg->paf_min_score = 0.05f;
     cfg->paf_min_ratio = 0.8f;
     cfg->min_keypoints = 3;
@@ -610,10 +667,12 @@ static int decode(const pg_source *heatmaps, const pg_source *pafs, int h, int w
         first_id[k] = total;
         total += s_npeaks[k];
     }
+    PG_MARK(0);
     limb_constants(cfg, &lc);
     for (limb = 0; limb < PG_NUM_LIMBS; limb++) {
         score_limb(limb, pafs, h, w, cfg, &lc, first_id);
     }
+    PG_MARK(1);
     for (i = 0; i < total; i++) {
         s_owner[i] = PG_NO_PEAK;
     }

@@ -77,12 +77,12 @@
  * N = PG_MAX_PEOPLE (values for the defaults in brackets; pg_static_bytes() returns the total as compiled):
  *   candidates of one keypoint           C * 20                         [   640]
  *   peaks (x, y, score) and counts       18 * P * 12 + 18 * 4           [  3528]
- *   pair scores of one limb              P * P * 5                      [  1280]
+ *   passed pairs of one limb             P * P * 6                      [  1536]
  *   connections and counts               19 * P * 8 + 19 * 4            [  2508]
  *   peak owners                          18 * P * 2                     [   576]
  *   people under construction            N * 44                         [   880]
  *   output order of people               N * 4                          [    80]
- * 9492 bytes (9.3 KiB) in all with the defaults; stack use is under 200 bytes.
+ * 9748 bytes (9.5 KiB) in all with the defaults; stack use is under 200 bytes.
  */
 
 /* Error codes (negative returns of pg_decode / pg_decode_int32). */
