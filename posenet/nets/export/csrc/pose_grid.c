@@ -362,7 +362,9 @@ static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_
 typedef struct {
     float t[PG_MAX_PAF_SAMPLES];       /* s / (samples - 1), as float32 */
     uint8_t order[PG_MAX_PAF_SAMPLES]; /* samples from the middle outwards (sample_order in Python) */
+    float t_ordered[PG_MAX_PAF_SAMPLES]; /* t in visiting order: t[order[s]] */
     int min_support;             /* fewest supporting samples with support / samples > paf_min_ratio */
+    int max_misses;              /* samples - min_support: one more miss and the pair cannot pass */
 } pg_limb_constants;
 
 static void limb_constants(const pg_config *cfg, pg_limb_constants *lc)
@@ -385,18 +387,23 @@ static void limb_constants(const pg_config *cfg, pg_limb_constants *lc)
         lc->order[at] = (uint8_t)s;
         lc->t[s] = (float)s / (float)(samples - 1);
     }
+    for (s = 0; s < samples; s++) {
+        lc->t_ordered[s] = lc->t[lc->order[s]];
+    }
     /* The float32 ratio test is monotonic in the count: find its threshold once. */
     for (lc->min_support = 0; lc->min_support <= samples; lc->min_support++) {
         if ((float)lc->min_support / (float)samples > cfg->paf_min_ratio) {
             break;
         }
     }
+    lc->max_misses = samples - lc->min_support;
 }
 
 /* Sampling geometry of one limb's pairs. */
 typedef struct {
     int h, w, samples, max_c0, max_r0;
     float max_gx, max_gy, inv_stride, min_score, inv_scale;
+    uint32_t max_gx_bits, max_gy_bits; /* float_bits(max_gx), float_bits(max_gy) */
 } pg_geometry;
 
 #if defined(__GNUC__)
@@ -417,17 +424,19 @@ PG_INLINE int score_pair(const pg_peak *from, const pg_peak *to, const float *fi
     const float safe = length > 0.0f ? length : 1.0f;
     const float ux = dx / safe, uy = dy / safe;
     float total = 0.0f;
-    int support = 0, ok = length > 0.0f;
+    int support = 0, misses = 0, ok = length > 0.0f;
     /* in grid units: cell centres at integers */
     const float gx0 = from->x * g->inv_stride - 0.5f, gy0 = from->y * g->inv_stride - 0.5f;
     const float gdx = dx * g->inv_stride, gdy = dy * g->inv_stride;
     /* Both ends inside [0, w - 1) x [0, h - 1) in grid units: so is every sample (rounding is
      * monotonic), the clamps below change nothing and the right and lower cells exist. */
     const float gx1 = gx0 + gdx, gy1 = gy0 + gdy;
-    const int inside = gx0 >= 0.0f && gx1 >= 0.0f && gy0 >= 0.0f && gy1 >= 0.0f && gx0 < g->max_gx &&
-                       gx1 < g->max_gx && gy0 < g->max_gy && gy1 < g->max_gy;
-    for (s = 0; s < g->samples && ok; s++) {
-        const float t = lc->t[lc->order[s]];
+    /* Tested on the bits: non-negative floats order as their bit patterns, and negative ones (-0.0 included, which
+     * then takes the clamped path to the same values) and NaN compare above every finite positive one. */
+    const int inside = (float_bits(gx0) < g->max_gx_bits) & (float_bits(gx1) < g->max_gx_bits) &
+                       (float_bits(gy0) < g->max_gy_bits) & (float_bits(gy1) < g->max_gy_bits);
+    for (s = 0; s < g->samples && ok; s++) { /* ok: a zero-length pair samples nothing */
+        const float t = lc->t_ordered[s];
         float gx = gx0 + t * gdx, gy = gy0 + t * gdy;
         float fx, fy, gx_, gy_, vx, vy, projection;
         int c0, r0, i, dc = 1, dr = g->w;
@@ -463,8 +472,9 @@ PG_INLINE int score_pair(const pg_peak *from, const pg_peak *to, const float *fi
         if (projection > g->min_score) {
             total = total + projection;
             support++;
-        } else if (support + (g->samples - 1 - s) < lc->min_support) {
+        } else if (++misses > lc->max_misses) {
             ok = 0; /* even if every later sample supports it, the pair cannot pass */
+            break;
         }
     }
     {
@@ -492,6 +502,8 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
     geo.max_r0 = h - 2 > 0 ? h - 2 : 0;
     geo.max_gx = (float)(w - 1);
     geo.max_gy = (float)(h - 1);
+    geo.max_gx_bits = float_bits(geo.max_gx);
+    geo.max_gy_bits = float_bits(geo.max_gy);
     geo.inv_stride = 1.0f / (float)cfg->stride;
     geo.min_score = cfg->paf_min_score;
     geo.inv_scale = pafs->inv_scale;
