@@ -245,19 +245,6 @@ static float refine(const pg_source *src, int line, int step, int pos, int size,
     return direction < 0 ? -t : t;
 }
 
-/* The first block of four cells from `at` (up to `end`) with one at or above `limit`: a block is below it when
- * every saturated difference is negative. A function of its own keeps the loop in registers. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static const int32_t *skip_below(const int32_t *at, const int32_t *end, int32_t limit)
-{
-    while (at < end && (pg_qsub(at[0], limit) & pg_qsub(at[1], limit) & pg_qsub(at[2], limit) & pg_qsub(at[3], limit)) < 0) {
-        at += 4;
-    }
-    return at;
-}
-
 /* Cell i of an accumulator map (already >= the threshold's accumulator) inserted into the candidates when it is
  * a local maximum as is_candidate's rule on floats: > left and upper neighbours, >= right and lower ones. */
 static int int_candidate(float inv_scale, const int32_t *acc, int i, int h, int w, int count)
@@ -276,6 +263,43 @@ static int int_candidate(float inv_scale, const int32_t *acc, int i, int h, int 
         return count;
     }
     return insert_candidate(count, v, r, c);
+}
+
+/* The candidates of one accumulator map: four cells a turn, each compared with the threshold's accumulator by a
+ * saturated difference (its sign is the difference's), the four signs tested at once; the cells at or above it
+ * go to int_candidate in raster order. Returns the number of candidates. */
+#if defined(__GNUC__)
+__attribute__((noinline)) /* a function of its own: the loop keeps its registers */
+#endif
+static int scan_int(const int32_t *acc, int32_t limit, float inv_scale, int h, int w)
+{
+    const int cells = h * w;
+    int i, count = 0;
+    for (i = 0; i + 4 <= cells; i += 4) {
+        const int32_t d0 = pg_qsub(acc[i], limit), d1 = pg_qsub(acc[i + 1], limit), d2 = pg_qsub(acc[i + 2], limit),
+                      d3 = pg_qsub(acc[i + 3], limit);
+        if ((d0 & d1 & d2 & d3) < 0) {
+            continue;
+        }
+        if (d0 >= 0) {
+            count = int_candidate(inv_scale, acc, i, h, w, count);
+        }
+        if (d1 >= 0) {
+            count = int_candidate(inv_scale, acc, i + 1, h, w, count);
+        }
+        if (d2 >= 0) {
+            count = int_candidate(inv_scale, acc, i + 2, h, w, count);
+        }
+        if (d3 >= 0) {
+            count = int_candidate(inv_scale, acc, i + 3, h, w, count);
+        }
+    }
+    for (; i < cells; i++) {
+        if (acc[i] >= limit) {
+            count = int_candidate(inv_scale, acc, i, h, w, count);
+        }
+    }
+    return count;
 }
 
 static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_config *cfg)
@@ -305,21 +329,7 @@ static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_
             }
         }
     } else {
-        const int32_t *acc = heatmaps->acc + base, limit = heatmaps->acc_threshold;
-        const int32_t *at = acc, *const blocks_end = acc + (cells - cells % 4);
-        for (;;) {
-            at = skip_below(at, blocks_end, limit);
-            if (at == acc + cells) {
-                break;
-            }
-            j = at < blocks_end ? 4 : cells % 4; /* a block with a cell at or above it, or the last cells */
-            for (i = (int)(at - acc); j > 0; i++, j--) {
-                if (acc[i] >= limit) {
-                    count = int_candidate(heatmaps->inv_scale, acc, i, h, w, count);
-                }
-            }
-            at = acc + i;
-        }
+        count = scan_int(heatmaps->acc + base, heatmaps->acc_threshold, heatmaps->inv_scale, h, w);
     }
     /* Refine every candidate (Python refines all before suppressing), then suppress in order. */
     for (i = 0; i < count; i++) {
