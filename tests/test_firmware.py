@@ -60,12 +60,12 @@ def test_firmware_app_compiles_with_strict_warnings_for_the_m4(tmp_path):
 
 def test_decoder_model_and_frames_per_second():
     assert [decoder_instructions(n) for n, _ in DECODER_INSTRUCTIONS] == [i for _, i in DECODER_INSTRUCTIONS]
-    assert decoder_instructions(2) == (71_560 * 2 + 271_600) // 3
+    assert decoder_instructions(2) == (54_560 * 2 + 183_680) // 3
     assert decoder_instructions(12) > DECODER_INSTRUCTIONS[-1][1]
-    perf = Performance(515_000, "ai8x-synthesis", 4, 271_600, "model")
+    perf = Performance(515_000, "ai8x-synthesis", 4, 183_680, "model")
     assert perf.cnn_ms == pytest.approx(10.3)
-    assert perf.decoder_ms == pytest.approx(271_600 * 1.5 / 1e5)
-    assert perf.fps == pytest.approx(1000 / (10.3 + 4.074))
+    assert perf.decoder_ms == pytest.approx(183_680 * 1.5 / 1e5)
+    assert perf.fps == pytest.approx(1000 / (10.3 + 2.7552))
     record = perf.to_dict()
     assert "estimate" in record["energy_source"] and record["energy_per_inference_uj_estimate"] > 0
     json.dumps(record)
