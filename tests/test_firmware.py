@@ -51,6 +51,23 @@ def test_firmware_app_on_the_m4_finds_the_python_people(tmp_path):
 
 
 @needs_arm
+def test_phase_profile_splits_the_decoders_instructions(tmp_path):
+    """-DPG_PROFILE (bench_m4.py --phases): the same people, and peak search + limb scoring within the decode's
+    instructions, each a real share of it (three people: peaks about 73 k, limbs 56 k, of 134 k)."""
+    heat, paf = accumulators()
+    sources = tmp_path / "src"
+    write_posenas_sources(sources, "tiny-hw", 128, (16, 16), SCALE, SCALE)
+    plain = m4.run(m4.build_app(tmp_path / "plain", sources, heat, paf))
+    profiled = m4.run(m4.build_app(tmp_path / "profiled", sources, heat, paf, defines=("-DPG_PROFILE",)))
+    assert m4.phase_instructions(plain) == {}
+    phases = m4.phase_instructions(profiled)
+    assert set(phases) == {"peaks", "limbs"}
+    assert [p.keypoints.tolist() for p in profiled.poses] == [p.keypoints.tolist() for p in plain.poses]
+    assert 30_000 < phases["peaks"] and 20_000 < phases["limbs"]
+    assert phases["peaks"] + phases["limbs"] < profiled.instructions <= plain.instructions + 400
+
+
+@needs_arm
 def test_firmware_app_compiles_with_strict_warnings_for_the_m4(tmp_path):
     write_posenas_sources(tmp_path, "tiny-hw", 128, (16, 16), SCALE, SCALE)
     for source in ("posenas_app.c", "pose_grid.c"):

@@ -119,7 +119,8 @@ extern const uint8_t PG_GROUPING_ORDER[PG_NUM_LIMBS];
 /* Shoulder-ear limbs that only complete people (posenet.keypoints.REDUNDANT_LIMBS). */
 extern const uint8_t PG_REDUNDANT_LIMBS[PG_NUM_REDUNDANT_LIMBS];
 
-/* DecodeConfig.for_input(input_size): the defaults, with nms_radius = 6 * input_size / 368. */
+/* DecodeConfig.for_input(input_size, decoder="grid"): the defaults, with nms_radius = 6 * input_size / 368 and
+ * paf_samples = 5 (GRID_PAF_SAMPLES; the upsampling decoder samples 10). */
 void pg_default_config(pg_config *cfg, int input_size);
 
 /*
