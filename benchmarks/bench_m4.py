@@ -1,11 +1,13 @@
 """Both pose decoders on a Cortex-M4: sizes from arm-none-eabi-size, instructions under qemu-system-arm -icount.
 
-    python benchmarks/bench_m4.py [--noise 0.03] [--json]
+    python benchmarks/bench_m4.py [--noise 0.03] [--json] [--phases]
 
 Maps: the training targets of 1, 4 and 10 synthetic people (the test template, jittered) plus Gaussian noise,
 16 x 16 at stride 8 (a 128-px input). Each decoder is compiled with M4_CFLAGS (-mcpu=cortex-m4
 -mfpu=fpv4-sp-d16 -mfloat-abi=hard -O2), run once per map set on QEMU's mps2-an386, and its people are
-checked against the Python decoder's. Milliseconds at 100 MHz assume a cycles-per-instruction figure
+checked against the Python decoder's. ``--phases``: the int32 runs are built with -DPG_PROFILE and also report the
+instructions of the grid decoder's peak search and limb scoring (grouping and the rest: the remainder).
+Milliseconds at 100 MHz assume a cycles-per-instruction figure
 (posenas.posenet.nets.export.m4.M4_CPI; 1.0 is the floor).
 """
 
@@ -57,6 +59,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noise", type=float, default=0.03)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--phases", action="store_true", help="int32 runs: instructions per decoder phase")
     args = parser.parse_args()
     if reason := m4.missing_tools():
         print(f"skipped: {reason}")
@@ -76,11 +79,12 @@ def main() -> int:
             # The firmware's path: the grid decoder on the heads' int32 accumulators (pg_decode_int32).
             heat, paf = (np.rint(m * SCALE).astype(np.int64) for m in (heatmaps, pafs))
             write_posenas_sources(folder / "app", "bench", 128, (16, 16), SCALE, SCALE)
-            run = m4.run(m4.build_app(folder / f"app-{count}", folder / "app", heat, paf))
+            defines = ("-DPG_PROFILE",) if args.phases else ()
+            run = m4.run(m4.build_app(folder / f"app-{count}", folder / "app", heat, paf, defines=defines))
             expected = decode(heat / SCALE, paf / SCALE, DecodeConfig.for_input(128, decoder="grid"))
             same = len(run.poses) == len(expected) and all(
                 np.array_equal(a.keypoints, b.keypoints) for a, b in zip(run.poses, expected))
-            rows.append(_row("grid-int32", count, run, same, sizes["grid"]))
+            rows.append({**_row("grid-int32", count, run, same, sizes["grid"]), **m4.phase_instructions(run)})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -92,7 +96,8 @@ def main() -> int:
         same = "yes" if r["same_as_python"] else "NO"
         print(f"{r['decoder']:11} {r['people_planted']:>6} {r['people_found']:>5} {same:>4} "
               f"{r['instructions']:>13,} {r['ms_cpi_1']:>8.2f} {r[f'ms_cpi_{m4.M4_CPI}']:>8.2f} {r['text']:>6} "
-              f"{r['data']:>5} {r['bss']:>7}")
+              f"{r['data']:>5} {r['bss']:>7}"
+              + (f"  peaks {r['peaks']:,} limbs {r['limbs']:,}" if "peaks" in r else ""))
     return 0
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "upsample_maps",
 ]
 
+GRID_PAF_SAMPLES = 5  # the grid decoder's default paf_samples (pose_grid.c's pg_default_config)
 DECODERS = ("upsampled", "grid")  # DecodeConfig.decoder: the reference, and the microcontroller's
 _NO_PEAK = -1  # an empty slot of a person, and "no owner" of a peak
 _BORDER_CELLS = 2  # the cubic kernel reaches two cells beyond the outermost cell centre
@@ -83,8 +84,10 @@ class DecodeConfig:
     """Heatmap values below this are never keypoints."""
     nms_radius: float = 6 * 128 / 368
     """A peak closer than this to a higher-scoring peak of the same keypoint is dropped."""
-    paf_samples: int = 10
-    """Points sampled along a candidate limb, both endpoints included."""
+    paf_samples: int = None  # type: ignore[assignment]  # resolved in __post_init__
+    """Points sampled along a candidate limb, both endpoints included. Default: the decoder's, 10 for
+    "upsampled" (Lightweight OpenPose's) and ``GRID_PAF_SAMPLES`` = 5 for "grid" (the same oracle AP, half the
+    microcontroller's limb time)."""
     paf_min_score: float = 0.05
     """A sample supports a limb when the PAF's projection on the limb direction exceeds this."""
     paf_min_ratio: float = 0.8
@@ -102,6 +105,8 @@ class DecodeConfig:
     microcontroller's decoder, which ignores ``upsample`` and ``extrapolate_borders``)."""
 
     def __post_init__(self) -> None:
+        if self.paf_samples is None:
+            object.__setattr__(self, "paf_samples", GRID_PAF_SAMPLES if self.decoder == "grid" else 10)
         if self.upsample < 1 or self.stride < 1:
             raise ValueError(f"upsample and stride must be >= 1, got {self.upsample} and {self.stride}")
         if self.paf_samples < 2:

@@ -135,9 +135,11 @@ def build(folder: Path, decoder: str, heatmaps: np.ndarray, pafs: np.ndarray, in
     return elf
 
 
-def build_app(folder: Path, sources: Path, heatmap_acc: np.ndarray, paf_acc: np.ndarray) -> Path:
+def build_app(folder: Path, sources: Path, heatmap_acc: np.ndarray, paf_acc: np.ndarray,
+              defines: tuple[str, ...] = ()) -> Path:  # fmt: skip
     """The firmware's MSDK-free part (``sources``: what ``firmware.write_posenas_sources`` wrote) as an ELF for
-    mps2-an386, fed with these 32-bit head outputs laid out as cnn_unload() writes them (heatmaps, then PAFs)."""
+    mps2-an386, fed with these 32-bit head outputs laid out as cnn_unload() writes them (heatmaps, then PAFs).
+    ``defines``: extra -D flags (``-DPG_PROFILE``: the program also prints each decoder phase's ticks)."""
     folder.mkdir(parents=True, exist_ok=True)
     words = np.concatenate([np.asarray(heatmap_acc).reshape(-1), np.asarray(paf_acc).reshape(-1)]).astype(np.int64)
     if words.min() < -(2**31) or words.max() >= 2**31:
@@ -147,7 +149,7 @@ def build_app(folder: Path, sources: Path, heatmap_acc: np.ndarray, paf_acc: np.
     (folder / "m4_output.c").write_text(source)
     csrc = _csrc()
     elf = folder / "app.elf"
-    _run(["arm-none-eabi-gcc", *M4_CFLAGS, f"-I{sources}", str(csrc / "m4" / "startup.c"),
+    _run(["arm-none-eabi-gcc", *M4_CFLAGS, *defines, f"-I{sources}", str(csrc / "m4" / "startup.c"),
           str(csrc / "m4" / "app_main.c"), str(sources / "posenas_app.c"), str(sources / "pose_grid.c"),
           str(folder / "m4_output.c"), "--specs=rdimon.specs", "-nostartfiles", "-T",
           str(csrc / "m4" / "mps2_an386.ld"), "-lm", "-o", str(elf)])  # fmt: skip
@@ -156,6 +158,7 @@ def build_app(folder: Path, sources: Path, heatmap_acc: np.ndarray, paf_acc: np.
 
 _CALIBRATION = re.compile(r"^calibration (\d+) instructions (\d+) ticks$", re.M)
 _DECODE = re.compile(r"^decode (\d+) ticks$", re.M)
+_PHASE = re.compile(r"^phase (\w+) (\d+) ticks$", re.M)
 
 
 def run(elf: Path, timeout: float = 300.0) -> M4Run:
@@ -166,6 +169,11 @@ def run(elf: Path, timeout: float = 300.0) -> M4Run:
         raise ToolError(f"{elf.name} under QEMU printed no timing: {output.strip()[:300]}")
     per_tick = int(calibration[1]) / int(calibration[2])
     return M4Run(parse_poses(output), int(decode[1]), per_tick, output)
+
+
+def phase_instructions(run: M4Run) -> dict[str, int]:
+    """Instructions per decoder phase ("peaks", "limbs") of a run built with -DPG_PROFILE (empty otherwise)."""
+    return {name: round(int(ticks) * run.instructions_per_tick) for name, ticks in _PHASE.findall(run.output)}
 
 
 def parse_poses(output: str) -> list[Pose]:

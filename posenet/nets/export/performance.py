@@ -19,7 +19,7 @@ from posenas.posenet.nets.export.m4 import M4_CLOCK_HZ, M4_CPI
 
 CNN_CLOCK_HZ = 50_000_000  # MAX78000: cnn_enable() with PCLK/1 (shared/docs/max78000.md 6.3)
 # people in the maps -> grid decoder instructions (int32 accumulators), benchmarks/bench_m4.py
-DECODER_INSTRUCTIONS = ((0, 22_560), (1, 71_560), (4, 271_600), (10, 1_354_120))
+DECODER_INSTRUCTIONS = ((0, 20_240), (1, 54_560), (4, 183_680), (10, 809_600))
 # The one published MAX78000 energy figure the project's notes hold (not verified here): 251 uJ per inference of
 # a keyword-spotting network (arXiv 2111.04988), whose izer estimate is 71,782 cycles (KWS20 v3, 1.44 ms measured).
 REFERENCE_ENERGY_UJ, REFERENCE_CYCLES = 251.0, 71_782

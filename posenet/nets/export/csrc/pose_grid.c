@@ -11,6 +11,14 @@
 #define PG_NO_PEAK (-1)
 #define PG_LOG_FLOOR 1e-3f /* values are floored here before taking logs */
 
+/* Phase marks for profiling (bench_m4.py --phases): -DPG_PROFILE calls pg_profile_mark(phase) at each phase's end. */
+#ifdef PG_PROFILE
+extern void pg_profile_mark(int phase);
+#define PG_MARK(phase) pg_profile_mark(phase)
+#else
+#define PG_MARK(phase) ((void)0)
+#endif
+
 /* Compile-time checks: peak ids and people are stored as int16_t, cells as uint8_t, supports as uint8_t. */
 typedef char pg_check_ids[(PG_MAX_PEAKS <= 32767 && PG_MAX_PEOPLE <= 32767) ? 1 : -1];
 typedef char pg_check_limits[(PG_MAX_CANDIDATES >= 1 && PG_MAX_PEAKS_PER_KEYPOINT >= 1 && PG_MAX_PEOPLE >= 1 &&
@@ -63,8 +71,13 @@ typedef struct {
 static pg_candidate s_cand[PG_MAX_CANDIDATES];
 static pg_peak s_peaks[PG_NUM_KEYPOINTS][PG_MAX_PEAKS_PER_KEYPOINT];
 static int s_npeaks[PG_NUM_KEYPOINTS];
-static float s_pair_affinity[PG_MAX_PEAKS_PER_KEYPOINT * PG_MAX_PEAKS_PER_KEYPOINT];
-static uint8_t s_pair_ok[PG_MAX_PEAKS_PER_KEYPOINT * PG_MAX_PEAKS_PER_KEYPOINT];
+#if PG_MAX_PEAKS_PER_KEYPOINT <= 255
+typedef uint16_t pg_pair_index; /* p * nb + q */
+#else
+typedef uint32_t pg_pair_index;
+#endif
+static pg_pair_index s_pair_index[PG_MAX_PEAKS_PER_KEYPOINT * PG_MAX_PEAKS_PER_KEYPOINT]; /* the pairs that pass */
+static float s_pair_affinity[PG_MAX_PEAKS_PER_KEYPOINT * PG_MAX_PEAKS_PER_KEYPOINT];      /* and their affinities */
 static pg_connection s_conn[PG_NUM_LIMBS][PG_MAX_PEAKS_PER_KEYPOINT];
 static int s_nconn[PG_NUM_LIMBS];
 static int16_t s_owner[PG_MAX_PEAKS];
@@ -73,7 +86,7 @@ static int s_order[PG_MAX_PEOPLE];
 
 size_t pg_static_bytes(void)
 {
-    return sizeof s_cand + sizeof s_peaks + sizeof s_npeaks + sizeof s_pair_affinity + sizeof s_pair_ok +
+    return sizeof s_cand + sizeof s_peaks + sizeof s_npeaks + sizeof s_pair_affinity + sizeof s_pair_index +
            sizeof s_conn + sizeof s_nconn + sizeof s_owner + sizeof s_people + sizeof s_order;
 }
 
@@ -157,6 +170,22 @@ static float fast_exp(float x)
 
 /* ---- 1. peaks (grid_peaks / refine_offsets / _suppress) ----------------------------------------- */
 
+/* a - b saturated to int32 (its sign is always a - b's): the DSP instruction on the Cortex-M4. */
+#if defined(__ARM_FEATURE_DSP)
+static inline int32_t pg_qsub(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("qsub %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static int32_t pg_qsub(int32_t a, int32_t b)
+{
+    const int64_t d = (int64_t)a - (int64_t)b;
+    return d < INT32_MIN ? INT32_MIN : (d > INT32_MAX ? INT32_MAX : (int32_t)d);
+}
+#endif
+
 /* Insert into the candidates sorted by descending value; equal values stay in raster order (the
  * stable lexsort). When full, the lowest one is dropped. */
 static int insert_candidate(int count, float value, int row, int col)
@@ -216,15 +245,61 @@ static float refine(const pg_source *src, int line, int step, int pos, int size,
     return direction < 0 ? -t : t;
 }
 
-/* Whether the cell at `index` (of a channel starting at `base`) is a local maximum >= the threshold, with its
- * value: > left and upper neighbours, >= right and lower ones (grid_peaks). */
-static int is_candidate(const pg_source *src, int base, int index, int h, int w, float threshold, float *value)
+/* Cell i of an accumulator map (already >= the threshold's accumulator) inserted into the candidates when it is
+ * a local maximum as is_candidate's rule on floats: > left and upper neighbours, >= right and lower ones. */
+static int int_candidate(float inv_scale, const int32_t *acc, int i, int h, int w, int count)
 {
-    const int r = index / w, c = index - r * w, at = base + index;
-    const float v = cell(src, at);
-    *value = v;
-    return v >= threshold && !(c > 0 && !(v > cell(src, at - 1))) && !(c < w - 1 && !(v >= cell(src, at + 1))) &&
-           !(r > 0 && !(v > cell(src, at - w))) && !(r < h - 1 && !(v >= cell(src, at + w)));
+    const int32_t *at = acc + i;
+    const int r = i / w, c = i - r * w;
+    float v;
+    /* (float)a * inv_scale never decreases with a, so a cell whose accumulator is not above its left or upper
+     * neighbour's is not above it as a float either: rejected exactly, without converting. */
+    if ((c > 0 && at[0] <= at[-1]) || (r > 0 && at[0] <= at[-w])) {
+        return count;
+    }
+    v = (float)at[0] * inv_scale; /* then the exact test on the values */
+    if ((c > 0 && !(v > (float)at[-1] * inv_scale)) || (c < w - 1 && !(v >= (float)at[1] * inv_scale)) ||
+        (r > 0 && !(v > (float)at[-w] * inv_scale)) || (r < h - 1 && !(v >= (float)at[w] * inv_scale))) {
+        return count;
+    }
+    return insert_candidate(count, v, r, c);
+}
+
+/* The candidates of one accumulator map: four cells a turn, each compared with the threshold's accumulator by a
+ * saturated difference (its sign is the difference's), the four signs tested at once; the cells at or above it
+ * go to int_candidate in raster order. Returns the number of candidates. */
+#if defined(__GNUC__)
+__attribute__((noinline)) /* a function of its own: the loop keeps its registers */
+#endif
+static int scan_int(const int32_t *acc, int32_t limit, float inv_scale, int h, int w)
+{
+    const int cells = h * w;
+    int i, count = 0;
+    for (i = 0; i + 4 <= cells; i += 4) {
+        const int32_t d0 = pg_qsub(acc[i], limit), d1 = pg_qsub(acc[i + 1], limit), d2 = pg_qsub(acc[i + 2], limit),
+                      d3 = pg_qsub(acc[i + 3], limit);
+        if ((d0 & d1 & d2 & d3) < 0) {
+            continue;
+        }
+        if (d0 >= 0) {
+            count = int_candidate(inv_scale, acc, i, h, w, count);
+        }
+        if (d1 >= 0) {
+            count = int_candidate(inv_scale, acc, i + 1, h, w, count);
+        }
+        if (d2 >= 0) {
+            count = int_candidate(inv_scale, acc, i + 2, h, w, count);
+        }
+        if (d3 >= 0) {
+            count = int_candidate(inv_scale, acc, i + 3, h, w, count);
+        }
+    }
+    for (; i < cells; i++) {
+        if (acc[i] >= limit) {
+            count = int_candidate(inv_scale, acc, i, h, w, count);
+        }
+    }
+    return count;
 }
 
 static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_config *cfg)
@@ -254,15 +329,7 @@ static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_
             }
         }
     } else {
-        const int32_t *acc = heatmaps->acc + base, limit = heatmaps->acc_threshold;
-        for (i = 0; i < cells; i++) {
-            while (cells - i >= 4 && acc[i] < limit && acc[i + 1] < limit && acc[i + 2] < limit && acc[i + 3] < limit) {
-                i += 4;
-            }
-            if (i < cells && acc[i] >= limit && is_candidate(heatmaps, base, i, h, w, threshold, &v)) {
-                count = insert_candidate(count, v, i / w, i % w);
-            }
-        }
+        count = scan_int(heatmaps->acc + base, heatmaps->acc_threshold, heatmaps->inv_scale, h, w);
     }
     /* Refine every candidate (Python refines all before suppressing), then suppress in order. */
     for (i = 0; i < count; i++) {
@@ -305,7 +372,9 @@ static void find_peaks(const pg_source *heatmaps, int k, int h, int w, const pg_
 typedef struct {
     float t[PG_MAX_PAF_SAMPLES];       /* s / (samples - 1), as float32 */
     uint8_t order[PG_MAX_PAF_SAMPLES]; /* samples from the middle outwards (sample_order in Python) */
+    float t_ordered[PG_MAX_PAF_SAMPLES]; /* t in visiting order: t[order[s]] */
     int min_support;             /* fewest supporting samples with support / samples > paf_min_ratio */
+    int max_misses;              /* samples - min_support: one more miss and the pair cannot pass */
 } pg_limb_constants;
 
 static void limb_constants(const pg_config *cfg, pg_limb_constants *lc)
@@ -328,18 +397,23 @@ static void limb_constants(const pg_config *cfg, pg_limb_constants *lc)
         lc->order[at] = (uint8_t)s;
         lc->t[s] = (float)s / (float)(samples - 1);
     }
+    for (s = 0; s < samples; s++) {
+        lc->t_ordered[s] = lc->t[lc->order[s]];
+    }
     /* The float32 ratio test is monotonic in the count: find its threshold once. */
     for (lc->min_support = 0; lc->min_support <= samples; lc->min_support++) {
         if ((float)lc->min_support / (float)samples > cfg->paf_min_ratio) {
             break;
         }
     }
+    lc->max_misses = samples - lc->min_support;
 }
 
 /* Sampling geometry of one limb's pairs. */
 typedef struct {
     int h, w, samples, max_c0, max_r0;
     float max_gx, max_gy, inv_stride, min_score, inv_scale;
+    uint32_t max_gx_bits, max_gy_bits; /* float_bits(max_gx), float_bits(max_gy) */
 } pg_geometry;
 
 #if defined(__GNUC__)
@@ -360,17 +434,19 @@ PG_INLINE int score_pair(const pg_peak *from, const pg_peak *to, const float *fi
     const float safe = length > 0.0f ? length : 1.0f;
     const float ux = dx / safe, uy = dy / safe;
     float total = 0.0f;
-    int support = 0, ok = length > 0.0f;
+    int support = 0, misses = 0, ok = length > 0.0f;
     /* in grid units: cell centres at integers */
     const float gx0 = from->x * g->inv_stride - 0.5f, gy0 = from->y * g->inv_stride - 0.5f;
     const float gdx = dx * g->inv_stride, gdy = dy * g->inv_stride;
     /* Both ends inside [0, w - 1) x [0, h - 1) in grid units: so is every sample (rounding is
      * monotonic), the clamps below change nothing and the right and lower cells exist. */
     const float gx1 = gx0 + gdx, gy1 = gy0 + gdy;
-    const int inside = gx0 >= 0.0f && gx1 >= 0.0f && gy0 >= 0.0f && gy1 >= 0.0f && gx0 < g->max_gx &&
-                       gx1 < g->max_gx && gy0 < g->max_gy && gy1 < g->max_gy;
-    for (s = 0; s < g->samples && ok; s++) {
-        const float t = lc->t[lc->order[s]];
+    /* Tested on the bits: non-negative floats order as their bit patterns, and negative ones (-0.0 included, which
+     * then takes the clamped path to the same values) and NaN compare above every finite positive one. */
+    const int inside = (float_bits(gx0) < g->max_gx_bits) & (float_bits(gx1) < g->max_gx_bits) &
+                       (float_bits(gy0) < g->max_gy_bits) & (float_bits(gy1) < g->max_gy_bits);
+    for (s = 0; s < g->samples && ok; s++) { /* ok: a zero-length pair samples nothing */
+        const float t = lc->t_ordered[s];
         float gx = gx0 + t * gdx, gy = gy0 + t * gdy;
         float fx, fy, gx_, gy_, vx, vy, projection;
         int c0, r0, i, dc = 1, dr = g->w;
@@ -406,8 +482,9 @@ PG_INLINE int score_pair(const pg_peak *from, const pg_peak *to, const float *fi
         if (projection > g->min_score) {
             total = total + projection;
             support++;
-        } else if (support + (g->samples - 1 - s) < lc->min_support) {
+        } else if (++misses > lc->max_misses) {
             ok = 0; /* even if every later sample supports it, the pair cannot pass */
+            break;
         }
     }
     {
@@ -426,7 +503,7 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
     uint8_t row_used[PG_MAX_PEAKS_PER_KEYPOINT], col_used[PG_MAX_PEAKS_PER_KEYPOINT];
     const float *field_x = NULL, *field_y = NULL;
     const int32_t *acc_x = NULL, *acc_y = NULL;
-    int p, q, n = 0;
+    int p, q, n = 0, passed = 0;
     s_nconn[limb] = 0;
     geo.h = h;
     geo.w = w;
@@ -435,6 +512,8 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
     geo.max_r0 = h - 2 > 0 ? h - 2 : 0;
     geo.max_gx = (float)(w - 1);
     geo.max_gy = (float)(h - 1);
+    geo.max_gx_bits = float_bits(geo.max_gx);
+    geo.max_gy_bits = float_bits(geo.max_gy);
     geo.inv_stride = 1.0f / (float)cfg->stride;
     geo.min_score = cfg->paf_min_score;
     geo.inv_scale = pafs->inv_scale;
@@ -448,6 +527,7 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
         acc_x = pafs->acc + 2 * limb * h * w;
         acc_y = acc_x + h * w;
     }
+    /* Only the pairs that pass are kept, in row-major order (the matching's tie order). */
     for (p = 0; p < na; p++) {
         for (q = 0; q < nb; q++) {
             float affinity;
@@ -457,11 +537,15 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
             } else {
                 ok = score_pair(&s_peaks[a][p], &s_peaks[b][q], NULL, NULL, acc_x, acc_y, &geo, lc, &affinity);
             }
-            s_pair_affinity[p * nb + q] = affinity;
-            s_pair_ok[p * nb + q] = (uint8_t)ok;
+            if (ok) {
+                s_pair_affinity[passed] = affinity;
+                s_pair_index[passed] = (pg_pair_index)(p * nb + q);
+                passed++;
+            }
         }
     }
-    /* Greedy one-to-one matching by descending affinity, ties in row-major order. */
+    /* Greedy one-to-one matching by descending affinity, ties in row-major order: each round takes the first
+     * highest of the passed pairs whose ends are both free. */
     for (p = 0; p < na; p++) {
         row_used[p] = 0;
     }
@@ -469,23 +553,18 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
         col_used[q] = 0;
     }
     for (;;) {
-        int best = -1;
-        for (p = 0; p < na; p++) {
-            if (row_used[p]) {
-                continue;
-            }
-            for (q = 0; q < nb; q++) {
-                const int i = p * nb + q;
-                if (!col_used[q] && s_pair_ok[i] && (best < 0 || s_pair_affinity[i] > s_pair_affinity[best])) {
-                    best = i;
-                }
+        int best = -1, k;
+        for (k = 0; k < passed; k++) {
+            const int i = s_pair_index[k];
+            if (!row_used[i / nb] && !col_used[i % nb] && (best < 0 || s_pair_affinity[k] > s_pair_affinity[best])) {
+                best = k;
             }
         }
         if (best < 0) {
             break;
         }
-        p = best / nb;
-        q = best % nb;
+        p = s_pair_index[best] / nb;
+        q = s_pair_index[best] % nb;
         row_used[p] = col_used[q] = 1;
         s_conn[limb][n].from = (int16_t)(first_id[a] + p);
         s_conn[limb][n].to = (int16_t)(first_id[b] + q);
@@ -577,7 +656,7 @@ void pg_default_config(pg_config *cfg, int input_size)
     cfg->stride = 8;
     cfg->peak_threshold = 0.1f;
     cfg->nms_radius = (float)((double)(6 * input_size) / 368.0); /* np.float32 of Python's float */
-    cfg->paf_samples = 10;
+    cfg->paf_samples = 5; /* DecodeConfig's for the grid decoder (GRID_PAF_SAMPLES) */
     cfg->paf_min_score = 0.05f;
     cfg->paf_min_ratio = 0.8f;
     cfg->min_keypoints = 3;
@@ -610,10 +689,12 @@ static int decode(const pg_source *heatmaps, const pg_source *pafs, int h, int w
         first_id[k] = total;
         total += s_npeaks[k];
     }
+    PG_MARK(0);
     limb_constants(cfg, &lc);
     for (limb = 0; limb < PG_NUM_LIMBS; limb++) {
         score_limb(limb, pafs, h, w, cfg, &lc, first_id);
     }
+    PG_MARK(1);
     for (i = 0; i < total; i++) {
         s_owner[i] = PG_NO_PEAK;
     }

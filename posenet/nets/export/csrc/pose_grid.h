@@ -77,12 +77,12 @@
  * N = PG_MAX_PEOPLE (values for the defaults in brackets; pg_static_bytes() returns the total as compiled):
  *   candidates of one keypoint           C * 20                         [   640]
  *   peaks (x, y, score) and counts       18 * P * 12 + 18 * 4           [  3528]
- *   pair scores of one limb              P * P * 5                      [  1280]
+ *   passed pairs of one limb             P * P * 6                      [  1536]
  *   connections and counts               19 * P * 8 + 19 * 4            [  2508]
  *   peak owners                          18 * P * 2                     [   576]
  *   people under construction            N * 44                         [   880]
  *   output order of people               N * 4                          [    80]
- * 9492 bytes (9.3 KiB) in all with the defaults; stack use is under 200 bytes.
+ * 9748 bytes (9.5 KiB) in all with the defaults; stack use is under 200 bytes.
  */
 
 /* Error codes (negative returns of pg_decode / pg_decode_int32). */
@@ -119,7 +119,8 @@ extern const uint8_t PG_GROUPING_ORDER[PG_NUM_LIMBS];
 /* Shoulder-ear limbs that only complete people (posenet.keypoints.REDUNDANT_LIMBS). */
 extern const uint8_t PG_REDUNDANT_LIMBS[PG_NUM_REDUNDANT_LIMBS];
 
-/* DecodeConfig.for_input(input_size): the defaults, with nms_radius = 6 * input_size / 368. */
+/* DecodeConfig.for_input(input_size, decoder="grid"): the defaults, with nms_radius = 6 * input_size / 368 and
+ * paf_samples = 5 (GRID_PAF_SAMPLES; the upsampling decoder samples 10). */
 void pg_default_config(pg_config *cfg, int input_size);
 
 /*

@@ -27,6 +27,15 @@ typedef pd_pose m4_pose;
 
 extern void initialise_monitor_handles(void);
 
+#ifdef PG_PROFILE
+/* SysTick at the end of each decoder phase (pose_grid.c's PG_MARK: peaks, limbs), printed as "phase I T ticks". */
+static uint32_t phase_ticks[2];
+void pg_profile_mark(int phase)
+{
+    phase_ticks[phase] = SYST_CVR;
+}
+#endif
+
 static m4_pose poses[M4_MAX_POSES];
 
 /* 2 * n instructions: subs + bne per turn. */
@@ -75,6 +84,10 @@ int main(void)
     printf("calibration %lu instructions %lu ticks\n", (unsigned long)(2u * CALIBRATION_LOOPS),
            (unsigned long)calibration);
     printf("decode %lu ticks\n", (unsigned long)ticks);
+#ifdef PG_PROFILE
+    printf("phase peaks %lu ticks\n", (unsigned long)((start - phase_ticks[0]) & SYST_MASK));
+    printf("phase limbs %lu ticks\n", (unsigned long)((phase_ticks[0] - phase_ticks[1]) & SYST_MASK));
+#endif
     if (n < 0) {
         printf("error %d\n", n);
         return 1;
