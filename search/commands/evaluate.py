@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--device", help="cpu or cuda for --checkpoint (default cpu)")
     evaluate.add_argument("--input-size", type=int, default=128, help="network input of --oracle (default 128)")
     evaluate.add_argument("--teacher-input", type=int, help="input the --teacher runs at (default: the folder's, "
-                          "else 384 for a real teacher)")  # fmt: skip
+                          "else 256 for a real teacher)")  # fmt: skip
     evaluate.add_argument("--pooled-input", type=int, help="pool the --teacher's maps onto this input's stride-8 grid "
                           "before decoding: the targets a student of that input distils from")  # fmt: skip
     evaluate.add_argument("--limit", type=int, help="only the first N images")

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--split", default="val", help="split of --data (default val)")
     predict.add_argument("--mode", choices=MODES, default=QuantMode.QAT.value,
                          help="arithmetic of a run checkpoint: float, qat or simulate (default qat)")  # fmt: skip
-    predict.add_argument("--teacher-input", type=int, help="input a teacher runs at (default: its folder's, else 384)")
+    predict.add_argument("--teacher-input", type=int, help="input a teacher runs at (default: its folder's, else 256)")
     predict.add_argument("--limit", type=int, help="only the first N images")
     predict.add_argument("--device", help="cpu or cuda (default cpu)")
     predict.add_argument("--out", required=True, help="folder for the PNGs and results.json")

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     teacher.add_argument("--input-size", type=int, default=128, help="input of the cached maps (default 128)")
     teacher.add_argument("--teacher-input", type=int,
                          help="input a real teacher runs at on the same letterboxed image; its maps are pooled onto "
-                              "the student's grid (default 384; a posenas teacher runs at its own input)")  # fmt: skip
+                              "the student's grid (default 256; a posenas teacher runs at its own input)")  # fmt: skip
     teacher.add_argument("--images", help="also cache maps for this folder of images without annotations "
                          "(mixed into train/search with the distillation loss only)")  # fmt: skip
     teacher.add_argument("--device", help="cpu or cuda (default: cuda if present)")
