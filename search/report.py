@@ -183,7 +183,7 @@ def _hex(value: int | None) -> str:
 def prepare_teacher_with_progress(
     data: Any, out: Any, console: Console, *, checkpoint: str | None = None, arch: str | None = None,
     epochs: int = 12, train_images: int | None = None, refinement_stages: int = 1, input_size: int = 128,
-    device: str | None = None,
+    device: str | None = None, teacher_input: int | None = None, images: str | None = None,
 ) -> Any:  # fmt: skip
     """``posenet.nets.distill.prepare_teacher`` with the teacher's training and its map cache shown."""
     import numpy as np
@@ -200,6 +200,7 @@ def prepare_teacher_with_progress(
             data, out, checkpoint=checkpoint, arch=spec, epochs=epochs, train_images=train_images,
             refinement_stages=refinement_stages, input_size=input_size, device=device, on_batch=display.on_batch,
             on_epoch=display.on_epoch, progress=counting(display.progress, "teacher maps", None),
+            teacher_input=teacher_input, images=images,
         )  # fmt: skip
     maps = np.load(folder / "maps.npy", mmap_mode="r")
     console.print(f"wrote {folder}: teacher maps of {len(maps):,} images ({maps.nbytes / 2**20:.1f} MiB float16)")

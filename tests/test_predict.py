@@ -1,0 +1,73 @@
+"""``posenas predict``: skeleton pictures and a COCO results json that ``eval --results`` and ``data show``
+read, for a trained posenas run (QAT and the chip's integers) and for the real teacher on real images."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+import torch
+
+from posenas.search.cli import main
+
+
+def _json(capsys, argv):
+    capsys.readouterr()
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_teachers_predictions_score_what_eval_measures(mobilenet_thin_graph, coco_sample_root, tmp_path, capsys):
+    torch.set_num_threads(1)
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(mobilenet_thin_graph), "--data", str(coco_sample_root),
+                 "--teacher-input", "256", "--out", str(out)]) == 0  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    index = json.loads((out / "images.json").read_text())
+    assert len(index["images"]) == 4 and len(list(out.glob("*.png"))) == 4
+    assert results and all(len(r["keypoints"]) == 51 for r in results)
+    picture = cv2.imread(str(out / "000000196141.png"))
+    assert picture.shape[1] == index["images"][2]["width"]  # drawn on the original image (plus a caption bar)
+    scored = _json(capsys, ["eval", "--data", str(coco_sample_root), "--results", str(out / "results.json"), "--json"])
+    direct = _json(capsys, ["eval", "--data", str(coco_sample_root), "--teacher", str(mobilenet_thin_graph),
+                            "--teacher-input", "256", "--json"])  # fmt: skip
+    assert scored["ap"] == pytest.approx(direct["ap"], abs=1e-9) and scored["ap"] > 0.1  # a real teacher finds people
+    sheet = tmp_path / "sheet.png"
+    assert main(["data", "show", str(coco_sample_root), "--results", str(out / "results.json"),
+                 "--out", str(sheet)]) == 0  # fmt: skip
+    assert sheet.is_file()
+
+
+def test_a_run_in_simulate_arithmetic_on_an_image_folder(synth_root, tmp_path, capsys):
+    torch.set_num_threads(1)
+    root = synth_root(train=6, val=2, seed=8)
+    run = tmp_path / "run"
+    assert main(["train", "--arch", "tiny-hw", "--data", str(root), "--epochs", "1", "--qat-epochs", "1",
+                 "--batch-size", "3", "--val-images", "2", "--out", str(run)]) == 0  # fmt: skip
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(run / "best.pt"), "--images", str(root / "val2017"),
+                 "--mode", "simulate", "--out", str(out)]) == 0  # fmt: skip
+    index = json.loads((out / "images.json").read_text())
+    assert [i["id"] for i in index["images"]] == [1, 2] and "simulate" in index["checkpoint"]
+    assert len(list(out.glob("*.png"))) == 2
+    results = json.loads((out / "results.json").read_text())
+    assert all(r["image_id"] in (1, 2) for r in results)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--images", "EMPTY"], "no images"),
+        (["--images", "EMPTY", "--limit", "0"], "--limit must be >= 1"),
+        (["--data", "NOWHERE"], "annotation file not found"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "empty").mkdir()
+    argv = [str(tmp_path / "empty") if a == "EMPTY" else str(tmp_path / "nowhere") if a == "NOWHERE" else a
+            for a in argv]  # fmt: skip
+    code = main(["predict", "--checkpoint", str(tmp_path / "none.pt"), *argv, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
