@@ -58,6 +58,26 @@ def _fsync(path: Path) -> None:
         pass
 
 
+def check_output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Say in one line why ``path`` could not become a folder to write into, without creating anything:
+    it is a file, a part of it is a file, a name in it is too long, or its nearest existing folder is
+    not writable. The writer creates it later, once the inputs have been checked too."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path}: exists and is not a folder")
+    limit = os.pathconf("/", "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    if any(len(part.encode()) > limit for part in path.parts):
+        raise OutputError(f"{what} {path}: cannot be created (File name too long)")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{what} {path}: a part of the path is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {path}: {existing} is not writable")
+    return path
+
+
 def output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Create ``path`` (and its parents) as a folder to write into, or say in one line why it cannot be.
 

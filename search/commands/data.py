@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from posenas.errors import UsageError
-from posenas.files import output_folder
+from posenas.files import check_output_folder
 from posenas.search import arguments
 
 
@@ -39,7 +39,7 @@ def run_synth(args: argparse.Namespace, console) -> int:
 
     if args.train < 0 or args.val < 0:
         raise UsageError(f"--train and --val must be >= 0, got {args.train} and {args.val}")
-    output_folder(args.out, "dataset folder")
+    check_output_folder(args.out, "dataset folder")
     with progress_bar(console) as progress:
         task = progress.add_task(f"synthetic people -> {args.out}", total=args.train + args.val)
         counts = synth.write_coco_root(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from posenas.errors import DataError, StudyError
-from posenas.files import output_folder
+from posenas.files import check_output_folder, output_folder
 from posenas.search import arguments
 from posenas.space.baselines import baseline_names
 
@@ -221,7 +221,7 @@ def run_plot(args: argparse.Namespace, console: "Console") -> int:
     from posenas.search.records import records_of
     from posenas.search.storage import open_storage
 
-    output_folder(args.out, "plot folder")
+    check_output_folder(args.out, "plot folder")
     if args.storage.startswith("sqlite:///") and not Path(args.storage[len("sqlite:///"):]).is_file():
         raise StudyError(f"no study database {args.storage[len('sqlite:///'):]} (plot reads a study, it makes none)")
     storage = open_storage(args.storage)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from posenas.errors import TeacherError, UsageError
-from posenas.files import output_folder
+from posenas.files import check_output_folder
 from posenas.posenet.nets.config import TrainConfig
 from posenas.search import arguments
 from posenas.space.baselines import baseline_names
@@ -84,7 +84,7 @@ def run_train(args: argparse.Namespace, console) -> int:
     spec = get_arch(args.arch)
     config = _config(args)
     arguments.device(args.device)
-    output_folder(args.out, "run folder")
+    check_output_folder(args.out, "run folder")
     teacher = cache = None
     if args.teacher:
         prepared = load_prepared_teacher(args.teacher)
@@ -127,7 +127,7 @@ def run_teacher(args: argparse.Namespace, console) -> int:
     arguments.at_least("--refinement-stages", args.refinement_stages, 0)
     arguments.input_size("--input-size", args.input_size)
     arguments.device(args.device)
-    output_folder(args.out, "teacher folder")
+    check_output_folder(args.out, "teacher folder")
     prepare_teacher_with_progress(Path(args.data), Path(args.out), console, checkpoint=args.checkpoint,
                                   arch=args.arch, epochs=epochs, refinement_stages=args.refinement_stages or 1,
                                   input_size=args.input_size, device=args.device,
