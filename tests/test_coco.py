@@ -180,7 +180,8 @@ def test_json_without_keypoints(tmp_path):
 def test_people_only_drops_empty_images(tmp_path):
     root = _root(tmp_path, [{"keypoints": [0] * 51, "num_keypoints": 0, "iscrowd": 0, "area": 10.0, "bbox": [0, 0, 2, 5]}])
     assert len(CocoPoseDataset(root, "val")) == 1
-    assert len(CocoPoseDataset(root, "val", people_only=True)) == 0
+    with pytest.raises(DataError, match="the val split has no images with people"):  # nothing to train on
+        CocoPoseDataset(root, "val", people_only=True)
     shutil.rmtree(root / "val2017")
     with pytest.raises(DataError, match="image folder not found"):
         CocoPoseDataset(root, "val")
