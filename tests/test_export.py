@@ -292,13 +292,16 @@ def test_cli_bad_input_gives_one_line_and_exit_2(trained_tiny, tmp_path, capsys)
         "not an ai8x-synthesis checkout": ["--checkpoint", str(trained_tiny), "--izer", str(tmp_path)],
         "--trial needs --study": ["--trial", "0"],
         "has no trial 7": ["--trial", "7", "--study", "mini", "--storage", url],
-        "was not trained: conv6: kernel memory": ["--trial", "1", "--study", "mini", "--storage", url],
         "no study database": ["--trial", "0", "--study", "nowhere"],
     }
     for expected, argv in cases.items():
         assert main(["export", *argv, "--out", out]) == 2, expected
         err = capsys.readouterr().err.strip()
         assert expected in err and len(err.splitlines()) == 1, (expected, err)
+    # A trial that does not fit is not bad input but a "no" (exit 1, as for --checkpoint), in one line too.
+    assert main(["export", "--trial", "1", "--study", "mini", "--storage", url, "--out", out]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "was not trained: conv6: kernel memory" in err and len(err.splitlines()) == 1
 
 
 @needs_cc
