@@ -15,9 +15,9 @@ import sys
 from typing import Sequence
 
 from posenas.errors import ExitCode, PosenasError, UsageError
-from posenas.search.commands import data, evaluate, export, inspect, search, train
+from posenas.search.commands import data, evaluate, export, inspect, search, supernet, train
 
-COMMAND_MODULES = (inspect, data, evaluate, train, search, export)
+COMMAND_MODULES = (inspect, data, evaluate, train, search, supernet, export)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -10,6 +10,7 @@ of networks per second.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from posenas.budgets.checker import check
 from posenas.budgets.device import Budget
 from posenas.errors import SpecOutsideSpace
 from posenas.space.sampling import SearchSpace, sample_arch
-from posenas.space.spec import ArchSpec
+from posenas.space.spec import ArchSpec, LayerSpec
 
 
 class _Extreme:
@@ -123,3 +124,15 @@ def feasible_random_arch(
         if check(spec, budget).fits and (accept is None or accept(spec)):
             return spec
     raise SpecOutsideSpace(f"no network of the space fits {budget.device.name} in {max_tries} random draws")
+
+
+def with_random_bits(spec: ArchSpec, rng: np.random.Generator, bits: Sequence[int]) -> ArchSpec:
+    """``spec`` with every layer's weight bits (head outputs included) drawn uniformly from ``bits``."""
+    def draw() -> int:
+        return int(bits[int(rng.integers(0, len(bits)))])
+
+    def layers(chain: Sequence[LayerSpec]) -> tuple[LayerSpec, ...]:
+        return tuple(dataclasses.replace(layer, weight_bits=draw()) for layer in chain)
+
+    heads = tuple(dataclasses.replace(head, hidden=layers(head.hidden), out_bits=draw()) for head in spec.heads)
+    return dataclasses.replace(spec, backbone=layers(spec.backbone), cpm=layers(spec.cpm), heads=heads)

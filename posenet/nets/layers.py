@@ -300,6 +300,8 @@ def parameter_magnitude(weight: torch.Tensor, bias: torch.Tensor | None, quantil
     params = weight.detach().flatten()
     if bias is not None:
         params = torch.cat([params, bias.detach().flatten()])
+    if float(quantile) == 1.0:  # the default: the maximum, exactly what quantile 1 gives, without sorting
+        return params.abs().max().reshape(1)
     return torch.quantile(params.abs(), quantile.detach().to(params.dtype))
 
 
