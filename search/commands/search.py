@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from posenas.errors import StudyError
+from posenas.errors import StudyError, UsageError
 from posenas.space.baselines import baseline_names
 
 if TYPE_CHECKING:
@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--batch-size", type=int, help="per-trial batch size")
     search.add_argument("--val-images", type=int, help="per-trial validation images")
     search.add_argument("--device", help="cpu or cuda (default: cuda if present)")
+    search.add_argument("--scorer", choices=("train", "supernet"), default="train",
+                        help="train: each trial trains stand-alone; supernet: trials are subnets of a weight-sharing "
+                             "supernet trained once per study, scored in seconds (default train)")  # fmt: skip
+    search.add_argument("--supernet", help="with --scorer supernet: a folder from posenas supernet for this study")
     search.add_argument("--no-baselines", action="store_true", help="do not enqueue the baselines")
     search.add_argument("--fixed", choices=baseline_names(),
                         help="run this baseline alone as a fixed trial (trained even if over budget)")  # fmt: skip
@@ -149,6 +153,14 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
     objective = TrialObjective(settings, load_budget(settings.budget), data, out / "trials", teacher, cache,
                                train_infeasible=bool(args.fixed), device=args.device,
                                on_trial=lambda line: console.print(line))  # fmt: skip
+    if args.scorer == "supernet" and not args.fixed:
+        from posenas.search.supernet_search import supernet_objective
+
+        objective = supernet_objective(settings, objective.budget, data, out, supernet=args.supernet,
+                                       teacher_cache=cache, console=console, device=args.device)  # fmt: skip
+        objective.on_trial = objective.on_trial or (lambda line: console.print(line))
+    elif args.supernet:
+        raise UsageError("--supernet needs --scorer supernet")
     already = complete_count(study)
     console.print(f"study {name} ({storage_url}): {already} of {trials} trials done; sampler {settings.sampler}, "
                   f"objectives {', '.join(settings.objectives)}, budget {settings.budget}")  # fmt: skip
