@@ -17,6 +17,7 @@ from posenas.errors import CheckpointError
 from posenas.posenet.nets.config import SupernetConfig
 from posenas.posenet.nets.supernet_train import SupernetTrainer, load_supernet, sandwich
 from posenas.space.sampling import SearchSpace
+from posenas.space.subnets import smallest_arch
 
 # A narrow space of the default study's shape, so that a supernet trains in seconds on a CPU.
 SMALL_STUDY = """\
@@ -125,3 +126,12 @@ def test_cli_trains_resumes_and_refuses_bad_input(small_study: Path, data: Path,
     assert len(other.stderr.strip().splitlines()) == 1 and "another search space" in other.stderr
     bad = _posenas(*args[:-1], str(tmp_path / "x"), "--epochs", "0")
     assert bad.returncode == 2 and "--epochs" in bad.stderr
+    # Scoring: a network of the space gets a row; one outside it (tiny-hw is wider) one line and exit 2.
+    spec_file = tmp_path / "smallest.yaml"
+    spec_file.write_text(smallest_arch(SearchSpace.from_study(small_study), "fold").renamed("smallest").to_yaml())
+    scored = _posenas(*args, "--score", str(spec_file), "--val-images", "2")
+    assert scored.returncode == 0, scored.stderr
+    assert "smallest" in scored.stdout and "supernet scores (2 validation images)" in scored.stdout
+    outside = _posenas(*args, "--score", "tiny-hw")
+    assert outside.returncode == 2 and len(outside.stderr.strip().splitlines()) == 1
+    assert "outside the supernet's search space: tiny-hw" in outside.stderr

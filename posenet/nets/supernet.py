@@ -233,7 +233,10 @@ def _batch_statistics(y: torch.Tensor, bn: nn.BatchNorm2d, out: int) -> tuple[to
 
 
 def _check_in_space(spec: ArchSpec, space: SearchSpace) -> None:
-    fixed_params(spec, space)  # SpecOutsideSpace names the first decision the space cannot make
+    try:
+        fixed_params(spec, space)  # names the first decision the space cannot make
+    except SpecOutsideSpace as exc:
+        raise SpecOutsideSpace(f"outside the supernet's search space: {exc}") from None
     if spec.in_channels != IN_CHANNELS:
         raise SpecOutsideSpace(f"{spec.name}: {spec.in_channels} input channels; the supernet takes {IN_CHANNELS}")
     if stem_of(spec) not in space.stems or stem_of(spec) not in STEMS:

@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-images", type=int, help="the first N training images only")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--device", help="cpu or cuda (default: cuda if present)")
+    parser.add_argument("--score", nargs="+", metavar="ARCH",
+                        help="then score these networks (baselines or spec files) with the supernet: BN recalibrated, "
+                             "QAT AP on the validation images")  # fmt: skip
+    parser.add_argument("--val-images", type=int, default=100, help="validation images for --score (default 100)")
     parser.add_argument("--out", required=True, help="the supernet folder (supernet.pt, supernet.json); rerun to resume")
     parser.set_defaults(handler=run_supernet)
 
@@ -49,9 +53,11 @@ def run_supernet(args: argparse.Namespace, console) -> int:
     from posenas.search.inputs import cache_for, study_data_root, study_teacher
     from posenas.search.report import SupernetDisplay
     from posenas.search.settings import load_settings
+    from posenas.space.baselines import get_arch
 
     config = _config(args)
     settings = load_settings(args.study)
+    to_score = [get_arch(arch) for arch in args.score or []]  # a bad name or file fails before any work
     budget = load_budget(settings.budget)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,4 +75,30 @@ def run_supernet(args: argparse.Namespace, console) -> int:
         SupernetTrainer(settings.space, budget, data, out, config, study=settings.name, teacher_cache=cache,
                         device=args.device, on_batch=display.on_batch, on_epoch=display.on_epoch).run()  # fmt: skip
     console.print(f"supernet ready in {time.perf_counter() - started:.0f} s -> {out / WEIGHTS}")
+    if to_score:
+        _score(to_score, settings, budget, data, out, args, console)
     return 0
+
+
+def _score(specs, settings, budget, data: Path, out: Path, args: argparse.Namespace, console) -> None:
+    """Score ``specs`` with the supernet in ``out`` and print one row each."""
+    from rich.table import Table
+
+    from posenas.budgets.checker import check
+    from posenas.posenet.nets.supernet_score import SubnetScorer
+    from posenas.posenet.nets.supernet_train import load_supernet
+
+    net, _ = load_supernet(out, settings.space)
+    net.eval()
+    for spec in specs:
+        net.check(spec)  # SpecOutsideSpace: one line, exit 2, before any scoring
+    if args.val_images < 1:
+        raise UsageError(f"--val-images must be >= 1, got {args.val_images}")
+    scorer = SubnetScorer(net, data, val_images=args.val_images, seed=args.seed, device=args.device)
+    table = Table("network", "AP (QAT, supernet)", "AP50", "val loss", "parameters", "latency ms", "fits", "s",
+                  title=f"supernet scores ({len(scorer.val.image_ids)} validation images)")  # fmt: skip
+    for spec in specs:
+        score, report = scorer.score(spec), check(spec, budget)
+        table.add_row(spec.name, f"{score.ap:.4f}", f"{score.ap50:.4f}", f"{score.val_loss:.5f}", f"{report.params:,}",
+                      f"{report.latency_ms or float('nan'):.2f}", "yes" if report.fits else "no", f"{score.seconds:.1f}")
+    console.print(table)
