@@ -125,11 +125,20 @@ def main() -> None:
                    "supernet_neg_val_loss": [-r["supernet_val_loss"] for r in done],
                    "trial_ap": [r["trial_ap"] for r in done], "params": [r["params"] for r in done],
                    "macs": [r["macs"] for r in done], "latency_ms": [r["latency_ms"] for r in done]}  # fmt: skip
-        table = {name: {"kendall_tau": float(kendalltau(values, truth).statistic),
-                        "spearman_rho": float(spearmanr(values, truth).statistic)} for name, values in signals.items()}  # fmt: skip
+        if len(set(truth)) < 2:
+            print("stand-alone AP is the same for every network so far: no ranking to correlate with")
+            return
+        table = {name: {"kendall_tau": _finite(kendalltau(values, truth).statistic),
+                        "spearman_rho": _finite(spearmanr(values, truth).statistic)} for name, values in signals.items()}  # fmt: skip
         summary = {"networks": len(done), "of": len(specs), "correlation_with_standalone_ap": table}
         atomic_write_text(args.out / "fidelity.json", json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary, indent=2))
+
+
+def _finite(value: float) -> float | None:
+    """A correlation, or None where it is undefined (a constant signal): never a silent NaN."""
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 if __name__ == "__main__":
