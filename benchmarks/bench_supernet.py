@@ -1,7 +1,7 @@
 """Scoring subnets of a trained supernet: how many per CPU-hour, and how noisy one score is.
 
     python benchmarks/bench_supernet.py --supernet DIR --data ROOT [--subnets 24] [--val-images 200]
-        [--calibration 256] [--seeds 3] [--out results.json]
+        [--calibration 256] [--seeds 2] [--small-calibration 64] [--out results.json]
 
 ``ROOT`` needs at least ``--val-images`` validation images (make one with ``posenas data synth --val N``;
 the synthetic generator renders image i of a split from (seed, split, i), so a root with the supernet's
@@ -13,9 +13,10 @@ student-hw's mixed-precision twin where the space holds them):
 * rate: the wall-clock seconds per score (extract, recalibrate, fold, validation forward, decode,
   COCOeval) and so subnets per hour on this machine, with the load average beside it;
 * noise over calibration: the same subnets scored with ``--seeds`` calibration draws; the mean standard
-  deviation of one subnet's AP, and Kendall tau between the rankings of two draws;
-* noise over validation images: the validation set split into two disjoint halves; Kendall tau between
-  the two halves' rankings (split-half reliability) and the mean |AP_a - AP_b|;
+  deviation of one subnet's AP, and Kendall tau between the rankings of two draws (and of a draw of only
+  ``--small-calibration`` images);
+* noise over validation images: the first draw's predictions evaluated on two disjoint halves of the
+  validation images; Kendall tau between the halves' rankings (split-half reliability), mean |AP_a - AP_b|;
 * the spread the scores have to resolve: the standard deviation of AP across subnets;
 * the cheaper signal: Kendall tau and Spearman rho between the validation loss (lower is better) and AP.
 
@@ -37,6 +38,7 @@ from scipy.stats import kendalltau, spearmanr
 from posenas.budgets.device import load_budget
 from posenas.posenet.nets.supernet_score import SubnetScorer
 from posenas.posenet.nets.supernet_train import load_supernet
+from posenas.posenet.pose.evaluate import evaluate_results
 from posenas.space.baselines import get_arch
 from posenas.space.subnets import feasible_random_arch
 
@@ -48,7 +50,9 @@ def main() -> None:
     parser.add_argument("--subnets", type=int, default=24)
     parser.add_argument("--val-images", type=int, default=200)
     parser.add_argument("--calibration", type=int, default=256)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=2, help="calibration draws (>= 2 for the calibration noise)")
+    parser.add_argument("--small-calibration", type=int, default=64, help="also score with this many calibration "
+                        "images (0: skip), to see whether fewer do as well")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -61,44 +65,71 @@ def main() -> None:
     specs = [get_arch("tiny-hw")] if _holds(net, get_arch("tiny-hw")) else []
     specs += [feasible_random_arch(space, budget, rng, name=f"random{i}") for i in range(args.subnets - len(specs))]
 
-    half = args.val_images // 2
     scorers = {f"calib{s}": SubnetScorer(net, args.data, calibration_images=args.calibration,
                                          val_images=args.val_images, seed=s) for s in range(args.seeds)}  # fmt: skip
-    halves = {name: SubnetScorer(net, args.data, calibration_images=args.calibration, val_images=half,
-                                 val_offset=offset, seed=0) for name, offset in (("half_a", 0), ("half_b", half))}  # fmt: skip
+    if args.small_calibration:
+        scorers["small_calib"] = SubnetScorer(net, args.data, calibration_images=args.small_calibration,
+                                              val_images=args.val_images, seed=0)  # fmt: skip
+    reference = scorers["calib0"]
+    ids = reference.val.image_ids
+    halves = {"half_a": ids[: len(ids) // 2], "half_b": ids[len(ids) // 2 :]}
     load_before = os.getloadavg()[0]
-    scores: dict[str, list[dict]] = {name: [] for name in [*scorers, *halves]}
+    rows: list[dict] = []
     for spec in specs:
-        for name, scorer in {**scorers, **halves}.items():
-            scores[name].append(scorer.score(spec).to_dict())
-        print(f"{spec.name}: " + "  ".join(f"{n} {s[-1]['ap']:.4f}" for n, s in scores.items()), flush=True)
+        row: dict = {"name": spec.name}
+        for name, scorer in scorers.items():
+            began = time.perf_counter()
+            heatmaps, pafs, loss = scorer.maps(spec)
+            loss_seconds = time.perf_counter() - began
+            results = scorer.results(heatmaps, pafs)
+            row[name] = evaluate_results(scorer.val.coco, results, scorer.val.image_ids).ap
+            row[f"{name}_loss"] = loss
+            if name == "calib0":  # the split halves from the same predictions: no extra forward pass
+                for half, half_ids in halves.items():
+                    chosen = set(half_ids)
+                    row[half] = evaluate_results(scorer.val.coco, [r for r in results if r["image_id"] in chosen],
+                                                 half_ids).ap  # fmt: skip
+                row["seconds"] = time.perf_counter() - began
+                row["loss_seconds"] = loss_seconds
+        rows.append(row)
+        print(f"{spec.name}: " + "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "name"), flush=True)
     load_after = os.getloadavg()[0]
 
-    ap = {name: [s["ap"] for s in values] for name, values in scores.items()}
-    full = scores["calib0"]
-    seconds = statistics.mean(s["seconds"] for s in full)
-    per_subnet_std = [statistics.pstdev(values) for values in zip(*(ap[f"calib{s}"] for s in range(args.seeds)))]
+    ap = {name: [row[name] for row in rows] for name in [*scorers, *halves]}
+    seconds = statistics.mean(row["seconds"] for row in rows)
+    loss_seconds = statistics.mean(row["loss_seconds"] for row in rows)
+    calib = [f"calib{s}" for s in range(args.seeds)]
+    per_subnet_std = [statistics.pstdev(values) for values in zip(*(ap[name] for name in calib))]
+    losses = [row["calib0_loss"] for row in rows]
     result = {
-        "supernet": str(args.supernet), "data": str(args.data), "subnets": len(specs), "val_images": args.val_images,
+        "supernet": str(args.supernet), "data": str(args.data), "subnets": len(specs), "val_images": len(ids),
         "calibration_images": args.calibration, "seconds_per_score": seconds, "scores_per_hour": 3600 / seconds,
+        "seconds_per_loss_score": loss_seconds, "loss_scores_per_hour": 3600 / loss_seconds,
         "load_average": [load_before, load_after], "cpus": os.cpu_count(),
         "ap_spread_std": statistics.pstdev(ap["calib0"]), "ap_mean": statistics.mean(ap["calib0"]),
-        "calibration_noise_std": statistics.mean(per_subnet_std),
+        "ap_max": max(ap["calib0"]), "calibration_noise_std": statistics.mean(per_subnet_std),
         "calibration_tau": _tau(ap["calib0"], ap["calib1"]) if args.seeds > 1 else None,
+        "calibration_loss_tau": _tau(losses, [row["calib1_loss"] for row in rows]) if args.seeds > 1 else None,
+        "small_calibration_tau": _tau(ap["calib0"], ap["small_calib"]) if args.small_calibration else None,
         "split_half_tau": _tau(ap["half_a"], ap["half_b"]),
         "split_half_mean_abs_diff": statistics.mean(abs(a - b) for a, b in zip(ap["half_a"], ap["half_b"])),
-        "loss_vs_ap_tau": _tau([-s["val_loss"] for s in full], ap["calib0"]),
-        "loss_vs_ap_rho": float(spearmanr([-s["val_loss"] for s in full], ap["calib0"]).statistic),
-        "specs": [spec.to_dict() for spec in specs], "scores": scores,
+        "loss_vs_ap_tau": _tau([-v for v in losses], ap["calib0"]),
+        "loss_vs_ap_rho": _finite(spearmanr([-v for v in losses], ap["calib0"]).statistic),
+        "specs": [spec.to_dict() for spec in specs], "rows": rows,
     }  # fmt: skip
-    summary = {k: v for k, v in result.items() if k not in ("specs", "scores")}
+    summary = {k: v for k, v in result.items() if k not in ("specs", "rows")}
     print(json.dumps(summary, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
-def _tau(a: list[float], b: list[float]) -> float:
-    return float(kendalltau(a, b).statistic)
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _tau(a: list[float], b: list[float]) -> float | None:
+    return _finite(kendalltau(a, b).statistic)
 
 
 def _holds(net, spec) -> bool:

@@ -82,9 +82,8 @@ class SubnetScorer:
         model.start_qat()
         return model.eval()
 
-    def score(self, spec: ArchSpec) -> SubnetScore:
-        """Extract ``spec``, recalibrate its BN, fold it and measure QAT AP (and loss) on the validation images."""
-        started = time.perf_counter()
+    def maps(self, spec: ArchSpec) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(heatmaps, PAFs) of the prepared QAT subnet on the validation images, and their masked L2 loss."""
         model = self.prepare(spec)
         heat, paf = [], []
         with torch.no_grad():
@@ -96,9 +95,23 @@ class SubnetScorer:
         t = self.val_targets
         mask = t["mask"].unsqueeze(1)
         loss = float(((heatmaps - t["heatmaps"]) ** 2 * mask).mean() + ((pafs - t["pafs"]) ** 2 * mask).mean())
-        results = []
+        return heatmaps, pafs, loss
+
+    def results(self, heatmaps: torch.Tensor, pafs: torch.Tensor) -> list[dict]:
+        """COCO keypoint results of the decoded maps (one entry per detected person)."""
+        results: list[dict] = []
         hm, pf = heatmaps.float().cpu().numpy(), pafs.float().cpu().numpy()
         for image_id, matrix, h, p in zip(self.val.image_ids, self.matrices, hm, pf):
             results.extend(poses_to_results(decode(h, p, self.decode_config), matrix, image_id))
-        metrics = evaluate_results(self.val.coco, results, self.val.image_ids)
+        return results
+
+    def score(self, spec: ArchSpec, *, ap: bool = True) -> SubnetScore:
+        """Extract ``spec``, recalibrate its BN, fold it and measure QAT AP and loss on the validation images.
+
+        ``ap=False`` measures the loss alone (no decoding, no COCOeval): AP and AP50 are then -1."""
+        started = time.perf_counter()
+        heatmaps, pafs, loss = self.maps(spec)
+        if not ap:
+            return SubnetScore(-1.0, -1.0, loss, time.perf_counter() - started)
+        metrics = evaluate_results(self.val.coco, self.results(heatmaps, pafs), self.val.image_ids)
         return SubnetScore(metrics.ap, metrics.ap50, loss, time.perf_counter() - started)
