@@ -189,6 +189,18 @@ def enqueue_baselines(study: optuna.Study, space: SearchSpace, names: Sequence[s
     return enqueued
 
 
+OBJECTIVE_LABELS = {"ap": "AP (QAT)", "params": "parameters", "latency": "latency ms"}
+
+
+def name_objectives(study: optuna.Study, objectives: Sequence[str]) -> None:
+    """Name the study's objectives (optuna-dashboard and Optuna's plots show them instead of "Objective 0")."""
+    names = [OBJECTIVE_LABELS[o] for o in objectives]
+    if getattr(study, "metric_names", None) != names and hasattr(study, "set_metric_names"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+
+
 def complete_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 

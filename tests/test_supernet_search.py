@@ -49,6 +49,8 @@ def test_search_scores_trials_with_the_supernet(setup, tmp_path: Path) -> None:
     assert scored and all(0.0 <= t.user_attrs["metrics"]["ap"] <= 1.0 for t in scored)
     assert all(t.user_attrs["metrics"]["val_loss"] > 0 for t in scored)
     assert not (tmp_path / "a" / "trials").exists()  # nothing trained stand-alone
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'a' / 'study.db'}")
+    assert optuna.load_study(study_name="small", storage=storage).metric_names == ["AP (QAT)", "parameters"]
     # The same seed samples the same networks.
     assert _search(study, data, supernet, tmp_path / "b") == 0
     assert [r.spec_hash for r in records] == [r.spec_hash for r in records_of(_trials(tmp_path / "b"))]

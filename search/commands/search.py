@@ -145,6 +145,9 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
                                 sampler=make_sampler(settings), load_if_exists=True)  # fmt: skip
     if [d.name.lower() for d in study.directions] != directions(settings):
         raise StudyError(f"study {name} in {storage_url} has other objectives; use another --out or --storage")
+    from posenas.search.study import name_objectives
+
+    name_objectives(study, settings.objectives)
     trials = 1 if args.fixed else settings.trials
     if args.fixed:
         enqueue_baselines(study, settings.space, [args.fixed])
