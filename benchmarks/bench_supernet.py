@@ -36,6 +36,7 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from posenas.budgets.device import load_budget
+from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.supernet_score import SubnetScorer
 from posenas.posenet.nets.supernet_train import load_supernet
 from posenas.posenet.pose.evaluate import evaluate_results
@@ -54,9 +55,12 @@ def main() -> None:
     parser.add_argument("--small-calibration", type=int, default=64, help="also score with this many calibration "
                         "images (0: skip), to see whether fewer do as well")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mode", choices=("qat", "float"), default="qat",
+                        help="float: for a supernet that has not trained in QAT yet")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
+    mode = QuantMode(args.mode)
     net, info = load_supernet(args.supernet)
     net.eval()
     space = net.space
@@ -66,10 +70,10 @@ def main() -> None:
     specs += [feasible_random_arch(space, budget, rng, name=f"random{i}") for i in range(args.subnets - len(specs))]
 
     scorers = {f"calib{s}": SubnetScorer(net, args.data, calibration_images=args.calibration,
-                                         val_images=args.val_images, seed=s) for s in range(args.seeds)}  # fmt: skip
+                                         val_images=args.val_images, seed=s, mode=mode) for s in range(args.seeds)}  # fmt: skip
     if args.small_calibration:
         scorers["small_calib"] = SubnetScorer(net, args.data, calibration_images=args.small_calibration,
-                                              val_images=args.val_images, seed=0)  # fmt: skip
+                                              val_images=args.val_images, seed=0, mode=mode)  # fmt: skip
     reference = scorers["calib0"]
     ids = reference.val.image_ids
     halves = {"half_a": ids[: len(ids) // 2], "half_b": ids[len(ids) // 2 :]}
@@ -103,7 +107,7 @@ def main() -> None:
     losses = [row["calib0_loss"] for row in rows]
     result = {
         "supernet": str(args.supernet), "data": str(args.data), "subnets": len(specs), "val_images": len(ids),
-        "calibration_images": args.calibration, "seconds_per_score": seconds, "scores_per_hour": 3600 / seconds,
+        "mode": args.mode, "calibration_images": args.calibration, "seconds_per_score": seconds, "scores_per_hour": 3600 / seconds,
         "seconds_per_loss_score": loss_seconds, "loss_scores_per_hour": 3600 / loss_seconds,
         "load_average": [load_before, load_after], "cpus": os.cpu_count(),
         "ap_spread_std": statistics.pstdev(ap["calib0"]), "ap_mean": statistics.mean(ap["calib0"]),

@@ -47,13 +47,19 @@ class SubnetScore:
 class SubnetScorer:
     """Scores subnets of ``supernet`` on ``data``: BN recalibrated on ``calibration_images`` training images
     (drawn with ``seed``), QAT AP on the first ``val_images`` validation images (``val_offset`` skips some,
-    to measure the score's noise over validation subsets)."""
+    to measure the score's noise over validation subsets).
+
+    ``mode`` FLOAT scores the float network instead: only for a supernet that never trained in QAT, whose
+    wide output layers have not learnt the QAT output scale (2**-shift), so its QAT scores mean nothing."""
 
     def __init__(
         self, supernet: SuperNet, data: str | Path, *, calibration_images: int = 256, val_images: int | None = 100,
         val_offset: int = 0, batch_size: int = 64, seed: int = 0, device: str | torch.device | None = None,
+        mode: QuantMode = QuantMode.QAT,
     ) -> None:  # fmt: skip
-        self.supernet, self.batch_size = supernet, batch_size
+        if mode not in (QuantMode.FLOAT, QuantMode.QAT):
+            raise ValueError(f"subnets are scored in FLOAT or QAT, not {mode.value}")
+        self.supernet, self.batch_size, self.mode = supernet, batch_size, mode
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         size = supernet.space.input_size
         train = CocoPoseDataset(data, "train", input_size=size, people_only=True)
@@ -76,10 +82,11 @@ class SubnetScorer:
         return (x[i : i + self.batch_size] for i in range(0, len(x), self.batch_size))
 
     def prepare(self, spec: ArchSpec) -> PoseNet:
-        """The stand-alone QAT model that ``score`` measures: extracted, BN recalibrated, folded, eval mode."""
+        """The stand-alone model that ``score`` measures: extracted, BN recalibrated, folded (QAT), eval mode."""
         model = self.supernet.extract(spec).to(self.device)
         recalibrate_batchnorm(model, self._batches(self.calibration))
-        model.start_qat()
+        if self.mode is QuantMode.QAT:
+            model.start_qat()
         return model.eval()
 
     def maps(self, spec: ArchSpec) -> tuple[torch.Tensor, torch.Tensor, float]:
