@@ -89,10 +89,12 @@ def main() -> None:
             row[name] = evaluate_results(scorer.val.coco, results, scorer.val.image_ids).ap
             row[f"{name}_loss"] = loss
             if name == "calib0":  # the split halves from the same predictions: no extra forward pass
-                for half, half_ids in halves.items():
+                for (half, half_ids), rows_of_half in zip(halves.items(), (slice(0, len(ids) // 2),
+                                                                           slice(len(ids) // 2, None))):  # fmt: skip
                     chosen = set(half_ids)
                     row[half] = evaluate_results(scorer.val.coco, [r for r in results if r["image_id"] in chosen],
                                                  half_ids).ap  # fmt: skip
+                    row[f"{half}_loss"] = _loss(scorer, heatmaps, pafs, rows_of_half)
                 row["seconds"] = time.perf_counter() - began
                 row["loss_seconds"] = loss_seconds
         rows.append(row)
@@ -117,6 +119,12 @@ def main() -> None:
         "small_calibration_tau": _tau(ap["calib0"], ap["small_calib"]) if args.small_calibration else None,
         "split_half_tau": _tau(ap["half_a"], ap["half_b"]),
         "split_half_mean_abs_diff": statistics.mean(abs(a - b) for a, b in zip(ap["half_a"], ap["half_b"])),
+        "loss_spread_std": statistics.pstdev(losses), "loss_mean": statistics.mean(losses),
+        "calibration_loss_noise_std": statistics.mean(
+            statistics.pstdev(values) for values in zip(*([row[f"{name}_loss"] for row in rows] for name in calib))),
+        "split_half_loss_tau": _tau([row["half_a_loss"] for row in rows], [row["half_b_loss"] for row in rows]),
+        "small_calibration_loss_tau": _tau(losses, [row["small_calib_loss"] for row in rows])
+        if args.small_calibration else None,
         "loss_vs_ap_tau": _tau([-v for v in losses], ap["calib0"]),
         "loss_vs_ap_rho": _finite(spearmanr([-v for v in losses], ap["calib0"]).statistic),
         "specs": [spec.to_dict() for spec in specs], "rows": rows,
@@ -125,6 +133,14 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _loss(scorer: SubnetScorer, heatmaps, pafs, rows: slice) -> float:
+    """The masked L2 validation loss over a subset of the validation images."""
+    t = scorer.val_targets
+    mask = t["mask"][rows].unsqueeze(1)
+    return float(((heatmaps[rows] - t["heatmaps"][rows]) ** 2 * mask).mean()
+                 + ((pafs[rows] - t["pafs"][rows]) ** 2 * mask).mean())  # fmt: skip
 
 
 def _finite(value: float) -> float | None:
