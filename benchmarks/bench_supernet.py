@@ -10,8 +10,9 @@ seed and more validation images has the same training images and the first valid
 Measured, for ``--subnets`` random networks of the supernet's space that fit its budget (tiny-hw and
 student-hw's mixed-precision twin where the space holds them):
 
-* rate: the wall-clock seconds per score (extract, recalibrate, fold, validation forward, decode,
-  COCOeval) and so subnets per hour on this machine, with the load average beside it;
+* rate: the wall-clock and the CPU seconds (process time, all threads) per score (extract, recalibrate,
+  fold, validation forward, decode, COCOeval), so subnets per hour and per CPU-hour, with the load average
+  beside them (on a shared machine the CPU time is the number that does not depend on the neighbours);
 * noise over calibration: the same subnets scored with ``--seeds`` calibration draws; the mean standard
   deviation of one subnet's AP, and Kendall tau between the rankings of two draws (and of a draw of only
   ``--small-calibration`` images);
@@ -82,9 +83,9 @@ def main() -> None:
     for spec in specs:
         row: dict = {"name": spec.name}
         for name, scorer in scorers.items():
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             heatmaps, pafs, loss = scorer.maps(spec)
-            loss_seconds = time.perf_counter() - began
+            loss_seconds, loss_cpu = time.perf_counter() - began, time.process_time() - began_cpu
             results = scorer.results(heatmaps, pafs)
             row[name] = evaluate_results(scorer.val.coco, results, scorer.val.image_ids).ap
             row[f"{name}_loss"] = loss
@@ -96,7 +97,8 @@ def main() -> None:
                                                  half_ids).ap  # fmt: skip
                     row[f"{half}_loss"] = _loss(scorer, heatmaps, pafs, rows_of_half)
                 row["seconds"] = time.perf_counter() - began
-                row["loss_seconds"] = loss_seconds
+                row["cpu_seconds"] = time.process_time() - began_cpu  # all threads: load-independent, unlike wall time
+                row["loss_seconds"], row["loss_cpu_seconds"] = loss_seconds, loss_cpu
         rows.append(row)
         print(f"{spec.name}: " + "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "name"), flush=True)
     load_after = os.getloadavg()[0]
@@ -111,6 +113,9 @@ def main() -> None:
         "supernet": str(args.supernet), "data": str(args.data), "subnets": len(specs), "val_images": len(ids),
         "mode": args.mode, "calibration_images": args.calibration, "seconds_per_score": seconds, "scores_per_hour": 3600 / seconds,
         "seconds_per_loss_score": loss_seconds, "loss_scores_per_hour": 3600 / loss_seconds,
+        "cpu_seconds_per_score": statistics.mean(row["cpu_seconds"] for row in rows),
+        "scores_per_cpu_hour": 3600 / statistics.mean(row["cpu_seconds"] for row in rows),
+        "loss_scores_per_cpu_hour": 3600 / statistics.mean(row["loss_cpu_seconds"] for row in rows),
         "load_average": [load_before, load_after], "cpus": os.cpu_count(),
         "ap_spread_std": statistics.pstdev(ap["calib0"]), "ap_mean": statistics.mean(ap["calib0"]),
         "ap_max": max(ap["calib0"]), "calibration_noise_std": statistics.mean(per_subnet_std),
