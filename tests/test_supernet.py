@@ -77,7 +77,7 @@ def test_extracted_model_has_build_model_keys_and_shapes(space: SearchSpace, sup
 @pytest.mark.parametrize("training", [False, True])
 def test_float_forward_equals_extracted(space: SearchSpace, supernet: SuperNet, training: bool) -> None:
     x = _images()
-    for spec in _specs(space, 12):
+    for spec in _specs(space, 8):
         model = supernet.extract(spec)
         supernet.train(training)
         model.train(training)
@@ -103,7 +103,7 @@ def test_qat_forward_equals_extracted_after_start_qat(space: SearchSpace, supern
     rng = np.random.default_rng(3)
     supernet.set_mode(QuantMode.QAT)
     try:
-        specs = _specs(space, 12) + [random_arch(space, rng, name=f"bits{i}") for i in range(6)]
+        specs = _specs(space, 4) + [random_arch(space, rng, name=f"bits{i}") for i in range(6)]
         for spec in specs:
             model = supernet.extract(spec)
             model.start_qat()
