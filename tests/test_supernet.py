@@ -56,7 +56,7 @@ def _images(n: int = 2) -> torch.Tensor:
 
 
 def test_specs_cover_the_space(space: SearchSpace) -> None:
-    specs = _specs(space, 24)
+    specs = _specs(space, 0)  # the fixed part alone: every equality test below includes it
     assert {stem_of(s) for s in specs} == set(space.stems)
     assert {len(s.cpm) for s in specs} == {1, 2, 3}
     kernels = {layer.kernel_size for s in specs for layer in s.layers()}
