@@ -15,9 +15,9 @@ import sys
 from typing import Sequence
 
 from posenas.errors import ExitCode, PosenasError, UsageError
-from posenas.search.commands import data, evaluate, export, inspect, predict, search, train
+from posenas.search.commands import data, evaluate, export, inspect, predict, search, supernet, train
 
-COMMAND_MODULES = (inspect, data, evaluate, train, search, export, predict)
+COMMAND_MODULES = (inspect, data, evaluate, train, search, supernet, export, predict)
 
 
 class _Parser(argparse.ArgumentParser):

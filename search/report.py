@@ -205,3 +205,15 @@ def prepare_teacher_with_progress(
     maps = np.load(folder / "maps.npy", mmap_mode="r")
     console.print(f"wrote {folder}: teacher maps of {len(maps):,} images ({maps.nbytes / 2**20:.1f} MiB float16)")
     return folder
+
+
+class SupernetDisplay(TrainingDisplay):
+    """``TrainingDisplay`` for a supernet run: its epochs report the largest network's and the subnets' loss."""
+
+    def on_epoch(self, record: Any) -> None:
+        self.progress.reset(self.task, total=None, status="")
+        self.progress.update(self.task, description=f"epoch {record.epoch + 2}/{self.epochs}")
+        self.console.print(
+            f"supernet epoch {record.epoch + 1}/{self.epochs} {record.mode:<5} loss largest {record.loss_largest:.5f}"
+            f"  subnets {record.loss_subnets:.5f}  {record.subnets} subnet steps  {record.seconds:.1f} s"
+        )  # fmt: skip

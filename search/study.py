@@ -23,6 +23,7 @@ import optuna
 
 from posenas.budgets.checker import RESOURCES, BudgetReport, check
 from posenas.budgets.device import Budget
+from posenas.errors import SpecOutsideSpace
 from posenas.files import atomic_write_text
 from posenas.posenet.nets.checkpoint import load_checkpoint
 from posenas.posenet.nets.distill import TeacherCache
@@ -175,12 +176,31 @@ def directions(settings: StudySettings) -> list[str]:
 
 
 def enqueue_baselines(study: optuna.Study, space: SearchSpace, names: Sequence[str] | None = None) -> list[str]:
-    """Enqueue each baseline (default: all) as a fixed trial, once per study; returns those enqueued."""
+    """Enqueue each baseline (default: all that the space can express) as a fixed trial, once per study;
+    returns those enqueued. A baseline named in ``names`` that the space cannot express raises."""
     enqueued = []
     for name in names or baseline_names():
-        study.enqueue_trial(fixed_params(get_arch(name), space), user_attrs={ATTR_BASELINE: name}, skip_if_exists=True)
+        try:
+            params = fixed_params(get_arch(name), space)
+        except SpecOutsideSpace:
+            if names:
+                raise
+            continue  # e.g. the mixed-precision student in a study without 2-bit weights
+        study.enqueue_trial(params, user_attrs={ATTR_BASELINE: name}, skip_if_exists=True)
         enqueued.append(name)
     return enqueued
+
+
+OBJECTIVE_LABELS = {"ap": "AP (QAT)", "params": "parameters", "latency": "latency ms"}
+
+
+def name_objectives(study: optuna.Study, objectives: Sequence[str]) -> None:
+    """Name the study's objectives (optuna-dashboard and Optuna's plots show them instead of "Objective 0")."""
+    names = [OBJECTIVE_LABELS[o] for o in objectives]
+    if getattr(study, "metric_names", None) != names and hasattr(study, "set_metric_names"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
 
 
 def complete_count(study: optuna.Study) -> int:

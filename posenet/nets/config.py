@@ -75,3 +75,55 @@ class TrainConfig:
     def phase_of(self, epoch: int) -> QuantMode:
         return QuantMode.QAT if self.qat_start is not None and epoch >= self.qat_start else QuantMode.FLOAT
 
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """How a weight-sharing supernet trains (``posenet.nets.supernet_train``): sandwich rule, in-place
+    distillation, then a QAT phase with weight bits drawn per layer.
+
+    Each step trains the largest network (the in-place teacher; 8-bit in QAT), the smallest, and
+    ``random_subnets`` random networks the budget accepts, and steps once on their summed gradients. The
+    largest learns from the targets (``alpha``) and the study's teacher (1 - alpha); the others learn from
+    the targets (``alpha``) and a blend of the largest's maps (share ``inplace``) and the study's teacher.
+    The last ``qat_epochs`` epochs are QAT."""
+
+    epochs: int = 4
+    qat_epochs: int = 1
+    batch_size: int = 16
+    lr: float = 1e-2
+    qat_lr: float = 1e-3
+    alpha: float = 0.7
+    inplace: float = 0.5
+    random_subnets: int = 2
+    seed: int = 0
+    train_images: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UsageError("supernet: epochs and batch_size must be >= 1")
+        if not 0 <= self.qat_epochs <= self.epochs:
+            raise UsageError(f"supernet: qat_epochs must be in [0, {self.epochs}], got {self.qat_epochs}")
+        if self.random_subnets < 0:
+            raise UsageError(f"supernet: random_subnets must be >= 0, got {self.random_subnets}")
+        for key in ("alpha", "inplace"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise UsageError(f"supernet: {key} must be in [0, 1], got {value}")
+        for key in ("lr", "qat_lr"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and value > 0 and value < float("inf")):
+                raise UsageError(f"supernet: {key} must be a positive number, got {value}")
+        if self.train_images is not None and self.train_images < self.batch_size:
+            raise UsageError(f"supernet: train_images must be >= batch_size ({self.batch_size})")
+
+    @property
+    def qat_start(self) -> int | None:
+        return self.epochs - self.qat_epochs if self.qat_epochs else None
+
+    def phase_of(self, epoch: int) -> QuantMode:
+        start = self.qat_start
+        return QuantMode.QAT if start is not None and epoch >= start else QuantMode.FLOAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

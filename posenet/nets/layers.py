@@ -23,6 +23,8 @@ mis-computing.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -201,12 +203,10 @@ class HwConv2d(nn.Module):
         bn = self.bn
         assert bn is not None and self.op.bias is not None  # guaranteed by _validate_config
         with torch.no_grad():
-            # The float forward computed bn(conv)/4, so the folded affine uses g/4 and beta/4.
-            gamma = bn.weight * _BN_OUTPUT_SCALE
-            beta = bn.bias * _BN_OUTPUT_SCALE
-            factor = gamma / torch.sqrt(bn.running_var + bn.eps)
-            self.op.weight.mul_(factor.view(-1, 1, 1, 1))
-            self.op.bias.copy_((self.op.bias - bn.running_mean) * factor + beta)
+            weight, bias = fold_batchnorm(self.op.weight, self.op.bias, bn.weight, bn.bias, bn.running_mean,
+                                          bn.running_var, bn.eps)  # fmt: skip
+            self.op.weight.copy_(weight)
+            self.op.bias.copy_(bias)
 
     def to_simulate(self) -> None:
         """QAT -> SIMULATE: replace ``op.weight``/``op.bias`` by the ai8x-synthesis integer checkpoint.
@@ -244,10 +244,7 @@ class HwConv2d(nn.Module):
 
     def _parameter_magnitude(self) -> torch.Tensor:
         """quantile(|[w; b]|, shift_quantile) over the detached parameters, shape [1]."""
-        params = self.op.weight.detach().flatten()
-        if self.op.bias is not None:
-            params = torch.cat([params, self.op.bias.detach().flatten()])
-        return torch.quantile(params.abs(), self.shift_quantile.detach().to(params.dtype))
+        return parameter_magnitude(self.op.weight, self.op.bias, self.shift_quantile)
 
     def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         op = self.op
@@ -265,45 +262,17 @@ class HwConv2d(nn.Module):
         return self._forward_simulate(x)
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pool is None:
-            return x
-        x = self.pool(x)
-        if isinstance(self.pool, nn.MaxPool2d):
-            return x  # a max of grid values is on the grid: nothing to quantize
-        # Average pooling truncates toward zero on the hardware; FLOAT mode does not quantize (ai8x v1).
-        if self._mode is QuantMode.SIMULATE:
-            return torch.clamp(torch.trunc(x), -128.0, 127.0)
-        if self._mode is QuantMode.QAT:
-            x = _straight_through(x, torch.trunc(x * _ACT_STEPS) / _ACT_STEPS)
-        return torch.clamp(x, _ACT_MIN, _ACT_MAX)
+        return apply_pool(self.pool, x, self._mode)
 
     def _forward_float(self, x: torch.Tensor) -> torch.Tensor:
         y = self.op(x)
         if self.bn is not None:
             y = self.bn(y) * _BN_OUTPUT_SCALE
-        if self.wide:
-            return torch.clamp(y, -_WIDE_LIMIT, _WIDE_LIMIT)
-        if self.relu:
-            y = F.relu(y)
-        return torch.clamp(y, _ACT_MIN, _ACT_MAX)
+        return float_activation(y, wide=self.wide, relu=self.relu)
 
     def _forward_qat(self, x: torch.Tensor) -> torch.Tensor:
-        bits = self._target_bits
-        # The shift follows the current weights every step (never written back), as in ai8x v1.
-        shift = torch.clamp(_ceil_log2(self._parameter_magnitude()), -_QAT_SHIFT_LIMIT, _QAT_SHIFT_LIMIT)
-        weight_scale = torch.exp2(-shift)
-        weight = _fake_quantize(self.op.weight * weight_scale, bits)
-        bias = None if self.op.bias is None else _fake_quantize(self.op.bias * weight_scale, bits)
-        y = self._conv(x, weight, bias)
-        if self.wide:
-            # No output shift on 32-bit outputs: the result stays scaled by 2**-shift, like the hardware.
-            y = _straight_through(y, _round_half_up(y * _WIDE_STEPS) / _WIDE_STEPS)
-            return torch.clamp(y, -_WIDE_LIMIT, _WIDE_LIMIT)
-        y = y * torch.exp2(shift)
-        if self.relu:
-            y = F.relu(y)
-        y = _straight_through(y, _round_half_up(y * _ACT_STEPS) / _ACT_STEPS)
-        return torch.clamp(y, _ACT_MIN, _ACT_MAX)
+        return qat_conv(x, self.op.weight, self.op.bias, self._target_bits, self.shift_quantile,
+                        wide=self.wide, relu=self.relu, conv=self._conv)  # fmt: skip
 
     def _forward_simulate(self, x: torch.Tensor) -> torch.Tensor:
         w_int, b_int, shift = self.integer_weights()
@@ -313,6 +282,74 @@ class HwConv2d(nn.Module):
             return torch.clamp(acc, _ACC_MIN, _ACC_MAX)
         y = torch.clamp(_round_half_up(acc * 2.0 ** (shift - 7)), -128.0, 127.0)
         return torch.clamp(y, min=0.0) if self.relu else y
+
+
+# -- the arithmetic of one layer, as functions: HwConv2d uses them, and so does the weight-sharing supernet
+# (posenet/nets/supernet.py), which runs slices of its weights through exactly the same steps.
+def fold_batchnorm(
+    weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, mean: torch.Tensor,
+    var: torch.Tensor, eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(weight, bias) of a conv with its batch-norm folded in (v1: the BN output is divided by 4)."""
+    factor = gamma * _BN_OUTPUT_SCALE / torch.sqrt(var + eps)
+    return weight * factor.view(-1, 1, 1, 1), (bias - mean) * factor + beta * _BN_OUTPUT_SCALE
+
+
+def parameter_magnitude(weight: torch.Tensor, bias: torch.Tensor | None, quantile: torch.Tensor) -> torch.Tensor:
+    """quantile(|[w; b]|, quantile) over the detached parameters, shape [1]: what the QAT shift follows."""
+    params = weight.detach().flatten()
+    if bias is not None:
+        params = torch.cat([params, bias.detach().flatten()])
+    if float(quantile) == 1.0:  # the default: the maximum, exactly what quantile 1 gives, without sorting
+        return params.abs().max().reshape(1)
+    return torch.quantile(params.abs(), quantile.detach().to(params.dtype))
+
+
+def apply_pool(pool: nn.Module | None, x: torch.Tensor, mode: QuantMode) -> torch.Tensor:
+    """The pooling in front of a layer, with the hardware's truncation of averages outside FLOAT."""
+    if pool is None:
+        return x
+    x = pool(x)
+    if isinstance(pool, nn.MaxPool2d):
+        return x  # a max of grid values is on the grid: nothing to quantize
+    # Average pooling truncates toward zero on the hardware; FLOAT mode does not quantize (ai8x v1).
+    if mode is QuantMode.SIMULATE:
+        return torch.clamp(torch.trunc(x), -128.0, 127.0)
+    if mode is QuantMode.QAT:
+        x = _straight_through(x, torch.trunc(x * _ACT_STEPS) / _ACT_STEPS)
+    return torch.clamp(x, _ACT_MIN, _ACT_MAX)
+
+
+def float_activation(y: torch.Tensor, *, wide: bool, relu: bool) -> torch.Tensor:
+    """FLOAT mode after conv (+ BN / 4): the wide clamp, or ReLU and the activation clamp."""
+    if wide:
+        return torch.clamp(y, -_WIDE_LIMIT, _WIDE_LIMIT)
+    if relu:
+        y = F.relu(y)
+    return torch.clamp(y, _ACT_MIN, _ACT_MAX)
+
+
+def qat_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bits: int, quantile: torch.Tensor, *,
+    wide: bool, relu: bool, conv: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
+) -> torch.Tensor:  # fmt: skip
+    """QAT mode: fake-quantized (BN-folded) weights and bias, conv, output shift, activation quantization."""
+    # The shift follows the current weights every step (never written back), as in ai8x v1.
+    magnitude = parameter_magnitude(weight, bias, quantile)
+    shift = torch.clamp(_ceil_log2(magnitude), -_QAT_SHIFT_LIMIT, _QAT_SHIFT_LIMIT)
+    weight_scale = torch.exp2(-shift)
+    q_weight = _fake_quantize(weight * weight_scale, bits)
+    q_bias = None if bias is None else _fake_quantize(bias * weight_scale, bits)
+    y = conv(x, q_weight, q_bias)
+    if wide:
+        # No output shift on 32-bit outputs: the result stays scaled by 2**-shift, like the hardware.
+        y = _straight_through(y, _round_half_up(y * _WIDE_STEPS) / _WIDE_STEPS)
+        return torch.clamp(y, -_WIDE_LIMIT, _WIDE_LIMIT)
+    y = y * torch.exp2(shift)
+    if relu:
+        y = F.relu(y)
+    y = _straight_through(y, _round_half_up(y * _ACT_STEPS) / _ACT_STEPS)
+    return torch.clamp(y, _ACT_MIN, _ACT_MAX)
 
 
 def _validate_config(

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from posenas.errors import DataError, StudyError
+from posenas.errors import StudyError, UsageError
 from posenas.files import check_output_folder, output_folder
 from posenas.search import arguments
 from posenas.space.baselines import baseline_names
@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--batch-size", type=int, help="per-trial batch size")
     search.add_argument("--val-images", type=int, help="per-trial validation images")
     search.add_argument("--device", help="cpu or cuda (default: cuda if present)")
+    search.add_argument("--scorer", choices=("train", "supernet"), default="train",
+                        help="train: each trial trains stand-alone; supernet: trials are subnets of a weight-sharing "
+                             "supernet trained once per study, scored in seconds (default train)")  # fmt: skip
+    search.add_argument("--supernet", help="with --scorer supernet: a folder from posenas supernet for this study")
     search.add_argument("--no-baselines", action="store_true", help="do not enqueue the baselines")
     search.add_argument("--fixed", choices=baseline_names(),
                         help="run this baseline alone as a fixed trial (trained even if over budget)")  # fmt: skip
@@ -78,59 +82,29 @@ def _default_study(budget: str) -> str:
     return budget if resources.files("posenas.studies").joinpath(f"{budget}.yaml").is_file() else "max78000"
 
 
-def _data_root(settings: "StudySettings", args: argparse.Namespace, out: Path, console: "Console") -> Path:
-    from posenas.posenet.pose import synth
-    from posenas.posenet.pose.coco import annotation_path
-
-    if args.data or settings.data.root:
-        root = Path(args.data or settings.data.root)
-        for split in ("train", "val"):  # now, not as a failure of every trial
-            if not annotation_path(root, split).is_file():
-                raise DataError(f"data root {root}: no {annotation_path(root, split).relative_to(root)} (a COCO 2017 "
-                                "person-keypoints root is needed)")  # fmt: skip
-        return root
-    d = settings.data
-    root = out / "data" / f"synth-seed{d.synthetic_seed}-{d.synthetic_train}-{d.synthetic_val}"
-    if not annotation_path(root, "val").is_file():
-        console.print(f"making the built-in synthetic people: {d.synthetic_train} + {d.synthetic_val} images -> {root}")
-        synth.write_coco_root(root, train=d.synthetic_train, val=d.synthetic_val, seed=d.synthetic_seed)
-    return root
-
-
-def _teacher(settings: "StudySettings", args: argparse.Namespace, data: Path, out: Path, console: "Console"):
-    """(teacher, cache) from --teacher, or prepared once per --out as the study file says."""
-    from posenas.posenet.nets.distill import load_prepared_teacher
-    from posenas.search.report import prepare_teacher_with_progress
-
-    if args.teacher == "none" or (args.teacher is None and settings.teacher.kind == "none"):
-        return None, None
-    if args.teacher:
-        folder = Path(args.teacher)
-    else:
-        t = settings.teacher
-        folder = out / ("teacher-" + (t.arch or "checkpoint"))
-        if not (folder / "teacher.json").is_file():
-            console.print(f"preparing the teacher ({t.arch or t.checkpoint}) -> {folder}")
-            prepare_teacher_with_progress(data, folder, console, checkpoint=t.checkpoint, arch=t.arch, epochs=t.epochs,
-                            train_images=t.train_images, device=args.device)  # fmt: skip
-    prepared = load_prepared_teacher(folder)
-    same = prepared.info.data == str(data.resolve()) and prepared.info.input_size == settings.space.input_size
-    return prepared.teacher, prepared.cache if same else None
-
-
 def run_search(args: argparse.Namespace, console: "Console") -> int:
     import optuna
 
     from posenas.budgets.device import load_budget
+    from posenas.search.inputs import cache_for, study_data_root, study_teacher
     from posenas.search.records import records_of
     from posenas.search.storage import open_storage, storage_errors, study_lock
-    from posenas.search.study import TrialObjective, directions, enqueue_baselines, make_sampler, new_work_count
+    from posenas.search.study import (
+        TrialObjective,
+        directions,
+        enqueue_baselines,
+        make_sampler,
+        name_objectives,
+        new_work_count,
+    )
     from posenas.search.worker import REPEATS_BEFORE_STOP, run_worker
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported in one line, by the worker
     started = time.perf_counter()
     settings = _settings(args)
     arguments.device(args.device)
+    if args.supernet and args.scorer != "supernet":
+        raise UsageError("--supernet needs --scorer supernet")
     name = settings.name + (f"-fixed-{args.fixed}" if args.fixed else "")
     out = output_folder(args.out or Path("posenas-runs") / name, "search folder")
     storage_url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -143,17 +117,26 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
                                     sampler=make_sampler(settings), load_if_exists=True)  # fmt: skip
         if [d.name.lower() for d in study.directions] != directions(settings):
             raise StudyError(f"study {name} in {storage_url} has other objectives; use another --out or --storage")
+        name_objectives(study, settings.objectives)
         if args.fixed:
             enqueue_baselines(study, settings.space, [args.fixed])
         elif not args.no_baselines:
             enqueue_baselines(study, settings.space)
-        data = _data_root(settings, args, out, console)
-        teacher, cache = _teacher(settings, args, data, out, console)
+        data = study_data_root(settings, args.data, out, console)
+        prepared = study_teacher(settings, args.teacher, data, out, console, device=args.device)
+        teacher = None if prepared is None else prepared.teacher
+        cache = cache_for(prepared, data, settings.space.input_size)
     if cache is None and teacher is not None and not settings.train.augment:
         console.print("[yellow]the teacher's cache is for other data: it runs live on every batch[/yellow]")
     trials = 1 if args.fixed else settings.trials
     objective = TrialObjective(settings, load_budget(settings.budget), data, out / "trials", teacher, cache,
                                train_infeasible=bool(args.fixed), device=args.device, on_trial=say)  # fmt: skip
+    if args.scorer == "supernet" and not args.fixed:
+        from posenas.search.supernet_search import supernet_objective
+
+        objective = supernet_objective(settings, objective.budget, data, out, supernet=args.supernet,
+                                       teacher_cache=cache, console=console, device=args.device)  # fmt: skip
+        objective.on_trial = objective.on_trial or say
     console.print(f"study {name} ({storage_url}): {new_work_count(study)} of {trials} networks done; sampler "
                   f"{settings.sampler}, objectives {', '.join(settings.objectives)}, budget {settings.budget}")  # fmt: skip
     timeout = None if settings.timeout_minutes is None else settings.timeout_minutes * 60

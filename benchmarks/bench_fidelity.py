@@ -1,0 +1,145 @@
+"""Fidelity of the supernet's ranking: does the supernet score order networks as stand-alone training does?
+
+    python benchmarks/bench_fidelity.py --supernet DIR --data ROOT [--teacher T] --out DIR
+        [--networks 16] [--only 0:4] [--epochs 20 --qat-epochs 4] [--trial-epochs 8 --trial-qat-epochs 2]
+
+CPU-hours: run it in the background, in pieces (``--only 0:4``, then ``4:8``, ...) or whole; every network's
+runs live in ``OUT/NN-HASH/{full,trial}`` and resume where they stopped (posenas's trainer resumes from
+``last.pt``), and finished numbers are kept in ``OUT/results.json``, so rerunning the same command
+continues. The networks: tiny-hw and ``--networks - 1`` random networks that fit the supernet's budget,
+spread over the space by parameter count (evenly spaced quantiles of 400 feasible draws), fixed by
+``--seed``.
+
+For each network: the supernet score (QAT AP after BN recalibration; and the validation loss), the
+score of today's per-trial schedule (``--trial-epochs``), and the stand-alone AP of the full schedule
+(``--epochs``; the QAT AP, best epoch); parameters, MACs and latency from the budget checker. Once every
+network has its stand-alone AP, Kendall tau and Spearman rho of each signal against it are printed and
+written to ``OUT/fidelity.json`` (parameters, MACs and latency count as "bigger is better").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
+from posenas.budgets.checker import check
+from posenas.budgets.device import load_budget
+from posenas.budgets.feasible import feasible_random_arch
+from posenas.errors import SpecOutsideSpace
+from posenas.files import atomic_write_text
+from posenas.posenet.nets.checkpoint import load_checkpoint
+from posenas.posenet.nets.config import TrainConfig
+from posenas.posenet.nets.supernet_score import SubnetScorer
+from posenas.posenet.nets.supernet_train import load_supernet
+from posenas.posenet.nets.train import Trainer
+from posenas.space.baselines import get_arch
+from posenas.space.spec import ArchSpec
+
+
+def spread_networks(net, budget, count: int, seed: int) -> list[ArchSpec]:
+    """tiny-hw, then feasible random networks at evenly spaced parameter-count quantiles."""
+    rng = np.random.default_rng(seed)
+    pool = [feasible_random_arch(net.space, budget, rng, name=f"fid{i}") for i in range(400)]
+    pool.sort(key=lambda s: check(s, budget).params)
+    first = [get_arch("tiny-hw")] if _in_space(net, get_arch("tiny-hw")) else []
+    picks = [pool[int(round(q))] for q in np.linspace(0, len(pool) - 1, max(0, count - len(first)))]
+    return first + [spec.renamed(f"fid{i:02d}") for i, spec in enumerate(picks, start=1)]
+
+
+def _in_space(net, spec: ArchSpec) -> bool:
+    try:
+        net.check(spec)
+    except SpecOutsideSpace:
+        return False
+    return True
+
+
+def stand_alone_ap(spec: ArchSpec, data: str, out: Path, config: TrainConfig, teacher) -> float:
+    """The best QAT AP (float if no QAT epochs) of ``spec`` trained from scratch into ``out`` (resumes)."""
+    cache = teacher.cache if teacher is not None else None
+    Trainer(spec, data, out, config, teacher_cache=cache).run()
+    history = load_checkpoint(out / "last.pt").history
+    qat = [h["ap"] for h in history if h["mode"] == "qat"]
+    return max(qat) if qat else max(h["ap"] for h in history)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--supernet", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--teacher", help="a prepared teacher folder (posenas teacher) for both schedules")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--networks", type=int, default=16)
+    parser.add_argument("--only", default=None, help="a slice of the networks, e.g. 0:4")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--qat-epochs", type=int, default=4)
+    parser.add_argument("--trial-epochs", type=int, default=8)
+    parser.add_argument("--trial-qat-epochs", type=int, default=2)
+    parser.add_argument("--val-images", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from posenas.posenet.nets.distill import load_prepared_teacher
+
+    teacher = load_prepared_teacher(args.teacher) if args.teacher else None
+    net, info = load_supernet(args.supernet)
+    net.eval()
+    budget = load_budget(info["budget"])
+    specs = spread_networks(net, budget, args.networks, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    scorer = SubnetScorer(net, args.data, val_images=args.val_images)
+    full = TrainConfig(epochs=args.epochs, qat_start=args.epochs - args.qat_epochs if args.qat_epochs else None,
+                       val_images=args.val_images, alpha=0.7)  # fmt: skip
+    trial = TrainConfig(epochs=args.trial_epochs, val_images=args.val_images, alpha=0.7,
+                        qat_start=args.trial_epochs - args.trial_qat_epochs if args.trial_qat_epochs else None)  # fmt: skip
+    start, stop = (int(x) if x else None for x in (args.only or ":").split(":"))
+    for index, spec in list(enumerate(specs))[slice(start, stop)]:
+        key = f"{index:02d}-{spec.spec_hash()[:10]}"
+        row = results.get(key, {})
+        report = check(spec, budget)
+        row.update(name=spec.name, params=report.params, macs=report.macs, latency_ms=report.latency_ms,
+                   spec=spec.to_dict())  # fmt: skip
+        if "supernet_ap" not in row:
+            score = scorer.score(spec)
+            row.update(supernet_ap=score.ap, supernet_val_loss=score.val_loss, supernet_seconds=score.seconds)
+        for field, config, folder in (("trial_ap", trial, "trial"), ("standalone_ap", full, "full")):
+            if field not in row:
+                began = time.perf_counter()
+                row[field] = stand_alone_ap(spec, args.data, args.out / key / folder, config, teacher)
+                row[field.replace("_ap", "_seconds")] = time.perf_counter() - began
+        results[key] = row
+        atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
+        print(f"{key} {spec.name}: params {row['params']:,} supernet {row['supernet_ap']:.4f} "
+              f"trial {row['trial_ap']:.4f} stand-alone {row['standalone_ap']:.4f}", flush=True)  # fmt: skip
+    done = [r for r in results.values() if "standalone_ap" in r]
+    if len(done) >= 3:
+        truth = [r["standalone_ap"] for r in done]
+        signals = {"supernet_ap": [r["supernet_ap"] for r in done],
+                   "supernet_neg_val_loss": [-r["supernet_val_loss"] for r in done],
+                   "trial_ap": [r["trial_ap"] for r in done], "params": [r["params"] for r in done],
+                   "macs": [r["macs"] for r in done], "latency_ms": [r["latency_ms"] for r in done]}  # fmt: skip
+        if len(set(truth)) < 2:
+            print("stand-alone AP is the same for every network so far: no ranking to correlate with")
+            return
+        table = {name: {"kendall_tau": _finite(kendalltau(values, truth).statistic),
+                        "spearman_rho": _finite(spearmanr(values, truth).statistic)} for name, values in signals.items()}  # fmt: skip
+        summary = {"networks": len(done), "of": len(specs), "correlation_with_standalone_ap": table}
+        atomic_write_text(args.out / "fidelity.json", json.dumps(summary, indent=2) + "\n")
+        print(json.dumps(summary, indent=2))
+
+
+def _finite(value: float) -> float | None:
+    """A correlation, or None where it is undefined (a constant signal): never a silent NaN."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+if __name__ == "__main__":
+    main()
