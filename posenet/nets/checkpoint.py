@@ -95,3 +95,17 @@ def model_for(checkpoint: RunCheckpoint, source: str = "checkpoint") -> PoseNet:
     check_state_dict(model.state_dict(), checkpoint.state_dict, source, CheckpointError, optional_suffix=None)
     model.load_state_dict(checkpoint.state_dict)
     return model
+
+
+def model_in_mode(checkpoint: RunCheckpoint, mode: QuantMode, source: str = "checkpoint") -> PoseNet:
+    """The model of ``checkpoint`` in the arithmetic ``mode``: a float checkpoint asked for QAT or simulate
+    is quantized post-training; a QAT checkpoint cannot go back to float (its batch-norm is folded)."""
+    model = model_for(checkpoint, source)
+    if mode is QuantMode.FLOAT and model.mode is not QuantMode.FLOAT:
+        raise CheckpointError(f"{source}: holds QAT weights (batch-norm folded); float needs a float-phase "
+                              "checkpoint such as RUN/best-float.pt")  # fmt: skip
+    if mode is not QuantMode.FLOAT and model.mode is QuantMode.FLOAT:
+        model.start_qat()  # post-training quantization of a float checkpoint
+    if mode is QuantMode.SIMULATE:
+        model.to_simulate()
+    return model

@@ -9,7 +9,6 @@ runs the predictor, decodes, and returns COCO result records in the original ima
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from posenas.errors import CheckpointError, UsageError
-from posenas.posenet.nets.checkpoint import load_checkpoint, model_for
+from posenas.posenet.nets.checkpoint import load_checkpoint, model_in_mode
 from posenas.posenet.nets.config import QuantMode
 from posenas.posenet.nets.distill import (
     DEFAULT_REAL_TEACHER_INPUT,
@@ -63,15 +62,7 @@ def open_predictor(
 
 def _network(path: Path, mode: QuantMode, device: torch.device) -> OpenedPredictor:
     checkpoint = load_checkpoint(path)
-    model = model_for(checkpoint, str(path))
-    if mode is QuantMode.FLOAT and model.mode is not QuantMode.FLOAT:
-        raise CheckpointError(f"{path}: holds QAT weights (batch-norm folded); float needs a float-phase "
-                              "checkpoint such as RUN/best-float.pt")  # fmt: skip
-    if mode is not QuantMode.FLOAT and model.mode is QuantMode.FLOAT:
-        model.start_qat()  # post-training quantization of a float checkpoint
-    if mode is QuantMode.SIMULATE:
-        model = copy.deepcopy(model)
-        model.to_simulate()
+    model = model_in_mode(checkpoint, mode, str(path))
     model.to(device).eval()
     size = checkpoint.spec.input_size
     return OpenedPredictor(predictor_for(model, device), size, f"{path} ({checkpoint.spec.name}, {mode.value})")

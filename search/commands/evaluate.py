@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from posenas.errors import CheckpointError
 from posenas.posenet.nets.config import QuantMode
 from posenas.search import arguments
 
@@ -88,11 +87,10 @@ def _reference_results(args: argparse.Namespace, console):
 
 def _network_results(args: argparse.Namespace, console):
     """A run checkpoint's predictions in float, QAT or simulate (the chip's integers) arithmetic."""
-    import copy
 
     import torch
 
-    from posenas.posenet.nets.checkpoint import load_checkpoint, model_for
+    from posenas.posenet.nets.checkpoint import load_checkpoint, model_in_mode
     from posenas.posenet.nets.train import predictor_for
     from posenas.posenet.pose.coco import CocoPoseDataset
     from posenas.posenet.pose.decode import DecodeConfig
@@ -101,15 +99,7 @@ def _network_results(args: argparse.Namespace, console):
 
     checkpoint = load_checkpoint(args.checkpoint)
     mode = QuantMode(args.mode)
-    model = model_for(checkpoint, args.checkpoint)
-    if mode is QuantMode.FLOAT and model.mode is not QuantMode.FLOAT:
-        raise CheckpointError(f"{args.checkpoint}: holds QAT weights (batch-norm folded); float needs a float-phase "
-                              "checkpoint such as RUN/best-float.pt")  # fmt: skip
-    if mode is not QuantMode.FLOAT and model.mode is QuantMode.FLOAT:
-        model.start_qat()  # post-training quantization of a float checkpoint
-    if mode is QuantMode.SIMULATE:
-        model = copy.deepcopy(model)
-        model.to_simulate()
+    model = model_in_mode(checkpoint, mode, args.checkpoint)
     dataset = CocoPoseDataset(args.data, args.split, input_size=checkpoint.spec.input_size, limit=args.limit)
     device = torch.device(args.device or "cpu")
     model.to(device).eval()
