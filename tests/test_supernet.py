@@ -14,6 +14,7 @@ from posenas.errors import SpecOutsideSpace
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.model import build_model
 from posenas.posenet.nets.supernet import SuperNet, recalibrate_batchnorm, stem_of
+from posenas.search.settings import load_settings
 from posenas.space.baselines import get_arch
 from posenas.space.sampling import SearchSpace
 from posenas.space.spec import LayerSpec
@@ -23,7 +24,7 @@ from posenas.space.subnets import largest_arch, random_arch, smallest_arch
 @pytest.fixture(scope="module")
 def space() -> SearchSpace:
     """The default study's space with every weight width the hardware has (bits do not change the layers)."""
-    return dataclasses.replace(SearchSpace.from_study("max78000"), bits=(8, 4, 2, 1))
+    return dataclasses.replace(load_settings("max78000").space, bits=(8, 4, 2, 1))
 
 
 @pytest.fixture(scope="module")

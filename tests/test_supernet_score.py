@@ -14,15 +14,15 @@ from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.supernet import SuperNet, recalibrate_batchnorm
 from posenas.posenet.nets.supernet_score import SubnetScorer
 from posenas.posenet.nets.train import evaluate_model
+from posenas.search.settings import load_settings
 from posenas.space.baselines import get_arch
-from posenas.space.sampling import SearchSpace
 from posenas.space.subnets import random_arch
 
 
 @pytest.fixture(scope="module")
 def scorer(synth_root) -> SubnetScorer:
     torch.manual_seed(0)
-    net = SuperNet(SearchSpace.from_study("max78000"))
+    net = SuperNet(load_settings("max78000").space)
     return SubnetScorer(net, synth_root(16, 6, 1), calibration_images=12, val_images=6, batch_size=4)
 
 

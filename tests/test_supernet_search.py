@@ -13,7 +13,7 @@ from posenas.posenet.nets.config import SupernetConfig
 from posenas.posenet.nets.supernet_train import SupernetTrainer
 from posenas.search.cli import main
 from posenas.search.records import records_of
-from posenas.space.sampling import SearchSpace
+from posenas.search.settings import load_settings
 from tests.test_supernet_train import SMALL_STUDY
 
 
@@ -24,7 +24,7 @@ def setup(synth_root, tmp_path_factory) -> tuple[Path, Path, Path]:
     study.write_text(SMALL_STUDY)
     data = synth_root(16, 4, 0)
     config = SupernetConfig(epochs=1, qat_epochs=1, batch_size=8, random_subnets=1)
-    SupernetTrainer(SearchSpace.from_study(study), load_budget("max78000"), data, folder / "sn", config).run()
+    SupernetTrainer(load_settings(study).space, load_budget("max78000"), data, folder / "sn", config).run()
     return study, data, folder / "sn"
 
 

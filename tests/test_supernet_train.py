@@ -16,7 +16,7 @@ from posenas.budgets.device import load_budget
 from posenas.errors import CheckpointError
 from posenas.posenet.nets.config import SupernetConfig
 from posenas.posenet.nets.supernet_train import SupernetTrainer, load_supernet, sandwich
-from posenas.space.sampling import SearchSpace
+from posenas.search.settings import load_settings
 from posenas.space.subnets import smallest_arch
 
 # A narrow space of the default study's shape, so that a supernet trains in seconds on a CPU.
@@ -54,7 +54,7 @@ def data(synth_root) -> Path:
 
 
 def test_sandwich_draws_only_feasible_random_networks() -> None:
-    space = SearchSpace.from_study("max78000")
+    space = load_settings("max78000").space
     budget = load_budget("max78000")
     config = SupernetConfig(random_subnets=3, seed=5)
     seen = set()
@@ -74,7 +74,7 @@ def test_sandwich_draws_only_feasible_random_networks() -> None:
 
 def _train(study: Path, data: Path, out: Path, **callbacks) -> torch.nn.Module:
     config = SupernetConfig(epochs=2, qat_epochs=1, batch_size=8, random_subnets=1, seed=3)
-    return SupernetTrainer(SearchSpace.from_study(study), load_budget("max78000"), data, out, config,
+    return SupernetTrainer(load_settings(study).space, load_budget("max78000"), data, out, config,
                            study="small", **callbacks).run()  # fmt: skip
 
 
@@ -91,7 +91,7 @@ def test_killed_run_resumes_to_the_same_weights(small_study: Path, data: Path, t
     resumed = _train(small_study, data, tmp_path / "killed")
     for key, tensor in whole.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[key]), key
-    net, info = load_supernet(tmp_path / "killed", SearchSpace.from_study(small_study))
+    net, info = load_supernet(tmp_path / "killed", load_settings(small_study).space)
     assert info["mode"] == "qat" and len(info["history"]) == 2
     assert all(h["loss_largest"] > 0 for h in info["history"])
 
@@ -99,11 +99,11 @@ def test_killed_run_resumes_to_the_same_weights(small_study: Path, data: Path, t
 def test_supernet_of_another_space_is_refused(small_study: Path, data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     config = SupernetConfig(epochs=1, qat_epochs=0, batch_size=8, random_subnets=0)
-    SupernetTrainer(SearchSpace.from_study(small_study), load_budget("max78000"), data, out, config).run()
+    SupernetTrainer(load_settings(small_study).space, load_budget("max78000"), data, out, config).run()
     with pytest.raises(CheckpointError, match="another search space"):
-        load_supernet(out, SearchSpace.from_study("max78000"))
+        load_supernet(out, load_settings("max78000").space)
     with pytest.raises(CheckpointError, match="another search space"):
-        SupernetTrainer(SearchSpace.from_study("max78000"), load_budget("max78000"), data, out, config).run()
+        SupernetTrainer(load_settings("max78000").space, load_budget("max78000"), data, out, config).run()
 
 
 def _posenas(*args: str) -> subprocess.CompletedProcess:
@@ -128,7 +128,7 @@ def test_cli_trains_resumes_and_refuses_bad_input(small_study: Path, data: Path,
     assert bad.returncode == 2 and "--epochs" in bad.stderr
     # Scoring: a network of the space gets a row; one outside it (tiny-hw is wider) one line and exit 2.
     spec_file = tmp_path / "smallest.yaml"
-    spec_file.write_text(smallest_arch(SearchSpace.from_study(small_study), "fold").renamed("smallest").to_yaml())
+    spec_file.write_text(smallest_arch(load_settings(small_study).space, "fold").renamed("smallest").to_yaml())
     scored = _posenas(*args, "--score", str(spec_file), "--val-images", "2")
     assert scored.returncode == 0, scored.stderr
     assert "smallest" in scored.stdout and "supernet scores (2 validation images)" in scored.stdout
