@@ -48,7 +48,7 @@ def test_recalibration_gives_each_subnet_its_own_statistics(scorer: SubnetScorer
         if spec.fold > 1:
             x = torch.nn.functional.pixel_unshuffle(x, spec.fold)
         y = first.op(first.pool(x) if first.pool is not None else x)
-    assert torch.allclose(first.bn.running_mean, y.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(first.bn.running_mean, y.mean((0, 2, 3)), atol=1e-4)  # float32 sums over batches vs one mean: ~3e-5 apart
     assert torch.allclose(first.bn.running_var, y.var((0, 2, 3), unbiased=True), rtol=1e-3, atol=1e-6)
     assert first.bn.momentum == 0.05  # restored after calibration
 
