@@ -6,6 +6,8 @@ with its own connections and heartbeat thread, and one of them dying with SIGKIL
     python tests/optuna_worker.py URL STUDY TOTAL              # trials until TOTAL trials are COMPLETE
     python tests/optuna_worker.py URL STUDY TOTAL --block FILE # one trial that writes its number to FILE
                                                                # and then hangs (the test kills it)
+    python tests/optuna_worker.py URL STUDY 0 --claim          # claim queued trials (``ask``) until none
+                                                               # wait; print the numbers claimed
 
 Every trial records the worker's pid in the user attribute ``pid``. ``make_storage`` is imported by the
 test too, so that the test and all workers use the same heartbeat and retry settings: those live in each
@@ -74,11 +76,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("study")
     parser.add_argument("total", type=int, help="stop once this many trials of the study are COMPLETE")
     parser.add_argument("--block", type=Path, help="run one trial that writes its number here and hangs")
+    parser.add_argument("--claim", action="store_true", help="claim queued trials until none wait")
     args = parser.parse_args(argv)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=args.study, storage=make_storage(args.url))
-    if args.block is not None:
+    if args.claim:
+        claimed = []
+        while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            claimed.append(study.ask().number)  # ask() claims the oldest queued trial
+        print(" ".join(map(str, claimed)))
+    elif args.block is not None:
         study.optimize(lambda trial: objective(trial, args.block), n_trials=1)
     else:
         stop = MaxTrialsCallback(args.total, states=(TrialState.COMPLETE,))

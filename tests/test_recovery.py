@@ -155,6 +155,30 @@ def test_a_kill_between_checkpoint_writes_loses_no_best_checkpoint(root, tmp_pat
             assert all(torch.equal(got.state_dict[k], v) for k, v in expected.state_dict.items()), name
 
 
+def test_two_workers_never_claim_the_same_queued_trial_of_a_sqlite_study(tmp_path):
+    """Two processes pop 150 queued trials of one SQLite study as fast as they can: each trial goes to one.
+
+    Python's sqlite3 driver begins a transaction only at its first write, so without ``BEGIN IMMEDIATE``
+    (``posenas.search.storage``) both read a trial as WAITING and both claim it: 2-5 of the 150 here, and in
+    a search the slower worker then dies on "Cannot tell a COMPLETE trial"."""
+    from tests.optuna_worker import make_storage
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="claims", storage=make_storage(url))
+    for x in range(150):
+        study.enqueue_trial({"x": float(x)})
+    worker = [sys.executable, str(Path(__file__).with_name("optuna_worker.py")), url, "claims", "0", "--claim"]
+    runs = [subprocess.Popen(worker, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    claimed = [[int(n) for n in out.split()] for out, _ in outputs]
+    assert all(claimed), "both workers should have claimed trials"  # else the race was never run
+    every = claimed[0] + claimed[1]
+    assert len(every) == len(set(every)), "a trial was claimed twice"
+    # Every queued trial claimed; the loser of the race for the last one may ask() a new trial 150.
+    assert set(range(150)) <= set(every) <= set(range(152))
+
+
 @pytest.mark.parametrize("round_", range(3))
 def test_two_workers_started_together_on_one_sqlite_study(root, tmp_path, round_):
     """No crash, no baseline enqueued twice, exactly --trials networks: every round."""
