@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from posenas.posenet.nets.distill import PreparedTeacher
     from posenas.search.settings import StudySettings
+    from posenas.search.timeplan import Clock
 
 
 def study_data_root(settings: "StudySettings", data: str | None, out: Path, console: "Console") -> Path:
@@ -40,9 +41,10 @@ def study_data_root(settings: "StudySettings", data: str | None, out: Path, cons
 
 
 def study_teacher(settings: "StudySettings", teacher: str | None, data: Path, out: Path, console: "Console",
-                  device: str | None = None) -> "PreparedTeacher | None":  # fmt: skip
+                  device: str | None = None, clock: "Clock | None" = None) -> "PreparedTeacher | None":  # fmt: skip
     """The prepared teacher of ``--teacher`` (a folder, or 'none'), else the study's, prepared once under
-    ``out``; None without one."""
+    ``out``; None without one. With a time-limited ``clock``, a teacher the study trains is sized to the
+    teacher's share (training images per epoch), or skipped (a cut) when even a few batches do not fit."""
     from posenas.posenet.nets.distill import load_prepared_teacher
     from posenas.search.report import prepare_teacher_with_progress
 
@@ -54,10 +56,55 @@ def study_teacher(settings: "StudySettings", teacher: str | None, data: Path, ou
         t = settings.teacher
         folder = out / ("teacher-" + (t.arch or "checkpoint"))
         if not (folder / "teacher.json").is_file():
+            train_images = t.train_images
+            if t.arch and clock is not None and clock.limited:
+                train_images = _sized_teacher_images(settings, data, clock, device)
+                if train_images is None:
+                    return None
             console.print(f"preparing the teacher ({t.arch or t.checkpoint}) -> {folder}")
             prepare_teacher_with_progress(data, folder, console, checkpoint=t.checkpoint, arch=t.arch, epochs=t.epochs,
-                                          train_images=t.train_images, device=device)  # fmt: skip
+                                          train_images=train_images, device=device)  # fmt: skip
+    if clock is not None:
+        clock.finish("teacher")
     return load_prepared_teacher(folder)
+
+
+TEACHER_MIN_BATCHES = 8
+
+
+def _sized_teacher_images(settings: "StudySettings", data: Path, clock: "Clock", device: str | None) -> int | None:
+    """Training images per epoch for the study's teacher within its share of ``clock`` (None: skipped, cut).
+
+    Its cost: ``epochs`` training epochs plus one forward pass over every training image for the map cache
+    (a forward costs about a third of a training step) plus each epoch's validation."""
+    import torch
+
+    from posenas.posenet.nets.model import build_model
+    from posenas.posenet.nets.train import PreloadedSamples, model_input, seconds_per_training_image
+    from posenas.posenet.pose.coco import CocoPoseDataset
+    from posenas.search.timeplan import images_that_fit
+    from posenas.space.baselines import get_arch
+
+    t = settings.teacher
+    spec = get_arch(t.arch)
+    batch = settings.train.batch_size
+    train = CocoPoseDataset(data, "train", input_size=spec.input_size, people_only=True)
+    available = min(len(train), t.train_images or len(train))
+    train.image_ids = train.image_ids[:batch]
+    images = model_input(PreloadedSamples(train).tensors["images"], build_model(spec).mode)
+    model = build_model(spec).to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    per_image = seconds_per_training_image(model, images.to(next(model.parameters()).device))
+    seconds = clock.seconds_for("teacher")
+    fixed = per_image * (len(CocoPoseDataset(data, "train", input_size=spec.input_size).image_ids) / 3
+                         + t.epochs * (settings.train.val_images or 200) / 3)  # fmt: skip
+    fit = images_that_fit(seconds - fixed, per_image, t.epochs, available, TEACHER_MIN_BATCHES * batch)
+    if fit is None:
+        clock.skip("teacher", f"the study's teacher ({t.arch}, {t.epochs} epochs): needs more than its {seconds:.0f} s "
+                   f"({per_image:.2f} s per image measured); distillation from it skipped")  # fmt: skip
+        return None
+    if fit < available:
+        clock.cut(f"the study's teacher ({t.arch}): trained on {fit} of {available} images per epoch to fit {seconds:.0f} s")
+    return fit
 
 
 def cache_for(prepared: "PreparedTeacher | None", data: Path, input_size: int) -> Any:

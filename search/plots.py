@@ -21,7 +21,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from posenas.search.records import TrialRecord, pareto_front
+from posenas.search.records import TrialRecord, pareto_front, quality
 
 REFERENCE_FACTOR = 1.1  # hypervolume reference: this x the largest parameter count among trained records
 FIGURES = ("ap_vs_params", "ap_vs_latency", "hypervolume")
@@ -31,17 +31,25 @@ _COLORS = {"trained": "#4c78a8", "front": "#e45756", "baseline": "#f58518", "inf
            "untrained": "#888888", "reused": "#9ecae9", "hypervolume": "#54a24b"}  # fmt: skip
 
 
-def write_plots(records: list[TrialRecord], out_dir: Path, title: str, png: bool = True) -> list[Path]:
+def write_plots(records: list[TrialRecord], out_dir: Path, title: str, png: bool = True,
+                objective: str = "ap") -> list[Path]:  # fmt: skip
     """Write ``ap_vs_params.html``, ``ap_vs_latency.html`` and ``hypervolume.html`` into ``out_dir``
     (created if missing) and return their paths; with ``png``, also the PNGs of the same figures when
-    plotly's static export works here (it needs kaleido and a Chrome), else no PNGs and no error."""
+    plotly's static export works here (it needs kaleido and a Chrome), else no PNGs and no error.
+
+    A study whose first objective is the validation loss (``objective="loss"``) gets ``loss_vs_params``
+    and ``loss_vs_latency`` instead, and no hypervolume (defined here on AP)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "ap_vs_params": ap_figure(records, "params", title),
-        "ap_vs_latency": ap_figure(records, "latency_ms", title),
-        "hypervolume": hypervolume_figure(records, title),
-    }  # fmt: skip
+    if objective == "ap":
+        figures = {
+            "ap_vs_params": ap_figure(records, "params", title),
+            "ap_vs_latency": ap_figure(records, "latency_ms", title),
+            "hypervolume": hypervolume_figure(records, title),
+        }  # fmt: skip
+    else:
+        figures = {f"loss_vs_{stem}": ap_figure(records, x, title, objective)
+                   for stem, x in (("params", "params"), ("latency", "latency_ms"))}  # fmt: skip
     paths = []
     for stem, figure in figures.items():
         path = out_dir / f"{stem}.html"
@@ -70,24 +78,27 @@ def _write_pngs(figures: dict[str, go.Figure], out_dir: Path) -> list[Path]:
 # --- fronts and hypervolume --------------------------------------------------------------------------
 
 
-def front_2d(records: Iterable[TrialRecord], cost: Callable[[TrialRecord], float]) -> list[TrialRecord]:
+def front_2d(records: Iterable[TrialRecord], cost: Callable[[TrialRecord], float],
+             objective: str = "ap") -> list[TrialRecord]:  # fmt: skip
     """Trained records (reused ones left out, as in ``pareto_front``) that no other such record beats on
-    both AP (up) and ``cost`` (down), sorted by cost; records whose cost is not finite are left out. Ties
-    in both keep the lowest trial number. With ``cost`` = parameters this is ``pareto_front(records)``."""
-    pool = [r for r in records if r.trained and r.reused_from is None and math.isfinite(cost(r))]
+    both ``objective`` (AP up or loss down) and ``cost`` (down), sorted by cost; records whose cost or
+    quality is not finite are left out. Ties in both keep the lowest trial number. With ``cost`` =
+    parameters this is ``pareto_front(records, objective=objective)``."""
+    pool = [r for r in records if r.trained and r.reused_from is None and math.isfinite(cost(r))
+            and math.isfinite(quality(r, objective))]  # fmt: skip
     front, best = [], -math.inf
-    for r in sorted(pool, key=lambda r: (cost(r), -r.ap, r.number)):
-        if r.ap > best:
+    for r in sorted(pool, key=lambda r: (cost(r), -quality(r, objective), r.number)):
+        if quality(r, objective) > best:
             front.append(r)
-            best = r.ap
+            best = quality(r, objective)
     return front
 
 
-def latency_front(records: Iterable[TrialRecord]) -> list[TrialRecord]:
-    """The 2-D AP-vs-latency front, the one ``ap_vs_latency.html`` draws. (``pareto_front(records,
+def latency_front(records: Iterable[TrialRecord], objective: str = "ap") -> list[TrialRecord]:
+    """The 2-D quality-vs-latency front, the one ``ap_vs_latency.html`` draws. (``pareto_front(records,
     latency=True)`` is the 3-D front with parameters; projected onto this plane some of its members look
     dominated, so the latency figure uses this one.)"""
-    return front_2d(records, lambda r: r.latency_ms)
+    return front_2d(records, lambda r: r.latency_ms, objective)
 
 
 def reference_params(records: Iterable[TrialRecord]) -> float:
@@ -136,11 +147,13 @@ def hypervolume_curve(records: Sequence[TrialRecord], reference: float | None = 
 # --- figures -----------------------------------------------------------------------------------------
 
 
-def ap_figure(records: Sequence[TrialRecord], x: str, title: str) -> go.Figure:
+def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str = "ap") -> go.Figure:
     """AP against ``x`` ("params" or "latency_ms"): trained trials as points, the 2-D front (AP up, x
     down) highlighted and joined by a step line, baselines as labelled stars, reused trials faint, and
     the trials that were never trained (infeasible: red x; feasible but failed, pruned or still running:
-    grey rings) on a strip below AP 0. Records whose ``x`` is not finite are not drawn."""
+    grey rings) on a strip below AP 0. Records whose ``x`` is not finite are not drawn. With ``objective``
+    "loss" the y axis is the validation loss, drawn downwards (better is still up) and the strip sits
+    above the worst loss."""
     if x not in ("params", "latency_ms"):
         raise ValueError(f"x must be 'params' or 'latency_ms', not {x!r}")
     label = "parameters" if x == "params" else "latency (ms, izer's estimate)"
@@ -148,19 +161,28 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str) -> go.Figure:
     def xval(r: TrialRecord) -> float:
         return float(r.params) if x == "params" else r.latency_ms
 
+    def yval(r: TrialRecord) -> float:
+        return r.ap if objective == "ap" else r.val_loss
+
     shown = [r for r in records if math.isfinite(xval(r))]
-    front = pareto_front(shown) if x == "params" else latency_front(shown)
+    front = pareto_front(shown, objective=objective) if x == "params" else latency_front(shown, objective)
     on_front = {r.number for r in front}
-    trained = [r for r in shown if r.trained]
-    top = max([r.ap for r in trained] + [0.1])
-    strip = -0.06 * top  # where the never-trained trials sit
+    trained = [r for r in shown if r.trained and math.isfinite(yval(r))]
+    if objective == "ap":
+        top = max([r.ap for r in trained] + [1e-3])  # the axis follows the data, however small the APs
+        strip, y_range, y_title = -0.06 * top, [-0.13 * top, 1.1 * top], "AP (QAT, validation)"
+    else:
+        losses = [r.val_loss for r in trained] or [1.0]
+        low, high = min(losses), max(losses)
+        pad = max(high - low, 1e-3 * high, 1e-9)
+        strip, y_range, y_title = high + 0.12 * pad, [high + 0.25 * pad, low - 0.1 * pad], "validation loss (lower is better)"
 
     figure = go.Figure()
 
     def add(name: str, rows: list[TrialRecord], ys: list[float] | None = None, **style) -> None:
         if rows:
             figure.add_trace(go.Scatter(
-                x=[xval(r) for r in rows], y=ys if ys is not None else [r.ap for r in rows], name=name,
+                x=[xval(r) for r in rows], y=ys if ys is not None else [yval(r) for r in rows], name=name,
                 hovertext=[_hover(r) for r in rows], hoverinfo="text", customdata=[r.number for r in rows],
                 **style,
             ))  # fmt: skip
@@ -178,16 +200,17 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str) -> go.Figure:
     add("feasible, not trained (failed, pruned or running)", failed, [strip] * len(failed), mode="markers",
         marker={"color": _COLORS["untrained"], "symbol": "circle-open", "size": 9})
     baselines = [r for r in shown if r.baseline is not None]
-    add("baselines", baselines, [r.ap if r.trained else strip for r in baselines], mode="markers+text",
+    add("baselines", baselines, [yval(r) if r in trained else strip for r in baselines], mode="markers+text",
         text=[html.escape(str(r.baseline)) for r in baselines], textposition="top center",
         marker={"color": _COLORS["baseline"], "symbol": "star", "size": 16, "line": {"color": "black", "width": 1}})
 
-    which = "" if x == "params" else " (the AP-vs-latency front, not the 3-D one)"
+    what = "AP" if objective == "ap" else "loss"
+    which = "" if x == "params" else f" (the {what}-vs-latency front, not the 3-D one)"
     figure.update_layout(
-        title=f"{html.escape(title)}: AP vs {label}<br><sup>{len(trained)} trained, {len(infeasible)} infeasible, "
+        title=f"{html.escape(title)}: {what} vs {label}<br><sup>{len(trained)} scored, {len(infeasible)} infeasible, "
               f"{len(front)} on the front{which}</sup>",
-        xaxis_title=label, yaxis_title="AP (QAT, validation)", template="plotly_white", hovermode="closest",
-        yaxis={"range": [2.2 * strip, 1.1 * top], "zeroline": True},
+        xaxis_title=label, yaxis_title=y_title, template="plotly_white", hovermode="closest",
+        yaxis={"range": y_range, "zeroline": objective == "ap"},
     )  # fmt: skip
     return figure
 
@@ -214,6 +237,8 @@ def hypervolume_figure(records: Sequence[TrialRecord], title: str) -> go.Figure:
         title=f"{html.escape(title)}: hypervolume of the AP-vs-parameters front<br><sup>{note}</sup>",
         xaxis_title="trial number", yaxis_title="hypervolume (mean best AP over parameter budgets)",
         template="plotly_white", yaxis={"rangemode": "tozero"},
+        # whole trial numbers only (plotly would put ticks at 0.5 with a few trials)
+        xaxis={"tickmode": "linear", "dtick": max(1, math.ceil(len(curve) / 12)), "tickformat": "d"},
     )  # fmt: skip
     return figure
 
@@ -223,6 +248,10 @@ def _hover(r: TrialRecord) -> str:
     if r.baseline is not None:
         lines.append(f"baseline {r.baseline}")
     lines.append(f"AP {r.ap:.3f}" if r.ap == r.ap else "AP - (not trained)")
+    if r.val_loss == r.val_loss:
+        lines.append(f"validation loss {r.val_loss:.5f}")
+    if r.standalone_ap == r.standalone_ap:
+        lines.append(f"AP trained stand-alone {r.standalone_ap:.3f}")
     lines.append(f"params {r.params:,}")
     lines.append(f"latency {r.latency_ms:.2f} ms" if math.isfinite(r.latency_ms) else "latency -")
     if not r.feasible:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import optuna
 
@@ -22,14 +22,24 @@ ATTR_CONSTRAINTS = "constraints"
 ATTR_METRICS = "metrics"
 ATTR_REUSED_FROM = "reused_from"
 ATTR_ARTIFACTS = "artifacts"
+# A *study* attribute (a finished trial's attributes cannot change): trial number as text -> the result of
+# the search's last stage, {"ap": ..., "checkpoint": ..., "seconds": ...}, or {"worker": ...} while it trains.
+ATTR_STANDALONE = "standalone"
+
+
+def quality(record: "TrialRecord", objective: str = "ap") -> float:
+    """How good ``record`` is by the study's first objective, higher better: AP, or minus the loss."""
+    return record.ap if objective == "ap" else -record.val_loss
 
 
 @dataclass(frozen=True)
 class TrialRecord:
     """One trial: its architecture, whether it fits, and (when trained) its scores.
 
-    ``ap`` is the QAT AP on the study's validation images (NaN when not trained); ``params`` and
-    ``latency_ms`` come from the budget checker, for infeasible trials too."""
+    ``ap`` is the QAT AP on the study's validation images (NaN when not trained) and ``val_loss`` their
+    masked L2 loss, both from the study's scorer (a supernet's subnet, or a trial's own training);
+    ``standalone_ap`` is the AP after the search's last stage trained the network stand-alone (NaN if it
+    did not). ``params`` and ``latency_ms`` come from the budget checker, for infeasible trials too."""
 
     number: int
     state: str  # "COMPLETE", "FAIL", "RUNNING", ...
@@ -44,14 +54,20 @@ class TrialRecord:
     reused_from: int | None = None
     float_ap: float = float("nan")
     seconds: float = 0.0
+    val_loss: float = float("nan")
+    scorer: str = "train"
+    standalone_ap: float = float("nan")
 
     @property
     def trained(self) -> bool:
-        return self.state == "COMPLETE" and self.feasible and not math.isnan(self.ap)
+        return self.state == "COMPLETE" and self.feasible and not (math.isnan(self.ap) and math.isnan(self.val_loss))
 
 
-def records_of(trials: Iterable[optuna.trial.FrozenTrial]) -> list[TrialRecord]:
-    """The records of every trial that got as far as a budget check, in trial-number order."""
+def records_of(trials: Iterable[optuna.trial.FrozenTrial],
+               standalone: Mapping[str, Mapping[str, Any]] | None = None) -> list[TrialRecord]:  # fmt: skip
+    """The records of every trial that got as far as a budget check, in trial-number order. ``standalone``
+    is the study's ``ATTR_STANDALONE`` user attribute (trial number as text -> its stand-alone result)."""
+    standalone = standalone or {}
     records = []
     for trial in sorted(trials, key=lambda t: t.number):
         attrs: dict[str, Any] = trial.user_attrs
@@ -66,17 +82,21 @@ def records_of(trials: Iterable[optuna.trial.FrozenTrial]) -> list[TrialRecord]:
             feasible=bool(attrs.get(ATTR_FEASIBLE, False)), baseline=attrs.get(ATTR_BASELINE),
             violations=tuple(attrs.get(ATTR_VIOLATIONS, ())), reused_from=attrs.get(ATTR_REUSED_FROM),
             float_ap=float(metrics.get("float_ap", float("nan"))), seconds=float(metrics.get("seconds", 0.0)),
+            val_loss=float(metrics.get("val_loss", float("nan"))), scorer=str(metrics.get("scorer", "train")),
+            standalone_ap=float((standalone.get(str(trial.number)) or {}).get("ap", float("nan"))),
         ))  # fmt: skip
     return records
 
 
-def pareto_front(records: Iterable[TrialRecord], latency: bool = False) -> list[TrialRecord]:
-    """Trained, feasible records that no other such record dominates (AP up; parameters down; and
-    latency down when ``latency``). Ties in every objective keep the lowest trial number."""
-    pool = [r for r in records if r.trained and r.reused_from is None]
+def pareto_front(records: Iterable[TrialRecord], latency: bool = False, objective: str = "ap") -> list[TrialRecord]:
+    """Trained, feasible records that no other such record dominates (``objective``, AP or loss, better;
+    parameters down; and latency down when ``latency``). Ties in every objective keep the lowest trial
+    number."""
+    pool = [r for r in records if r.trained and r.reused_from is None and not math.isnan(quality(r, objective))]
 
     def key(r: TrialRecord) -> tuple[float, ...]:
-        return (-r.ap, float(r.params), r.latency_ms) if latency else (-r.ap, float(r.params))
+        q = -quality(r, objective)
+        return (q, float(r.params), r.latency_ms) if latency else (q, float(r.params))
 
     front = []
     for r in pool:

@@ -4,9 +4,12 @@ A study file is read here, strictly (an unknown key at any level is refused with
 
 * ``space``: the search space (parsed by ``posenas.space.sampling.SearchSpace.from_dict``);
 
-* ``objectives``: ``[ap, params]`` (AP up, parameters down), optionally ``latency`` (down);
+* ``objectives``: a quality first, ``ap`` (QAT AP, up) or ``loss`` (validation loss against the targets,
+  down), then ``params`` and/or ``latency`` (down);
 * ``search``: ``sampler`` (nsga2 | tpe), ``seed``, ``trials`` (completed trials in all, rejected ones
-  included), ``timeout_minutes`` (per worker, None for none), ``population`` (NSGA-II);
+  included), ``timeout_minutes`` (the wall-clock budget of one worker's whole command: data, teacher,
+  supernet, scoring and retraining are sized to fit it; None for none), ``population`` (NSGA-II),
+  ``scorer`` (supernet | train: how a trial is scored);
 * ``data``: ``root`` (a COCO root) or ``synthetic: {train, val, seed}`` (made on first use);
 * ``teacher``: ``none``, ``{checkpoint: FILE}`` or ``{arch: NAME, epochs: N, train_images: M}``;
 * ``train``: the per-trial schedule (``posenet.train.TrainConfig`` fields; ``qat_epochs`` counts the last
@@ -29,8 +32,10 @@ from posenas.posenet.nets.config import TrainConfig
 from posenas.space.sampling import SearchSpace
 from posenas.space.spec import SpecError
 
-OBJECTIVES = ("ap", "params", "latency")
+QUALITIES = ("ap", "loss")  # the first objective: how good a network is
+OBJECTIVES = (*QUALITIES, "params", "latency")
 SAMPLERS = ("nsga2", "tpe")
+SCORERS = ("supernet", "train")
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,15 @@ class StudySettings:
     trials: int = 40
     timeout_minutes: float | None = None
     population: int = 8
+    scorer: str = "supernet"
     data: DataSettings = field(default_factory=DataSettings)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def quality(self) -> str:
+        """The first objective: ``ap`` or ``loss``."""
+        return self.objectives[0]
 
     def with_overrides(self, **overrides: Any) -> "StudySettings":
         """Command-line flags win over the file; None means 'not given'."""
@@ -76,8 +87,13 @@ class StudySettings:
         return settings
 
     def validate(self) -> None:
-        if not self.objectives or self.objectives[0] != "ap" or any(o not in OBJECTIVES for o in self.objectives):
-            raise StudyError(f"objectives {list(self.objectives)}: must start with ap, from {list(OBJECTIVES)}")
+        objectives = self.objectives
+        if (not objectives or objectives[0] not in QUALITIES or any(o not in OBJECTIVES for o in objectives)
+                or any(o in QUALITIES for o in objectives[1:]) or len(set(objectives)) != len(objectives)):  # fmt: skip
+            raise StudyError(f"objectives {list(objectives)}: must start with one of {', '.join(QUALITIES)}, then "
+                             "params and/or latency")  # fmt: skip
+        if self.scorer not in SCORERS:
+            raise StudyError(f"scorer {self.scorer!r}: must be one of {', '.join(SCORERS)}")
         if self.sampler not in SAMPLERS:
             raise StudyError(f"sampler {self.sampler!r}: must be one of {', '.join(SAMPLERS)}")
         if self.trials < 1 or self.population < 2:
@@ -111,7 +127,7 @@ def _train_config(values: Mapping[str, Any]) -> TrainConfig:
 
 
 TOP_KEYS = ("name", "budget", "space", "objectives", "search", "data", "teacher", "train")
-SEARCH_KEYS = ("sampler", "seed", "trials", "timeout_minutes", "population")
+SEARCH_KEYS = ("sampler", "seed", "trials", "timeout_minutes", "population", "scorer")
 DATA_KEYS = ("root", "synthetic")
 SYNTHETIC_KEYS = ("train", "val", "seed")
 TEACHER_KEYS = {"checkpoint": ("checkpoint",), "arch": ("arch", "epochs", "train_images")}
@@ -174,6 +190,7 @@ def load_settings(name_or_path: str | Path) -> StudySettings:
             trials=int(search.get("trials", default["trials"])),
             timeout_minutes=_optional_float(search.get("timeout_minutes", default["timeout_minutes"])),
             population=int(search.get("population", default["population"])),
+            scorer=str(search.get("scorer", default["scorer"])),
             data=DataSettings(
                 root=None if data.get("root") is None else str(data["root"]),
                 synthetic_train=int(synthetic.get("train", default_data["synthetic_train"])),

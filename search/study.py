@@ -25,9 +25,9 @@ from posenas.budgets.checker import RESOURCES, BudgetReport, check
 from posenas.budgets.device import Budget
 from posenas.errors import SpecOutsideSpace
 from posenas.files import atomic_write_text
-from posenas.posenet.nets.checkpoint import load_checkpoint
+from posenas.posenet.nets.checkpoint import load_checkpoint, model_for
 from posenas.posenet.nets.distill import TeacherCache
-from posenas.posenet.nets.train import Trainer
+from posenas.posenet.nets.train import PreloadedSamples, Trainer, validation_loss
 from posenas.search.records import (
     ATTR_ARTIFACTS,
     ATTR_BASELINE,
@@ -108,17 +108,17 @@ class TrialObjective:
         if not report.fits and not self.train_infeasible:
             trial.set_user_attr(ATTR_METRICS, metrics)
             self._say(f"trial {trial.number} {spec.name}: rejected before training ({report.violations[0].message})")
-            return self._values(0.0, metrics)
+            return self._values({**metrics, "ap": 0.0})
         earlier = _scored_twin(trial.study, spec_hash, trial.number)
         if earlier is not None:
             metrics = dict(earlier.user_attrs[ATTR_METRICS])
             trial.set_user_attr(ATTR_REUSED_FROM, earlier.number)
             trial.set_user_attr(ATTR_METRICS, metrics)
-            self._say(f"trial {trial.number} {spec.name}: same network as trial {earlier.number}, AP {metrics['ap']:.3f} reused")
-            return self._values(metrics["ap"], metrics)
+            self._say(f"trial {trial.number} {spec.name}: same network as trial {earlier.number}, its score reused")
+            return self._values(metrics)
         metrics.update(self._train(trial, spec, report))
         trial.set_user_attr(ATTR_METRICS, metrics)
-        return self._values(metrics["ap"], metrics)
+        return self._values(metrics)
 
     def _train(self, trial: optuna.Trial, spec: ArchSpec, report: BudgetReport) -> dict[str, Any]:
         out = self.artifacts / f"trial-{trial.number:04d}-{spec.spec_hash()[:10]}"
@@ -133,18 +133,22 @@ class TrialObjective:
                           teacher_cache=self.teacher_cache, device=self.device)  # fmt: skip
         trainer.run()
         history = load_checkpoint(out / "last.pt").history  # every epoch, also those of an earlier attempt
+        best = model_for(load_checkpoint(out / "best.pt"), str(out / "best.pt"))
         qat = [h["ap"] for h in history if h["mode"] == "qat"]
         floating = [h["ap"] for h in history if h["mode"] == "float"]
         metrics = {
             "ap": max(qat) if qat else max(floating), "float_ap": max(floating) if floating else float("nan"),
+            "val_loss": validation_loss(best, PreloadedSamples(trainer.val_set).tensors),
             "seconds": time.perf_counter() - started, "checkpoint": str((out / "best.pt").resolve()),
         }  # fmt: skip
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         self._say(f"trial {trial.number} {spec.name}: AP {metrics['ap']:.3f} in {metrics['seconds']:.0f} s")
         return metrics
 
-    def _values(self, ap: float, metrics: dict[str, Any]) -> tuple[float, ...]:
-        by_name = {"ap": ap, "params": float(metrics["params"]), "latency": float(metrics["latency_ms"] or math.inf)}
+    def _values(self, metrics: dict[str, Any]) -> tuple[float, ...]:
+        """The objective values; a rejected network has AP 0 and loss +inf (the constraints reject it too)."""
+        by_name = {"ap": float(metrics["ap"]), "loss": float(metrics.get("val_loss", math.inf)),
+                   "params": float(metrics["params"]), "latency": float(metrics["latency_ms"] or math.inf)}  # fmt: skip
         return tuple(by_name[o] for o in self.settings.objectives)
 
     def _say(self, line: str) -> None:
@@ -172,7 +176,7 @@ def make_sampler(settings: StudySettings) -> optuna.samplers.BaseSampler:
 
 
 def directions(settings: StudySettings) -> list[str]:
-    return ["maximize" if o == "ap" else "minimize" for o in settings.objectives]
+    return ["maximize" if o == "ap" else "minimize" for o in settings.objectives]  # loss, params, latency: down
 
 
 def enqueue_baselines(study: optuna.Study, space: SearchSpace, names: Sequence[str] | None = None) -> list[str]:
@@ -191,7 +195,7 @@ def enqueue_baselines(study: optuna.Study, space: SearchSpace, names: Sequence[s
     return enqueued
 
 
-OBJECTIVE_LABELS = {"ap": "AP (QAT)", "params": "parameters", "latency": "latency ms"}
+OBJECTIVE_LABELS = {"ap": "AP (QAT)", "loss": "validation loss", "params": "parameters", "latency": "latency ms"}
 
 
 def name_objectives(study: optuna.Study, objectives: Sequence[str]) -> None:

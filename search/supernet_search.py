@@ -10,10 +10,12 @@ and one supernet folder: the folder is only read once it exists.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import optuna
 
@@ -21,8 +23,10 @@ from posenas.budgets.checker import BudgetReport
 from posenas.budgets.device import Budget
 from posenas.posenet.nets.config import SupernetConfig
 from posenas.posenet.nets.supernet_score import SubnetScorer
-from posenas.posenet.nets.supernet_train import WEIGHTS, SupernetTrainer, load_supernet
+from posenas.errors import CheckpointError
+from posenas.posenet.nets.supernet_train import INFO, WEIGHTS, SupernetTrainer, load_supernet
 from posenas.search.study import TrialObjective
+from posenas.search.timeplan import images_that_fit
 from posenas.space.spec import ArchSpec
 
 if TYPE_CHECKING:
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 
     from posenas.posenet.nets.distill import TeacherCache
     from posenas.search.settings import StudySettings
+    from posenas.search.timeplan import Clock
 
 CALIBRATION_IMAGES = 256
 
@@ -42,26 +47,70 @@ class SupernetObjective(TrialObjective):
 
     def _train(self, trial: optuna.Trial, spec: ArchSpec, report: BudgetReport) -> dict[str, Any]:
         assert self.scorer is not None
-        score = self.scorer.score(spec)
+        # A study ranked by loss skips decoding and COCOeval (a third of a score's time): AP is then unknown.
+        with_ap = self.settings.quality == "ap"
+        score = self.scorer.score(spec, ap=with_ap)
         if not math.isfinite(score.val_loss):
             raise optuna.TrialPruned(f"{spec.name}: non-finite validation loss")
-        self._say(f"trial {trial.number} {spec.name}: supernet AP {score.ap:.3f} ({report.params:,} parameters, "
+        scored = f"AP {score.ap:.3f}, loss {score.val_loss:.5f}" if with_ap else f"loss {score.val_loss:.5f}"
+        self._say(f"trial {trial.number} {spec.name}: supernet {scored} ({report.params:,} parameters, "
                   f"{report.latency_ms or float('nan'):.2f} ms) in {score.seconds:.1f} s")  # fmt: skip
-        return {"ap": score.ap, "ap50": score.ap50, "val_loss": score.val_loss, "seconds": score.seconds,
-                "scorer": "supernet"}  # fmt: skip
+        ap = score.ap if with_ap else float("nan")
+        return {"ap": ap, "ap50": score.ap50 if with_ap else float("nan"), "val_loss": score.val_loss,
+                "seconds": score.seconds, "scorer": "supernet"}  # fmt: skip
+
+
+QAT_STEP_COST = 1.4  # a QAT sandwich step against a float one (0.57 vs 0.40 img/s, BENCHMARKS.md)
+MIN_BATCHES = 4  # the fewest batches per epoch a time-limited supernet trains on
+
+
+def supernet_config(settings: "StudySettings", budget: Budget, data: Path, folder: Path, clock: "Clock",
+                    device: str | None, say: Callable[[str], None]) -> SupernetConfig:  # fmt: skip
+    """The schedule of the study's supernet: the one already in ``folder`` (a rerun resumes it), else the
+    default sized to the supernet's share of ``clock``: training images per epoch from a measured sandwich
+    step. Cutting images, not epochs, keeps the schedule's shape (float phase, then QAT)."""
+    info = folder / INFO
+    if info.is_file():
+        try:
+            return SupernetConfig(**json.loads(info.read_text())["config"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{info}: unreadable ({exc.__class__.__name__}); use a new --out") from None
+    config = SupernetConfig(seed=settings.seed, train_images=settings.train.train_images)
+    if not clock.limited:
+        return config
+    trainer = SupernetTrainer(settings.space, budget, data, folder, config, study=settings.name, device=device)
+    per_image = trainer.seconds_per_image()
+    seconds = clock.seconds_for("supernet")
+    available = len(trainer.train_set)
+    epochs = (config.epochs - config.qat_epochs) + QAT_STEP_COST * config.qat_epochs
+    images = images_that_fit(seconds, per_image, epochs, available, MIN_BATCHES * config.batch_size)
+    if images is None:
+        images = min(available, MIN_BATCHES * config.batch_size)
+        clock.cut(f"supernet: even {images} images per epoch need {images * per_image * epochs:.0f} s, more than its "
+                  f"{seconds:.0f} s; trained on {images} anyway")  # fmt: skip
+    elif images < available:
+        clock.cut(f"supernet: {images} of {available} training images per epoch ({config.epochs} epochs, "
+                  f"{per_image:.2f} s per image measured) to fit its {seconds:.0f} s")  # fmt: skip
+    say(f"supernet sized to {seconds:.0f} s: {images} images per epoch x {config.epochs} epochs "
+        f"({per_image:.2f} s per image measured)")  # fmt: skip
+    return dataclasses.replace(config, train_images=images)
 
 
 def supernet_objective(
     settings: "StudySettings", budget: Budget, data: Path, out: Path, *, supernet: str | None,
     teacher_cache: "TeacherCache | None", console: "Console", device: str | None = None,
-    config: SupernetConfig | None = None,
+    config: SupernetConfig | None = None, clock: "Clock | None" = None,
 ) -> SupernetObjective:  # fmt: skip
-    """Train (or load) the study's supernet and make the objective that scores trials with it."""
+    """Train (or load) the study's supernet and make the objective that scores trials with it. With a
+    ``clock``, the supernet is sized to its share of the time budget."""
     from posenas.search.report import SupernetDisplay
+    from posenas.search.timeplan import Clock
 
+    clock = clock or Clock(None)
     folder = Path(supernet) if supernet else out / "supernet"
     if supernet is None:
-        config = config or SupernetConfig(seed=settings.seed, train_images=settings.train.train_images)
+        say = lambda line: console.print(line, highlight=False)  # noqa: E731
+        config = config or supernet_config(settings, budget, data, folder, clock, device, say)
         done = (folder / WEIGHTS).is_file()
         console.print(f"{'checking' if done else 'training'} the study's supernet -> {folder} ({config.epochs} epochs, "
                       f"the last {config.qat_epochs} QAT)")  # fmt: skip
@@ -69,6 +118,7 @@ def supernet_objective(
             SupernetTrainer(settings.space, budget, data, folder, config, study=settings.name,
                             teacher_cache=teacher_cache, device=device, on_batch=display.on_batch,
                             on_epoch=display.on_epoch).run()  # fmt: skip
+    clock.finish("supernet")
     net, info = load_supernet(folder, settings.space)
     net.eval()
     scorer = SubnetScorer(net, data, calibration_images=CALIBRATION_IMAGES, val_images=settings.train.val_images,

@@ -168,7 +168,7 @@ def test_posenas_search_workers_share_a_postgresql_study(postgres_url: str, tmp_
     readme_url = postgres_url.replace("postgresql+psycopg2://", "postgresql://").replace("postgresql+psycopg://", "postgresql://")
     assert readme_url.startswith("postgresql://")
     command = [sys.executable, "-m", "posenas.search.cli", "search", "--storage", readme_url, "--data", str(root),
-               "--teacher", "none", "--trials", "8", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "3",
+               "--teacher", "none", "--scorer", "train", "--trials", "8", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "3",
                "--val-images", "1"]  # fmt: skip
     workers = [subprocess.Popen([*command, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True) for i in range(2)]  # fmt: skip

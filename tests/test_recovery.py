@@ -23,9 +23,9 @@ from posenas.posenet.nets.config import TrainConfig
 from posenas.posenet.nets.train import Trainer
 from posenas.space.baselines import baseline_names, get_arch
 
-TINY = ["--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2"]
+TINY = ["--scorer", "train", "--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2"]
 # A schedule long enough that a trial is still training when the signal comes.
-SLOW = ["--epochs", "40", "--qat-epochs", "1", "--batch-size", "2", "--val-images", "2"]
+SLOW = ["--scorer", "train", "--epochs", "40", "--qat-epochs", "1", "--batch-size", "2", "--val-images", "2"]
 
 
 @pytest.fixture(scope="module")

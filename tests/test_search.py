@@ -19,7 +19,7 @@ from posenas.search.study import CONSTRAINT_RESOURCES, TrialObjective, enqueue_b
 from posenas.space.baselines import get_arch
 from posenas.space.sampling import fixed_params, sample_arch
 
-SCHEDULE = ["--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2", "--seed", "3"]
+SCHEDULE = ["--scorer", "train", "--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2", "--seed", "3"]
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,8 @@ def test_a_minimal_study_takes_every_default_from_the_dataclasses(tmp_path):
 
 def test_the_builtin_study_is_read_by_name():
     settings = load_settings("max78000")
-    assert settings.name == "max78000" and settings.trials == 60 and settings.train.epochs == 8
+    assert settings.name == "max78000" and settings.trials == 1000 and settings.train.epochs == 8
+    assert settings.scorer == "supernet" and settings.objectives == ("loss", "params") and settings.timeout_minutes == 19
     assert read_study_file("max78000")["budget"] == "max78000"
 
 
@@ -105,3 +106,14 @@ def test_bad_space_bounds_name_the_key(tmp_path):
         load_settings(_write(tmp_path, {"space": space}))
     with pytest.raises(StudyError, match="bits must be a non-empty list from"):
         load_settings(_write(tmp_path, {"space": {**MINIMAL_SPACE, "bits": [3]}}))
+
+
+@pytest.mark.parametrize("objectives", [["params", "ap"], ["ap", "loss"], ["loss", "loss"], ["speed"], []])
+def test_objectives_start_with_one_quality(tmp_path, objectives):
+    with pytest.raises(StudyError, match="objectives"):
+        load_settings(_write(tmp_path, {"name": "m", "space": MINIMAL_SPACE, "objectives": objectives}))
+
+
+def test_an_unknown_scorer_is_refused(tmp_path):
+    with pytest.raises(StudyError, match="scorer 'guess'"):
+        load_settings(_write(tmp_path, {"name": "m", "space": MINIMAL_SPACE, "search": {"scorer": "guess"}}))

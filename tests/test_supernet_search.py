@@ -30,7 +30,7 @@ def setup(synth_root, tmp_path_factory) -> tuple[Path, Path, Path]:
 
 def _search(study: Path, data: Path, supernet: Path, out: Path, *extra: str) -> int:
     return main(["search", "--study", str(study), "--scorer", "supernet", "--supernet", str(supernet), "--data",
-                 str(data), "--teacher", "none", "--trials", "8", "--val-images", "4", "--no-baselines", "--seed", "2",
+                 str(data), "--teacher", "none", "--trials", "8", "--val-images", "4", "--no-baselines", "--seed", "2", "--retrain", "0",
                  "--out", str(out), *extra])  # fmt: skip
 
 
@@ -62,3 +62,65 @@ def test_supernet_of_another_study_is_one_line_exit_2(setup, tmp_path: Path, cap
                  str(data), "--teacher", "none", "--trials", "2", "--out", str(tmp_path / "c")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "another search space" in err
+
+
+def test_the_last_stage_retrains_the_fronts_best_from_inherited_weights(setup, tmp_path: Path, capsys) -> None:
+    study, data, supernet = setup
+    out = tmp_path / "r"
+    assert _search(study, data, supernet, out, "--retrain", "1", "--epochs", "2", "--qat-epochs", "1",
+                   "--batch-size", "4") == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'study.db'}")
+    standalone = optuna.load_study(study_name="small", storage=storage).user_attrs["standalone"]
+    assert len(standalone) == 1
+    (number, result), = standalone.items()
+    assert 0.0 <= result["ap"] <= 1.0 and result["epochs"] == 2 and Path(result["checkpoint"]).is_file()
+    records = records_of(_trials(out), standalone)
+    retrained = [r for r in records if r.standalone_ap == r.standalone_ap]
+    assert [r.number for r in retrained] == [int(number)]
+    # The retrained network is the front's best by the study's first objective (AP here).
+    front = [r for r in records if r.trained and r.reused_from is None]
+    assert retrained[0].ap == max(r.ap for r in front)
+    assert "AP stand-alone" in printed and f"retraining trial {number}" in printed
+    # A rerun finds it done and trains nothing again.
+    assert _search(study, data, supernet, out, "--retrain", "1") == 0
+    assert "retraining" not in capsys.readouterr().out
+
+
+def test_a_study_ranked_by_loss_skips_decoding_and_plots_the_loss(setup, tmp_path: Path) -> None:
+    study, data, supernet = setup
+    out = tmp_path / "l"
+    assert _search(study, data, supernet, out, "--objectives", "loss,params") == 0
+    storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'study.db'}")
+    assert optuna.load_study(study_name="small", storage=storage).metric_names == ["validation loss", "parameters"]
+    scored = [t for t in _trials(out) if t.user_attrs.get("metrics", {}).get("scorer") == "supernet"]
+    assert scored and all(t.user_attrs["metrics"]["val_loss"] > 0 for t in scored)
+    assert all(t.user_attrs["metrics"]["ap"] != t.user_attrs["metrics"]["ap"] for t in scored)  # NaN: not decoded
+    assert all(t.values[0] == t.user_attrs["metrics"]["val_loss"] for t in scored)
+    assert (out / "plots" / "loss_vs_params.html").is_file() and not (out / "plots" / "ap_vs_params.html").exists()
+
+
+def test_a_time_budget_stops_the_search_and_says_what_it_cut(setup, tmp_path: Path, capsys) -> None:
+    study, data, supernet = setup
+    # 0.05 min = 3 s for the whole command: the search phase gets under 2 s, far less than 200 scores.
+    assert _search(study, data, supernet, tmp_path / "t", "--trials", "200", "--timeout-minutes", "0.05") == 0
+    printed = capsys.readouterr().out
+    done = [t for t in _trials(tmp_path / "t") if t.state.name == "COMPLETE"]
+    assert 0 < len(done) < 200
+    assert "what the 0.05-minute budget cut:" in printed and "search: its" in printed and "ran out at" in printed
+
+
+def test_the_supernet_is_sized_to_its_share_of_the_budget(setup, synth_root, tmp_path: Path) -> None:
+    from posenas.search.supernet_search import MIN_BATCHES, supernet_config
+    from posenas.search.timeplan import Clock
+
+    study = setup[0]
+    data = synth_root(80, 2, 5)
+    settings = load_settings(study)
+    budget = load_budget("max78000")
+    roomy = Clock(1000)
+    config = supernet_config(settings, budget, data, tmp_path / "a", roomy, None, lambda line: None)
+    assert config.train_images == 80 and not roomy.cuts  # every training image
+    tight = Clock(0.001)
+    config = supernet_config(settings, budget, data, tmp_path / "b", tight, None, lambda line: None)
+    assert config.train_images == MIN_BATCHES * config.batch_size and tight.cuts and "supernet" in tight.cuts[0]

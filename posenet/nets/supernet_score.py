@@ -59,7 +59,7 @@ class SubnetScorer:
     ) -> None:  # fmt: skip
         if mode not in (QuantMode.FLOAT, QuantMode.QAT):
             raise ValueError(f"subnets are scored in FLOAT or QAT, not {mode.value}")
-        self.supernet, self.batch_size, self.mode = supernet, batch_size, mode
+        self.supernet, self.data, self.batch_size, self.mode = supernet, Path(data), batch_size, mode
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         size = supernet.space.input_size
         train = CocoPoseDataset(data, "train", input_size=size, people_only=True)
@@ -81,10 +81,16 @@ class SubnetScorer:
     def _batches(self, x: torch.Tensor):
         return (x[i : i + self.batch_size] for i in range(0, len(x), self.batch_size))
 
-    def prepare(self, spec: ArchSpec) -> PoseNet:
-        """The stand-alone model that ``score`` measures: extracted, BN recalibrated, folded (QAT), eval mode."""
+    def inherited(self, spec: ArchSpec) -> PoseNet:
+        """``spec``'s float model with the supernet's weights and BN statistics re-estimated on the
+        calibration images: the start of a stand-alone training (the search's last stage)."""
         model = self.supernet.extract(spec).to(self.device)
         recalibrate_batchnorm(model, self._batches(self.calibration))
+        return model
+
+    def prepare(self, spec: ArchSpec) -> PoseNet:
+        """The stand-alone model that ``score`` measures: extracted, BN recalibrated, folded (QAT), eval mode."""
+        model = self.inherited(spec)
         if self.mode is QuantMode.QAT:
             model.start_qat()
         return model.eval()

@@ -158,6 +158,27 @@ class SupernetTrainer:
         progress = (epoch - start + progress_in_epoch) / max(1, end - start)
         return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
+    def seconds_per_image(self, steps: int = 2) -> float:
+        """Measured wall seconds per training image of a float sandwich step (every network of the step,
+        forward and backward), over ``steps`` steps of a fresh supernet after an untimed warm-up pass over
+        the same networks (a new shape's first step sets up its kernels): how the search sizes the supernet
+        to its share of a time budget. (A QAT step costs about 1.4x: BENCHMARKS.md.)"""
+        net = SuperNet(self.space).to(self.device)
+        net.train()
+        batch = _collate([self.train_set[i] for i in range(min(self.config.batch_size, len(self.train_set)))])
+        x = model_input(batch["images"], QuantMode.FLOAT).to(self.device)
+        started = 0.0
+        for timed in (False, True):
+            if timed:
+                started = time.perf_counter()
+            for step in range(steps):
+                nets = sandwich(self.space, self.budget, self.config, 0, step, qat=False)
+                for spec in (nets.largest, *nets.others):
+                    heatmaps, pafs = net(x, spec)
+                    (heatmaps.pow(2).mean() + pafs.pow(2).mean()).backward()
+                net.zero_grad(set_to_none=True)
+        return (time.perf_counter() - started) / (steps * len(x))
+
     # -- loop --------------------------------------------------------------------------------------
     def run(self) -> SuperNet:
         """Train the remaining epochs; returns the supernet (also when nothing was left to train)."""

@@ -31,6 +31,7 @@ from posenas.posenet.nets.checkpoint import CheckpointError, RunCheckpoint, load
 from posenas.posenet.nets.config import TrainConfig
 from posenas.posenet.nets.layers import QuantMode, quantize_input, to_training_scale, wide_output_scale
 from posenas.posenet.nets.model import PoseNet, build_model
+from posenas.posenet.nets.weights import check_state_dict
 from posenas.posenet.pose.coco import CocoPoseDataset
 from posenas.posenet.pose.evaluate import KeypointMetrics, evaluate_results, prediction_results
 from posenas.posenet.pose.keypoints import NUM_HEATMAPS, NUM_PAFS
@@ -80,6 +81,24 @@ def evaluate_model(model: PoseNet, dataset: CocoPoseDataset, device: torch.devic
     results = prediction_results(predictor_for(model, torch.device(device)), dataset)
     model.train(was_training)
     return evaluate_results(dataset.coco, results, dataset.image_ids)
+
+
+def validation_loss(model: PoseNet, samples: dict[str, torch.Tensor], batch_size: int = 64) -> float:
+    """The masked L2 loss of ``model`` (in its current arithmetic) against the targets of ``samples``
+    (``PreloadedSamples.tensors`` of validation images): the search's ``loss`` objective. It needs no
+    decoding, and it still separates networks whose AP is 0 (a short CPU schedule)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, len(samples["images"])
+    with torch.no_grad():
+        for start in range(0, count, batch_size):
+            batch = {k: samples[k][start : start + batch_size].to(device) for k in ("images", "heatmaps", "pafs", "mask")}
+            heatmaps, pafs = model(model_input(batch["images"], model.mode))
+            loss, _ = pose_loss(heatmaps.float(), pafs.float(), batch, None, 1.0)
+            total += float(loss) * len(batch["images"])
+    model.train(was_training)
+    return total / max(1, count)
 
 
 def pose_loss(
@@ -163,20 +182,46 @@ class EpochRecord:
         return dataclasses.asdict(self)
 
 
+def seconds_per_training_image(model: nn.Module, images: torch.Tensor, steps: int = 2,
+                               forward: Callable[[nn.Module, torch.Tensor], Any] | None = None) -> float:  # fmt: skip
+    """Measured wall seconds per image of a training step (forward and backward) of ``model`` on the batch
+    ``images`` (model input), averaged over ``steps`` steps after one untimed warm-up step (the first step
+    of a shape sets up its kernels, several times a step's cost on a CPU). The search sizes its
+    time-limited phases with it; the model's weights and BN statistics are left unchanged."""
+    forward = forward or (lambda m, x: m(x))
+    was_training = model.training
+    model.train()
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    started = 0.0
+    for step in range(steps + 1):
+        if step == 1:
+            started = time.perf_counter()
+        outputs = forward(model, images)
+        sum(o.float().pow(2).mean() for o in outputs).backward()
+        model.zero_grad(set_to_none=True)
+    seconds = (time.perf_counter() - started) / (steps * len(images))
+    model.load_state_dict(saved)  # BN running statistics moved: put them back
+    model.train(was_training)
+    return seconds
+
+
 class Trainer:
     """Trains ``spec`` on a COCO root into ``out`` (``last.pt``, ``best.pt``), resuming if possible.
 
     ``teacher`` runs live on each batch; ``teacher_cache`` (maps per un-augmented image) replaces it when
-    training without augmentation, so the teacher never runs again."""
+    training without augmentation, so the teacher never runs again. ``init_state`` (a float state dict of
+    ``build_model(spec)``, e.g. weights inherited from a supernet) replaces the random initialisation of a
+    fresh run; a resumed run continues from its own checkpoint."""
 
     def __init__(
         self, spec: ArchSpec, data: str | Path, out: str | Path, config: TrainConfig = TrainConfig(),
         teacher: Teacher | None = None, device: str | torch.device | None = None,
         on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
-        teacher_cache: TeacherCache | None = None,
+        teacher_cache: TeacherCache | None = None, init_state: dict[str, torch.Tensor] | None = None,
     ) -> None:  # fmt: skip
         self.spec, self.config, self.teacher, self.teacher_cache = spec, config, teacher, teacher_cache
+        self.init_state = init_state
         self.out = Path(out)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.on_batch, self.on_epoch = on_batch, on_epoch
@@ -196,7 +241,11 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------------
     def _fresh(self) -> tuple[PoseNet, int, dict[str, Any], list[dict[str, Any]]]:
         torch.manual_seed(self.config.seed)
-        return build_model(self.spec), 0, {"best_mAP": -1.0, "best_epoch": -1}, []
+        model = build_model(self.spec)
+        if self.init_state is not None:
+            check_state_dict(model.state_dict(), self.init_state, "the initial weights", CheckpointError)
+            model.load_state_dict(self.init_state)
+        return model, 0, {"best_mAP": -1.0, "best_epoch": -1}, []
 
     def _resume(self) -> tuple[PoseNet, int, dict[str, Any], list[dict[str, Any]], dict | None]:
         last = self.out / "last.pt"

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from posenas.search.records import TrialRecord
     from posenas.search.settings import StudySettings
+    from posenas.search.timeplan import Clock
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,10 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--storage", help="an RDB URL shared by workers, e.g. postgresql://user@host/db "
                         "(default: sqlite file in --out)")  # fmt: skip
     search.add_argument("--trials", type=int, help="completed trials in all, rejected ones included")
-    search.add_argument("--timeout-minutes", type=float, help="this worker stops starting trials after this")
+    search.add_argument("--timeout-minutes", type=float, help="wall-clock budget of this command: data, teacher, "
+                        "supernet, scoring and retraining are sized to end within it (default: the study's, 19)")  # fmt: skip
     search.add_argument("--sampler", choices=("nsga2", "tpe"))
     search.add_argument("--seed", type=int)
-    search.add_argument("--objectives", help="comma-separated, from ap,params,latency (ap first)")
+    search.add_argument("--objectives", help="comma-separated: ap or loss first, then params and/or latency")
     search.add_argument("--data", help="a COCO root (default: the study's; built-in synthetic people)")
     search.add_argument("--teacher", help="a teacher folder from posenas teacher, or 'none'")
     search.add_argument("--epochs", type=int, help="per-trial epochs")
@@ -43,10 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--batch-size", type=int, help="per-trial batch size")
     search.add_argument("--val-images", type=int, help="per-trial validation images")
     search.add_argument("--device", help="cpu or cuda (default: cuda if present)")
-    search.add_argument("--scorer", choices=("train", "supernet"), default="train",
-                        help="train: each trial trains stand-alone; supernet: trials are subnets of a weight-sharing "
-                             "supernet trained once per study, scored in seconds (default train)")  # fmt: skip
+    search.add_argument("--scorer", choices=("supernet", "train"),
+                        help="supernet: trials are subnets of a weight-sharing supernet trained once per study, scored "
+                             "in seconds, and the front's best are retrained stand-alone at the end; train: each trial "
+                             "trains stand-alone (default: the study's, supernet)")  # fmt: skip
     search.add_argument("--supernet", help="with --scorer supernet: a folder from posenas supernet for this study")
+    search.add_argument("--retrain", type=int, default=3, metavar="N",
+                        help="with --scorer supernet: train the front's N best networks stand-alone at the end, in the "
+                             "time left (default 3; 0: none)")  # fmt: skip
     search.add_argument("--no-baselines", action="store_true", help="do not enqueue the baselines")
     search.add_argument("--fixed", choices=baseline_names(),
                         help="run this baseline alone as a fixed trial (trained even if over budget)")  # fmt: skip
@@ -69,6 +75,7 @@ def _settings(args: argparse.Namespace) -> "StudySettings":
     settings = settings.with_overrides(
         budget=args.budget,
         trials=args.trials, timeout_minutes=args.timeout_minutes, sampler=args.sampler, seed=args.seed,
+        scorer=args.scorer,
         objectives=objectives, train_epochs=args.epochs, train_train_images=args.train_images,
         train_val_images=args.val_images, train_seed=args.seed,
         train_qat_epochs=args.qat_epochs, train_batch_size=args.batch_size,
@@ -87,7 +94,7 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
 
     from posenas.budgets.device import load_budget
     from posenas.search.inputs import cache_for, study_data_root, study_teacher
-    from posenas.search.records import records_of
+    from posenas.search.records import ATTR_STANDALONE, records_of
     from posenas.search.storage import open_storage, storage_errors, study_lock
     from posenas.search.study import (
         TrialObjective,
@@ -97,18 +104,27 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
         name_objectives,
         new_work_count,
     )
+    from posenas.search.timeplan import Clock
     from posenas.search.worker import REPEATS_BEFORE_STOP, run_worker
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported in one line, by the worker
     started = time.perf_counter()
     settings = _settings(args)
     arguments.device(args.device)
-    if args.supernet and args.scorer != "supernet":
+    scorer = "train" if args.fixed else settings.scorer  # --fixed trains its one baseline
+    if args.supernet and scorer != "supernet":
         raise UsageError("--supernet needs --scorer supernet")
+    if args.retrain < 0:
+        raise UsageError(f"--retrain must be >= 0, got {args.retrain}")
+    clock = Clock(settings.timeout_minutes)
     name = settings.name + (f"-fixed-{args.fixed}" if args.fixed else "")
     out = output_folder(args.out or Path("posenas-runs") / name, "search folder")
     storage_url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     say = lambda line: console.print(line, highlight=False)  # noqa: E731
+    lock = lambda: study_lock(storage_url, name)  # noqa: E731
+    if clock.limited:
+        say(f"time budget {settings.timeout_minutes:g} min for data, teacher, "
+            + ("supernet, scoring and retraining" if scorer == "supernet" else "and trials"))  # fmt: skip
     # Workers starting together on one study take turns here: one creates the schema, the study, the data,
     # the teacher and the baselines; the others find them made.
     with study_lock(storage_url, name), storage_errors(storage_url):
@@ -123,78 +139,121 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
         elif not args.no_baselines:
             enqueue_baselines(study, settings.space)
         data = study_data_root(settings, args.data, out, console)
-        prepared = study_teacher(settings, args.teacher, data, out, console, device=args.device)
+        prepared = study_teacher(settings, args.teacher, data, out, console, device=args.device, clock=clock)
         teacher = None if prepared is None else prepared.teacher
         cache = cache_for(prepared, data, settings.space.input_size)
+    clock.finish("teacher")
     if cache is None and teacher is not None and not settings.train.augment:
         console.print("[yellow]the teacher's cache is for other data: it runs live on every batch[/yellow]")
     trials = 1 if args.fixed else settings.trials
     objective = TrialObjective(settings, load_budget(settings.budget), data, out / "trials", teacher, cache,
                                train_infeasible=bool(args.fixed), device=args.device, on_trial=say)  # fmt: skip
-    if args.scorer == "supernet" and not args.fixed:
+    if scorer == "supernet":
         from posenas.search.supernet_search import supernet_objective
 
         objective = supernet_objective(settings, objective.budget, data, out, supernet=args.supernet,
-                                       teacher_cache=cache, console=console, device=args.device)  # fmt: skip
+                                       teacher_cache=cache, console=console, device=args.device, clock=clock)  # fmt: skip
         objective.on_trial = objective.on_trial or say
-    console.print(f"study {name} ({storage_url}): {new_work_count(study)} of {trials} networks done; sampler "
-                  f"{settings.sampler}, objectives {', '.join(settings.objectives)}, budget {settings.budget}")  # fmt: skip
-    timeout = None if settings.timeout_minutes is None else settings.timeout_minutes * 60
+    else:
+        clock.finish("supernet")
+        clock.finish("retrain")
+    console.print(f"study {name} ({storage_url}): {new_work_count(study)} of {trials} networks done; scorer {scorer}, "
+                  f"sampler {settings.sampler}, objectives {', '.join(settings.objectives)}, budget {settings.budget}")  # fmt: skip
+    timeout = clock.seconds_for("search") if clock.limited else None
     try:
-        worker = run_worker(study, objective, trials, timeout_s=timeout, lock=lambda: study_lock(storage_url, name),
-                            say=say)  # fmt: skip
+        worker = run_worker(study, objective, trials, timeout_s=timeout, lock=lock, say=say)
+        clock.finish("search")
+        if worker.stopped_by == "timeout":
+            clock.cut(f"search: its {timeout:.0f} s ran out at {new_work_count(study)} of {trials} networks "
+                      "(rerun the command to go on)")  # fmt: skip
+        elif worker.stopped_by == "exhausted":
+            console.print(f"stopped: the last {REPEATS_BEFORE_STOP} trials found no network that was not scored already")
+        if scorer == "supernet" and args.retrain:
+            _retrain(study, settings, objective, data, out, clock, lock, cache, args.device, console, args.retrain)
     except KeyboardInterrupt:
-        records = records_of(study.get_trials(deepcopy=False))
+        records = records_of(study.get_trials(deepcopy=False), study.user_attrs.get(ATTR_STANDALONE))
         console.print(front_table(records, settings, f"Pareto front of {name} so far"))
-        _summary(records, console, time.perf_counter() - started)
+        _summary(records, console, time.perf_counter() - started, clock)
         console.print(f"interrupted after {new_work_count(study)} of {trials} networks; the trial in flight is queued "
                       "again: rerun the same command to resume")  # fmt: skip
         raise
-    records = records_of(study.get_trials(deepcopy=False))
+    records = records_of(study.get_trials(deepcopy=False), study.user_attrs.get(ATTR_STANDALONE))
     if args.fixed:  # one network, perhaps over budget: its own line rather than a front
         for r in records:
             fits = "fits" if r.feasible else "does not fit " + settings.budget
             console.print(f"{args.fixed}: AP {r.ap:.3f} (QAT), {r.float_ap:.3f} (float), {r.params:,} parameters, {fits}")
     console.print(front_table(records, settings, f"Pareto front of {name}"))
-    _summary(records, console, time.perf_counter() - started)
-    if worker.stopped_by == "timeout":
-        console.print(f"the time limit ({settings.timeout_minutes:g} min) stopped this worker at "
-                      f"{new_work_count(study)} of {trials} networks; rerun to go on")  # fmt: skip
-    elif worker.stopped_by == "exhausted":
-        console.print(f"stopped: the last {REPEATS_BEFORE_STOP} trials found no network that was not scored already")
-    _write_plots(records, out / "plots", name, console)
+    _summary(records, console, time.perf_counter() - started, clock)
+    _write_plots(records, out / "plots", name, console, settings.quality)
     return 0
 
 
+def _retrain(study, settings, objective, data, out, clock, lock, cache, device, console, count) -> None:  # noqa: ANN001
+    """The supernet search's last stage (``search.retrain``), shown with a progress bar per network."""
+    from posenas.search.records import ATTR_STANDALONE, records_of
+    from posenas.search.report import TrainingDisplay
+    from posenas.search.retrain import retrain_front
+
+    records = records_of(study.get_trials(deepcopy=False), study.user_attrs.get(ATTR_STANDALONE))
+    retrain_front(study, settings, records, objective.scorer, data, out, clock, lock=lock, teacher_cache=cache,
+                  device=device, say=lambda line: console.print(line, highlight=False),
+                  display=lambda epochs: TrainingDisplay(console, epochs, settings.train.batch_size), count=count)  # fmt: skip
+
+
 def front_table(records: list["TrialRecord"], settings: "StudySettings", title: str) -> "Table":
+    """The front, by the study's objectives: the scorer's AP and/or loss, the stand-alone AP of the networks
+    the last stage retrained, size, latency and the seconds the score took."""
     from rich.table import Table
 
     from posenas.search.records import pareto_front
 
-    table = Table("trial", "name", "AP (QAT)", "AP (float)", "parameters", "latency ms", "train s", title=title)
-    for r in pareto_front(records, latency="latency" in settings.objectives):
-        table.add_row(str(r.number), r.baseline or r.name, f"{r.ap:.3f}",
-                      "-" if math.isnan(r.float_ap) else f"{r.float_ap:.3f}", f"{r.params:,}",
-                      f"{r.latency_ms:.2f}", f"{r.seconds:.0f}")  # fmt: skip
+    front = pareto_front(records, latency="latency" in settings.objectives, objective=settings.quality)
+    columns = [("AP (QAT)", lambda r: _number(r.ap, "{:.3f}"))]
+    if settings.quality == "loss" or any(r.scorer == "supernet" for r in front):
+        columns = [("AP (QAT)", lambda r: _number(r.ap, "{:.3f}"))] if any(r.ap == r.ap for r in front) else []
+        columns.append(("val loss", lambda r: _number(r.val_loss, "{:.5f}")))
+    else:
+        columns.append(("AP (float)", lambda r: _number(r.float_ap, "{:.3f}")))
+    if any(r.standalone_ap == r.standalone_ap for r in front):
+        columns.append(("AP stand-alone", lambda r: _number(r.standalone_ap, "{:.3f}")))
+    scored_by = "supernet" if any(r.scorer == "supernet" for r in front) else "training"
+    table = Table("trial", "name", *(c for c, _ in columns), "parameters", "latency ms", f"{scored_by} s", title=title)
+    for r in front:
+        table.add_row(str(r.number), r.baseline or r.name, *(cell(r) for _, cell in columns), f"{r.params:,}",
+                      f"{r.latency_ms:.2f}", f"{r.seconds:.1f}" if r.seconds < 10 else f"{r.seconds:.0f}")  # fmt: skip
     return table
 
 
-def _summary(records: list["TrialRecord"], console: "Console", seconds: float) -> None:
-    trained = sum(1 for r in records if r.trained and r.reused_from is None)
+def _number(value: float, form: str) -> str:
+    return "-" if math.isnan(value) else form.format(value)
+
+
+def _summary(records: list["TrialRecord"], console: "Console", seconds: float, clock: "Clock | None" = None) -> None:
+    scored = sum(1 for r in records if r.trained and r.reused_from is None)
     rejected = sum(1 for r in records if r.state == "COMPLETE" and not r.feasible)
     reused = sum(1 for r in records if r.reused_from is not None)
     failed = sum(1 for r in records if r.state == "FAIL")
-    console.print(f"{len(records)} trials: {trained} trained, {rejected} rejected before training, "
-                  f"{reused} reused, {failed} failed; this worker ran {seconds / 60:.1f} min")  # fmt: skip
+    retrained = sum(1 for r in records if r.standalone_ap == r.standalone_ap)
+    console.print(f"{len(records)} trials: {scored} scored, {rejected} rejected before scoring, {reused} reused, "
+                  f"{failed} failed" + (f"; {retrained} retrained stand-alone" if retrained else "")
+                  + f"; this worker ran {seconds / 60:.1f} min")  # fmt: skip
+    if clock is not None and clock.limited:
+        if clock.cuts:
+            console.print(f"what the {clock.minutes:g}-minute budget cut:")
+            for cut in clock.cuts:
+                console.print(f"  - {cut}", highlight=False)
+        else:
+            console.print(f"the {clock.minutes:g}-minute budget cut nothing")
 
 
-def _write_plots(records: list["TrialRecord"], folder: Path, title: str, console: "Console") -> None:
+def _write_plots(records: list["TrialRecord"], folder: Path, title: str, console: "Console",
+                 objective: str = "ap") -> None:  # fmt: skip
     try:
         from posenas.search.plots import write_plots
     except ImportError:  # plotly missing: the table above still holds the front
         console.print("plots skipped: plotly is not installed")
         return
-    paths = write_plots(records, folder, title)
+    paths = write_plots(records, folder, title, objective=objective)
     console.print("plots: " + ", ".join(str(p) for p in paths))
 
 
@@ -212,6 +271,11 @@ def run_plot(args: argparse.Namespace, console: "Console") -> int:
         study = optuna.load_study(study_name=args.study, storage=storage)
     except KeyError:
         raise StudyError(f"no study {args.study!r} in {args.storage}") from None
-    _write_plots(records_of(study.get_trials(deepcopy=False)), Path(args.out), args.study, console)
+    from posenas.search.records import ATTR_STANDALONE
+    from posenas.search.study import OBJECTIVE_LABELS
+
+    objective = "loss" if (study.metric_names or [""])[0] == OBJECTIVE_LABELS["loss"] else "ap"
+    records = records_of(study.get_trials(deepcopy=False), study.user_attrs.get(ATTR_STANDALONE))
+    _write_plots(records, Path(args.out), args.study, console, objective)
     return 0
 

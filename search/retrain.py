@@ -1,0 +1,156 @@
+"""The search's last stage: the front's best networks trained stand-alone, from their inherited weights.
+
+A supernet score ranks networks; it is not the AP a network reaches on its own. So a search with the
+supernet scorer ends by training its front's best few networks (by the study's first objective) as
+stand-alone posenas runs: weights inherited from the supernet (BN re-estimated), then the study's
+schedule with distillation and QAT, each sized to its share of the time left. The results go into the
+study's ``ATTR_STANDALONE`` attribute, which the front table and the plots read, and the runs into
+``OUT/retrain/trial-NNNN`` (``best.pt`` is an ordinary checkpoint: ``posenas eval``/``export`` take it).
+
+Workers sharing a study share this stage: a network is claimed (under the study lock) before it trains,
+so two workers never train the same one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
+
+import optuna
+
+from posenas.posenet.nets.checkpoint import load_checkpoint
+from posenas.posenet.nets.config import TrainConfig
+from posenas.posenet.nets.train import Trainer, seconds_per_training_image
+from posenas.search.records import ATTR_SPEC, ATTR_STANDALONE, TrialRecord, pareto_front, quality
+from posenas.search.timeplan import Clock, images_that_fit
+from posenas.space.spec import ArchSpec
+
+if TYPE_CHECKING:
+    from posenas.posenet.nets.distill import TeacherCache
+    from posenas.posenet.nets.supernet_score import SubnetScorer
+    from posenas.search.settings import StudySettings
+
+RETRAIN_COUNT = 3  # the front's best networks trained stand-alone
+QAT_STEP_COST = 1.4  # a QAT training step against a float one
+MARGIN_S = 20.0  # kept back from the budget for the summary, the table and the plots
+MIN_BATCHES = 4
+
+
+def picks(records: list[TrialRecord], settings: "StudySettings", count: int = RETRAIN_COUNT) -> list[TrialRecord]:
+    """The front's ``count`` best networks by the study's first objective (ties: the smaller network)."""
+    front = pareto_front(records, latency="latency" in settings.objectives, objective=settings.quality)
+    return sorted(front, key=lambda r: (-quality(r, settings.quality), r.params, r.number))[:count]
+
+
+def _claim(study: optuna.Study, chosen: list[TrialRecord], lock: Callable[[], ContextManager[Any]]) -> list[TrialRecord]:
+    """The networks of ``chosen`` that no worker has trained or is training, now claimed by this one."""
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    with lock():
+        done = dict(study.user_attrs.get(ATTR_STANDALONE) or {})
+        mine = [r for r in chosen if str(r.number) not in done]
+        for r in mine:
+            done[str(r.number)] = {"worker": me}
+        if mine:
+            study.set_user_attr(ATTR_STANDALONE, done)
+    return mine
+
+
+def _record(study: optuna.Study, number: int, result: dict[str, Any] | None,
+            lock: Callable[[], ContextManager[Any]]) -> None:  # fmt: skip
+    """Store ``result`` for trial ``number`` (None: release the claim, so a later run trains it)."""
+    with lock():
+        done = dict(study.user_attrs.get(ATTR_STANDALONE) or {})
+        if result is None:
+            done.pop(str(number), None)
+        else:
+            done[str(number)] = result
+        study.set_user_attr(ATTR_STANDALONE, done)
+
+
+def retrain_front(
+    study: optuna.Study, settings: "StudySettings", records: list[TrialRecord], scorer: "SubnetScorer",
+    data: Path, out: Path, clock: Clock, *, lock: Callable[[], ContextManager[Any]],
+    teacher_cache: "TeacherCache | None", device: str | None, say: Callable[[str], None],
+    display: Callable[[int], Any] | None = None, count: int = RETRAIN_COUNT,
+) -> list[int]:  # fmt: skip
+    """Train the front's best ``count`` networks stand-alone in the time ``clock`` leaves; returns the trial
+    numbers trained. A network whose schedule does not fit even ``MIN_BATCHES`` batches per epoch is cut
+    (recorded on ``clock``) and left for a rerun. ``display(epochs)`` gives a ``TrainingDisplay``."""
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    mine = _claim(study, picks(records, settings, count), lock)
+    trained = []
+    for index, record in enumerate(mine):
+        seconds = (clock.left() - MARGIN_S) / (len(mine) - index) if clock.limited else math.inf
+        spec = ArchSpec.from_dict(by_number[record.number].user_attrs[ATTR_SPEC])
+        folder = out / "retrain" / f"trial-{record.number:04d}"
+        try:
+            config = _config(settings.train, spec, scorer, folder, seconds)
+        except _DoesNotFit as cut:
+            clock.cut(f"retraining trial {record.number} ({record.name}): {cut}")
+            _record(study, record.number, None, lock)
+            continue
+        say(f"retraining trial {record.number} {record.name} stand-alone from its supernet weights: {config.epochs} "
+            f"epochs ({config.epochs - (config.qat_start or config.epochs)} QAT) on {config.train_images} images"
+            + (f", sized to {seconds:.0f} s" if clock.limited else ""))  # fmt: skip
+        started = time.perf_counter()
+        try:
+            inherited = scorer.inherited(spec).cpu().state_dict()
+            trainer = Trainer(spec, data, folder, config, teacher_cache=teacher_cache, device=device,
+                              init_state=inherited)  # fmt: skip
+            if display is not None:
+                with display(config.epochs) as shown:
+                    trainer.on_batch, trainer.on_epoch = shown.on_batch, shown.on_epoch
+                    trainer.run()
+            else:
+                trainer.run()
+        except BaseException:
+            _record(study, record.number, None, lock)  # not lost: a rerun trains it (resuming the run folder)
+            raise
+        history = load_checkpoint(folder / "last.pt").history
+        qat = [h["ap"] for h in history if h["mode"] == "qat"]
+        floating = [h["ap"] for h in history if h["mode"] == "float"]
+        result = {"ap": max(qat) if qat else max(floating), "float_ap": max(floating) if floating else float("nan"),
+                  "seconds": time.perf_counter() - started, "train_images": config.train_images,
+                  "epochs": config.epochs, "checkpoint": str((folder / "best.pt").resolve())}  # fmt: skip
+        _record(study, record.number, result, lock)
+        say(f"trial {record.number} {record.name}: AP {result['ap']:.3f} stand-alone (QAT), {result['seconds']:.0f} s")
+        trained.append(record.number)
+    clock.finish("retrain")
+    return trained
+
+
+class _DoesNotFit(Exception):
+    pass
+
+
+def _config(base: TrainConfig, spec: ArchSpec, scorer: "SubnetScorer", folder: Path, seconds: float) -> TrainConfig:
+    """The stand-alone schedule: an interrupted run's own (it resumes), else ``base`` with its training
+    images per epoch sized to ``seconds`` from a measured step (and each epoch's validation)."""
+    last = folder / "last.pt"
+    if last.is_file():
+        return TrainConfig(**load_checkpoint(last).train_config)
+    available = base.train_images or _train_images(scorer)
+    if math.isinf(seconds):
+        return base
+    model = scorer.inherited(spec)
+    per_image = seconds_per_training_image(model, scorer.calibration[: base.batch_size])
+    qat_epochs = base.epochs - (base.qat_start if base.qat_start is not None else base.epochs)
+    epochs = (base.epochs - qat_epochs) + QAT_STEP_COST * qat_epochs
+    validation = base.epochs * len(scorer.val_input) * per_image  # forward and decoding, about a step's cost
+    images = images_that_fit(seconds - validation, per_image, epochs, available, MIN_BATCHES * base.batch_size)
+    if images is None:
+        needed = validation + MIN_BATCHES * base.batch_size * per_image * epochs
+        raise _DoesNotFit(f"needs at least {needed:.0f} s, {max(0.0, seconds):.0f} s were left")
+    return dataclasses.replace(base, train_images=images)
+
+
+def _train_images(scorer: "SubnetScorer") -> int:
+    """The training images of the scorer's data root (the calibration set is drawn from them)."""
+    from posenas.posenet.pose.coco import CocoPoseDataset
+
+    return len(CocoPoseDataset(scorer.data, "train", input_size=scorer.supernet.space.input_size, people_only=True))

@@ -1,0 +1,70 @@
+"""The search's time budget: phases get their share of the time left, hand on what they do not use, and
+sizing a phase is arithmetic on a measured speed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from posenas.search.timeplan import Clock, PhaseShares, images_that_fit
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_each_phase_gets_its_share_of_the_time_left_among_unfinished_phases() -> None:
+    now = FakeTime()
+    clock = Clock(10, PhaseShares(teacher=1, supernet=4, search=3, retrain=2), now=now)
+    assert clock.left() == 600 and clock.seconds_for("teacher") == pytest.approx(60)
+    now.t += 30  # the teacher took half its share ...
+    clock.finish("teacher")
+    # ... and the other 30 s go to the rest in proportion: 570 s over shares 4:3:2.
+    assert clock.seconds_for("supernet") == pytest.approx(570 * 4 / 9)
+    now.t += 400  # the supernet ran over its 253 s
+    clock.finish("supernet")
+    assert clock.seconds_for("search") == pytest.approx(170 * 3 / 5)
+    clock.finish("search")
+    assert clock.seconds_for("retrain") == pytest.approx(170)
+    now.t += 1000
+    assert clock.left() == 0.0 and clock.seconds_for("retrain") == 0.0
+
+
+def test_a_skipped_phase_is_a_cut_and_hands_on_its_share() -> None:
+    now = FakeTime()
+    clock = Clock(1, PhaseShares(teacher=1, supernet=1, search=1, retrain=1), now=now)
+    clock.skip("teacher", "the study's teacher: skipped")
+    assert clock.cuts == ["the study's teacher: skipped"]
+    assert clock.seconds_for("supernet") == pytest.approx(20)  # 60 s over three phases
+
+
+def test_no_budget_means_every_phase_unbounded() -> None:
+    clock = Clock(None)
+    assert not clock.limited and clock.left() == math.inf and clock.seconds_for("search") == math.inf
+
+
+@pytest.mark.parametrize("minutes", [0, -1, math.nan, math.inf])
+def test_a_budget_must_be_positive_and_finite(minutes: float) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Clock(minutes)
+
+
+def test_unknown_phase_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown phase"):
+        Clock(5).seconds_for("lunch")
+
+
+def test_images_that_fit() -> None:
+    # 100 s at 0.05 s per image over 4 epochs: 500 images per epoch.
+    assert images_that_fit(100, 0.05, 4, 2000, 64) == 500
+    assert images_that_fit(100, 0.05, 4, 300, 64) == 300  # capped by what there is
+    assert images_that_fit(10, 0.05, 4, 2000, 64) is None  # 50 < 64: does not fit
+    assert images_that_fit(-5, 0.05, 4, 2000, 64) is None
+    assert images_that_fit(math.inf, 0.05, 4, 2000, 64) == 2000
+    with pytest.raises(ValueError):
+        images_that_fit(100, 0.0, 4, 2000, 64)
