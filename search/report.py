@@ -92,7 +92,13 @@ class TrainingDisplay:
         self.console.print(
             f"epoch {record.epoch + 1}/{self.epochs} {record.mode:<5} loss {record.loss:.5f}  "
             f"{record.images_per_s:,.0f} img/s  {record.seconds:.1f} s  val AP {record.ap:.3f}  AP50 {record.ap50:.3f}"
+            f"{self.eta(record)}"
         )  # fmt: skip
+
+    def eta(self, record: Any) -> str:
+        """The time the remaining epochs will take at this epoch's pace, for logs (the bar is not shown there)."""
+        left = self.epochs - record.epoch - 1
+        return f"  eta {left * record.seconds:.0f} s" if left > 0 else ""
 
 
 def counting(progress: "Progress", description: str, total: int | None) -> Callable[[int], None]:
@@ -215,5 +221,5 @@ class SupernetDisplay(TrainingDisplay):
         self.progress.update(self.task, description=f"epoch {record.epoch + 2}/{self.epochs}")
         self.console.print(
             f"supernet epoch {record.epoch + 1}/{self.epochs} {record.mode:<5} loss largest {record.loss_largest:.5f}"
-            f"  subnets {record.loss_subnets:.5f}  {record.subnets} subnet steps  {record.seconds:.1f} s"
+            f"  subnets {record.loss_subnets:.5f}  {record.subnets} subnet steps  {record.seconds:.1f} s{self.eta(record)}"
         )  # fmt: skip

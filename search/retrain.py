@@ -3,7 +3,8 @@
 A supernet score ranks networks; it is not the AP a network reaches on its own. So a search with the
 supernet scorer ends by training its front's best few networks (by the study's first objective) as
 stand-alone posenas runs: weights inherited from the supernet (BN re-estimated), then the study's
-schedule with distillation and QAT, each sized to its share of the time left. The results go into the
+schedule with distillation and QAT, each sized to its share of the time left. The study's baselines that
+fit (tiny-hw, the mixed-precision student-hw) are trained the same way beside them, as the reference. The results go into the
 study's ``ATTR_STANDALONE`` attribute, which the front table and the plots read, and the runs into
 ``OUT/retrain/trial-NNNN`` (``best.pt`` is an ordinary checkpoint: ``posenas eval``/``export`` take it).
 
@@ -35,16 +36,21 @@ if TYPE_CHECKING:
     from posenas.posenet.nets.supernet_score import SubnetScorer
     from posenas.search.settings import StudySettings
 
-RETRAIN_COUNT = 3  # the front's best networks trained stand-alone
+RETRAIN_COUNT = 3  # the front's best networks trained stand-alone (the feasible baselines join them)
 QAT_STEP_COST = 1.4  # a QAT training step against a float one
 MARGIN_S = 20.0  # kept back from the budget for the summary, the table and the plots
 MIN_BATCHES = 4
 
 
 def picks(records: list[TrialRecord], settings: "StudySettings", count: int = RETRAIN_COUNT) -> list[TrialRecord]:
-    """The front's ``count`` best networks by the study's first objective (ties: the smaller network)."""
+    """The front's ``count`` best networks by the study's first objective (ties: the smaller network), then
+    the scored baselines that fit (tiny-hw, ...): trained with the same schedule, they are the reference
+    the searched networks' stand-alone AP is read against."""
     front = pareto_front(records, latency="latency" in settings.objectives, objective=settings.quality)
-    return sorted(front, key=lambda r: (-quality(r, settings.quality), r.params, r.number))[:count]
+    best = sorted(front, key=lambda r: (-quality(r, settings.quality), r.params, r.number))[:count]
+    chosen = {r.number for r in best}
+    references = [r for r in records if r.baseline and r.trained and r.reused_from is None and r.number not in chosen]
+    return best + sorted(references, key=lambda r: r.params)
 
 
 def _claim(study: optuna.Study, chosen: list[TrialRecord], lock: Callable[[], ContextManager[Any]]) -> list[TrialRecord]:
@@ -78,8 +84,8 @@ def retrain_front(
     teacher_cache: "TeacherCache | None", device: str | None, say: Callable[[str], None],
     display: Callable[[int], Any] | None = None, count: int = RETRAIN_COUNT,
 ) -> list[int]:  # fmt: skip
-    """Train the front's best ``count`` networks stand-alone in the time ``clock`` leaves; returns the trial
-    numbers trained. A network whose schedule does not fit even ``MIN_BATCHES`` batches per epoch is cut
+    """Train the front's best ``count`` networks, and the baselines that fit, stand-alone in the time
+    ``clock`` leaves; returns the trial numbers trained. A network whose schedule does not fit even ``MIN_BATCHES`` batches per epoch is cut
     (recorded on ``clock``) and left for a rerun. ``display(epochs)`` gives a ``TrainingDisplay``."""
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     mine = _claim(study, picks(records, settings, count), lock)

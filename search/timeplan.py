@@ -50,6 +50,7 @@ class Clock:
     started: float = field(default=-1.0)
     finished: list[str] = field(default_factory=list)
     cuts: list[str] = field(default_factory=list)
+    on_cut: Callable[[str], None] | None = None  # told each cut as it happens (the summary lists them again)
 
     def __post_init__(self) -> None:
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
@@ -88,6 +89,8 @@ class Clock:
 
     def cut(self, what: str) -> None:
         self.cuts.append(what)
+        if self.on_cut is not None:
+            self.on_cut(what)
 
 
 def images_that_fit(seconds: float, seconds_per_image: float, epochs: float, available: int,

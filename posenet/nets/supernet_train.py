@@ -35,7 +35,7 @@ from posenas.posenet.nets.config import SupernetConfig
 from posenas.posenet.nets.distill import TeacherCache
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.supernet import SuperNet
-from posenas.posenet.nets.train import PreloadedSamples, _collate, model_input, pose_loss
+from posenas.posenet.nets.train import WARM_UP_STEPS, PreloadedSamples, _collate, model_input, pose_loss
 from posenas.posenet.nets.weights import check_state_dict, read_weights_only
 from posenas.posenet.pose.coco import CocoPoseDataset
 from posenas.space.sampling import SearchSpace
@@ -160,15 +160,15 @@ class SupernetTrainer:
 
     def seconds_per_image(self, steps: int = 2) -> float:
         """Measured wall seconds per training image of a float sandwich step (every network of the step,
-        forward and backward), over ``steps`` steps of a fresh supernet after an untimed warm-up pass over
-        the same networks (a new shape's first step sets up its kernels): how the search sizes the supernet
+        forward and backward), over ``steps`` steps of a fresh supernet after ``WARM_UP_STEPS`` untimed passes
+        over the same networks (a new shape's first steps are far slower): how the search sizes the supernet
         to its share of a time budget. (A QAT step costs about 1.4x: BENCHMARKS.md.)"""
         net = SuperNet(self.space).to(self.device)
         net.train()
         batch = _collate([self.train_set[i] for i in range(min(self.config.batch_size, len(self.train_set)))])
         x = model_input(batch["images"], QuantMode.FLOAT).to(self.device)
         started = 0.0
-        for timed in (False, True):
+        for timed in [False] * WARM_UP_STEPS + [True]:
             if timed:
                 started = time.perf_counter()
             for step in range(steps):

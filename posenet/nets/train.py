@@ -182,19 +182,23 @@ class EpochRecord:
         return dataclasses.asdict(self)
 
 
+WARM_UP_STEPS = 3  # untimed steps before a speed measurement
+
+
 def seconds_per_training_image(model: nn.Module, images: torch.Tensor, steps: int = 2,
                                forward: Callable[[nn.Module, torch.Tensor], Any] | None = None) -> float:  # fmt: skip
     """Measured wall seconds per image of a training step (forward and backward) of ``model`` on the batch
-    ``images`` (model input), averaged over ``steps`` steps after one untimed warm-up step (the first step
-    of a shape sets up its kernels, several times a step's cost on a CPU). The search sizes its
+    ``images`` (model input), averaged over ``steps`` steps after ``WARM_UP_STEPS`` untimed ones (on a CPU
+    the first two steps of a shape cost up to 20 times a later one: measured 2.2, 0.95, then 0.09 s for a
+    small network's batch of 16). The search sizes its
     time-limited phases with it; the model's weights and BN statistics are left unchanged."""
     forward = forward or (lambda m, x: m(x))
     was_training = model.training
     model.train()
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     started = 0.0
-    for step in range(steps + 1):
-        if step == 1:
+    for step in range(WARM_UP_STEPS + steps):
+        if step == WARM_UP_STEPS:
             started = time.perf_counter()
         outputs = forward(model, images)
         sum(o.float().pow(2).mean() for o in outputs).backward()

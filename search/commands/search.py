@@ -116,12 +116,12 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
         raise UsageError("--supernet needs --scorer supernet")
     if args.retrain < 0:
         raise UsageError(f"--retrain must be >= 0, got {args.retrain}")
-    clock = Clock(settings.timeout_minutes)
     name = settings.name + (f"-fixed-{args.fixed}" if args.fixed else "")
     out = output_folder(args.out or Path("posenas-runs") / name, "search folder")
     storage_url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     say = lambda line: console.print(line, highlight=False)  # noqa: E731
     lock = lambda: study_lock(storage_url, name)  # noqa: E731
+    clock = Clock(settings.timeout_minutes, on_cut=lambda cut: say(f"time budget: {cut}"))
     if clock.limited:
         say(f"time budget {settings.timeout_minutes:g} min for data, teacher, "
             + ("supernet, scoring and retraining" if scorer == "supernet" else "and trials"))  # fmt: skip
@@ -160,6 +160,9 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
     console.print(f"study {name} ({storage_url}): {new_work_count(study)} of {trials} networks done; scorer {scorer}, "
                   f"sampler {settings.sampler}, objectives {', '.join(settings.objectives)}, budget {settings.budget}")  # fmt: skip
     timeout = clock.seconds_for("search") if clock.limited else None
+    if timeout is not None:
+        finish = time.strftime("%H:%M:%S", time.localtime(time.time() + timeout))
+        say(f"scoring trials for up to {timeout:.0f} s (until {finish}); the time budget ends in {clock.left():.0f} s")
     try:
         worker = run_worker(study, objective, trials, timeout_s=timeout, lock=lock, say=say)
         clock.finish("search")
@@ -183,6 +186,8 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
             fits = "fits" if r.feasible else "does not fit " + settings.budget
             console.print(f"{args.fixed}: AP {r.ap:.3f} (QAT), {r.float_ap:.3f} (float), {r.params:,} parameters, {fits}")
     console.print(front_table(records, settings, f"Pareto front of {name}"))
+    if any(r.standalone_ap == r.standalone_ap for r in records):
+        console.print(retrained_table(records))
     _summary(records, console, time.perf_counter() - started, clock)
     _write_plots(records, out / "plots", name, console, settings.quality)
     return 0
@@ -221,6 +226,19 @@ def front_table(records: list["TrialRecord"], settings: "StudySettings", title: 
     for r in front:
         table.add_row(str(r.number), r.baseline or r.name, *(cell(r) for _, cell in columns), f"{r.params:,}",
                       f"{r.latency_ms:.2f}", f"{r.seconds:.1f}" if r.seconds < 10 else f"{r.seconds:.0f}")  # fmt: skip
+    return table
+
+
+def retrained_table(records: list["TrialRecord"]) -> "Table":
+    """The networks the last stage trained stand-alone (the front's best and the baselines), best first."""
+    from rich.table import Table
+
+    table = Table("trial", "name", "AP stand-alone (QAT)", "supernet loss", "supernet AP", "parameters", "latency ms",
+                  title="Trained stand-alone from the supernet's weights, the same schedule for all")  # fmt: skip
+    rows = sorted((r for r in records if r.standalone_ap == r.standalone_ap), key=lambda r: -r.standalone_ap)
+    for r in rows:
+        table.add_row(str(r.number), r.baseline or r.name, f"{r.standalone_ap:.3f}", _number(r.val_loss, "{:.5f}"),
+                      _number(r.ap, "{:.3f}"), f"{r.params:,}", f"{r.latency_ms:.2f}")  # fmt: skip
     return table
 
 
