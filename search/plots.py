@@ -31,33 +31,62 @@ _COLORS = {"trained": "#4c78a8", "front": "#e45756", "baseline": "#f58518", "inf
            "untrained": "#888888", "reused": "#9ecae9", "hypervolume": "#54a24b"}  # fmt: skip
 
 
-def write_plots(records: list[TrialRecord], out_dir: Path, title: str, png: bool = True,
-                objective: str = "ap") -> list[Path]:  # fmt: skip
-    """Write ``ap_vs_params.html``, ``ap_vs_latency.html`` and ``hypervolume.html`` into ``out_dir``
-    (created if missing) and return their paths; with ``png``, also the PNGs of the same figures when
-    plotly's static export works here (it needs kaleido and a Chrome), else no PNGs and no error.
-
-    A study whose first objective is the validation loss (``objective="loss"``) gets ``loss_vs_params``
-    and ``loss_vs_latency`` instead, and no hypervolume (defined here on AP)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def figures_of(records: list[TrialRecord], title: str, objective: str = "ap") -> dict[str, go.Figure]:
+    """The search's figures by name: quality against parameters and against latency, and (AP studies) the
+    hypervolume by trial. A study ranked by validation loss has no hypervolume (it is defined on AP here)."""
     if objective == "ap":
-        figures = {
+        return {
             "ap_vs_params": ap_figure(records, "params", title),
             "ap_vs_latency": ap_figure(records, "latency_ms", title),
             "hypervolume": hypervolume_figure(records, title),
         }  # fmt: skip
-    else:
-        figures = {f"loss_vs_{stem}": ap_figure(records, x, title, objective)
-                   for stem, x in (("params", "params"), ("latency", "latency_ms"))}  # fmt: skip
-    paths = []
-    for stem, figure in figures.items():
-        path = out_dir / f"{stem}.html"
-        figure.write_html(path, include_plotlyjs=True, full_html=True)
-        paths.append(path)
+    return {"loss_vs_params": ap_figure(records, "params", title, objective),
+            "loss_vs_latency": ap_figure(records, "latency_ms", title, objective)}  # fmt: skip
+
+
+def write_plots(records: list[TrialRecord], out_dir: Path, title: str, png: bool = True,
+                objective: str = "ap") -> list[Path]:  # fmt: skip
+    """Write ``report.html`` into ``out_dir`` (created if missing): every figure of ``figures_of`` on one
+    self-contained page (plotly.js embedded once, so it opens offline), with the counts and the
+    stand-alone results above them. With ``png``, also one PNG per figure when plotly's static export
+    works here (it needs kaleido and a Chrome), else no PNGs and no error. Returns the paths written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = figures_of(records, title, objective)
+    parts = [figure.to_html(full_html=False, include_plotlyjs=(i == 0), default_height="620px")
+             for i, figure in enumerate(figures.values())]  # fmt: skip
+    path = out_dir / "report.html"
+    path.write_text(_page(title, records, parts), encoding="utf-8")
+    paths = [path]
     if png:
         paths += _write_pngs(figures, out_dir)
     return paths
+
+
+def _page(title: str, records: list[TrialRecord], parts: list[str]) -> str:
+    """One HTML page: a heading, what the study holds, the stand-alone table, then the figures."""
+    scored = sum(1 for r in records if r.trained and r.reused_from is None)
+    rejected = sum(1 for r in records if r.state == "COMPLETE" and not r.feasible)
+    reused = sum(1 for r in records if r.reused_from is not None)
+    retrained = sorted((r for r in records if r.standalone_ap == r.standalone_ap), key=lambda r: -r.standalone_ap)
+    rows = "".join(
+        f"<tr><td>{r.number}</td><td>{html.escape(r.baseline or r.name)}</td><td>{r.standalone_ap:.3f}</td>"
+        f"<td>{'-' if r.val_loss != r.val_loss else f'{r.val_loss:.5f}'}</td><td>{r.params:,}</td>"
+        f"<td>{r.latency_ms:.2f}</td></tr>"
+        for r in retrained
+    )  # fmt: skip
+    table = ("<h2>Trained stand-alone</h2><table><tr><th>trial</th><th>name</th><th>AP stand-alone (QAT)</th>"
+             f"<th>supernet loss</th><th>parameters</th><th>latency ms</th></tr>{rows}</table>") if retrained else ""
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}: posenas search</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em;max-width:1100px}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{len(records)} trials: {scored} scored, {rejected} rejected by the "
+        f"budget before scoring, {reused} reused (an architecture scored before).</p>{table}"
+        + "".join(f"<div>{part}</div>" for part in parts)
+        + "</body></html>"
+    )
 
 
 def _write_pngs(figures: dict[str, go.Figure], out_dir: Path) -> list[Path]:
@@ -187,6 +216,15 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
                 **style,
             ))  # fmt: skip
 
+    # Baselines first, so the front and the other trials are drawn over their stars, not hidden under them;
+    # their labels take turns above, below and beside, so that two close baselines stay readable.
+    baselines = [r for r in shown if r.baseline is not None]
+    positions = ("top center", "bottom center", "middle right", "middle left")
+    add("baselines", baselines, [yval(r) if r in trained else strip for r in baselines], mode="markers+text",
+        text=[html.escape(str(r.baseline)) for r in baselines],
+        textposition=[positions[i % len(positions)] for i in range(len(baselines))],
+        marker={"color": _COLORS["baseline"], "symbol": "star", "size": 18, "opacity": 0.6,
+                "line": {"color": "black", "width": 1}})  # fmt: skip
     add("trained", [r for r in trained if r.reused_from is None and r.number not in on_front], mode="markers",
         marker={"color": _COLORS["trained"], "size": 8})
     add("reused (same architecture as an earlier trial)", [r for r in trained if r.reused_from is not None],
@@ -199,11 +237,6 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
     failed = [r for r in shown if r.feasible and not r.trained]
     add("feasible, not trained (failed, pruned or running)", failed, [strip] * len(failed), mode="markers",
         marker={"color": _COLORS["untrained"], "symbol": "circle-open", "size": 9})
-    baselines = [r for r in shown if r.baseline is not None]
-    add("baselines", baselines, [yval(r) if r in trained else strip for r in baselines], mode="markers+text",
-        text=[html.escape(str(r.baseline)) for r in baselines], textposition="top center",
-        marker={"color": _COLORS["baseline"], "symbol": "star", "size": 16, "line": {"color": "black", "width": 1}})
-
     what = "AP" if objective == "ap" else "loss"
     which = "" if x == "params" else f" (the {what}-vs-latency front, not the 3-D one)"
     figure.update_layout(

@@ -45,30 +45,29 @@ RECORDS = [
 ]  # fmt: skip
 
 
-def test_write_plots_writes_self_contained_html(tmp_path):
+def test_write_plots_writes_one_self_contained_report_page(tmp_path):
     paths = write_plots(RECORDS, tmp_path / "plots", "demo study", png=False)
-    assert [p.name for p in paths] == [f"{stem}.html" for stem in FIGURES]
-    for path in paths:
-        text = path.read_text()
-        assert text.lstrip().lower().startswith(("<!doctype html>", "<html")) and "</html>" in text
-        assert '<script src="http' not in text and len(text) > 1_000_000  # plotly.js embedded: opens offline
-        assert "demo study" in text
-    params_html, latency_html, hv_html = (p.read_text() for p in paths)
-    for text in (params_html, latency_html):
-        assert "tiny-hw" in text and "student-hw" in text  # baselines labelled, the infeasible one too
-        assert "kernel memory exhausted at processor 0" in text  # the violations are in the hover text
-        assert "same architecture as trial 4" in text  # the reused trial is drawn (faintly)
+    assert [p.name for p in paths] == ["report.html"]
+    text = paths[0].read_text()
+    assert text.lstrip().lower().startswith(("<!doctype html>", "<html")) and "</html>" in text
+    assert '<script src="http' not in text and len(text) > 1_000_000  # plotly.js embedded: opens offline
+    assert text.count("plotly.js v") <= 2  # embedded once, not once per figure (its banner names the version)
+    assert "demo study" in text and "8 trials" in text
+    assert text.count("Plotly.newPlot") == len(FIGURES)
+    assert "tiny-hw" in text and "student-hw" in text  # baselines labelled, the infeasible one too
+    assert "kernel memory exhausted at processor 0" in text  # the violations are in the hover text
+    assert "same architecture as trial 4" in text  # the reused trial is drawn (faintly)
     for member in pareto_front(RECORDS):
-        assert f"trial {member.number}: {member.name}" in params_html
-    assert "reference: AP 0, 330,000 parameters" in hv_html
+        assert f"trial {member.number}: {member.name}" in text
+    assert "reference: AP 0, 330,000 parameters" in text
 
 
 def test_png_is_optional(tmp_path):
     # Static export needs kaleido and a Chrome; where they are missing, only the HTML comes back.
     paths = write_plots(RECORDS, tmp_path, "demo", png=True)
-    assert [p.name for p in paths[:3]] == [f"{stem}.html" for stem in FIGURES]
-    assert all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths[3:])
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(p.name for p in paths[3:])
+    assert paths[0].name == "report.html"
+    assert all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths[1:])
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(p.name for p in paths[1:])
 
 
 def _trace(figure, name):

@@ -106,7 +106,7 @@ def test_search_resumes_up_to_the_requested_trials(root, tmp_path, capsys):
     # The rerun's sampler (same seed) first re-draws trial 4's network: reused, and not counted as new work.
     hashes = [t.user_attrs["spec_hash"] for t in trials]
     assert len(set(hashes)) == 7 and len(trials) == 7 + sum(1 for t in trials if "reused_from" in t.user_attrs)
-    assert (tmp_path / "s" / "plots" / "ap_vs_params.html").is_file()
+    assert (tmp_path / "s" / "plots" / "report.html").is_file()
 
 
 @pytest.mark.parametrize(

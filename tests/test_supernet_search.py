@@ -97,7 +97,7 @@ def test_a_study_ranked_by_loss_skips_decoding_and_plots_the_loss(setup, tmp_pat
     assert scored and all(t.user_attrs["metrics"]["val_loss"] > 0 for t in scored)
     assert all(t.user_attrs["metrics"]["ap"] != t.user_attrs["metrics"]["ap"] for t in scored)  # NaN: not decoded
     assert all(t.values[0] == t.user_attrs["metrics"]["val_loss"] for t in scored)
-    assert (out / "plots" / "loss_vs_params.html").is_file() and not (out / "plots" / "ap_vs_params.html").exists()
+    assert "validation loss (lower is better)" in (out / "plots" / "report.html").read_text()
 
 
 def test_a_time_budget_stops_the_search_and_says_what_it_cut(setup, tmp_path: Path, capsys) -> None:
