@@ -23,9 +23,9 @@ from posenas.posenet.nets.config import TrainConfig
 from posenas.posenet.nets.train import Trainer
 from posenas.space.baselines import baseline_names, get_arch
 
-TINY = ["--scorer", "train", "--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2"]
+TINY = ["--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2"]
 # A schedule long enough that a trial is still training when the signal comes.
-SLOW = ["--scorer", "train", "--epochs", "40", "--qat-epochs", "1", "--batch-size", "2", "--val-images", "2"]
+SLOW = ["--epochs", "40", "--qat-epochs", "1", "--batch-size", "2", "--val-images", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def root(synth_root):
 
 def _search(root: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "posenas.search.cli", "search", "--data", str(root), "--teacher", "none",
-            "--out", str(out), *extra]  # fmt: skip
+            "--scorer", "train", "--out", str(out), *extra]  # fmt: skip
 
 
 def _start(command: list[str]) -> subprocess.Popen:
@@ -220,7 +220,7 @@ def test_a_nan_loss_fails_the_run_in_one_line_and_only_that_trial_of_a_study(roo
     assert not (tmp_path / "run" / "last.pt").exists()  # the diverged epoch is neither scored nor saved
 
     poisoned["on"] = True
-    code = main(["search", "--data", str(root), "--teacher", "none", "--out", str(tmp_path / "s"), "--trials", "5",
+    code = main(["search", "--data", str(root), "--teacher", "none", "--scorer", "train", "--out", str(tmp_path / "s"), "--trials", "5",
                  *TINY])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0 and "failed (tiny-hw: the training loss became NaN" in out  # tiny-hw trains first

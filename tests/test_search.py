@@ -4,6 +4,7 @@ bad input. Trials train on a tiny synthetic root with a 2-epoch schedule."""
 from __future__ import annotations
 
 import json
+import math
 
 import optuna
 import pytest
@@ -19,7 +20,7 @@ from posenas.search.study import CONSTRAINT_RESOURCES, TrialObjective, enqueue_b
 from posenas.space.baselines import get_arch
 from posenas.space.sampling import fixed_params, sample_arch
 
-SCHEDULE = ["--scorer", "train", "--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2", "--seed", "3"]
+SCHEDULE = ["--epochs", "2", "--qat-epochs", "1", "--batch-size", "3", "--val-images", "2", "--seed", "3"]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def _objective(root, tmp_path, settings=None):
 def test_infeasible_specs_are_rejected_before_training_and_twins_reuse_scores(root, tmp_path):
     torch.set_num_threads(1)
     objective = _objective(root, tmp_path)
-    study = optuna.create_study(directions=["maximize", "minimize"])
+    assert objective.settings.objectives == ("loss", "params")  # the default study's
+    study = optuna.create_study(directions=["minimize", "minimize"])
     enqueue_baselines(study, objective.settings.space, ["student-hw", "tiny-hw"])
     study.enqueue_trial(fixed_params(get_arch("tiny-hw"), objective.settings.space))  # the same network again
     study.optimize(objective, n_trials=3)
@@ -46,13 +48,16 @@ def test_infeasible_specs_are_rejected_before_training_and_twins_reuse_scores(ro
     constraints = study.trials[0].user_attrs["constraints"]
     assert constraints[CONSTRAINT_RESOURCES.index("kernel_memory")] > 0
     assert constraints[CONSTRAINT_RESOURCES.index("layers")] == 0
-    assert study.trials[0].values == [0.0, 659001.0] and "artifacts" not in study.trials[0].user_attrs
+    # Its loss is +inf (and its AP 0): worse than any scored network, and the constraints reject it anyway.
+    assert study.trials[0].values == [math.inf, 659001.0] and "artifacts" not in study.trials[0].user_attrs
     # tiny-hw trains; the identical spec reuses its score without a second run folder.
     assert trained.baseline == "tiny-hw" and trained.trained and trained.params == 112257
     assert twin.reused_from == trained.number and twin.ap == trained.ap
     assert len(list((tmp_path / "trials").iterdir())) == 1
     metrics = json.loads((tmp_path / "trials" / next((tmp_path / "trials").iterdir()) / "metrics.json").read_text())
     assert metrics["ap"] == trained.ap
+    # The stand-alone trial's loss objective is its best checkpoint's validation loss.
+    assert 0 < metrics["val_loss"] == study.trials[1].values[0] == trained.val_loss
 
 
 def test_same_seed_same_trials_and_every_sample_is_checked():
@@ -91,7 +96,7 @@ def test_fixed_tiny_equals_posenas_train(root, tmp_path):
 
 def test_search_resumes_up_to_the_requested_trials(root, tmp_path, capsys):
     torch.set_num_threads(1)
-    args = ["search", "--data", str(root), "--teacher", "none", "--out", str(tmp_path / "s"), *SCHEDULE]
+    args = ["search", "--data", str(root), "--teacher", "none", "--scorer", "train", "--out", str(tmp_path / "s"), *SCHEDULE]
     assert main([*args, "--trials", "5"]) == 0
     storage = f"sqlite:///{tmp_path / 's' / 'study.db'}"
     study = optuna.load_study(study_name="max78000", storage=storage)
