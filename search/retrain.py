@@ -29,6 +29,7 @@ from posenas.posenet.nets.config import TrainConfig
 from posenas.posenet.nets.train import Trainer, seconds_per_training_image
 from posenas.search.records import ATTR_SPEC, ATTR_STANDALONE, TrialRecord, pareto_front, quality
 from posenas.search.timeplan import Clock, images_that_fit
+from posenas.search.worker import pid_alive
 from posenas.space.spec import ArchSpec
 
 if TYPE_CHECKING:
@@ -54,16 +55,24 @@ def picks(records: list[TrialRecord], settings: "StudySettings", count: int = RE
 
 
 def _claim(study: optuna.Study, chosen: list[TrialRecord], lock: Callable[[], ContextManager[Any]]) -> list[TrialRecord]:
-    """The networks of ``chosen`` that no worker has trained or is training, now claimed by this one."""
+    """The networks of ``chosen`` that no worker has trained or is training, now claimed by this one. A
+    claim left by a killed worker of this machine (its process is gone) is taken over: its run folder
+    resumes."""
     me = {"host": socket.gethostname(), "pid": os.getpid()}
     with lock():
         done = dict(study.user_attrs.get(ATTR_STANDALONE) or {})
-        mine = [r for r in chosen if str(r.number) not in done]
+        mine = [r for r in chosen if str(r.number) not in done or _abandoned(done[str(r.number)])]
         for r in mine:
             done[str(r.number)] = {"worker": me}
         if mine:
             study.set_user_attr(ATTR_STANDALONE, done)
     return mine
+
+
+def _abandoned(entry: dict[str, Any]) -> bool:
+    """A claim without a result whose worker ran on this machine and is gone."""
+    worker = entry.get("worker") if "ap" not in entry else None
+    return bool(worker) and worker.get("host") == socket.gethostname() and not pid_alive(int(worker.get("pid", 0)))
 
 
 def _record(study: optuna.Study, number: int, result: dict[str, Any] | None,

@@ -213,6 +213,8 @@ CASES = [
     ("search-nan-timeout", ["search", "--timeout-minutes", "nan", "--out", "{out}"], "timeout"),
     ("search-zero-val", ["search", "--val-images", "0", "--out", "{out}"], "val_images"),
     ("search-zero-epochs", ["search", "--epochs", "0", "--out", "{out}"], "epochs"),
+    ("search-negative-retrain", ["search", "--retrain", "-1", "--out", "{out}"], "--retrain"),
+    ("search-zero-timeout", ["search", "--timeout-minutes", "0", "--out", "{out}"], "timeout"),
     ("search-space-5", ["search", "--study", "{space5.yaml}", "--out", "{out}"], "needs a 'space' mapping"),
     ("search-study-typo", ["search", "--study", "{typo-study.yaml}", "--out", "{out}"], "unknown key 'trails'"),
     ("search-binary-study", ["search", "--study", "{binary.yaml}", "--out", "{out}"], "not a readable text file"),

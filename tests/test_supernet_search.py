@@ -3,6 +3,7 @@ same seed same trials), and a supernet folder of another space is refused in one
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import optuna
@@ -124,3 +125,27 @@ def test_the_supernet_is_sized_to_its_share_of_the_budget(setup, synth_root, tmp
     tight = Clock(0.001)
     config = supernet_config(settings, budget, data, tmp_path / "b", tight, None, lambda line: None)
     assert config.train_images == MIN_BATCHES * config.batch_size and tight.cuts and "supernet" in tight.cuts[0]
+
+
+def test_a_retraining_claim_left_by_a_killed_worker_is_taken_over(tmp_path: Path) -> None:
+    """The last stage claims a network before training it; a claim whose process is gone (SIGKILL leaves no
+    chance to release it) must not block the network forever."""
+    import contextlib
+    import socket
+    import subprocess
+    import sys
+
+    from posenas.search.retrain import _claim
+    from posenas.search.records import TrialRecord
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    study = optuna.create_study()
+    study.set_user_attr("standalone", {
+        "1": {"worker": {"host": socket.gethostname(), "pid": int(dead.stdout)}},  # killed mid-training
+        "2": {"worker": {"host": socket.gethostname(), "pid": os.getpid()}},  # alive: another worker's
+        "3": {"ap": 0.1, "checkpoint": "x"},  # done
+    })  # fmt: skip
+    records = [TrialRecord(n, "COMPLETE", f"h{n}", f"t{n}", 0.1, 1000, 1.0, True) for n in (1, 2, 3, 4)]
+    mine = _claim(study, records, contextlib.nullcontext)
+    assert [r.number for r in mine] == [1, 4]
+    assert study.user_attrs["standalone"]["1"]["worker"]["pid"] == os.getpid()

@@ -151,8 +151,10 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
     if scorer == "supernet":
         from posenas.search.supernet_search import supernet_objective
 
-        objective = supernet_objective(settings, objective.budget, data, out, supernet=args.supernet,
-                                       teacher_cache=cache, console=console, device=args.device, clock=clock)  # fmt: skip
+        # Under the study lock: workers sharing --out train the supernet once; the others wait and load it.
+        with lock():
+            objective = supernet_objective(settings, objective.budget, data, out, supernet=args.supernet,
+                                           teacher_cache=cache, console=console, device=args.device, clock=clock)  # fmt: skip
         objective.on_trial = objective.on_trial or say
     else:
         clock.finish("supernet")
