@@ -40,8 +40,11 @@ def _search(root: Path, out: Path, *extra: str) -> list[str]:
 
 def _start(command: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # SIGINT back to its default in the child: a suite started in the background by a non-interactive shell
+    # (`pytest &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt for it.
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 
 def _wait_for(process: subprocess.Popen, text: str, timeout: float = 180) -> list[str]:
