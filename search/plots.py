@@ -227,9 +227,11 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
                 "line": {"color": "black", "width": 1}})  # fmt: skip
     add("trained", [r for r in trained if r.reused_from is None and r.number not in on_front], mode="markers",
         marker={"color": _COLORS["trained"], "size": 8})
-    add("reused (same architecture as an earlier trial)", [r for r in trained if r.reused_from is not None],
+    reused = [r for r in trained if r.reused_from is not None]
+    add("reused (same architecture as an earlier trial)", reused,
         mode="markers", marker={"color": _COLORS["reused"], "size": 7}, opacity=0.4)
-    add("Pareto front" if x == "params" else "front (AP vs latency)", front, mode="lines+markers",
+    quality_name = "AP" if objective == "ap" else "loss"
+    add("Pareto front" if x == "params" else f"front ({quality_name} vs latency)", front, mode="lines+markers",
         line={"color": _COLORS["front"], "shape": "hv", "width": 2}, marker={"color": _COLORS["front"], "size": 11})
     infeasible = [r for r in shown if not r.feasible]
     add("infeasible (not trained)", infeasible, [strip] * len(infeasible), mode="markers",
@@ -240,10 +242,12 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
     what = "AP" if objective == "ap" else "loss"
     which = "" if x == "params" else f" (the {what}-vs-latency front, not the 3-D one)"
     figure.update_layout(
-        title=f"{html.escape(title)}: {what} vs {label}<br><sup>{len(trained)} scored, {len(infeasible)} infeasible, "
-              f"{len(front)} on the front{which}</sup>",
+        title=f"{html.escape(title)}: {what} vs {label}<br><sup>{len(trained) - len(reused)} scored ({len(reused)} more "
+              f"reused), {len(infeasible)} infeasible, {len(front)} on the front{which}</sup>",
         xaxis_title=label, yaxis_title=y_title, template="plotly_white", hovermode="closest",
         yaxis={"range": y_range, "zeroline": objective == "ap"},
+        # room on the right for the labels of the largest networks (student-hw-mixed would be cut off)
+        xaxis={"range": [0, 1.15 * max([xval(r) for r in shown] + [1.0])]},
     )  # fmt: skip
     return figure
 
