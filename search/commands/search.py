@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="run this baseline alone as a fixed trial (trained even if over budget)")  # fmt: skip
     search.set_defaults(handler=run_search)
 
-    plot = sub.add_parser("plot", help="Plotly HTML of a study: AP vs parameters and latency, hypervolume")
+    plot = sub.add_parser("plot", help="a study's report page (Plotly): quality vs parameters and latency, stand-alone results")
     plot.add_argument("--study", required=True, help="the study name (as printed by posenas search)")
     plot.add_argument("--storage", required=True, help="the study's storage URL (sqlite:///... or postgresql://...)")
     plot.add_argument("--out", required=True, help="the folder for the HTML files")
