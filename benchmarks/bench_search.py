@@ -1,12 +1,18 @@
 """The search's own overhead per trial (sampler + storage + budget check) against training time per trial.
 
     python benchmarks/bench_search.py [--trials 200] [--study-db posenas-runs/max78000/study.db]
+    python benchmarks/bench_search.py --scored-study-db posenas-runs/max78000/study.db   # a finished study only
 
 Overhead: an NSGA-II study on a SQLite file (the default storage, with heartbeats) whose objective
 samples a spec of the default space and runs the full budget check, then records the user attributes
 a real trial records; no training. The reference is the mean training time of the trained trials of a
 finished study (``--study-db``, e.g. the default run's), or else one tiny-hw trial with the default study's
 per-trial schedule trained here. Goal: the overhead is a negligible fraction of a trial.
+
+``--scored-study-db`` reads a finished study instead and prints what it did: networks scored (by the
+supernet or by training), the scorer's mean seconds and scores per CPU-hour on this machine's cores, the
+search's own cost inside each trial (its timestamps minus the scorer's seconds) over the first and the last
+50 trials, and Kendall tau of parameter count against the validation loss over the scored networks.
 """
 
 from __future__ import annotations
@@ -65,12 +71,44 @@ def training_per_trial(study_db: Path | None, folder: Path) -> tuple[float, str]
     return time.perf_counter() - started, "one tiny-hw trial, default per-trial schedule"
 
 
+def scored_study_report(study_db: Path) -> list[str]:
+    """What a finished study's trials say about scoring speed and the search's own cost (see the docstring)."""
+    import os
+
+    from scipy.stats import kendalltau
+
+    storage = f"sqlite:///{study_db.resolve()}"
+    name = optuna.get_all_study_names(storage)[0]
+    trials = sorted(optuna.load_study(study_name=name, storage=storage).trials, key=lambda t: t.number)
+    records = {r.number: r for r in records_of(trials)}
+    scored = [records[t.number] for t in trials if t.number in records and records[t.number].trained
+              and records[t.number].reused_from is None]  # fmt: skip
+    cores = os.cpu_count() or 1
+    per_score = sum(r.seconds for r in scored) / max(1, len(scored))
+    inside = [(t.datetime_complete - t.datetime_start).total_seconds()
+              - (records[t.number].seconds if t.number in records and records[t.number].reused_from is None else 0.0)
+              for t in trials if t.datetime_complete is not None]  # fmt: skip
+    with_loss = [r for r in scored if r.val_loss == r.val_loss]
+    tau = kendalltau([r.params for r in with_loss], [r.val_loss for r in with_loss]).statistic if len(with_loss) > 2 else float("nan")
+    return [
+        f"{study_db}: {len(trials)} trials, {len(scored)} scored by {scored[0].scorer if scored else '-'}",
+        f"scorer: {per_score:.2f} s per score, {3600 / (per_score * cores):,.0f} scores per CPU-hour ({cores} cores)",
+        f"search's own cost inside a trial: first 50 {sum(inside[:50]) / max(1, len(inside[:50])):.3f} s, "
+        f"last 50 {sum(inside[-50:]) / max(1, len(inside[-50:])):.3f} s",
+        f"Kendall tau (parameters, validation loss) over {len(with_loss)} scored networks: {tau:+.2f}",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--study-db", type=Path, help="a finished study's SQLite file (training reference)")
+    parser.add_argument("--scored-study-db", type=Path, help="only report on this finished study (see the docstring)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.scored_study_db is not None:
+        print("\n".join(scored_study_report(args.scored_study_db)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         overhead = overhead_per_trial(args.trials, Path(tmp))
         training, what = training_per_trial(args.study_db, Path(tmp))
