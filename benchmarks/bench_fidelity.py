@@ -36,7 +36,7 @@ from posenas.posenet.nets.checkpoint import load_checkpoint
 from posenas.posenet.nets.config import TrainConfig
 from posenas.posenet.nets.supernet_score import SubnetScorer
 from posenas.posenet.nets.supernet_train import load_supernet
-from posenas.posenet.nets.train import Trainer
+from posenas.posenet.nets.train import Trainer, best_aps
 from posenas.space.baselines import get_arch
 from posenas.space.spec import ArchSpec
 
@@ -64,8 +64,7 @@ def stand_alone_ap(spec: ArchSpec, data: str, out: Path, config: TrainConfig, te
     cache = teacher.cache if teacher is not None else None
     Trainer(spec, data, out, config, teacher_cache=cache).run()
     history = load_checkpoint(out / "last.pt").history
-    qat = [h["ap"] for h in history if h["mode"] == "qat"]
-    return max(qat) if qat else max(h["ap"] for h in history)
+    return best_aps(history)[0]
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import optuna
 
 from posenas.posenet.nets.checkpoint import load_checkpoint
 from posenas.posenet.nets.config import TrainConfig
-from posenas.posenet.nets.train import Trainer, seconds_per_training_image
+from posenas.posenet.nets.train import Trainer, best_aps, seconds_per_training_image
 from posenas.search.records import ATTR_SPEC, ATTR_STANDALONE, TrialRecord, pareto_front, quality
 from posenas.search.timeplan import Clock, images_that_fit
 from posenas.search.worker import pid_alive
@@ -127,9 +127,8 @@ def retrain_front(
             _record(study, record.number, None, lock)  # not lost: a rerun trains it (resuming the run folder)
             raise
         history = load_checkpoint(folder / "last.pt").history
-        qat = [h["ap"] for h in history if h["mode"] == "qat"]
-        floating = [h["ap"] for h in history if h["mode"] == "float"]
-        result = {"ap": max(qat) if qat else max(floating), "float_ap": max(floating) if floating else float("nan"),
+        ap, float_ap = best_aps(history)
+        result = {"ap": ap, "float_ap": float_ap,
                   "seconds": time.perf_counter() - started, "train_images": config.train_images,
                   "epochs": config.epochs, "checkpoint": str((folder / "best.pt").resolve())}  # fmt: skip
         _record(study, record.number, result, lock)

@@ -27,7 +27,7 @@ from posenas.errors import SpecOutsideSpace
 from posenas.files import atomic_write_text
 from posenas.posenet.nets.checkpoint import load_checkpoint, model_for
 from posenas.posenet.nets.distill import TeacherCache
-from posenas.posenet.nets.train import PreloadedSamples, Trainer, validation_loss
+from posenas.posenet.nets.train import PreloadedSamples, Trainer, best_aps, validation_loss
 from posenas.search.records import (
     ATTR_ARTIFACTS,
     ATTR_BASELINE,
@@ -134,10 +134,9 @@ class TrialObjective:
         trainer.run()
         history = load_checkpoint(out / "last.pt").history  # every epoch, also those of an earlier attempt
         best = model_for(load_checkpoint(out / "best.pt"), str(out / "best.pt"))
-        qat = [h["ap"] for h in history if h["mode"] == "qat"]
-        floating = [h["ap"] for h in history if h["mode"] == "float"]
+        ap, float_ap = best_aps(history)
         metrics = {
-            "ap": max(qat) if qat else max(floating), "float_ap": max(floating) if floating else float("nan"),
+            "ap": ap, "float_ap": float_ap,
             "val_loss": validation_loss(best, PreloadedSamples(trainer.val_set).tensors),
             "seconds": time.perf_counter() - started, "checkpoint": str((out / "best.pt").resolve()),
         }  # fmt: skip

@@ -182,6 +182,15 @@ class EpochRecord:
         return dataclasses.asdict(self)
 
 
+def best_aps(history: list[dict[str, Any]]) -> tuple[float, float]:
+    """(the run's score, its best float AP) from a checkpoint's history: the score is the best QAT epoch's
+    AP (the network as the chip runs it), or the best float AP for a float-only run; NaN float AP when
+    every epoch was QAT."""
+    qat = [h["ap"] for h in history if h["mode"] == "qat"]
+    floating = [h["ap"] for h in history if h["mode"] == "float"]
+    return (max(qat) if qat else max(floating)), (max(floating) if floating else float("nan"))
+
+
 WARM_UP_STEPS = 3  # untimed steps before a speed measurement
 
 

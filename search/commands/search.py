@@ -215,9 +215,9 @@ def front_table(records: list["TrialRecord"], settings: "StudySettings", title: 
     from posenas.search.records import pareto_front
 
     front = pareto_front(records, latency="latency" in settings.objectives, objective=settings.quality)
-    columns = [("AP (QAT)", lambda r: _number(r.ap, "{:.3f}"))]
-    if settings.quality == "loss" or any(r.scorer == "supernet" for r in front):
-        columns = [("AP (QAT)", lambda r: _number(r.ap, "{:.3f}"))] if any(r.ap == r.ap for r in front) else []
+    by_supernet = settings.quality == "loss" or any(r.scorer == "supernet" for r in front)
+    columns = [("AP (QAT)", lambda r: _number(r.ap, "{:.3f}"))] if any(r.ap == r.ap for r in front) else []
+    if by_supernet:  # the scorer's loss; a supernet has no float AP
         columns.append(("val loss", lambda r: _number(r.val_loss, "{:.5f}")))
     else:
         columns.append(("AP (float)", lambda r: _number(r.float_ap, "{:.3f}")))
