@@ -13,7 +13,7 @@ from posenas.errors import UsageError
 from posenas.posenet.nets.checkpoint import CheckpointError, load_checkpoint, model_for
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.model import build_model
-from posenas.posenet.nets.train import TrainConfig, Trainer, pose_loss, predictor_for
+from posenas.posenet.nets.train import PreloadedSamples, TrainConfig, Trainer, foreground_loss, pose_loss, predictor_for
 from posenas.posenet.pose.coco import CocoPoseDataset
 from posenas.posenet.pose.transforms import Augmentation
 from posenas.space.baselines import get_arch
@@ -96,6 +96,27 @@ def test_loss_masks_and_mixes():
     teacher = (torch.ones(shape_h), torch.zeros(shape_p))  # the student matches the teacher exactly
     loss, parts = pose_loss(heatmaps, pafs, batch, teacher, 0.3)
     assert float(loss) == pytest.approx(0.3 * 0.5) and float(parts["distill"]) == 0.0
+
+
+def test_foreground_loss_weighs_only_where_people_are(root):
+    targets = PreloadedSamples(CocoPoseDataset(root, "val", input_size=128)).tensors
+    heatmaps, pafs = targets["heatmaps"].clone(), targets["pafs"].clone()
+    assert float(foreground_loss(heatmaps, pafs, targets)) == 0.0
+    # Noise on the background cells only: the all-cells loss grows, the foreground loss stays 0.
+    background = (targets["heatmaps"][:, :18] <= 0.05).float()
+    noisy = heatmaps.clone()
+    noisy[:, :18] += 0.3 * background
+    assert float(pose_loss(noisy, pafs, targets, None, 1.0)[0]) > 0.01
+    assert float(foreground_loss(noisy, pafs, targets)) == 0.0
+    # Maps that paint nothing: tiny by the all-cells loss (people cover few cells), large by the foreground's.
+    blank_h, blank_p = torch.zeros_like(heatmaps), torch.zeros_like(pafs)
+    blank_h[:, 18] = targets["heatmaps"][:, 18]  # the background channel right
+    everywhere, foreground = float(pose_loss(blank_h, blank_p, targets, None, 1.0)[0]), float(foreground_loss(blank_h, blank_p, targets))
+    assert foreground > 10 * everywhere > 0
+    # Each part is averaged over its own cells: PAFs wrong everywhere they are set cost exactly their mean square.
+    paf_cells = targets["pafs"] != 0
+    expected = float((targets["pafs"][paf_cells] ** 2).mean())
+    assert float(foreground_loss(heatmaps, torch.zeros_like(pafs), targets)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_bad_configs_are_refused():

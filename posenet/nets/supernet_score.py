@@ -23,7 +23,7 @@ import torch
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.model import PoseNet
 from posenas.posenet.nets.supernet import SuperNet, recalibrate_batchnorm
-from posenas.posenet.nets.train import PreloadedSamples, model_input
+from posenas.posenet.nets.train import PreloadedSamples, foreground_loss, model_input, pose_loss
 from posenas.posenet.pose.coco import CocoPoseDataset
 from posenas.posenet.pose.decode import DecodeConfig, decode
 from posenas.posenet.pose.evaluate import evaluate_results, poses_to_results
@@ -33,15 +33,18 @@ from posenas.space.spec import ArchSpec
 
 @dataclass(frozen=True)
 class SubnetScore:
-    """A subnet's score: QAT AP and AP50 on the validation images, their masked L2 loss, and the time."""
+    """A subnet's score: QAT AP and AP50 on the validation images, their masked L2 loss (``pose_loss``'s
+    target term), their foreground loss (``foreground_loss``), and the time."""
 
     ap: float
     ap50: float
     val_loss: float
     seconds: float
+    fg_loss: float = float("nan")
 
     def to_dict(self) -> dict[str, float]:
-        return {"ap": self.ap, "ap50": self.ap50, "val_loss": self.val_loss, "seconds": self.seconds}
+        return {"ap": self.ap, "ap50": self.ap50, "val_loss": self.val_loss, "fg_loss": self.fg_loss,
+                "seconds": self.seconds}
 
 
 class SubnetScorer:
@@ -96,7 +99,7 @@ class SubnetScorer:
         return model.eval()
 
     def maps(self, spec: ArchSpec) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """(heatmaps, PAFs) of the prepared QAT subnet on the validation images, and their masked L2 loss."""
+        """(heatmaps, PAFs) of the prepared subnet on the validation images, and their masked L2 loss."""
         model = self.prepare(spec)
         heat, paf = [], []
         with torch.no_grad():
@@ -105,10 +108,8 @@ class SubnetScorer:
                 heat.append(h)
                 paf.append(p)
         heatmaps, pafs = torch.cat(heat), torch.cat(paf)
-        t = self.val_targets
-        mask = t["mask"].unsqueeze(1)
-        loss = float(((heatmaps - t["heatmaps"]) ** 2 * mask).mean() + ((pafs - t["pafs"]) ** 2 * mask).mean())
-        return heatmaps, pafs, loss
+        loss, _ = pose_loss(heatmaps, pafs, self.val_targets, None, 1.0)
+        return heatmaps, pafs, float(loss)
 
     def results(self, heatmaps: torch.Tensor, pafs: torch.Tensor) -> list[dict]:
         """COCO keypoint results of the decoded maps (one entry per detected person)."""
@@ -124,7 +125,8 @@ class SubnetScorer:
         ``ap=False`` measures the loss alone (no decoding, no COCOeval): AP and AP50 are then -1."""
         started = time.perf_counter()
         heatmaps, pafs, loss = self.maps(spec)
+        fg_loss = float(foreground_loss(heatmaps, pafs, self.val_targets))
         if not ap:
-            return SubnetScore(-1.0, -1.0, loss, time.perf_counter() - started)
+            return SubnetScore(-1.0, -1.0, loss, time.perf_counter() - started, fg_loss)
         metrics = evaluate_results(self.val.coco, self.results(heatmaps, pafs), self.val.image_ids)
-        return SubnetScore(metrics.ap, metrics.ap50, loss, time.perf_counter() - started)
+        return SubnetScore(metrics.ap, metrics.ap50, loss, time.perf_counter() - started, fg_loss)
