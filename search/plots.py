@@ -21,27 +21,28 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from posenas.search.records import TrialRecord, pareto_front, quality
+from posenas.search.records import TrialRecord, pareto_front, quality, quality_value
 
 REFERENCE_FACTOR = 1.1  # hypervolume reference: this x the largest parameter count among trained records
 FIGURES = ("ap_vs_params", "ap_vs_latency", "hypervolume")
 _MAX_VIOLATIONS_SHOWN = 6
 
+_QUALITY_NAMES = {"ap": "AP", "loss": "validation loss", "fg_loss": "foreground loss"}
 _COLORS = {"trained": "#4c78a8", "front": "#e45756", "baseline": "#f58518", "infeasible": "#b3362c",
            "untrained": "#888888", "reused": "#9ecae9", "hypervolume": "#54a24b"}  # fmt: skip
 
 
 def figures_of(records: list[TrialRecord], title: str, objective: str = "ap") -> dict[str, go.Figure]:
     """The search's figures by name: quality against parameters and against latency, and (AP studies) the
-    hypervolume by trial. A study ranked by validation loss has no hypervolume (it is defined on AP here)."""
+    hypervolume by trial. A study ranked by a loss has no hypervolume (it is defined on AP here)."""
     if objective == "ap":
         return {
             "ap_vs_params": ap_figure(records, "params", title),
             "ap_vs_latency": ap_figure(records, "latency_ms", title),
             "hypervolume": hypervolume_figure(records, title),
         }  # fmt: skip
-    return {"loss_vs_params": ap_figure(records, "params", title, objective),
-            "loss_vs_latency": ap_figure(records, "latency_ms", title, objective)}  # fmt: skip
+    return {f"{objective}_vs_params": ap_figure(records, "params", title, objective),
+            f"{objective}_vs_latency": ap_figure(records, "latency_ms", title, objective)}  # fmt: skip
 
 
 def write_plots(records: list[TrialRecord], out_dir: Path, title: str, png: bool = True,
@@ -56,14 +57,14 @@ def write_plots(records: list[TrialRecord], out_dir: Path, title: str, png: bool
     parts = [figure.to_html(full_html=False, include_plotlyjs=(i == 0), default_height="620px")
              for i, figure in enumerate(figures.values())]  # fmt: skip
     path = out_dir / "report.html"
-    path.write_text(_page(title, records, parts), encoding="utf-8")
+    path.write_text(_page(title, records, parts, objective), encoding="utf-8")
     paths = [path]
     if png:
         paths += _write_pngs(figures, out_dir)
     return paths
 
 
-def _page(title: str, records: list[TrialRecord], parts: list[str]) -> str:
+def _page(title: str, records: list[TrialRecord], parts: list[str], objective: str = "ap") -> str:
     """One HTML page: a heading, what the study holds, the stand-alone table, then the figures."""
     scored = sum(1 for r in records if r.trained and r.reused_from is None)
     rejected = sum(1 for r in records if r.state == "COMPLETE" and not r.feasible)
@@ -71,12 +72,12 @@ def _page(title: str, records: list[TrialRecord], parts: list[str]) -> str:
     retrained = sorted((r for r in records if r.standalone_ap == r.standalone_ap), key=lambda r: -r.standalone_ap)
     rows = "".join(
         f"<tr><td>{r.number}</td><td>{html.escape(r.baseline or r.name)}</td><td>{r.standalone_ap:.3f}</td>"
-        f"<td>{'-' if r.val_loss != r.val_loss else f'{r.val_loss:.5f}'}</td><td>{r.params:,}</td>"
+        f"<td>{_number(quality_value(r, objective))}</td><td>{r.params:,}</td>"
         f"<td>{r.latency_ms:.2f}</td></tr>"
         for r in retrained
     )  # fmt: skip
     table = ("<h2>Trained stand-alone</h2><table><tr><th>trial</th><th>name</th><th>AP stand-alone (QAT)</th>"
-             f"<th>supernet loss</th><th>parameters</th><th>latency ms</th></tr>{rows}</table>") if retrained else ""
+             f"<th>search's {_QUALITY_NAMES[objective]}</th><th>parameters</th><th>latency ms</th></tr>{rows}</table>") if retrained else ""
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}: posenas search</title>"
@@ -181,7 +182,7 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
     down) highlighted and joined by a step line, baselines as labelled stars, reused trials faint, and
     the trials that were never trained (infeasible: red x; feasible but failed, pruned or still running:
     grey rings) on a strip below AP 0. Records whose ``x`` is not finite are not drawn. With ``objective``
-    "loss" the y axis is the validation loss, drawn downwards (better is still up) and the strip sits
+    "loss" or "fg_loss" the y axis is that loss, drawn downwards (better is still up) and the strip sits
     above the worst loss."""
     if x not in ("params", "latency_ms"):
         raise ValueError(f"x must be 'params' or 'latency_ms', not {x!r}")
@@ -191,7 +192,7 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
         return float(r.params) if x == "params" else r.latency_ms
 
     def yval(r: TrialRecord) -> float:
-        return r.ap if objective == "ap" else r.val_loss
+        return quality_value(r, objective)
 
     shown = [r for r in records if math.isfinite(xval(r))]
     front = pareto_front(shown, objective=objective) if x == "params" else latency_front(shown, objective)
@@ -201,10 +202,11 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
         top = max([r.ap for r in trained] + [1e-3])  # the axis follows the data, however small the APs
         strip, y_range, y_title = -0.06 * top, [-0.13 * top, 1.1 * top], "AP (QAT, validation)"
     else:
-        losses = [r.val_loss for r in trained] or [1.0]
+        losses = [yval(r) for r in trained] or [1.0]
         low, high = min(losses), max(losses)
         pad = max(high - low, 1e-3 * high, 1e-9)
-        strip, y_range, y_title = high + 0.12 * pad, [high + 0.25 * pad, low - 0.1 * pad], "validation loss (lower is better)"
+        strip, y_range = high + 0.12 * pad, [high + 0.25 * pad, low - 0.1 * pad]
+        y_title = f"{_QUALITY_NAMES[objective]} (lower is better)"
 
     figure = go.Figure()
 
@@ -230,7 +232,7 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
     reused = [r for r in trained if r.reused_from is not None]
     add("reused (same architecture as an earlier trial)", reused,
         mode="markers", marker={"color": _COLORS["reused"], "size": 7}, opacity=0.4)
-    quality_name = "AP" if objective == "ap" else "loss"
+    quality_name = _QUALITY_NAMES[objective]
     add("Pareto front" if x == "params" else f"front ({quality_name} vs latency)", front, mode="lines+markers",
         line={"color": _COLORS["front"], "shape": "hv", "width": 2}, marker={"color": _COLORS["front"], "size": 11})
     infeasible = [r for r in shown if not r.feasible]
@@ -239,7 +241,7 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
     failed = [r for r in shown if r.feasible and not r.trained]
     add("feasible, not trained (failed, pruned or running)", failed, [strip] * len(failed), mode="markers",
         marker={"color": _COLORS["untrained"], "symbol": "circle-open", "size": 9})
-    what = "AP" if objective == "ap" else "loss"
+    what = _QUALITY_NAMES[objective]
     which = "" if x == "params" else f" (the {what}-vs-latency front, not the 3-D one)"
     figure.update_layout(
         title=f"{html.escape(title)}: {what} vs {label}<br><sup>{len(trained) - len(reused)} scored ({len(reused)} more "
@@ -287,6 +289,8 @@ def _hover(r: TrialRecord) -> str:
     lines.append(f"AP {r.ap:.3f}" if r.ap == r.ap else "AP - (not trained)")
     if r.val_loss == r.val_loss:
         lines.append(f"validation loss {r.val_loss:.5f}")
+    if r.fg_loss == r.fg_loss:
+        lines.append(f"foreground loss {r.fg_loss:.4f}")
     if r.standalone_ap == r.standalone_ap:
         lines.append(f"AP trained stand-alone {r.standalone_ap:.3f}")
     lines.append(f"params {r.params:,}")
@@ -301,3 +305,8 @@ def _hover(r: TrialRecord) -> str:
     if r.reused_from is not None:
         lines.append(f"same architecture as trial {r.reused_from}")
     return "<br>".join(html.escape(line) for line in lines)
+
+
+def _number(value: float) -> str:
+    """A score for a table cell: 5 significant digits, '-' where there is none."""
+    return "-" if value != value else f"{value:.5g}"

@@ -27,9 +27,18 @@ ATTR_ARTIFACTS = "artifacts"
 ATTR_STANDALONE = "standalone"
 
 
+# The study's first objective -> (the record's field, +1 if higher is better else -1).
+QUALITY_FIELDS = {"ap": ("ap", 1.0), "loss": ("val_loss", -1.0), "fg_loss": ("fg_loss", -1.0)}
+
+
+def quality_value(record: "TrialRecord", objective: str = "ap") -> float:
+    """The record's value of the study's first objective as stored: AP, the loss or the foreground loss."""
+    return float(getattr(record, QUALITY_FIELDS[objective][0]))
+
+
 def quality(record: "TrialRecord", objective: str = "ap") -> float:
-    """How good ``record`` is by the study's first objective, higher better: AP, or minus the loss."""
-    return record.ap if objective == "ap" else -record.val_loss
+    """How good ``record`` is by the study's first objective, higher better: AP, or minus a loss."""
+    return QUALITY_FIELDS[objective][1] * quality_value(record, objective)
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,8 @@ class TrialRecord:
     """One trial: its architecture, whether it fits, and (when trained) its scores.
 
     ``ap`` is the QAT AP on the study's validation images (NaN when not trained) and ``val_loss`` their
-    masked L2 loss, both from the study's scorer (a supernet's subnet, or a trial's own training);
+    masked L2 loss and ``fg_loss`` their foreground loss (``posenet.nets.train.foreground_loss``), all from
+    the study's scorer (a supernet's subnet, or a trial's own training);
     ``standalone_ap`` is the AP after the search's last stage trained the network stand-alone (NaN if it
     did not). ``params`` and ``latency_ms`` come from the budget checker, for infeasible trials too."""
 
@@ -57,6 +67,7 @@ class TrialRecord:
     val_loss: float = float("nan")
     scorer: str = "train"
     standalone_ap: float = float("nan")
+    fg_loss: float = float("nan")
 
     @property
     def trained(self) -> bool:
@@ -84,12 +95,13 @@ def records_of(trials: Iterable[optuna.trial.FrozenTrial],
             float_ap=float(metrics.get("float_ap", float("nan"))), seconds=float(metrics.get("seconds", 0.0)),
             val_loss=float(metrics.get("val_loss", float("nan"))), scorer=str(metrics.get("scorer", "train")),
             standalone_ap=float((standalone.get(str(trial.number)) or {}).get("ap", float("nan"))),
+            fg_loss=float(metrics.get("fg_loss", float("nan"))),
         ))  # fmt: skip
     return records
 
 
 def pareto_front(records: Iterable[TrialRecord], latency: bool = False, objective: str = "ap") -> list[TrialRecord]:
-    """Trained, feasible records that no other such record dominates (``objective``, AP or loss, better;
+    """Trained, feasible records that no other such record dominates (``objective``, AP or a loss, better;
     parameters down; and latency down when ``latency``). Ties in every objective keep the lowest trial
     number."""
     pool = [r for r in records if r.trained and r.reused_from is None and not math.isnan(quality(r, objective))]

@@ -4,8 +4,8 @@ A study file is read here, strictly (an unknown key at any level is refused with
 
 * ``space``: the search space (parsed by ``posenas.space.sampling.SearchSpace.from_dict``);
 
-* ``objectives``: a quality first, ``ap`` (QAT AP, up) or ``loss`` (validation loss against the targets,
-  down), then ``params`` and/or ``latency`` (down);
+* ``objectives``: a quality first, ``ap`` (QAT AP, up), ``loss`` (validation loss against the targets,
+  down) or ``fg_loss`` (the same on the cells near keypoints and limbs only, down), then ``params`` and/or ``latency`` (down);
 * ``search``: ``sampler`` (nsga2 | tpe), ``seed``, ``trials`` (completed trials in all, rejected ones
   included), ``timeout_minutes`` (the wall-clock budget of one worker's whole command: data, teacher,
   supernet, scoring and retraining are sized to fit it; None for none), ``population`` (NSGA-II),
@@ -32,7 +32,7 @@ from posenas.posenet.nets.config import TrainConfig
 from posenas.space.sampling import SearchSpace
 from posenas.space.spec import SpecError
 
-QUALITIES = ("ap", "loss")  # the first objective: how good a network is
+QUALITIES = ("ap", "loss", "fg_loss")  # the first objective: how good a network is
 OBJECTIVES = (*QUALITIES, "params", "latency")
 SAMPLERS = ("nsga2", "tpe")
 SCORERS = ("supernet", "train")
@@ -73,7 +73,7 @@ class StudySettings:
 
     @property
     def quality(self) -> str:
-        """The first objective: ``ap`` or ``loss``."""
+        """The first objective: ``ap``, ``loss`` or ``fg_loss``."""
         return self.objectives[0]
 
     def with_overrides(self, **overrides: Any) -> "StudySettings":

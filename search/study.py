@@ -27,7 +27,7 @@ from posenas.errors import SpecOutsideSpace
 from posenas.files import atomic_write_text
 from posenas.posenet.nets.checkpoint import load_checkpoint, model_for
 from posenas.posenet.nets.distill import TeacherCache
-from posenas.posenet.nets.train import PreloadedSamples, Trainer, best_aps, validation_loss
+from posenas.posenet.nets.train import PreloadedSamples, Trainer, best_aps, validation_losses
 from posenas.search.records import (
     ATTR_ARTIFACTS,
     ATTR_BASELINE,
@@ -135,9 +135,9 @@ class TrialObjective:
         history = load_checkpoint(out / "last.pt").history  # every epoch, also those of an earlier attempt
         best = model_for(load_checkpoint(out / "best.pt"), str(out / "best.pt"))
         ap, float_ap = best_aps(history)
+        losses = validation_losses(best, PreloadedSamples(trainer.val_set).tensors)
         metrics = {
-            "ap": ap, "float_ap": float_ap,
-            "val_loss": validation_loss(best, PreloadedSamples(trainer.val_set).tensors),
+            "ap": ap, "float_ap": float_ap, "val_loss": losses["loss"], "fg_loss": losses["fg_loss"],
             "seconds": time.perf_counter() - started, "checkpoint": str((out / "best.pt").resolve()),
         }  # fmt: skip
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -145,8 +145,9 @@ class TrialObjective:
         return metrics
 
     def _values(self, metrics: dict[str, Any]) -> tuple[float, ...]:
-        """The objective values; a rejected network has AP 0 and loss +inf (the constraints reject it too)."""
+        """The objective values; a rejected network has AP 0 and losses +inf (the constraints reject it too)."""
         by_name = {"ap": float(metrics["ap"]), "loss": float(metrics.get("val_loss", math.inf)),
+                   "fg_loss": float(metrics.get("fg_loss", math.inf)),
                    "params": float(metrics["params"]), "latency": float(metrics["latency_ms"] or math.inf)}  # fmt: skip
         return tuple(by_name[o] for o in self.settings.objectives)
 
@@ -194,7 +195,7 @@ def enqueue_baselines(study: optuna.Study, space: SearchSpace, names: Sequence[s
     return enqueued
 
 
-OBJECTIVE_LABELS = {"ap": "AP (QAT)", "loss": "validation loss", "params": "parameters", "latency": "latency ms"}
+OBJECTIVE_LABELS = {"ap": "AP (QAT)", "loss": "validation loss", "fg_loss": "foreground loss", "params": "parameters", "latency": "latency ms"}
 
 
 def name_objectives(study: optuna.Study, objectives: Sequence[str]) -> None:

@@ -47,16 +47,19 @@ class SupernetObjective(TrialObjective):
 
     def _train(self, trial: optuna.Trial, spec: ArchSpec, report: BudgetReport) -> dict[str, Any]:
         assert self.scorer is not None
-        # A study ranked by loss skips decoding and COCOeval (a third of a score's time): AP is then unknown.
+        # A study ranked by a loss skips decoding and COCOeval (a third of a score's time): AP is then unknown.
         with_ap = self.settings.quality == "ap"
         score = self.scorer.score(spec, ap=with_ap)
-        if not math.isfinite(score.val_loss):
-            raise optuna.TrialPruned(f"{spec.name}: non-finite validation loss")
-        scored = f"AP {score.ap:.3f}, loss {score.val_loss:.5f}" if with_ap else f"loss {score.val_loss:.5f}"
+        for name, value in (("validation loss", score.val_loss), ("foreground loss", score.fg_loss)):
+            if not math.isfinite(value):
+                raise optuna.TrialPruned(f"{spec.name}: non-finite {name}")
+        losses = f"loss {score.val_loss:.5f}, foreground loss {score.fg_loss:.4f}"
+        scored = f"AP {score.ap:.3f}, {losses}" if with_ap else losses
         self._say(f"trial {trial.number} {spec.name}: supernet {scored} ({report.params:,} parameters, "
                   f"{report.latency_ms or float('nan'):.2f} ms) in {score.seconds:.1f} s")  # fmt: skip
         ap = score.ap if with_ap else float("nan")
         return {"ap": ap, "ap50": score.ap50 if with_ap else float("nan"), "val_loss": score.val_loss,
+                "fg_loss": score.fg_loss,
                 "seconds": score.seconds, "scorer": "supernet"}  # fmt: skip
 
 

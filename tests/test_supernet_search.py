@@ -88,17 +88,24 @@ def test_the_last_stage_retrains_the_fronts_best_from_inherited_weights(setup, t
     assert "retraining" not in capsys.readouterr().out
 
 
-def test_a_study_ranked_by_loss_skips_decoding_and_plots_the_loss(setup, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("objective", "metric", "label"),
+                         [("loss", "val_loss", "validation loss"), ("fg_loss", "fg_loss", "foreground loss")])  # fmt: skip
+def test_a_study_ranked_by_a_loss_skips_decoding_and_plots_that_loss(setup, tmp_path: Path, objective: str,
+                                                                      metric: str, label: str) -> None:  # fmt: skip
     study, data, supernet = setup
     out = tmp_path / "l"
-    assert _search(study, data, supernet, out, "--objectives", "loss,params") == 0
+    assert _search(study, data, supernet, out, "--objectives", f"{objective},params") == 0
     storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'study.db'}")
-    assert optuna.load_study(study_name="small", storage=storage).metric_names == ["validation loss", "parameters"]
+    assert optuna.load_study(study_name="small", storage=storage).metric_names == [label, "parameters"]
     scored = [t for t in _trials(out) if t.user_attrs.get("metrics", {}).get("scorer") == "supernet"]
-    assert scored and all(t.user_attrs["metrics"]["val_loss"] > 0 for t in scored)
+    assert scored and all(t.user_attrs["metrics"][m] > 0 for t in scored for m in ("val_loss", "fg_loss"))
+    assert all(t.user_attrs["metrics"]["fg_loss"] != t.user_attrs["metrics"]["val_loss"] for t in scored)
     assert all(t.user_attrs["metrics"]["ap"] != t.user_attrs["metrics"]["ap"] for t in scored)  # NaN: not decoded
-    assert all(t.values[0] == t.user_attrs["metrics"]["val_loss"] for t in scored)
-    assert "validation loss (lower is better)" in (out / "plots" / "report.html").read_text()
+    assert all(t.values[0] == t.user_attrs["metrics"][metric] for t in scored)
+    assert f"{label} (lower is better)" in (out / "plots" / "report.html").read_text()
+    # posenas plot finds the objective from the study's names
+    assert main(["plot", "--study", "small", "--storage", f"sqlite:///{out / 'study.db'}", "--out", str(tmp_path / "p")]) == 0
+    assert f"{label} (lower is better)" in (tmp_path / "p" / "report.html").read_text()
 
 
 def test_a_time_budget_stops_the_search_and_says_what_it_cut(setup, tmp_path: Path, capsys) -> None:

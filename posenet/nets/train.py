@@ -83,22 +83,26 @@ def evaluate_model(model: PoseNet, dataset: CocoPoseDataset, device: torch.devic
     return evaluate_results(dataset.coco, results, dataset.image_ids)
 
 
-def validation_loss(model: PoseNet, samples: dict[str, torch.Tensor], batch_size: int = 64) -> float:
-    """The masked L2 loss of ``model`` (in its current arithmetic) against the targets of ``samples``
-    (``PreloadedSamples.tensors`` of validation images): the search's ``loss`` objective. It needs no
-    decoding, and it still separates networks whose AP is 0 (a short CPU schedule)."""
+def validation_losses(model: PoseNet, samples: dict[str, torch.Tensor], batch_size: int = 64) -> dict[str, float]:
+    """{"loss": the masked L2 loss, "fg_loss": the foreground loss} of ``model`` (in its current arithmetic)
+    against the targets of ``samples`` (``PreloadedSamples.tensors`` of validation images): the search's
+    ``loss`` and ``fg_loss`` objectives. They need no decoding, and they still separate networks whose AP
+    is 0 (a short CPU schedule)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    total, count = 0.0, len(samples["images"])
+    heat, paf = [], []
     with torch.no_grad():
-        for start in range(0, count, batch_size):
-            batch = {k: samples[k][start : start + batch_size].to(device) for k in ("images", "heatmaps", "pafs", "mask")}
-            heatmaps, pafs = model(model_input(batch["images"], model.mode))
-            loss, _ = pose_loss(heatmaps.float(), pafs.float(), batch, None, 1.0)
-            total += float(loss) * len(batch["images"])
+        for start in range(0, len(samples["images"]), batch_size):
+            images = samples["images"][start : start + batch_size].to(device)
+            heatmaps, pafs = model(model_input(images, model.mode))
+            heat.append(heatmaps.float().cpu())
+            paf.append(pafs.float().cpu())
     model.train(was_training)
-    return total / max(1, count)
+    targets = {k: samples[k] for k in ("heatmaps", "pafs", "mask")}
+    heatmaps, pafs = torch.cat(heat), torch.cat(paf)
+    return {"loss": float(pose_loss(heatmaps, pafs, targets, None, 1.0)[0]),
+            "fg_loss": float(foreground_loss(heatmaps, pafs, targets))}  # fmt: skip
 
 
 FOREGROUND = 0.05

@@ -215,10 +215,12 @@ def front_table(records: list["TrialRecord"], settings: "StudySettings", title: 
     from posenas.search.records import pareto_front
 
     front = pareto_front(records, latency="latency" in settings.objectives, objective=settings.quality)
-    by_supernet = settings.quality == "loss" or any(r.scorer == "supernet" for r in front)
+    by_supernet = settings.quality != "ap" or any(r.scorer == "supernet" for r in front)
     columns = [("AP (QAT)", lambda r: _number(r.ap, "{:.3f}"))] if any(r.ap == r.ap for r in front) else []
-    if by_supernet:  # the scorer's loss; a supernet has no float AP
+    if by_supernet:  # the scorer's losses; a supernet has no float AP
         columns.append(("val loss", lambda r: _number(r.val_loss, "{:.5f}")))
+        if any(r.fg_loss == r.fg_loss for r in front):
+            columns.append(("fg loss", lambda r: _number(r.fg_loss, "{:.4f}")))
     else:
         columns.append(("AP (float)", lambda r: _number(r.float_ap, "{:.3f}")))
     if any(r.standalone_ap == r.standalone_ap for r in front):
@@ -235,12 +237,14 @@ def retrained_table(records: list["TrialRecord"]) -> "Table":
     """The networks the last stage trained stand-alone (the front's best and the baselines), best first."""
     from rich.table import Table
 
-    table = Table("trial", "name", "AP stand-alone (QAT)", "supernet loss", "supernet AP", "parameters", "latency ms",
+    table = Table("trial", "name", "AP stand-alone (QAT)", "supernet loss", "supernet fg loss", "supernet AP",
+                  "parameters", "latency ms",
                   title="Trained stand-alone from the supernet's weights, the same schedule for all")  # fmt: skip
     rows = sorted((r for r in records if r.standalone_ap == r.standalone_ap), key=lambda r: -r.standalone_ap)
     for r in rows:
         table.add_row(str(r.number), r.baseline or r.name, f"{r.standalone_ap:.3f}", _number(r.val_loss, "{:.5f}"),
-                      _number(r.ap, "{:.3f}"), f"{r.params:,}", f"{r.latency_ms:.2f}")  # fmt: skip
+                      _number(r.fg_loss, "{:.4f}"), _number(r.ap, "{:.3f}"), f"{r.params:,}",
+                      f"{r.latency_ms:.2f}")  # fmt: skip
     return table
 
 
@@ -291,10 +295,12 @@ def run_plot(args: argparse.Namespace, console: "Console") -> int:
         study = optuna.load_study(study_name=args.study, storage=storage)
     except KeyError:
         raise StudyError(f"no study {args.study!r} in {args.storage}") from None
-    from posenas.search.records import ATTR_STANDALONE
+    from posenas.search.records import ATTR_STANDALONE, QUALITY_FIELDS
     from posenas.search.study import OBJECTIVE_LABELS
 
-    objective = "loss" if (study.metric_names or [""])[0] == OBJECTIVE_LABELS["loss"] else "ap"
+    first = (study.metric_names or [""])[0]
+    objective = next((name for name, label in OBJECTIVE_LABELS.items() if label == first), "ap")
+    objective = objective if objective in QUALITY_FIELDS else "ap"  # unnamed (older) studies: AP
     records = records_of(study.get_trials(deepcopy=False), study.user_attrs.get(ATTR_STANDALONE))
     _write_plots(records, Path(args.out), args.study, console, objective)
     return 0
