@@ -9,7 +9,8 @@ A study file is read here, strictly (an unknown key at any level is refused with
 * ``search``: ``sampler`` (nsga2 | tpe), ``seed``, ``trials`` (completed trials in all, rejected ones
   included), ``timeout_minutes`` (the wall-clock budget of one worker's whole command: data, teacher,
   supernet, scoring and retraining are sized to fit it; None for none), ``population`` (NSGA-II),
-  ``scorer`` (supernet | train: how a trial is scored);
+  ``scorer`` (supernet | train: how a trial is scored), ``score_arithmetic`` (qat | float: the arithmetic
+  in which the supernet scorer runs a subnet; QAT at the spec's weight bits, or float);
 * ``data``: ``root`` (a COCO root) or ``synthetic: {train, val, seed}`` (made on first use);
 * ``teacher``: ``none``, ``{checkpoint: FILE}`` or ``{arch: NAME, epochs: N, train_images: M}``;
 * ``train``: the per-trial schedule (``posenet.train.TrainConfig`` fields; ``qat_epochs`` counts the last
@@ -36,6 +37,7 @@ QUALITIES = ("ap", "loss", "fg_loss")  # the first objective: how good a network
 OBJECTIVES = (*QUALITIES, "params", "latency")
 SAMPLERS = ("nsga2", "tpe")
 SCORERS = ("supernet", "train")
+ARITHMETICS = ("qat", "float")  # how the supernet scorer runs a subnet
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class StudySettings:
     timeout_minutes: float | None = None
     population: int = 8
     scorer: str = "supernet"
+    score_arithmetic: str = "qat"
     data: DataSettings = field(default_factory=DataSettings)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -94,6 +97,8 @@ class StudySettings:
                              "params and/or latency")  # fmt: skip
         if self.scorer not in SCORERS:
             raise StudyError(f"scorer {self.scorer!r}: must be one of {', '.join(SCORERS)}")
+        if self.score_arithmetic not in ARITHMETICS:
+            raise StudyError(f"score_arithmetic {self.score_arithmetic!r}: must be one of {', '.join(ARITHMETICS)}")
         if self.sampler not in SAMPLERS:
             raise StudyError(f"sampler {self.sampler!r}: must be one of {', '.join(SAMPLERS)}")
         if self.trials < 1 or self.population < 2:
@@ -127,7 +132,7 @@ def _train_config(values: Mapping[str, Any]) -> TrainConfig:
 
 
 TOP_KEYS = ("name", "budget", "space", "objectives", "search", "data", "teacher", "train")
-SEARCH_KEYS = ("sampler", "seed", "trials", "timeout_minutes", "population", "scorer")
+SEARCH_KEYS = ("sampler", "seed", "trials", "timeout_minutes", "population", "scorer", "score_arithmetic")
 DATA_KEYS = ("root", "synthetic")
 SYNTHETIC_KEYS = ("train", "val", "seed")
 TEACHER_KEYS = {"checkpoint": ("checkpoint",), "arch": ("arch", "epochs", "train_images")}
@@ -191,6 +196,7 @@ def load_settings(name_or_path: str | Path) -> StudySettings:
             timeout_minutes=_optional_float(search.get("timeout_minutes", default["timeout_minutes"])),
             population=int(search.get("population", default["population"])),
             scorer=str(search.get("scorer", default["scorer"])),
+            score_arithmetic=str(search.get("score_arithmetic", default["score_arithmetic"])),
             data=DataSettings(
                 root=None if data.get("root") is None else str(data["root"]),
                 synthetic_train=int(synthetic.get("train", default_data["synthetic_train"])),

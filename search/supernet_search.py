@@ -22,6 +22,7 @@ import optuna
 from posenas.budgets.checker import BudgetReport
 from posenas.budgets.device import Budget
 from posenas.posenet.nets.config import SupernetConfig
+from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.supernet_score import SubnetScorer
 from posenas.errors import CheckpointError
 from posenas.posenet.nets.supernet_train import INFO, WEIGHTS, SupernetTrainer, load_supernet
@@ -59,7 +60,7 @@ class SupernetObjective(TrialObjective):
                   f"{report.latency_ms or float('nan'):.2f} ms) in {score.seconds:.1f} s")  # fmt: skip
         ap = score.ap if with_ap else float("nan")
         return {"ap": ap, "ap50": score.ap50 if with_ap else float("nan"), "val_loss": score.val_loss,
-                "fg_loss": score.fg_loss,
+                "fg_loss": score.fg_loss, "arithmetic": self.scorer.mode.value,
                 "seconds": score.seconds, "scorer": "supernet"}  # fmt: skip
 
 
@@ -125,8 +126,9 @@ def supernet_objective(
     net, info = load_supernet(folder, settings.space)
     net.eval()
     scorer = SubnetScorer(net, data, calibration_images=CALIBRATION_IMAGES, val_images=settings.train.val_images,
-                          seed=settings.seed, device=device)  # fmt: skip
+                          seed=settings.seed, device=device, mode=QuantMode(settings.score_arithmetic))  # fmt: skip
+    what = {"ap": "AP", "loss": "validation loss", "fg_loss": "foreground loss"}[settings.quality]
     console.print(f"scoring trials with the supernet in {folder} (trained {info['epoch'] + 1} epochs; BN recalibrated "
-                  f"on {len(scorer.calibration)} training images, QAT AP on {len(scorer.val.image_ids)} validation "
-                  "images)")  # fmt: skip
+                  f"on {len(scorer.calibration)} training images, {settings.score_arithmetic.upper()} {what} on "
+                  f"{len(scorer.val.image_ids)} validation images)")  # fmt: skip
     return SupernetObjective(settings, budget, data, out / "trials", scorer=scorer, device=device)

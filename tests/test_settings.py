@@ -117,3 +117,11 @@ def test_objectives_start_with_one_quality(tmp_path, objectives):
 def test_an_unknown_scorer_is_refused(tmp_path):
     with pytest.raises(StudyError, match="scorer 'guess'"):
         load_settings(_write(tmp_path, {"name": "m", "space": MINIMAL_SPACE, "search": {"scorer": "guess"}}))
+
+
+def test_score_arithmetic_is_read_checked_and_overridden(tmp_path):
+    path = _write(tmp_path, {"name": "m", "space": MINIMAL_SPACE, "search": {"score_arithmetic": "float"}})
+    assert load_settings(path).score_arithmetic == "float"
+    assert load_settings(path).with_overrides(score_arithmetic="qat").score_arithmetic == "qat"
+    with pytest.raises(StudyError, match="score_arithmetic 'int8'"):
+        load_settings(_write(tmp_path, {"name": "m", "space": MINIMAL_SPACE, "search": {"score_arithmetic": "int8"}}))

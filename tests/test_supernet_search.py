@@ -102,10 +102,23 @@ def test_a_study_ranked_by_a_loss_skips_decoding_and_plots_that_loss(setup, tmp_
     assert all(t.user_attrs["metrics"]["fg_loss"] != t.user_attrs["metrics"]["val_loss"] for t in scored)
     assert all(t.user_attrs["metrics"]["ap"] != t.user_attrs["metrics"]["ap"] for t in scored)  # NaN: not decoded
     assert all(t.values[0] == t.user_attrs["metrics"][metric] for t in scored)
+    assert all(t.user_attrs["metrics"]["arithmetic"] == "qat" for t in scored)  # the study's default
     assert f"{label} (lower is better)" in (out / "plots" / "report.html").read_text()
     # posenas plot finds the objective from the study's names
     assert main(["plot", "--study", "small", "--storage", f"sqlite:///{out / 'study.db'}", "--out", str(tmp_path / "p")]) == 0
     assert f"{label} (lower is better)" in (tmp_path / "p" / "report.html").read_text()
+
+
+def test_float_arithmetic_scores_the_float_subnets(setup, tmp_path: Path) -> None:
+    study, data, supernet = setup
+    for arithmetic in ("qat", "float"):
+        assert _search(study, data, supernet, tmp_path / arithmetic, "--objectives", "fg_loss,params",
+                       "--score-arithmetic", arithmetic) == 0  # fmt: skip
+    qat, floating = ({t.user_attrs["spec_hash"]: t.user_attrs["metrics"] for t in _trials(tmp_path / a)
+                      if t.user_attrs.get("metrics", {}).get("scorer") == "supernet"} for a in ("qat", "float"))  # fmt: skip
+    assert qat.keys() == floating.keys() and qat  # the same seed, the same networks
+    assert all(floating[h]["arithmetic"] == "float" for h in floating)
+    assert all(floating[h]["fg_loss"] != qat[h]["fg_loss"] for h in qat)  # the weight bits now play no part
 
 
 def test_a_time_budget_stops_the_search_and_says_what_it_cut(setup, tmp_path: Path, capsys) -> None:

@@ -52,8 +52,10 @@ class SubnetScorer:
     (drawn with ``seed``), QAT AP on the first ``val_images`` validation images (``val_offset`` skips some,
     to measure the score's noise over validation subsets).
 
-    ``mode`` FLOAT scores the float network instead: only for a supernet that never trained in QAT, whose
-    wide output layers have not learnt the QAT output scale (2**-shift), so its QAT scores mean nothing."""
+    ``mode`` FLOAT scores the float network instead, the weight bits ignored. It is the only meaningful mode
+    for a supernet that never trained in QAT (its wide output layers have not learnt the QAT output scale,
+    2**-shift); for a short supernet it can also rank better than QAT, whose subnets with 2-bit layers are
+    all broken after one QAT epoch (BENCHMARKS.md, "Fidelity")."""
 
     def __init__(
         self, supernet: SuperNet, data: str | Path, *, calibration_images: int = 256, val_images: int | None = 100,

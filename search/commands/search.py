@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "in seconds, and the front's best are retrained stand-alone at the end; train: each trial "
                              "trains stand-alone (default: the study's, supernet)")  # fmt: skip
     search.add_argument("--supernet", help="with --scorer supernet: a folder from posenas supernet for this study")
+    search.add_argument("--score-arithmetic", choices=("qat", "float"),
+                        help="with --scorer supernet: run each subnet in QAT at its weight bits, or in float "
+                             "(default: the study's)")  # fmt: skip
     search.add_argument("--retrain", type=int, default=3, metavar="N",
                         help="with --scorer supernet: train the front's N best networks stand-alone at the end, in the "
                              "time left (default 3; 0: none)")  # fmt: skip
@@ -75,7 +78,7 @@ def _settings(args: argparse.Namespace) -> "StudySettings":
     settings = settings.with_overrides(
         budget=args.budget,
         trials=args.trials, timeout_minutes=args.timeout_minutes, sampler=args.sampler, seed=args.seed,
-        scorer=args.scorer,
+        scorer=args.scorer, score_arithmetic=args.score_arithmetic,
         objectives=objectives, train_epochs=args.epochs, train_train_images=args.train_images,
         train_val_images=args.val_images, train_seed=args.seed,
         train_qat_epochs=args.qat_epochs, train_batch_size=args.batch_size,
