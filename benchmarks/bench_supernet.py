@@ -19,7 +19,8 @@ student-hw's mixed-precision twin where the space holds them):
 * noise over validation images: the first draw's predictions evaluated on two disjoint halves of the
   validation images; Kendall tau between the halves' rankings (split-half reliability), mean |AP_a - AP_b|;
 * the spread the scores have to resolve: the standard deviation of AP across subnets;
-* the cheaper signal: Kendall tau and Spearman rho between the validation loss (lower is better) and AP.
+* the cheaper signal: Kendall tau and Spearman rho between the validation loss (lower is better) and AP;
+* the same noise measures for the foreground loss (``foreground_loss``).
 
 Everything is written to ``--out`` as JSON, and printed.
 """
@@ -41,6 +42,7 @@ from posenas.budgets.feasible import feasible_random_arch
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.supernet_score import SubnetScorer
 from posenas.posenet.nets.supernet_train import load_supernet
+from posenas.posenet.nets.train import foreground_loss, pose_loss
 from posenas.posenet.pose.evaluate import evaluate_results
 from posenas.space.baselines import get_arch
 
@@ -89,13 +91,14 @@ def main() -> None:
             results = scorer.results(heatmaps, pafs)
             row[name] = evaluate_results(scorer.val.coco, results, scorer.val.image_ids).ap
             row[f"{name}_loss"] = loss
+            row[f"{name}_fg_loss"] = float(foreground_loss(heatmaps, pafs, scorer.val_targets))
             if name == "calib0":  # the split halves from the same predictions: no extra forward pass
                 for (half, half_ids), rows_of_half in zip(halves.items(), (slice(0, len(ids) // 2),
                                                                            slice(len(ids) // 2, None))):  # fmt: skip
                     chosen = set(half_ids)
                     row[half] = evaluate_results(scorer.val.coco, [r for r in results if r["image_id"] in chosen],
                                                  half_ids).ap  # fmt: skip
-                    row[f"{half}_loss"] = _loss(scorer, heatmaps, pafs, rows_of_half)
+                    row[f"{half}_loss"], row[f"{half}_fg_loss"] = _losses(scorer, heatmaps, pafs, rows_of_half)
                 row["seconds"] = time.perf_counter() - began
                 row["cpu_seconds"] = time.process_time() - began_cpu  # all threads: load-independent, unlike wall time
                 row["loss_seconds"], row["loss_cpu_seconds"] = loss_seconds, loss_cpu
@@ -130,6 +133,14 @@ def main() -> None:
         "split_half_loss_tau": _tau([row["half_a_loss"] for row in rows], [row["half_b_loss"] for row in rows]),
         "small_calibration_loss_tau": _tau(losses, [row["small_calib_loss"] for row in rows])
         if args.small_calibration else None,
+        "fg_loss_spread_std": statistics.pstdev(row["calib0_fg_loss"] for row in rows),
+        "calibration_fg_loss_noise_std": statistics.mean(
+            statistics.pstdev(values) for values in zip(*([row[f"{name}_fg_loss"] for row in rows] for name in calib))),
+        "calibration_fg_loss_tau": _tau([row["calib0_fg_loss"] for row in rows], [row["calib1_fg_loss"] for row in rows])
+        if args.seeds > 1 else None,
+        "split_half_fg_loss_tau": _tau([row["half_a_fg_loss"] for row in rows], [row["half_b_fg_loss"] for row in rows]),
+        "small_calibration_fg_loss_tau": _tau([row["calib0_fg_loss"] for row in rows],
+                                              [row["small_calib_fg_loss"] for row in rows]) if args.small_calibration else None,
         "loss_vs_ap_tau": _tau([-v for v in losses], ap["calib0"]),
         "loss_vs_ap_rho": _finite(spearmanr([-v for v in losses], ap["calib0"]).statistic),
         "specs": [spec.to_dict() for spec in specs], "rows": rows,
@@ -140,12 +151,11 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
-def _loss(scorer: SubnetScorer, heatmaps, pafs, rows: slice) -> float:
-    """The masked L2 validation loss over a subset of the validation images."""
-    t = scorer.val_targets
-    mask = t["mask"][rows].unsqueeze(1)
-    return float(((heatmaps[rows] - t["heatmaps"][rows]) ** 2 * mask).mean()
-                 + ((pafs[rows] - t["pafs"][rows]) ** 2 * mask).mean())  # fmt: skip
+def _losses(scorer: SubnetScorer, heatmaps, pafs, rows: slice) -> tuple[float, float]:
+    """The masked L2 validation loss and the foreground loss over a subset of the validation images."""
+    targets = {k: v[rows] for k, v in scorer.val_targets.items()}
+    return (float(pose_loss(heatmaps[rows], pafs[rows], targets, None, 1.0)[0]),
+            float(foreground_loss(heatmaps[rows], pafs[rows], targets)))  # fmt: skip
 
 
 def _finite(value: float) -> float | None:
