@@ -21,7 +21,7 @@ bootstrap 90 % interval of each tau (networks resampled) because 16 networks lea
 
 ``--signal-supernet DIR`` (repeatable) adds candidate signals from other supernets, e.g. a longer-trained one:
 for each finished network, the validation loss and the foreground loss (``foreground_loss``) of the subnet in
-QAT and in float arithmetic, kept in ``OUT/signals.json`` and correlated beside the others. Scoring takes
+QAT and in float arithmetic, and in QAT after ``--finetune-steps`` steps of training from the inherited weights, kept in ``OUT/signals.json`` and correlated beside the others. Scoring takes
 seconds per network and no training, so it can be rerun on a finished ``results.json`` at any time.
 """
 
@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--trial-qat-epochs", type=int, default=2)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--finetune-steps", type=int, nargs="*", default=[30],
+                        help="candidate signals after this many QAT fine-tuning steps from the inherited weights")
     parser.add_argument("--signal-supernet", action="append", default=[],
                         help="another supernet folder whose candidate signals are correlated too (repeatable)")
     args = parser.parse_args()
@@ -138,28 +140,30 @@ def main() -> None:
 
 def candidate_signals(args: argparse.Namespace, results: dict) -> dict[str, dict[str, dict[str, float]]]:
     """{supernet label: {network key: {signal: value}}} for every ``--signal-supernet``, computed where
-    missing (seconds per network) and kept in ``OUT/signals.json``."""
+    missing (seconds per network; fine-tuned ones tens of seconds) and kept in ``OUT/signals.json``."""
     path = args.out / "signals.json"
     signals = json.loads(path.read_text()) if path.is_file() else {}
+    variants = [(QuantMode.QAT, 0), (QuantMode.FLOAT, 0), *((QuantMode.QAT, k) for k in args.finetune_steps if k)]
     for folder in args.signal_supernet:
         label = Path(folder).resolve().as_posix()
         table = signals.setdefault(label, {})
-        todo = [key for key, r in results.items() if "standalone_ap" in r and key not in table]
-        if not todo:
-            continue
-        net, _ = load_supernet(folder)
-        net.eval()
-        scorers = {mode: SubnetScorer(net, args.data, val_images=args.val_images, mode=mode)
-                   for mode in (QuantMode.QAT, QuantMode.FLOAT)}  # fmt: skip
-        for key in todo:
-            spec = ArchSpec.from_dict(results[key]["spec"])
-            row = {}
-            for mode, scorer in scorers.items():
-                score = scorer.score(spec, ap=False)
-                row[f"{mode.value}_loss"], row[f"{mode.value}_fg_loss"] = score.val_loss, score.fg_loss
-            table[key] = row
-            atomic_write_text(path, json.dumps(signals, indent=2) + "\n")
-            print(f"{label} {key}: " + ", ".join(f"{k} {v:.5f}" for k, v in row.items()), flush=True)
+        net = None
+        for mode, steps in variants:
+            prefix = f"{mode.value}_ft{steps}" if steps else mode.value
+            todo = [key for key, r in results.items() if "standalone_ap" in r and f"{prefix}_loss" not in table.get(key, {})]
+            if not todo:
+                continue
+            if net is None:
+                net, _ = load_supernet(folder)
+                net.eval()
+            scorer = SubnetScorer(net, args.data, val_images=args.val_images, mode=mode, finetune_steps=steps)
+            for key in todo:
+                score = scorer.score(ArchSpec.from_dict(results[key]["spec"]), ap=False)
+                row = table.setdefault(key, {})
+                row[f"{prefix}_loss"], row[f"{prefix}_fg_loss"] = score.val_loss, score.fg_loss
+                atomic_write_text(path, json.dumps(signals, indent=2) + "\n")
+                print(f"{label} {key} {prefix}: loss {score.val_loss:.5f}, fg loss {score.fg_loss:.4f} "
+                      f"({score.seconds:.1f} s)", flush=True)  # fmt: skip
     return signals
 
 
@@ -177,9 +181,9 @@ def correlations(done: dict[str, dict], signals: dict, out: Path, of: int, seed:
              "trial_ap": [done[k]["trial_ap"] for k in keys], "params": [done[k]["params"] for k in keys],
              "macs": [done[k]["macs"] for k in keys], "latency_ms": [done[k]["latency_ms"] for k in keys]}  # fmt: skip
     for label, rows in signals.items():
-        if all(k in rows for k in keys):
-            for name in rows[keys[0]]:
-                table[f"{Path(label).parent.name}/{Path(label).name}:{name}"] = [rows[k][name] for k in keys]
+        names = set.intersection(*(set(rows.get(k, {})) for k in keys))  # signals every finished network has
+        for name in sorted(names):
+            table[f"{Path(label).parent.name}/{Path(label).name}:{name}"] = [rows[k][name] for k in keys]
     rng = np.random.default_rng(seed)
     draws = [rng.integers(0, len(keys), len(keys)) for _ in range(1000)]
     result = {}

@@ -10,7 +10,8 @@ A study file is read here, strictly (an unknown key at any level is refused with
   included), ``timeout_minutes`` (the wall-clock budget of one worker's whole command: data, teacher,
   supernet, scoring and retraining are sized to fit it; None for none), ``population`` (NSGA-II),
   ``scorer`` (supernet | train: how a trial is scored), ``score_arithmetic`` (qat | float: the arithmetic
-  in which the supernet scorer runs a subnet; QAT at the spec's weight bits, or float);
+  in which the supernet scorer runs a subnet; QAT at the spec's weight bits, or float), ``finetune_steps``
+  (the supernet scorer trains each subnet this many steps from its inherited weights before measuring it);
 * ``data``: ``root`` (a COCO root) or ``synthetic: {train, val, seed}`` (made on first use);
 * ``teacher``: ``none``, ``{checkpoint: FILE}`` or ``{arch: NAME, epochs: N, train_images: M}``;
 * ``train``: the per-trial schedule (``posenet.train.TrainConfig`` fields; ``qat_epochs`` counts the last
@@ -70,6 +71,7 @@ class StudySettings:
     population: int = 8
     scorer: str = "supernet"
     score_arithmetic: str = "qat"
+    finetune_steps: int = 0
     data: DataSettings = field(default_factory=DataSettings)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -99,6 +101,8 @@ class StudySettings:
             raise StudyError(f"scorer {self.scorer!r}: must be one of {', '.join(SCORERS)}")
         if self.score_arithmetic not in ARITHMETICS:
             raise StudyError(f"score_arithmetic {self.score_arithmetic!r}: must be one of {', '.join(ARITHMETICS)}")
+        if self.finetune_steps < 0:
+            raise StudyError(f"search: finetune_steps must be >= 0, got {self.finetune_steps}")
         if self.sampler not in SAMPLERS:
             raise StudyError(f"sampler {self.sampler!r}: must be one of {', '.join(SAMPLERS)}")
         if self.trials < 1 or self.population < 2:
@@ -132,7 +136,7 @@ def _train_config(values: Mapping[str, Any]) -> TrainConfig:
 
 
 TOP_KEYS = ("name", "budget", "space", "objectives", "search", "data", "teacher", "train")
-SEARCH_KEYS = ("sampler", "seed", "trials", "timeout_minutes", "population", "scorer", "score_arithmetic")
+SEARCH_KEYS = ("sampler", "seed", "trials", "timeout_minutes", "population", "scorer", "score_arithmetic", "finetune_steps")
 DATA_KEYS = ("root", "synthetic")
 SYNTHETIC_KEYS = ("train", "val", "seed")
 TEACHER_KEYS = {"checkpoint": ("checkpoint",), "arch": ("arch", "epochs", "train_images")}
@@ -197,6 +201,7 @@ def load_settings(name_or_path: str | Path) -> StudySettings:
             population=int(search.get("population", default["population"])),
             scorer=str(search.get("scorer", default["scorer"])),
             score_arithmetic=str(search.get("score_arithmetic", default["score_arithmetic"])),
+            finetune_steps=int(search.get("finetune_steps", default["finetune_steps"])),
             data=DataSettings(
                 root=None if data.get("root") is None else str(data["root"]),
                 synthetic_train=int(synthetic.get("train", default_data["synthetic_train"])),

@@ -61,6 +61,7 @@ class SupernetObjective(TrialObjective):
         ap = score.ap if with_ap else float("nan")
         return {"ap": ap, "ap50": score.ap50 if with_ap else float("nan"), "val_loss": score.val_loss,
                 "fg_loss": score.fg_loss, "arithmetic": self.scorer.mode.value,
+                "finetune_steps": self.scorer.finetune_steps,
                 "seconds": score.seconds, "scorer": "supernet"}  # fmt: skip
 
 
@@ -126,9 +127,12 @@ def supernet_objective(
     net, info = load_supernet(folder, settings.space)
     net.eval()
     scorer = SubnetScorer(net, data, calibration_images=CALIBRATION_IMAGES, val_images=settings.train.val_images,
-                          seed=settings.seed, device=device, mode=QuantMode(settings.score_arithmetic))  # fmt: skip
+                          seed=settings.seed, device=device, mode=QuantMode(settings.score_arithmetic),
+                          finetune_steps=settings.finetune_steps, finetune_batch=settings.train.batch_size,
+                          finetune_lr=settings.train.qat_lr)  # fmt: skip
     what = {"ap": "AP", "loss": "validation loss", "fg_loss": "foreground loss"}[settings.quality]
+    tuned = f", {settings.finetune_steps} fine-tuning steps" if settings.finetune_steps else ""
     console.print(f"scoring trials with the supernet in {folder} (trained {info['epoch'] + 1} epochs; BN recalibrated "
-                  f"on {len(scorer.calibration)} training images, {settings.score_arithmetic.upper()} {what} on "
+                  f"on {len(scorer.calibration)} training images{tuned}, {settings.score_arithmetic.upper()} {what} on "
                   f"{len(scorer.val.image_ids)} validation images)")  # fmt: skip
     return SupernetObjective(settings, budget, data, out / "trials", scorer=scorer, device=device)

@@ -123,5 +123,10 @@ def test_score_arithmetic_is_read_checked_and_overridden(tmp_path):
     path = _write(tmp_path, {"name": "m", "space": MINIMAL_SPACE, "search": {"score_arithmetic": "float"}})
     assert load_settings(path).score_arithmetic == "float"
     assert load_settings(path).with_overrides(score_arithmetic="qat").score_arithmetic == "qat"
+    tuned = _write(tmp_path, {"name": "m", "space": MINIMAL_SPACE, "search": {"finetune_steps": 30}})
+    assert load_settings(tuned).finetune_steps == 30
+    assert load_settings(_write(tmp_path, {"name": "m", "space": MINIMAL_SPACE})).finetune_steps == 0  # the default
+    with pytest.raises(StudyError, match="finetune_steps must be >= 0"):
+        load_settings(tuned).with_overrides(finetune_steps=-1)
     with pytest.raises(StudyError, match="score_arithmetic 'int8'"):
         load_settings(_write(tmp_path, {"name": "m", "space": MINIMAL_SPACE, "search": {"score_arithmetic": "int8"}}))

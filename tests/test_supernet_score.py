@@ -56,3 +56,23 @@ def test_recalibration_gives_each_subnet_its_own_statistics(scorer: SubnetScorer
 def test_spec_outside_the_space_is_refused(scorer: SubnetScorer) -> None:
     with pytest.raises(SpecOutsideSpace):
         scorer.score(dataclasses.replace(get_arch("tiny-hw"), input_size=96))
+
+
+def test_finetuning_trains_the_extracted_subnet_deterministically_and_leaves_the_supernet_alone(scorer) -> None:
+    spec = get_arch("tiny-hw")
+    tuned = SubnetScorer(scorer.supernet, scorer.data, calibration_images=12, val_images=6, batch_size=4,
+                         finetune_steps=5, finetune_batch=4, finetune_lr=1e-2)  # fmt: skip
+    before = {k: v.clone() for k, v in scorer.supernet.state_dict().items()}
+    inherited, trained = scorer.prepare(spec), tuned.prepare(spec)
+    changed = [k for k, v in trained.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, inherited.state_dict()[k])]
+    assert any(k.endswith("op.weight") for k in changed)  # the steps trained the weights
+    assert all(torch.equal(v, scorer.supernet.state_dict()[k]) for k, v in before.items())  # the supernet untouched
+    first, second = tuned.score(spec, ap=False), tuned.score(spec, ap=False)
+    assert first.val_loss == second.val_loss and first.fg_loss == second.fg_loss  # deterministic
+    # Five steps at a high rate on the calibration images lower the loss on those same images.
+    with torch.no_grad():
+        targets = tuned.calibration_targets
+        losses = [float(((m(tuned.calibration)[0] - targets["heatmaps"]) ** 2).mean()) for m in (inherited, trained)]
+    assert losses[1] < losses[0]
+    with pytest.raises(ValueError, match="finetune_steps"):
+        SubnetScorer(scorer.supernet, scorer.data, calibration_images=12, val_images=6, finetune_steps=-1)

@@ -109,15 +109,16 @@ def test_a_study_ranked_by_a_loss_skips_decoding_and_plots_that_loss(setup, tmp_
     assert f"{label} (lower is better)" in (tmp_path / "p" / "report.html").read_text()
 
 
-def test_float_arithmetic_scores_the_float_subnets(setup, tmp_path: Path) -> None:
+def test_float_arithmetic_and_finetuning_are_the_scorers(setup, tmp_path: Path) -> None:
     study, data, supernet = setup
     for arithmetic in ("qat", "float"):
         assert _search(study, data, supernet, tmp_path / arithmetic, "--objectives", "fg_loss,params",
-                       "--score-arithmetic", arithmetic) == 0  # fmt: skip
+                       "--score-arithmetic", arithmetic, *(["--finetune-steps", "2"] if arithmetic == "float" else [])) == 0  # fmt: skip
     qat, floating = ({t.user_attrs["spec_hash"]: t.user_attrs["metrics"] for t in _trials(tmp_path / a)
                       if t.user_attrs.get("metrics", {}).get("scorer") == "supernet"} for a in ("qat", "float"))  # fmt: skip
     assert qat.keys() == floating.keys() and qat  # the same seed, the same networks
-    assert all(floating[h]["arithmetic"] == "float" for h in floating)
+    assert all(floating[h]["arithmetic"] == "float" and floating[h]["finetune_steps"] == 2 for h in floating)
+    assert all(qat[h]["finetune_steps"] == 0 for h in qat)
     assert all(floating[h]["fg_loss"] != qat[h]["fg_loss"] for h in qat)  # the weight bits now play no part
 
 

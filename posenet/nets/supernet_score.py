@@ -60,11 +60,14 @@ class SubnetScorer:
     def __init__(
         self, supernet: SuperNet, data: str | Path, *, calibration_images: int = 256, val_images: int | None = 100,
         val_offset: int = 0, batch_size: int = 64, seed: int = 0, device: str | torch.device | None = None,
-        mode: QuantMode = QuantMode.QAT,
+        mode: QuantMode = QuantMode.QAT, finetune_steps: int = 0, finetune_batch: int = 16, finetune_lr: float = 1e-3,
     ) -> None:  # fmt: skip
         if mode not in (QuantMode.FLOAT, QuantMode.QAT):
             raise ValueError(f"subnets are scored in FLOAT or QAT, not {mode.value}")
+        if finetune_steps < 0 or finetune_batch < 1 or not finetune_lr > 0:
+            raise ValueError("finetune_steps must be >= 0, finetune_batch >= 1 and finetune_lr > 0")
         self.supernet, self.data, self.batch_size, self.mode = supernet, Path(data), batch_size, mode
+        self.finetune_steps, self.finetune_batch, self.finetune_lr, self.seed = finetune_steps, finetune_batch, finetune_lr, seed
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         size = supernet.space.input_size
         train = CocoPoseDataset(data, "train", input_size=size, people_only=True)
@@ -72,7 +75,10 @@ class SubnetScorer:
         picked = sorted(rng.choice(len(train.image_ids), size=min(calibration_images, len(train.image_ids)),
                                    replace=False).tolist())  # fmt: skip
         train.image_ids = [train.image_ids[i] for i in picked]
-        self.calibration = model_input(PreloadedSamples(train).tensors["images"], QuantMode.FLOAT).to(self.device)
+        train_tensors = PreloadedSamples(train).tensors
+        self.calibration = model_input(train_tensors["images"], QuantMode.FLOAT).to(self.device)
+        # the same images, with their targets, for the few fine-tuning steps
+        self.calibration_targets = {k: train_tensors[k].to(self.device) for k in ("heatmaps", "pafs", "mask")}
         val = CocoPoseDataset(data, "val", input_size=size)
         val.image_ids = val.image_ids[val_offset:][:val_images] if val_images is not None else val.image_ids[val_offset:]
         self.val = val
@@ -94,11 +100,33 @@ class SubnetScorer:
         return model
 
     def prepare(self, spec: ArchSpec) -> PoseNet:
-        """The stand-alone model that ``score`` measures: extracted, BN recalibrated, folded (QAT), eval mode."""
+        """The stand-alone model that ``score`` measures: extracted, BN recalibrated, folded (QAT), fine-tuned
+        for ``finetune_steps`` steps, eval mode."""
         model = self.inherited(spec)
         if self.mode is QuantMode.QAT:
             model.start_qat()
+        if self.finetune_steps:
+            self._finetune(model)
         return model.eval()
+
+    def _finetune(self, model: PoseNet) -> None:
+        """A few steps of training (Adam, the targets, the scorer's arithmetic) on the calibration images.
+
+        Why: a subnet's inherited weights say how good it is *now*; stand-alone training says how good it
+        *becomes*. The two part most at low weight bits: at the QAT switch every network with a 2-bit layer
+        loses its AP, and stand-alone QAT then recovers some of them and not others. A few steps from the
+        inherited weights show which recover (BENCHMARKS.md, "Fidelity"). Deterministic for the scorer's seed."""
+        generator = torch.Generator().manual_seed(self.seed)
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.finetune_lr)
+        model.train()
+        for _ in range(self.finetune_steps):
+            index = torch.randint(0, len(self.calibration), (self.finetune_batch,), generator=generator).to(self.device)
+            batch = {k: v[index] for k, v in self.calibration_targets.items()}
+            heatmaps, pafs = model(self.calibration[index])
+            loss, _ = pose_loss(heatmaps, pafs, batch, None, 1.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
     def maps(self, spec: ArchSpec) -> tuple[torch.Tensor, torch.Tensor, float]:
         """(heatmaps, PAFs) of the prepared subnet on the validation images, and their masked L2 loss."""

@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--score-arithmetic", choices=("qat", "float"),
                         help="with --scorer supernet: run each subnet in QAT at its weight bits, or in float "
                              "(default: the study's)")  # fmt: skip
+    search.add_argument("--finetune-steps", type=int, metavar="K",
+                        help="with --scorer supernet: train each subnet K steps from its inherited weights before "
+                             "scoring it (default: the study's)")  # fmt: skip
     search.add_argument("--retrain", type=int, default=3, metavar="N",
                         help="with --scorer supernet: train the front's N best networks stand-alone at the end, in the "
                              "time left (default 3; 0: none)")  # fmt: skip
@@ -79,6 +82,7 @@ def _settings(args: argparse.Namespace) -> "StudySettings":
         budget=args.budget,
         trials=args.trials, timeout_minutes=args.timeout_minutes, sampler=args.sampler, seed=args.seed,
         scorer=args.scorer, score_arithmetic=args.score_arithmetic,
+        finetune_steps=args.finetune_steps,
         objectives=objectives, train_epochs=args.epochs, train_train_images=args.train_images,
         train_val_images=args.val_images, train_seed=args.seed,
         train_qat_epochs=args.qat_epochs, train_batch_size=args.batch_size,
