@@ -37,7 +37,7 @@ def _objective(root, tmp_path, settings=None):
 def test_infeasible_specs_are_rejected_before_training_and_twins_reuse_scores(root, tmp_path):
     torch.set_num_threads(1)
     objective = _objective(root, tmp_path)
-    assert objective.settings.objectives == ("loss", "params")  # the default study's
+    assert objective.settings.objectives == ("fg_loss", "params")  # the default study's
     study = optuna.create_study(directions=["minimize", "minimize"])
     enqueue_baselines(study, objective.settings.space, ["student-hw", "tiny-hw"])
     study.enqueue_trial(fixed_params(get_arch("tiny-hw"), objective.settings.space))  # the same network again
@@ -56,8 +56,9 @@ def test_infeasible_specs_are_rejected_before_training_and_twins_reuse_scores(ro
     assert len(list((tmp_path / "trials").iterdir())) == 1
     metrics = json.loads((tmp_path / "trials" / next((tmp_path / "trials").iterdir()) / "metrics.json").read_text())
     assert metrics["ap"] == trained.ap
-    # The stand-alone trial's loss objective is its best checkpoint's validation loss.
-    assert 0 < metrics["val_loss"] == study.trials[1].values[0] == trained.val_loss
+    # The stand-alone trial's quality objective is its best checkpoint's foreground loss; both losses are kept.
+    assert 0 < metrics["fg_loss"] == study.trials[1].values[0] == trained.fg_loss
+    assert 0 < metrics["val_loss"] == trained.val_loss < metrics["fg_loss"]
 
 
 def test_same_seed_same_trials_and_every_sample_is_checked():

@@ -39,7 +39,8 @@ def test_a_minimal_study_takes_every_default_from_the_dataclasses(tmp_path):
 def test_the_builtin_study_is_read_by_name():
     settings = load_settings("max78000")
     assert settings.name == "max78000" and settings.trials == 1000 and settings.train.epochs == 8
-    assert settings.scorer == "supernet" and settings.objectives == ("loss", "params") and settings.timeout_minutes == 19
+    assert settings.scorer == "supernet" and settings.objectives == ("fg_loss", "params") and settings.timeout_minutes == 19
+    assert settings.finetune_steps == 30 and settings.score_arithmetic == "qat"
     assert read_study_file("max78000")["budget"] == "max78000"
 
 
