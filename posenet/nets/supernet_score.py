@@ -8,7 +8,8 @@ loss against the targets (a cheaper signal that needs no decoding).
 
 Everything that does not depend on the subnet (letterboxed validation images, their targets and the
 matrices that map poses back, the calibration images) is prepared once per scorer, so a score costs one
-extraction, one calibration pass, one validation pass, decoding and COCOeval.
+extraction, one calibration pass, ``finetune_steps`` training steps (none by default; the default study
+takes 30, see ``SubnetScorer._finetune``), one validation pass, and for AP decoding and COCOeval.
 """
 
 from __future__ import annotations
