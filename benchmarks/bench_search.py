@@ -71,7 +71,7 @@ def training_per_trial(study_db: Path | None, folder: Path) -> tuple[float, str]
     return time.perf_counter() - started, "one tiny-hw trial, default per-trial schedule"
 
 
-def scored_study_report(study_db: Path) -> list[str]:
+def scored_study_report(study_db: Path, cores: int | None = None) -> list[str]:
     """What a finished study's trials say about scoring speed and the search's own cost (see the docstring)."""
     import os
 
@@ -83,19 +83,21 @@ def scored_study_report(study_db: Path) -> list[str]:
     records = {r.number: r for r in records_of(trials)}
     scored = [records[t.number] for t in trials if t.number in records and records[t.number].trained
               and records[t.number].reused_from is None]  # fmt: skip
-    cores = os.cpu_count() or 1
+    cores = cores or os.cpu_count() or 1  # the cores the scoring ran on (OMP_NUM_THREADS=1: 1)
     per_score = sum(r.seconds for r in scored) / max(1, len(scored))
     inside = [(t.datetime_complete - t.datetime_start).total_seconds()
               - (records[t.number].seconds if t.number in records and records[t.number].reused_from is None else 0.0)
               for t in trials if t.datetime_complete is not None]  # fmt: skip
-    with_loss = [r for r in scored if r.val_loss == r.val_loss]
-    tau = kendalltau([r.params for r in with_loss], [r.val_loss for r in with_loss]).statistic if len(with_loss) > 2 else float("nan")
+    field = "fg_loss" if any(r.fg_loss == r.fg_loss for r in scored) else "val_loss"  # the study's loss
+    with_loss = [r for r in scored if getattr(r, field) == getattr(r, field)]
+    tau = (kendalltau([r.params for r in with_loss], [getattr(r, field) for r in with_loss]).statistic
+           if len(with_loss) > 2 else float("nan"))  # fmt: skip
     return [
         f"{study_db}: {len(trials)} trials, {len(scored)} scored by {scored[0].scorer if scored else '-'}",
         f"scorer: {per_score:.2f} s per score, {3600 / (per_score * cores):,.0f} scores per CPU-hour ({cores} cores)",
         f"search's own cost inside a trial: first 50 {sum(inside[:50]) / max(1, len(inside[:50])):.3f} s, "
         f"last 50 {sum(inside[-50:]) / max(1, len(inside[-50:])):.3f} s",
-        f"Kendall tau (parameters, validation loss) over {len(with_loss)} scored networks: {tau:+.2f}",
+        f"Kendall tau (parameters, {field}) over {len(with_loss)} scored networks: {tau:+.2f}",
     ]
 
 
@@ -104,10 +106,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--study-db", type=Path, help="a finished study's SQLite file (training reference)")
     parser.add_argument("--scored-study-db", type=Path, help="only report on this finished study (see the docstring)")
+    parser.add_argument("--cores", type=int, help="with --scored-study-db: the cores its scoring ran on (default: all)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.scored_study_db is not None:
-        print("\n".join(scored_study_report(args.scored_study_db)))
+        print("\n".join(scored_study_report(args.scored_study_db, args.cores)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         overhead = overhead_per_trial(args.trials, Path(tmp))
