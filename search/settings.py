@@ -11,7 +11,8 @@ A study file is read here, strictly (an unknown key at any level is refused with
   supernet, scoring and retraining are sized to fit it; None for none), ``population`` (NSGA-II),
   ``scorer`` (supernet | train: how a trial is scored), ``score_arithmetic`` (qat | float: the arithmetic
   in which the supernet scorer runs a subnet; QAT at the spec's weight bits, or float), ``finetune_steps``
-  (the supernet scorer trains each subnet this many steps from its inherited weights before measuring it);
+  (the supernet scorer trains each subnet this many steps from its inherited weights before measuring it,
+  with the ``train`` section's ``batch_size`` and ``qat_lr``);
 * ``data``: ``root`` (a COCO root) or ``synthetic: {train, val, seed}`` (made on first use);
 * ``teacher``: ``none``, ``{checkpoint: FILE}`` or ``{arch: NAME, epochs: N, train_images: M}``;
 * ``train``: the per-trial schedule (``posenet.train.TrainConfig`` fields; ``qat_epochs`` counts the last
