@@ -4,7 +4,8 @@
         --data posenas-runs/max78000/data/synth-seed0-2000-100 --out vs_hand [--seeds 0 1 2] [--teacher T]
         [--arch NAME_OR_SPEC ...] [--only NAME ...]
 
-The networks: from the study's Pareto front (its quality against parameters, or latency when the study has a
+The networks: from the study's Pareto front (fixed in ``OUT/picks.json`` by the first run given
+``--study-db``; without it only the baselines train, so they can start before the search has run) (its quality against parameters, or latency when the study has a
 latency objective), ``fast``, the best network whose latency is at most tiny-hw's, and ``best``, the best
 network of any latency that fits the budget ("best" by the stand-alone AP of the search's last stage where it
 trained one, else by the study's quality); beside them tiny-hw, student-hw (8-bit, which does not fit the
@@ -85,11 +86,13 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     picks_path = args.out / "picks.json"
-    if picks_path.is_file():  # the picks are fixed by the first run: a resumed study must not move them
+    if picks_path.is_file():  # the picks are fixed by the first run that named a study: a resumed one must not move them
         picks = {role: ArchSpec.from_dict(spec) for role, spec in json.loads(picks_path.read_text()).items()}
-    else:
-        picks = front_picks(args.study_db, args.study) if args.study_db else {}
+    elif args.study_db:
+        picks = front_picks(args.study_db, args.study)
         atomic_write_text(picks_path, json.dumps({r: s.to_dict() for r, s in picks.items()}, indent=2) + "\n")
+    else:  # the baselines alone (they can start before the search has run)
+        picks = {}
     networks = list({spec.name: spec for spec in (*picks.values(), *(get_arch(n) for n in (*BASELINES, *args.arch)))}.values())
     budget = load_budget(load_settings(args.study).budget)
     teacher = load_prepared_teacher(args.teacher) if args.teacher else None
