@@ -36,7 +36,7 @@ from posenas.files import atomic_write_text
 from posenas.posenet.nets.checkpoint import load_checkpoint
 from posenas.posenet.nets.config import TrainConfig
 from posenas.posenet.nets.train import Trainer, best_aps
-from posenas.search.records import TrialRecord, pareto_front, quality, records_of
+from posenas.search.records import ATTR_STANDALONE, TrialRecord, pareto_front, quality, records_of
 from posenas.search.settings import load_settings
 from posenas.search.storage import open_storage
 from posenas.space.baselines import get_arch
@@ -50,7 +50,7 @@ def front_picks(study_db: str, study: str) -> dict[str, ArchSpec]:
     settings = load_settings(study)
     storage = open_storage(study_db if "://" in study_db else f"sqlite:///{Path(study_db).resolve()}")
     loaded = optuna.load_study(study_name=settings.name, storage=storage)
-    records = records_of(loaded.trials, loaded.user_attrs.get("standalone"))
+    records = records_of(loaded.trials, loaded.user_attrs.get(ATTR_STANDALONE))
     front = [r for r in pareto_front(records, latency="latency" in settings.objectives, objective=settings.quality)
              if r.baseline is None]  # fmt: skip
     tiny = next((r for r in records if r.baseline == "tiny-hw"), None)

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from posenas.search.records import TrialRecord, pareto_front, quality, quality_value
+from posenas.search.records import QUALITY_NAMES, TrialRecord, pareto_front, quality, quality_value
 
 REFERENCE_FACTOR = 1.1  # hypervolume reference: this x the largest parameter count among trained records
 FIGURES = ("ap_vs_params", "ap_vs_latency", "hypervolume")
 _MAX_VIOLATIONS_SHOWN = 6
 
-_QUALITY_NAMES = {"ap": "AP", "loss": "validation loss", "fg_loss": "foreground loss"}
 _COLORS = {"trained": "#4c78a8", "front": "#e45756", "baseline": "#f58518", "infeasible": "#b3362c",
            "untrained": "#888888", "reused": "#9ecae9", "hypervolume": "#54a24b"}  # fmt: skip
 
@@ -77,7 +76,7 @@ def _page(title: str, records: list[TrialRecord], parts: list[str], objective: s
         for r in retrained
     )  # fmt: skip
     table = ("<h2>Trained stand-alone</h2><table><tr><th>trial</th><th>name</th><th>AP stand-alone (QAT)</th>"
-             f"<th>search's {_QUALITY_NAMES[objective]}</th><th>parameters</th><th>latency ms</th></tr>{rows}</table>") if retrained else ""
+             f"<th>search's {QUALITY_NAMES[objective]}</th><th>parameters</th><th>latency ms</th></tr>{rows}</table>") if retrained else ""
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}: posenas search</title>"
@@ -206,7 +205,7 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
         low, high = min(losses), max(losses)
         pad = max(high - low, 1e-3 * high, 1e-9)
         strip, y_range = high + 0.12 * pad, [high + 0.25 * pad, low - 0.1 * pad]
-        y_title = f"{_QUALITY_NAMES[objective]} (lower is better)"
+        y_title = f"{QUALITY_NAMES[objective]} (lower is better)"
 
     figure = go.Figure()
 
@@ -232,7 +231,7 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
     reused = [r for r in trained if r.reused_from is not None]
     add("reused (same architecture as an earlier trial)", reused,
         mode="markers", marker={"color": _COLORS["reused"], "size": 7}, opacity=0.4)
-    quality_name = _QUALITY_NAMES[objective]
+    quality_name = QUALITY_NAMES[objective]
     add("Pareto front" if x == "params" else f"front ({quality_name} vs latency)", front, mode="lines+markers",
         line={"color": _COLORS["front"], "shape": "hv", "width": 2}, marker={"color": _COLORS["front"], "size": 11})
     infeasible = [r for r in shown if not r.feasible]
@@ -241,7 +240,7 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
     failed = [r for r in shown if r.feasible and not r.trained]
     add("feasible, not trained (failed, pruned or running)", failed, [strip] * len(failed), mode="markers",
         marker={"color": _COLORS["untrained"], "symbol": "circle-open", "size": 9})
-    what = _QUALITY_NAMES[objective]
+    what = QUALITY_NAMES[objective]
     which = "" if x == "params" else f" (the {what}-vs-latency front, not the 3-D one)"
     figure.update_layout(
         title=f"{html.escape(title)}: {what} vs {label}<br><sup>{len(trained) - len(reused)} scored ({len(reused)} more "

@@ -29,6 +29,7 @@ ATTR_STANDALONE = "standalone"
 
 # The study's first objective -> (the record's field, +1 if higher is better else -1).
 QUALITY_FIELDS = {"ap": ("ap", 1.0), "loss": ("val_loss", -1.0), "fg_loss": ("fg_loss", -1.0)}
+QUALITY_NAMES = {"ap": "AP", "loss": "validation loss", "fg_loss": "foreground loss"}  # for people
 
 
 def quality_value(record: "TrialRecord", objective: str = "ap") -> float:

@@ -21,11 +21,12 @@ import optuna
 
 from posenas.budgets.checker import BudgetReport
 from posenas.budgets.device import Budget
+from posenas.errors import CheckpointError
 from posenas.posenet.nets.config import SupernetConfig
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.supernet_score import SubnetScorer
-from posenas.errors import CheckpointError
 from posenas.posenet.nets.supernet_train import INFO, WEIGHTS, SupernetTrainer, load_supernet
+from posenas.search.records import QUALITY_NAMES
 from posenas.search.study import TrialObjective
 from posenas.search.timeplan import images_that_fit
 from posenas.space.spec import ArchSpec
@@ -130,7 +131,7 @@ def supernet_objective(
                           seed=settings.seed, device=device, mode=QuantMode(settings.score_arithmetic),
                           finetune_steps=settings.finetune_steps, finetune_batch=settings.train.batch_size,
                           finetune_lr=settings.train.qat_lr)  # fmt: skip
-    what = {"ap": "AP", "loss": "validation loss", "fg_loss": "foreground loss"}[settings.quality]
+    what = QUALITY_NAMES[settings.quality]
     tuned = f", {settings.finetune_steps} fine-tuning steps" if settings.finetune_steps else ""
     console.print(f"scoring trials with the supernet in {folder} (trained {info['epoch'] + 1} epochs; BN recalibrated "
                   f"on {len(scorer.calibration)} training images{tuned}, {settings.score_arithmetic.upper()} {what} on "
