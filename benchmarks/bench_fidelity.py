@@ -53,7 +53,10 @@ from posenas.space.spec import ArchSpec
 def spread_networks(net, budget, count: int, seed: int) -> list[ArchSpec]:
     """tiny-hw, then feasible random networks at evenly spaced parameter-count quantiles."""
     rng = np.random.default_rng(seed)
-    pool = [feasible_random_arch(net.space, budget, rng, name=f"fid{i}") for i in range(400)]
+    # Uniform bits per layer (the floor fixed at the lowest bits): the draw these 16 networks were chosen
+    # by before the search drew a network's lowest bits first, so finished results keep their keys.
+    lowest = min(net.space.bits)
+    pool = [feasible_random_arch(net.space, budget, rng, lowest_bits=lowest, name=f"fid{i}") for i in range(400)]
     pool.sort(key=lambda s: check(s, budget).params)
     first = [get_arch("tiny-hw")] if _in_space(net, get_arch("tiny-hw")) else []
     picks = [pool[int(round(q))] for q in np.linspace(0, len(pool) - 1, max(0, count - len(first)))]
@@ -126,6 +129,8 @@ def main() -> None:
                 began = time.perf_counter()
                 row[field] = stand_alone_ap(spec, args.data, args.out / key / folder, config, teacher)
                 row[field.replace("_ap", "_seconds")] = time.perf_counter() - began
+        # Re-read before writing: two slices (--only) may run side by side on one OUT, each adding its rows.
+        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
         results[key] = row
         atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
         print(f"{key} {spec.name}: params {row['params']:,} supernet {row['supernet_ap']:.4f} "

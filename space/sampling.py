@@ -5,6 +5,13 @@ choices, fixed pooling in front, and optionally the right to be dropped), a stem
 stride-2 conv, hardware-legal max-pool + conv, or data folding), CPM depth/width/kernels, head width and
 weight bits per layer. ``sample_arch`` asks the trial for each decision; ``fixed_params`` is its inverse,
 so every baseline can be enqueued as a fixed trial and reproduces exactly through the same path.
+
+Weight bits are asked in two steps: first the network's lowest bits (``lowest.bits``), then each layer's
+bits, raised to that floor. Asked per layer alone, a uniform draw over {8, 4, 2} gives a 13-layer network
+at least one 2-bit layer 99 % of the time; such layers can wipe out a network's AP at the QAT switch
+(BENCHMARKS.md, "Fidelity"), so a search sampled that way hardly ever saw an all-8-bit or 4/8-bit network
+(measured: 35 of 35 searched networks of the default had a 2-bit layer). With the floor, a third of the
+draws are all at the top bits, a third at or above the middle, and mixed precision stays fully reachable.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ SLOT_KEYS = ("name", "width", "kernels", "pool", "optional")
 CPM_KEYS = ("depth", "width", "kernels")
 HEAD_KEYS = ("width",)
 HEAD_OUTPUTS = (("heat", 19), ("paf", 38))
+LOWEST_BITS = "lowest.bits"  # the trial parameter of a network's lowest weight bits (a floor for every layer)
 
 
 
@@ -112,6 +120,11 @@ class SearchSpace:
 def sample_arch(trial: TrialLike, space: SearchSpace, name: str | None = None) -> ArchSpec:
     """Ask ``trial`` for every decision of ``space`` and build the architecture."""
     stem = trial.suggest_categorical("stem", list(space.stems)) if len(space.stems) > 1 else space.stems[0]
+    floor = _choice(trial, LOWEST_BITS, space.bits)
+
+    def bits(key: str) -> int:
+        return max(_choice(trial, key, space.bits), floor)
+
     backbone = []
     for i, slot in enumerate(space.backbone):
         if slot.optional and not trial.suggest_categorical(f"{slot.name}.keep", [True, False]):
@@ -124,21 +137,21 @@ def sample_arch(trial: TrialLike, space: SearchSpace, name: str | None = None) -
         backbone.append(LayerSpec(
             slot.name, _width(trial, f"{slot.name}.width", slot.width, space.width_step),
             kernel_size=_choice(trial, f"{slot.name}.kernel", slot.kernels), stride=stride, pool=pool,
-            weight_bits=_choice(trial, f"{slot.name}.bits", space.bits),
+            weight_bits=bits(f"{slot.name}.bits"),
         ))
     depth = trial.suggest_int("cpm.depth", *space.cpm_depth)
     cpm_width = _width(trial, "cpm.width", space.cpm_width, space.width_step)
     cpm = tuple(
         LayerSpec(f"cpm{j}", cpm_width, kernel_size=_choice(trial, f"cpm{j}.kernel", space.cpm_kernels),
-                  weight_bits=_choice(trial, f"cpm{j}.bits", space.bits))
+                  weight_bits=bits(f"cpm{j}.bits"))
         for j in range(1, depth + 1)
     )
     head_width = _width(trial, "head.width", space.head_width, space.width_step)
     heads = tuple(
         HeadSpec(head, channels,
                  hidden=(LayerSpec(f"{head}_conv", head_width, kernel_size=1,
-                                   weight_bits=_choice(trial, f"{head}_conv.bits", space.bits)),),
-                 out_bits=_choice(trial, f"{head}_out.bits", space.bits))
+                                   weight_bits=bits(f"{head}_conv.bits")),),
+                 out_bits=bits(f"{head}_out.bits"))
         for head, channels in HEAD_OUTPUTS
     )
     return ArchSpec(name=name or f"trial{trial.number}", backbone=tuple(backbone), cpm=cpm, heads=heads,
@@ -206,6 +219,9 @@ def fixed_params(spec: ArchSpec, space: SearchSpace) -> dict[str, Any]:
     if len(head_widths) != 1:
         raise SpecOutsideSpace(f"{spec.name}: the two heads differ in width {sorted(head_widths)}")
     put("head.width", head_widths.pop(), _in_range(space.head_width, space.width_step))
+    all_bits = [layer.weight_bits for layer in (*spec.backbone, *spec.cpm)]
+    all_bits += [bits for head in spec.heads for bits in (*(h.weight_bits for h in head.hidden), head.out_bits)]
+    _put_choice(put, LOWEST_BITS, min(all_bits), space.bits)  # every layer's bits are then at or above it
     return params
 
 

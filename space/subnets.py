@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from posenas.errors import SpecOutsideSpace
-from posenas.space.sampling import SearchSpace, sample_arch
+from posenas.space.sampling import LOWEST_BITS, SearchSpace, sample_arch
 from posenas.space.spec import ArchSpec, LayerSpec
 
 
@@ -83,10 +83,12 @@ def smallest_arch(space: SearchSpace, stem: str | None = None, bits: int | None 
 
 
 def random_arch(space: SearchSpace, rng: np.random.Generator, *, stems: Sequence[str] | None = None,
-                bits: Sequence[int] | None = None, name: str = "random") -> ArchSpec:  # fmt: skip
+                bits: Sequence[int] | None = None, lowest_bits: int | None = None,
+                name: str = "random") -> ArchSpec:  # fmt: skip
     """A uniformly random network of ``space`` (optionally only ``stems``; ``bits`` per layer from ``bits``,
-    default the space's own)."""
-    fixed: dict[str, Any] = {}
+    default the space's own), drawn as ``sample_arch`` asks: the network's lowest bits, then each layer's.
+    ``lowest_bits`` fixes that floor instead; ``min(space.bits)`` gives every layer a uniform draw."""
+    fixed: dict[str, Any] = {} if lowest_bits is None else {LOWEST_BITS: lowest_bits}
     if stems is not None:
         fixed["stem"] = stems[int(rng.integers(0, len(stems)))]
         _stem_fixed(space, fixed["stem"])

@@ -75,3 +75,38 @@ def test_specs_outside_the_space_are_refused():
         fixed_params(ArchSpec.from_dict(data), SPACE)
 
 
+
+
+def _all_bits(spec) -> list[int]:
+    heads = [b for h in spec.heads for b in (*(layer.weight_bits for layer in h.hidden), h.out_bits)]
+    return [layer.weight_bits for layer in (*spec.backbone, *spec.cpm)] + heads
+
+
+def test_the_lowest_bits_are_a_floor_so_a_search_sees_networks_without_2_bit_layers():
+    """Per-layer draws alone give a 2-bit layer to ~99 % of 13-layer networks; the floor drawn first leaves
+    about 1/3 all-8-bit and 2/3 without 2-bit layers (binomial bounds at n = 300)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+    all_eight = no_two = 0
+    for _ in range(300):
+        trial = study.ask()
+        spec = sample_arch(trial, SPACE)
+        study.tell(trial, 0.0)
+        bits = _all_bits(spec)
+        assert min(bits) >= trial.params["lowest.bits"]
+        all_eight += min(bits) == 8
+        no_two += min(bits) > 2
+        assert sample_arch(FixedTrial(fixed_params(spec, SPACE)), SPACE, name=spec.name) == spec
+    assert 0.25 < all_eight / 300 < 0.42 and 0.58 < no_two / 300 < 0.76
+
+
+def test_random_arch_with_the_floor_fixed_draws_every_layer_alone():
+    import numpy as np
+
+    from posenas.space.subnets import random_arch
+
+    top = [random_arch(SPACE, np.random.default_rng(i), lowest_bits=8) for i in range(20)]
+    assert all(set(_all_bits(s)) == {8} for s in top)
+    uniform = [random_arch(SPACE, np.random.default_rng(i), lowest_bits=2) for i in range(100)]
+    assert sum(min(_all_bits(s)) > 2 for s in uniform) <= 8  # (2/3)^10 or less each: ~1 expected
+    floored = [random_arch(SPACE, np.random.default_rng(i)) for i in range(100)]
+    assert sum(min(_all_bits(s)) > 2 for s in floored) >= 50
