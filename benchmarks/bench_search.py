@@ -12,7 +12,8 @@ per-trial schedule trained here. Goal: the overhead is a negligible fraction of 
 ``--scored-study-db`` reads a finished study instead and prints what it did: networks scored (by the
 supernet or by training), the scorer's mean seconds and scores per CPU-hour on this machine's cores, the
 search's own cost inside each trial (its timestamps minus the scorer's seconds) over the first and the last
-50 trials, and Kendall tau of parameter count against the validation loss over the scored networks.
+50 trials, Kendall tau of parameter count against the validation loss over the scored networks, and the
+searched networks' losses grouped by their lowest weight bits.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from posenas.search.settings import load_settings
 from posenas.search.storage import open_storage
 from posenas.search.study import constraint_values, make_sampler
 from posenas.space.sampling import sample_arch
+from posenas.space.spec import ArchSpec
 
 
 def overhead_per_trial(trials: int, folder: Path) -> float:
@@ -98,7 +100,22 @@ def scored_study_report(study_db: Path, cores: int | None = None) -> list[str]:
         f"search's own cost inside a trial: first 50 {sum(inside[:50]) / max(1, len(inside[:50])):.3f} s, "
         f"last 50 {sum(inside[-50:]) / max(1, len(inside[-50:])):.3f} s",
         f"Kendall tau (parameters, {field}) over {len(with_loss)} scored networks: {tau:+.2f}",
+        *_by_lowest_bits(trials, [r for r in with_loss if r.baseline is None], field),
     ]
+
+
+def _by_lowest_bits(trials: list, records: list, field: str) -> list[str]:
+    """One line per lowest weight bits of the searched networks: how many, and their best/median/worst loss."""
+    import statistics
+
+    groups: dict[int, list[float]] = {}
+    for r in records:
+        spec = ArchSpec.from_dict(trials[r.number].user_attrs["spec"])
+        layers = (*spec.backbone, *spec.cpm, *(h for head in spec.heads for h in head.hidden))
+        lowest = min(*(layer.weight_bits for layer in layers), *(head.out_bits for head in spec.heads))
+        groups.setdefault(lowest, []).append(getattr(r, field))
+    return [f"lowest bits {bits}: {len(v)} searched networks, {field} best {min(v):.4f} median "
+            f"{statistics.median(v):.4f} worst {max(v):.4f}" for bits, v in sorted(groups.items(), reverse=True)]  # fmt: skip
 
 
 def main() -> None:
