@@ -10,7 +10,7 @@ Weight bits are asked in two steps: first the network's lowest bits (``lowest.bi
 bits, raised to that floor. Asked per layer alone, a uniform draw over {8, 4, 2} gives a 13-layer network
 at least one 2-bit layer 99 % of the time; such layers can wipe out a network's AP at the QAT switch
 (BENCHMARKS.md, "Fidelity"), so a search sampled that way hardly ever saw an all-8-bit or 4/8-bit network
-(measured: 35 of 35 searched networks of the default had a 2-bit layer). With the floor, a third of the
+(measured: 34 of 34 searched networks of the default had a 2-bit layer). With the floor, a third of the
 draws are all at the top bits, a third at or above the middle, and mixed precision stays fully reachable.
 """
 
