@@ -8,7 +8,11 @@ runs live in ``OUT/NN-HASH/{full,trial}`` and resume where they stopped (posenas
 ``last.pt``), and finished numbers are kept in ``OUT/results.json``, so rerunning the same command
 continues. The networks: tiny-hw and ``--networks - 1`` random networks that fit the supernet's budget,
 spread over the space by parameter count (evenly spaced quantiles of 400 feasible draws), fixed by
-``--seed``.
+``--seed``, each layer's weight bits drawn alone (so most have a 2-bit layer); then ``--floor-networks``
+more, spread the same way but drawn as the search draws them (a network's lowest bits first, every layer
+at or above them: a third all 8-bit), named ``fidFNN`` and numbered on after the first set. Besides all
+networks, the correlations are also given over the networks without a 2-bit layer, the part of the space
+where the search's winners lie.
 
 For each network: the supernet score (QAT AP after BN recalibration; and the validation loss), the
 score of today's per-trial schedule (``--trial-epochs``), and the stand-alone AP of the full schedule
@@ -50,17 +54,32 @@ from posenas.space.baselines import get_arch
 from posenas.space.spec import ArchSpec
 
 
-def spread_networks(net, budget, count: int, seed: int) -> list[ArchSpec]:
-    """tiny-hw, then feasible random networks at evenly spaced parameter-count quantiles."""
+def spread_networks(net, budget, count: int, seed: int, floor_count: int = 0) -> list[ArchSpec]:
+    """tiny-hw, then feasible random networks at evenly spaced parameter-count quantiles; then
+    ``floor_count`` more drawn with the search's lowest-bits floor (see the module docstring)."""
     rng = np.random.default_rng(seed)
     # Uniform bits per layer (the floor fixed at the lowest bits): the draw these 16 networks were chosen
     # by before the search drew a network's lowest bits first, so finished results keep their keys.
     lowest = min(net.space.bits)
-    pool = [feasible_random_arch(net.space, budget, rng, lowest_bits=lowest, name=f"fid{i}") for i in range(400)]
-    pool.sort(key=lambda s: check(s, budget).params)
     first = [get_arch("tiny-hw")] if _in_space(net, get_arch("tiny-hw")) else []
-    picks = [pool[int(round(q))] for q in np.linspace(0, len(pool) - 1, max(0, count - len(first)))]
-    return first + [spec.renamed(f"fid{i:02d}") for i, spec in enumerate(picks, start=1)]
+    picks = _quantile_picks(net, budget, rng, max(0, count - len(first)), lowest)
+    floor = _quantile_picks(net, budget, np.random.default_rng(seed + 1), floor_count, None)
+    return (first + [spec.renamed(f"fid{i:02d}") for i, spec in enumerate(picks, start=1)]
+            + [spec.renamed(f"fidF{i:02d}") for i, spec in enumerate(floor, start=1)])  # fmt: skip
+
+
+def _quantile_picks(net, budget, rng: np.random.Generator, count: int, lowest_bits: int | None) -> list[ArchSpec]:
+    if count <= 0:
+        return []
+    pool = [feasible_random_arch(net.space, budget, rng, lowest_bits=lowest_bits, name=f"fid{i}") for i in range(400)]
+    pool.sort(key=lambda s: check(s, budget).params)
+    return [pool[int(round(q))] for q in np.linspace(0, len(pool) - 1, count)]
+
+
+def lowest_bits(spec: ArchSpec) -> int:
+    """The lowest weight bits of any layer of ``spec`` (head outputs included)."""
+    layers = (*spec.backbone, *spec.cpm, *(h for head in spec.heads for h in head.hidden))
+    return min(*(layer.weight_bits for layer in layers), *(head.out_bits for head in spec.heads))
 
 
 def _in_space(net, spec: ArchSpec) -> bool:
@@ -86,6 +105,8 @@ def main() -> None:
     parser.add_argument("--teacher", help="a prepared teacher folder (posenas teacher) for both schedules")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--networks", type=int, default=16)
+    parser.add_argument("--floor-networks", type=int, default=0,
+                        help="more networks drawn as the search draws them (lowest bits first)")
     parser.add_argument("--only", default=None, help="a slice of the networks, e.g. 0:4")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--qat-epochs", type=int, default=4)
@@ -105,7 +126,7 @@ def main() -> None:
     net, info = load_supernet(args.supernet)
     net.eval()
     budget = load_budget(info["budget"])
-    specs = spread_networks(net, budget, args.networks, args.seed)
+    specs = spread_networks(net, budget, args.networks, args.seed, args.floor_networks)
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
@@ -139,6 +160,9 @@ def main() -> None:
     done = {key: r for key, r in results.items() if "standalone_ap" in r}
     if len(done) >= 3:
         summary = correlations(done, signals, args.out, len(specs), args.seed)
+        no_2bit = {k: r for k, r in done.items() if lowest_bits(ArchSpec.from_dict(r["spec"])) > 2}
+        if len(no_2bit) >= 4:
+            summary["without_2bit_layers"] = correlations(no_2bit, signals, args.out, len(specs), args.seed)
         atomic_write_text(args.out / "fidelity.json", json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary, indent=2))
 
