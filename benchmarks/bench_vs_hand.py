@@ -109,10 +109,14 @@ def main() -> None:
             out = args.out / spec.name / f"seed{seed}"
             cache = teacher.cache if teacher is not None else None
             Trainer(spec, args.data, out, TrainConfig(seed=seed), teacher_cache=cache).run()
-            ap, float_ap = best_aps(load_checkpoint(out / "last.pt").history)
+            history = load_checkpoint(out / "last.pt").history
+            ap, float_ap = best_aps(history)
             # Re-read before writing: runs with different --only may share one OUT side by side.
             results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-            results[key] = {"ap": ap, "float_ap": float_ap, "seconds": time.perf_counter() - began}
+            # seconds: this process's wall time (less than the run's when it resumed); train_seconds: the
+            # training epochs' own seconds from the checkpoint, whole even across resumes (no validation)
+            results[key] = {"ap": ap, "float_ap": float_ap, "seconds": time.perf_counter() - began,
+                            "train_seconds": sum(e["seconds"] for e in history)}  # fmt: skip
             atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
             print(f"{key}: QAT AP {ap:.4f} (float {float_ap:.4f}) in {results[key]['seconds']:.0f} s", flush=True)
     print(summary(networks, picks, results, args.seeds, budget))
