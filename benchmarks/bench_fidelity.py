@@ -209,10 +209,11 @@ def correlations(done: dict[str, dict], signals: dict, out: Path, of: int, seed:
              "supernet_val_loss": [done[k]["supernet_val_loss"] for k in keys],
              "trial_ap": [done[k]["trial_ap"] for k in keys], "params": [done[k]["params"] for k in keys],
              "macs": [done[k]["macs"] for k in keys], "latency_ms": [done[k]["latency_ms"] for k in keys]}  # fmt: skip
+    short = _short_labels(list(signals))
     for label, rows in signals.items():
         names = set.intersection(*(set(rows.get(k, {})) for k in keys))  # signals every finished network has
         for name in sorted(names):
-            table[f"{Path(label).parent.name}/{Path(label).name}:{name}"] = [rows[k][name] for k in keys]
+            table[f"{short[label]}:{name}"] = [rows[k][name] for k in keys]
     rng = np.random.default_rng(seed)
     draws = [rng.integers(0, len(keys), len(keys)) for _ in range(1000)]
     result = {}
@@ -227,6 +228,19 @@ def correlations(done: dict[str, dict], signals: dict, out: Path, of: int, seed:
     return {"networks": len(keys), "of": of, "lower_is_better_negated": list(LOWER_IS_BETTER),
             "standalone_ap": dict(zip(keys, truth.tolist())), "standalone_float_ap": dict(zip(keys, float_truth.tolist())),
             "correlation_with_standalone_ap": result}  # fmt: skip
+
+
+def _short_labels(folders: list[str]) -> dict[str, str]:
+    """Each supernet folder's shortest trailing path (at least two parts) that no other folder shares:
+    runs of one study all end in ``posenas-runs/<study>/supernet``."""
+    short = {}
+    for folder in folders:
+        parts = Path(folder).parts
+        n = 2
+        while n < len(parts) and any(other != folder and Path(other).parts[-n:] == parts[-n:] for other in folders):
+            n += 1
+        short[folder] = "/".join(parts[-n:])
+    return short
 
 
 def _finite(value: float) -> float | None:
