@@ -76,12 +76,6 @@ def _quantile_picks(net, budget, rng: np.random.Generator, count: int, lowest_bi
     return [pool[int(round(q))] for q in np.linspace(0, len(pool) - 1, count)]
 
 
-def lowest_bits(spec: ArchSpec) -> int:
-    """The lowest weight bits of any layer of ``spec`` (head outputs included)."""
-    layers = (*spec.backbone, *spec.cpm, *(h for head in spec.heads for h in head.hidden))
-    return min(*(layer.weight_bits for layer in layers), *(head.out_bits for head in spec.heads))
-
-
 def _in_space(net, spec: ArchSpec) -> bool:
     try:
         net.check(spec)
@@ -160,7 +154,7 @@ def main() -> None:
     done = {key: r for key, r in results.items() if "standalone_ap" in r}
     if len(done) >= 3:
         summary = correlations(done, signals, args.out, len(specs), args.seed)
-        no_2bit = {k: r for k, r in done.items() if lowest_bits(ArchSpec.from_dict(r["spec"])) > 2}
+        no_2bit = {k: r for k, r in done.items() if ArchSpec.from_dict(r["spec"]).lowest_bits > 2}
         if len(no_2bit) >= 4:
             summary["without_2bit_layers"] = correlations(no_2bit, signals, args.out, len(specs), args.seed)
         atomic_write_text(args.out / "fidelity.json", json.dumps(summary, indent=2) + "\n")

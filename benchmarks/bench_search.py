@@ -110,9 +110,7 @@ def _by_lowest_bits(trials: list, records: list, field: str) -> list[str]:
 
     groups: dict[int, list[float]] = {}
     for r in records:
-        spec = ArchSpec.from_dict(trials[r.number].user_attrs["spec"])
-        layers = (*spec.backbone, *spec.cpm, *(h for head in spec.heads for h in head.hidden))
-        lowest = min(*(layer.weight_bits for layer in layers), *(head.out_bits for head in spec.heads))
+        lowest = ArchSpec.from_dict(trials[r.number].user_attrs["spec"]).lowest_bits
         groups.setdefault(lowest, []).append(getattr(r, field))
     return [f"lowest bits {bits}: {len(v)} searched networks, {field} best {min(v):.4f} median "
             f"{statistics.median(v):.4f} worst {max(v):.4f}" for bits, v in sorted(groups.items(), reverse=True)]  # fmt: skip

@@ -109,28 +109,32 @@ def main() -> None:
             out = args.out / spec.name / f"seed{seed}"
             cache = teacher.cache if teacher is not None else None
             Trainer(spec, args.data, out, TrainConfig(seed=seed), teacher_cache=cache).run()
-            history = load_checkpoint(out / "last.pt").history
-            ap, float_ap = best_aps(history)
+            ap, float_ap = best_aps(load_checkpoint(out / "last.pt").history)
             # Re-read before writing: runs with different --only may share one OUT side by side.
             results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-            # seconds: this process's wall time (less than the run's when it resumed); train_seconds: the
-            # training epochs' own seconds from the checkpoint, whole even across resumes (no validation)
-            results[key] = {"ap": ap, "float_ap": float_ap, "seconds": time.perf_counter() - began,
-                            "train_seconds": sum(e["seconds"] for e in history)}  # fmt: skip
+            # seconds: this process's wall time, less than the run's when it resumed (the summary's training
+            # seconds come from the checkpoint and are whole)
+            results[key] = {"ap": ap, "float_ap": float_ap, "seconds": time.perf_counter() - began}
             atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
             print(f"{key}: QAT AP {ap:.4f} (float {float_ap:.4f}) in {results[key]['seconds']:.0f} s", flush=True)
-    print(summary(networks, picks, results, args.seeds, budget))
+    print(summary(networks, picks, results, args.seeds, budget, args.out))
 
 
-def summary(networks: list[ArchSpec], picks: dict[str, ArchSpec], results: dict, seeds: list[int], budget) -> str:
-    """A table of mean, min and max AP per network over the seeds done, and the goals where they can be judged."""
+def summary(networks: list[ArchSpec], picks: dict[str, ArchSpec], results: dict, seeds: list[int], budget,
+            out: Path) -> str:  # fmt: skip
+    """A table of mean, min and max AP per network over the seeds done, the training seconds per seed (the
+    epochs' own seconds from each run's checkpoint, whole across resumes), and the goals where they can be
+    judged."""
     lines = [f"{'network':24s} {'params':>9s} {'latency ms':>10s} {'fits':>5s} {'seeds':>5s} "
-             f"{'mean AP':>8s} {'min':>7s} {'max':>7s}"]  # fmt: skip
+             f"{'mean AP':>8s} {'min':>7s} {'max':>7s} {'train s per seed':>17s}"]  # fmt: skip
     aps: dict[str, list[float]] = {}
     for spec in networks:
         report = check(spec, budget)
         aps[spec.name] = values = [results[f"{spec.name}/seed{s}"]["ap"] for s in seeds if f"{spec.name}/seed{s}" in results]
         stats = (f"{np.mean(values):8.4f} {min(values):7.4f} {max(values):7.4f}" if values else f"{'-':>8s} {'-':>7s} {'-':>7s}")
+        spent = [sum(e["seconds"] for e in load_checkpoint(out / spec.name / f"seed{s}" / "last.pt").history)
+                 for s in seeds if f"{spec.name}/seed{s}" in results]  # fmt: skip
+        stats += f" {f'{min(spent):.0f}-{max(spent):.0f}' if spent else '-':>17s}"
         lines.append(f"{spec.name:24s} {report.params:9,d} {report.latency_ms or float('nan'):10.2f} "
                      f"{'yes' if report.fits else 'no':>5s} {len(values):5d} {stats}")  # fmt: skip
     complete = {name: v for name, v in aps.items() if len(v) == len(seeds)}

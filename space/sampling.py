@@ -219,9 +219,7 @@ def fixed_params(spec: ArchSpec, space: SearchSpace) -> dict[str, Any]:
     if len(head_widths) != 1:
         raise SpecOutsideSpace(f"{spec.name}: the two heads differ in width {sorted(head_widths)}")
     put("head.width", head_widths.pop(), _in_range(space.head_width, space.width_step))
-    all_bits = [layer.weight_bits for layer in (*spec.backbone, *spec.cpm)]
-    all_bits += [bits for head in spec.heads for bits in (*(h.weight_bits for h in head.hidden), head.out_bits)]
-    _put_choice(put, LOWEST_BITS, min(all_bits), space.bits)  # every layer's bits are then at or above it
+    _put_choice(put, LOWEST_BITS, spec.lowest_bits, space.bits)  # every layer's bits are then at or above it
     return params
 
 

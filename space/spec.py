@@ -143,6 +143,11 @@ class ArchSpec:
     def output_size(self) -> int:
         return self.input_size // OUTPUT_STRIDE
 
+    @property
+    def lowest_bits(self) -> int:
+        """The lowest weight bits of any layer, the heads' output layers included."""
+        return min(*(layer.weight_bits for layer in self.layers()), *(head.out_bits for head in self.heads))
+
     # -- serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, not tuples) suitable for YAML/JSON."""

@@ -110,3 +110,8 @@ def test_random_arch_with_the_floor_fixed_draws_every_layer_alone():
     assert sum(min(_all_bits(s)) > 2 for s in uniform) <= 8  # (2/3)^10 or less each: ~1 expected
     floored = [random_arch(SPACE, np.random.default_rng(i)) for i in range(100)]
     assert sum(min(_all_bits(s)) > 2 for s in floored) >= 50
+
+
+def test_lowest_bits_of_a_spec_counts_the_head_outputs():
+    assert BASELINES["tiny-hw"].lowest_bits == 8 and BASELINES["student-hw-mixed"].lowest_bits == 2
+    assert min(_all_bits(BASELINES["student-hw-mixed"])) == 2
