@@ -2,6 +2,7 @@
 
     python benchmarks/bench_rescore.py --study-db posenas-runs/max78000/study.db --trials 53 54 32 \
         --supernet A/supernet --supernet B/supernet [--steps 30 100] --data ROOT [--out rescore.json]
+        [--arch NAME_OR_SPEC ...]
 
 A search ranks networks with one supernet, trained once in its first minutes. Fidelity (bench_fidelity.py)
 measures how that ranking agrees with stand-alone training over networks spread across the space; this
@@ -10,7 +11,8 @@ with tiny-hw always added), the score each of several supernets gives them (``--
 supernets of the same study trained by other runs) after each number of QAT fine-tuning steps
 (``--steps``), and Kendall tau between every two supernets' rankings. If two supernets order the top
 networks differently, the search's pick among them is the first supernet's training noise, not the
-networks' merit. Deterministic: the scorer's calibration and fine-tuning draws are fixed by its seed.
+networks' merit. ``--arch`` adds networks that are not trials (baseline names or spec files), e.g. a
+hand-made network whose stand-alone AP is known, to see where the supernets put it. Deterministic: the scorer's calibration and fine-tuning draws are fixed by its seed.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study-db", required=True, help="the search's storage: a SQLite file or a storage URL")
     parser.add_argument("--study", default="max78000")
-    parser.add_argument("--trials", type=int, nargs="+", required=True, help="trial numbers of the networks")
+    parser.add_argument("--trials", type=int, nargs="*", default=[], help="trial numbers of the networks")
+    parser.add_argument("--arch", nargs="*", default=[], help="more networks: baseline names or spec files")
     parser.add_argument("--supernet", action="append", required=True, help="a supernet folder (repeatable)")
     parser.add_argument("--steps", type=int, nargs="+", default=[30, 100])
     parser.add_argument("--data", required=True)
@@ -47,6 +50,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trials = optuna.load_study(study_name=settings.name, storage=storage).trials
     specs = [get_arch("tiny-hw")] + [ArchSpec.from_dict(trials[n].user_attrs["spec"]) for n in args.trials]
+    specs += [get_arch(a) for a in args.arch]
     scores: dict[str, dict[str, list[float]]] = {}  # steps -> supernet -> fg loss per network
     for folder in args.supernet:
         net, _ = load_supernet(folder)
