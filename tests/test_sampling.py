@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 from optuna.trial import FixedTrial
 
+from posenas.budgets.checker import check
+from posenas.budgets.device import load_budget
 from posenas.search.settings import load_settings
 from posenas.space.baselines import BASELINES
 from posenas.space.graph import layer_graph
 from posenas.space.sampling import SpecOutsideSpace, fixed_params, sample_arch
+from posenas.space.spec import ArchSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = load_settings("max78000").space
@@ -20,6 +25,19 @@ def test_every_baseline_is_a_fixed_point_of_the_space(name):
     spec = BASELINES[name]
     params = fixed_params(spec, SPACE)
     assert sample_arch(FixedTrial(params), SPACE, name=name) == spec
+
+
+BENCHMARK_SPECS = sorted((Path(__file__).parent.parent / "benchmarks" / "specs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", BENCHMARK_SPECS, ids=lambda p: p.stem)
+def test_benchmark_specs_are_points_of_the_space_that_fit_within_tiny_hw_latency(path):
+    """BENCHMARKS.md trains these as networks the default search could have found at tiny-hw's latency."""
+    spec = ArchSpec.from_file(path)
+    assert sample_arch(FixedTrial(fixed_params(spec, SPACE)), SPACE, name=spec.name) == spec
+    budget = load_budget("max78000")
+    report, tiny = check(spec, budget), check(BASELINES["tiny-hw"], budget)
+    assert report.fits and report.latency_ms <= tiny.latency_ms and report.params > 2.5 * tiny.params
 
 
 def test_tiny_drops_conv8_and_student_keeps_it():
