@@ -125,7 +125,8 @@ def summary(networks: list[ArchSpec], picks: dict[str, ArchSpec], results: dict,
     """A table of mean, min and max AP per network over the seeds done, the training seconds per seed (the
     epochs' own seconds from each run's checkpoint, whole across resumes), and the goals where they can be
     judged."""
-    lines = [f"{'network':24s} {'params':>9s} {'latency ms':>10s} {'fits':>5s} {'seeds':>5s} "
+    width = max(24, *(len(spec.name) for spec in networks))
+    lines = [f"{'network':{width}s} {'params':>9s} {'latency ms':>10s} {'fits':>5s} {'seeds':>5s} "
              f"{'mean AP':>8s} {'min':>7s} {'max':>7s} {'train s per seed':>17s}"]  # fmt: skip
     aps: dict[str, list[float]] = {}
     for spec in networks:
@@ -135,7 +136,7 @@ def summary(networks: list[ArchSpec], picks: dict[str, ArchSpec], results: dict,
         spent = [sum(e["seconds"] for e in load_checkpoint(out / spec.name / f"seed{s}" / "last.pt").history)
                  for s in seeds if f"{spec.name}/seed{s}" in results]  # fmt: skip
         stats += f" {f'{min(spent):.0f}-{max(spent):.0f}' if spent else '-':>17s}"
-        lines.append(f"{spec.name:24s} {report.params:9,d} {report.latency_ms or float('nan'):10.2f} "
+        lines.append(f"{spec.name:{width}s} {report.params:9,d} {report.latency_ms or float('nan'):10.2f} "
                      f"{'yes' if report.fits else 'no':>5s} {len(values):5d} {stats}")  # fmt: skip
     complete = {name: v for name, v in aps.items() if len(v) == len(seeds)}
     if "fast" in picks and {picks["fast"].name, "tiny-hw"} <= complete.keys():
