@@ -12,7 +12,8 @@ supernets of the same study trained by other runs) after each number of QAT fine
 (``--steps``), and Kendall tau between every two supernets' rankings. If two supernets order the top
 networks differently, the search's pick among them is the first supernet's training noise, not the
 networks' merit. ``--arch`` adds networks that are not trials (baseline names or spec files), e.g. a
-hand-made network whose stand-alone AP is known, to see where the supernets put it. Deterministic: the scorer's calibration and fine-tuning draws are fixed by its seed.
+hand-made network whose stand-alone AP is known, to see where the supernets put it. Deterministic: the
+scorer's calibration and fine-tuning draws are fixed by its seed.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if not args.trials and not args.arch:
+        parser.error("give --trials or --arch: tiny-hw alone leaves nothing to rank")
 
     settings = load_settings(args.study)
     storage = args.study_db if "://" in args.study_db else f"sqlite:///{Path(args.study_db).resolve()}"
