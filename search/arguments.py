@@ -28,6 +28,51 @@ def positive_finite(flag: str, value: float | None) -> None:
         raise UsageError(f"{flag} must be a positive finite number, got {value}")
 
 
+def in_interval(flag: str, value: float | None, low: float, high: float, *, low_open: bool = False) -> None:
+    """``value`` (when given) is a finite number in [low, high] (or (low, high] with ``low_open``)."""
+    if value is None:
+        return
+    if not (math.isfinite(value) and (low < value if low_open else low <= value) and value <= high):
+        raise UsageError(f"{flag} must be a number in {'(' if low_open else '['}{low:g}, {high:g}], got {value}")
+
+
+# -- the low-bit QAT recipe (posenet.nets.config.LowBitRecipe): the same flags for train and search
+LOWBIT_FLAGS = {  # recipe field -> flag
+    "enabled": "--lowbit", "bias_bits": "--lowbit-bias-bits", "shift": "--lowbit-shift",
+    "shift_quantile": "--shift-quantile", "float_distill": "--float-distill", "qat_epochs": "--lowbit-qat-epochs",
+    "qat_lr": "--lowbit-qat-lr",
+}  # fmt: skip
+
+
+def add_lowbit_arguments(parser) -> None:
+    """The recipe's flags; each defaults to None (the study's or the recipe's default)."""
+    group = parser.add_argument_group("low-bit QAT recipe (networks with weights below 8 bits)")
+    group.add_argument("--lowbit", choices=("on", "off"), help="the recipe on (default) or off (ai8x v1 QAT)")
+    group.add_argument("--lowbit-bias-bits", type=int, choices=(8, 0),
+                       help="a low-bit layer's bias: 8 bits (default) or 0 = the weights' bits (ai8x v1)")  # fmt: skip
+    group.add_argument("--lowbit-shift", choices=("mse", "quantile"),
+                       help="a low-bit layer's shift: least quantization error (default) or ai8x v1's quantile")  # fmt: skip
+    group.add_argument("--shift-quantile", type=float, metavar="Q",
+                       help="with --lowbit-shift quantile: the quantile of |w, b| in (0, 1] (ai8x default 1)")  # fmt: skip
+    group.add_argument("--float-distill", type=float, metavar="F",
+                       help="share of the QAT loss spent on the float network's maps, in [0, 1]")  # fmt: skip
+    group.add_argument("--lowbit-qat-epochs", type=int, metavar="N", help="at least N QAT epochs for a low-bit network")
+    group.add_argument("--lowbit-qat-lr", type=float, metavar="LR",
+                       help="QAT learning rate of a low-bit network (0: the schedule's)")  # fmt: skip
+
+
+def lowbit_overrides(args) -> dict[str, object]:
+    """The recipe fields the flags set (checked here, each naming its flag), for ``LowBitRecipe(**...)``."""
+    in_interval("--shift-quantile", args.shift_quantile, 0.0, 1.0, low_open=True)
+    in_interval("--float-distill", args.float_distill, 0.0, 1.0)
+    at_least("--lowbit-qat-epochs", args.lowbit_qat_epochs, 0)
+    in_interval("--lowbit-qat-lr", args.lowbit_qat_lr, 0.0, 1.0)
+    values = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in LOWBIT_FLAGS.items()}
+    if values["enabled"] is not None:
+        values["enabled"] = values["enabled"] == "on"
+    return {field: value for field, value in values.items() if value is not None}
+
+
 def input_size(flag: str, value: int) -> None:
     if value < OUTPUT_STRIDE or value % OUTPUT_STRIDE:
         raise UsageError(f"{flag} must be a positive multiple of {OUTPUT_STRIDE}, got {value}")

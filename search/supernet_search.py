@@ -78,10 +78,12 @@ def supernet_config(settings: "StudySettings", budget: Budget, data: Path, folde
     info = folder / INFO
     if info.is_file():
         try:
-            return SupernetConfig(**json.loads(info.read_text())["config"])
+            saved = json.loads(info.read_text())["config"]
+            # a supernet begun before the low-bit recipe existed resumes in ai8x v1 arithmetic
+            return SupernetConfig(**{"lowbit": {"enabled": False}, **saved})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{info}: unreadable ({exc.__class__.__name__}); use a new --out") from None
-    config = SupernetConfig(seed=settings.seed, train_images=settings.train.train_images)
+    config = SupernetConfig(seed=settings.seed, train_images=settings.train.train_images, lowbit=settings.train.lowbit)
     if not clock.limited:
         return config
     trainer = SupernetTrainer(settings.space, budget, data, folder, config, study=settings.name, device=device)
@@ -130,7 +132,7 @@ def supernet_objective(
     scorer = SubnetScorer(net, data, calibration_images=CALIBRATION_IMAGES, val_images=settings.train.val_images,
                           seed=settings.seed, device=device, mode=QuantMode(settings.score_arithmetic),
                           finetune_steps=settings.finetune_steps, finetune_batch=settings.train.batch_size,
-                          finetune_lr=settings.train.qat_lr)  # fmt: skip
+                          finetune_lr=settings.train.qat_lr, recipe=settings.train.lowbit)  # fmt: skip
     what = QUALITY_NAMES[settings.quality]
     tuned = f", {settings.finetune_steps} fine-tuning steps" if settings.finetune_steps else ""
     console.print(f"scoring trials with the supernet in {folder} (trained {info['epoch'] + 1} epochs; BN recalibrated "

@@ -26,6 +26,77 @@ class QuantMode(str, enum.Enum):
     """The chip's integer arithmetic: integer inputs in [-128, 127], integer checkpoint weights."""
 
 
+SHIFT_RULES = ("mse", "quantile")
+
+
+@dataclass(frozen=True)
+class LowBitRecipe:
+    """How QAT treats a network with weights below 8 bits; chosen by the ablation in BENCHMARKS.md
+    ("Low-bit QAT"). Layers at 8 bits always keep ai8x v1's arithmetic; ``enabled=False`` is ai8x v1 for
+    every layer (today's ai8x-training).
+
+    * ``bias_bits``: 8 keeps a low-bit layer's bias at the 8 bits of the chip's bias memory, on the
+      weights' grid (ai8x-synthesis reads it so); 0 quantizes it to the weights' bits as ai8x v1 does, which
+      at 2 bits leaves {-2, -1, 0, 1} weight steps for a folded batch-norm's offsets.
+    * ``shift``: ``mse`` holds each low-bit layer's power-of-two shift at the value with the least weight
+      quantization error, chosen at the switch and again before every QAT epoch; ``quantile`` is ai8x v1
+      (``shift_quantile`` of |[w; b]|, recomputed every step).
+    * ``float_distill``: in QAT, the share of the loss taken by the L2 to the float network's own maps (the
+      network as it was at the switch), replacing the share of the study's teacher; 0 is off.
+    * ``qat_epochs``: at least this many QAT epochs for a low-bit network (the switch moves earlier, the
+      epochs in all stay); 0 keeps the schedule's.
+    * ``qat_lr``: the QAT learning rate of a low-bit network; 0 keeps the schedule's.
+    """
+
+    enabled: bool = True
+    bias_bits: int = 8
+    shift: str = "mse"
+    shift_quantile: float = 1.0
+    float_distill: float = 0.0
+    qat_epochs: int = 0
+    qat_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise UsageError(f"lowbit.enabled must be true or false, got {self.enabled!r}")
+        if self.bias_bits not in (0, 8) or isinstance(self.bias_bits, bool):
+            raise UsageError(f"lowbit.bias_bits must be 8 or 0 (the weights' bits), got {self.bias_bits!r}")
+        if self.shift not in SHIFT_RULES:
+            raise UsageError(f"lowbit.shift must be one of {', '.join(SHIFT_RULES)}, got {self.shift!r}")
+        _check_number("lowbit.shift_quantile", self.shift_quantile, 0.0, 1.0, low_open=True)
+        _check_number("lowbit.float_distill", self.float_distill, 0.0, 1.0)
+        if isinstance(self.qat_epochs, bool) or not isinstance(self.qat_epochs, int) or self.qat_epochs < 0:
+            raise UsageError(f"lowbit.qat_epochs must be an integer >= 0, got {self.qat_epochs!r}")
+        _check_number("lowbit.qat_lr", self.qat_lr, 0.0, 1.0)
+
+    @classmethod
+    def from_value(cls, value: LowBitRecipe | dict[str, Any] | None) -> LowBitRecipe:
+        """The recipe from itself, a mapping of its fields (a checkpoint's or a study file's), or None."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise UsageError(f"lowbit must be a mapping of {', '.join(f.name for f in dataclasses.fields(cls))}")
+        unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise UsageError(f"lowbit: unknown setting {unknown[0]!r} (known: "
+                             f"{', '.join(f.name for f in dataclasses.fields(cls))})")  # fmt: skip
+        return cls(**value)
+
+    def applies_to(self, lowest_bits: int) -> bool:
+        """Whether the recipe changes the training of a network whose lowest weight bits are these."""
+        return self.enabled and lowest_bits < 8
+
+
+def _check_number(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise UsageError(f"{name} must be a number in {interval}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A training schedule. Epoch numbers are 0-based; ``qat_start`` None trains in float only.
@@ -48,8 +119,11 @@ class TrainConfig:
     val_images: int | None = 200
     amp: bool = True
     train_images: int | None = None  # the first N training images only (short search trials)
+    lowbit: LowBitRecipe = LowBitRecipe()
 
     def __post_init__(self) -> None:
+        # a checkpoint's or a study's mapping becomes the recipe (the dataclass is frozen)
+        object.__setattr__(self, "lowbit", LowBitRecipe.from_value(self.lowbit))
         if self.epochs < 1 or self.batch_size < 1:
             raise UsageError("epochs and batch_size must be >= 1")
         if self.qat_start is not None and not 0 <= self.qat_start < self.epochs:
@@ -75,6 +149,17 @@ class TrainConfig:
     def phase_of(self, epoch: int) -> QuantMode:
         return QuantMode.QAT if self.qat_start is not None and epoch >= self.qat_start else QuantMode.FLOAT
 
+    def for_lowest_bits(self, lowest_bits: int) -> TrainConfig:
+        """The schedule a network whose lowest weight bits are ``lowest_bits`` trains with: this one, with the
+        low-bit recipe's QAT length and learning rate where it applies."""
+        recipe = self.lowbit
+        if not recipe.applies_to(lowest_bits) or self.qat_start is None:
+            return self
+        qat_start = self.qat_start
+        if recipe.qat_epochs:
+            qat_start = max(0, min(qat_start, self.epochs - recipe.qat_epochs))
+        return dataclasses.replace(self, qat_start=qat_start, qat_lr=recipe.qat_lr or self.qat_lr)
+
 
 
 @dataclass(frozen=True)
@@ -98,8 +183,10 @@ class SupernetConfig:
     random_subnets: int = 2
     seed: int = 0
     train_images: int | None = None
+    lowbit: LowBitRecipe = LowBitRecipe()  # its bias bits and shift rule, in the QAT phase's low-bit layers
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lowbit", LowBitRecipe.from_value(self.lowbit))
         if self.epochs < 1 or self.batch_size < 1:
             raise UsageError("supernet: epochs and batch_size must be >= 1")
         if not 0 <= self.qat_epochs <= self.epochs:

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 SUPPORTED_BITS = (1, 2, 4, 8)
+MAX_BIAS_BITS = 8  # the chip's bias memory holds 8-bit values whatever the weights' bits
 
 _ACT_STEPS = 128.0  # 8-bit activations: one integer step is 1/128 in training scale
 _ACT_MIN, _ACT_MAX = -1.0, 127.0 / 128.0
@@ -68,6 +69,15 @@ def _fake_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
     steps = 2.0 ** (bits - 1)
     rounded = _straight_through(x, _round_half_up(x * steps) / steps)
     return torch.clamp(rounded, -1.0, 1.0 - 1.0 / steps)
+
+
+def _fake_quantize_bias(x: torch.Tensor, bits: int, bias_bits: int) -> torch.Tensor:
+    """A bias on the ``bits``-bit weights' grid, clamped to the signed ``bias_bits`` range of that grid
+    (``_fake_quantize`` when the two are equal)."""
+    steps = 2.0 ** (bits - 1)
+    rounded = _straight_through(x, _round_half_up(x * steps) / steps)
+    limit = 2.0 ** (bias_bits - 1)
+    return torch.clamp(rounded, -limit / steps, (limit - 1) / steps)
 
 
 def _ceil_log2(value: torch.Tensor) -> torch.Tensor:
@@ -187,17 +197,65 @@ class HwConv2d(nn.Module):
         if self._mode is not mode:
             raise RuntimeError(f"{action} needs a layer in {mode.value} mode, this one is in {self._mode.value} mode")
 
-    def start_qat(self) -> None:
+    def start_qat(self, *, bias_bits: int | None = None, fixed_shift: bool = False) -> None:
         """FLOAT -> QAT: fold BN into the conv (v1 factor 1/4, running statistics), drop ``bn``, set meta values.
 
         Mirrors ai8x ``fuse_bn_layers`` + ``initiate_qat``. Parameters are updated in place so that an
         optimizer holding ``op.weight``/``op.bias`` keeps working.
+
+        The defaults are ai8x v1: the bias quantized to the weights' bits and the shift recomputed from a
+        quantile of |[w; b]| on every forward pass. ``bias_bits=8`` keeps the bias at the 8 bits the
+        chip's bias memory holds, on the weights' grid (a 2-bit layer's bias may then be -128..127 weight
+        steps instead of -2..1); ``fixed_shift`` holds the shift in ``output_shift`` (chosen by
+        ``calibrate_shift``, minimum weight quantization error) instead of recomputing it. Both are stored
+        in the layer's meta values (``bias_bits``, ``adjust_output_shift``), so a checkpoint says which
+        arithmetic it was trained in, and ``to_simulate`` converts with the same rules (the low-bit recipe,
+        BENCHMARKS.md "Low-bit QAT").
         """
         self._require(QuantMode.FLOAT, "start_qat")
+        if bias_bits is not None and bias_bits not in (self._target_bits, MAX_BIAS_BITS):
+            raise ValueError(f"bias_bits must be the weight bits ({self._target_bits}) or {MAX_BIAS_BITS}, got {bias_bits}")
         if self.bn is not None:
             self._fold_batchnorm()
             self.bn = None
         self._enter(QuantMode.QAT)
+        with torch.no_grad():
+            self.bias_bits.fill_(bias_bits or self._target_bits)
+        if fixed_shift:
+            self.calibrate_shift()
+
+    @property
+    def shift_is_fixed(self) -> bool:
+        """QAT with the shift held in ``output_shift`` (not recomputed per forward pass)."""
+        return self._mode is QuantMode.QAT and not bool(self.adjust_output_shift.item())
+
+    def calibrate_shift(self) -> int:
+        """QAT: fix the shift at the power of two that minimises the weights' quantization error now, and
+        return it. Called at the switch and again between epochs (the weights move; a shift recomputed on
+        every step instead flips whenever the largest weight crosses a power of two)."""
+        self._require(QuantMode.QAT, "calibrate_shift")
+        shift = mse_shift(self.op.weight, self._target_bits)
+        with torch.no_grad():
+            self.output_shift.copy_(shift)
+            self.adjust_output_shift.fill_(False)
+        return int(shift.item())
+
+    def exact_output(self, x: torch.Tensor) -> torch.Tensor:
+        """QAT mode: this layer's output on ``x`` with its folded weights unquantized and no activation
+        rounding, what the fake quantization approximates (for diagnostics). A wide output comes at the
+        QAT output's scale (2**-shift)."""
+        self._require(QuantMode.QAT, "exact_output")
+        x = self._pool(x)
+        y = self._conv(x, self.op.weight, self.op.bias)
+        if self.wide:
+            return y * torch.exp2(-self._qat_shift())
+        return float_activation(y, wide=False, relu=self.relu)
+
+    def _qat_shift(self) -> torch.Tensor:
+        """The QAT shift (weights scaled by 2**-shift): held, or from the quantile as ai8x v1."""
+        if self.shift_is_fixed:
+            return self.output_shift.detach()
+        return quantile_shift(self.op.weight, self.op.bias, self.shift_quantile)
 
     def _fold_batchnorm(self) -> None:
         bn = self.bn
@@ -211,21 +269,27 @@ class HwConv2d(nn.Module):
     def to_simulate(self) -> None:
         """QAT -> SIMULATE: replace ``op.weight``/``op.bias`` by the ai8x-synthesis integer checkpoint.
 
-        bit_shift = clamp(-ceil(log2(quantile(|[w; b]|, q))), -7-b, 23-b); weights become
-        clamp(round_half_up(w * 2**(b-1) * 2**bit_shift)) in the signed b-bit range, the stored bias is
-        that integer times 2**(b-1) (quantize.py's format), output_shift = -bit_shift.
+        bit_shift = clamp(-ceil(log2(quantile(|[w; b]|, q))), -7-b, 23-b) (or minus the held shift); weights
+        become clamp(round_half_up(w * 2**(b-1) * 2**bit_shift)) in the signed b-bit range, the bias the same
+        in the signed ``bias_bits`` range, stored times 2**(b-1) (quantize.py's format, which
+        ai8x-synthesis divides back), output_shift = -bit_shift.
         """
         self._require(QuantMode.QAT, "to_simulate")
-        bits = self._target_bits
+        bits, bias_bits = self._target_bits, int(self.bias_bits.item())
         with torch.no_grad():
-            magnitude = self._parameter_magnitude()
-            bit_shift = torch.clamp(-_ceil_log2(magnitude), -7 - bits, 23 - bits)
+            if self.shift_is_fixed:  # QAT used this shift; its range is within the clamp below
+                bit_shift = torch.clamp(-self.output_shift.detach(), -7 - bits, 23 - bits)
+            else:
+                magnitude = self._parameter_magnitude()
+                bit_shift = torch.clamp(-_ceil_log2(magnitude), -7 - bits, 23 - bits)
             factor = torch.exp2(bit_shift + (bits - 1))
             self.op.weight.copy_(_to_signed_int(self.op.weight * factor, bits))
             if self.op.bias is not None:
-                self.op.bias.copy_(_to_signed_int(self.op.bias * factor, bits) * 2.0 ** (bits - 1))
+                self.op.bias.copy_(_to_signed_int(self.op.bias * factor, bias_bits) * 2.0 ** (bits - 1))
             self.output_shift.copy_(-bit_shift)
         self._enter(QuantMode.SIMULATE)
+        with torch.no_grad():
+            self.bias_bits.fill_(bias_bits)
 
     def integer_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         """SIMULATE mode only: (w_int int64, b_int int64 in 8-bit range or None, effective shift s).
@@ -271,8 +335,9 @@ class HwConv2d(nn.Module):
         return float_activation(y, wide=self.wide, relu=self.relu)
 
     def _forward_qat(self, x: torch.Tensor) -> torch.Tensor:
-        return qat_conv(x, self.op.weight, self.op.bias, self._target_bits, self.shift_quantile,
-                        wide=self.wide, relu=self.relu, conv=self._conv)  # fmt: skip
+        return qat_conv(x, self.op.weight, self.op.bias, self._target_bits, self._qat_shift(),
+                        wide=self.wide, relu=self.relu, conv=self._conv,
+                        bias_bits=int(self.bias_bits.item()))  # fmt: skip
 
     def _forward_simulate(self, x: torch.Tensor) -> torch.Tensor:
         w_int, b_int, shift = self.integer_weights()
@@ -305,6 +370,15 @@ def parameter_magnitude(weight: torch.Tensor, bias: torch.Tensor | None, quantil
     return torch.quantile(params.abs(), quantile.detach().to(params.dtype))
 
 
+def weight_levels(layer: HwConv2d) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """QAT mode: (the weights' integer levels, the value of one level, the shift) as the layer quantizes
+    them now; levels * value is the fake-quantized weight."""
+    shift = layer._qat_shift()
+    steps = 2.0 ** (layer.target_bits - 1)
+    levels = _to_signed_int(layer.op.weight.detach() * torch.exp2(-shift) * steps, layer.target_bits)
+    return levels, torch.exp2(shift) / steps, int(shift.item())
+
+
 def apply_pool(pool: nn.Module | None, x: torch.Tensor, mode: QuantMode) -> torch.Tensor:
     """The pooling in front of a layer, with the hardware's truncation of averages outside FLOAT."""
     if pool is None:
@@ -329,17 +403,48 @@ def float_activation(y: torch.Tensor, *, wide: bool, relu: bool) -> torch.Tensor
     return torch.clamp(y, _ACT_MIN, _ACT_MAX)
 
 
+def quantile_shift(weight: torch.Tensor, bias: torch.Tensor | None, quantile: torch.Tensor) -> torch.Tensor:
+    """ai8x v1's QAT shift, recomputed from the current parameters on every forward pass (never written
+    back): ceil(log2(quantile(|[w; b]|))), clamped to the output-shift limit; shape [1]."""
+    return torch.clamp(_ceil_log2(parameter_magnitude(weight, bias, quantile)), -_QAT_SHIFT_LIMIT, _QAT_SHIFT_LIMIT)
+
+
+MSE_SHIFT_CANDIDATES = 4
+"""How many shifts ``mse_shift`` tries, from the one that keeps the largest weight down (ai8x's) to three
+powers of two below it: at 2 bits the error minimum of trained layers lies one or two below (most
+weights would round to 0 at ai8x's shift, a few large ones clip at the lower ones)."""
+
+
+def mse_shift(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """The power-of-two shift (weights scaled by 2**-shift before rounding to ``bits``) with the least
+    squared quantization error of ``weight``, among ``MSE_SHIFT_CANDIDATES`` from ai8x's maximum-based one
+    down; ties go to the larger shift. Shape [1]; a pure function of the weights, so QAT and
+    ``to_simulate`` agree."""
+    w = weight.detach().to(torch.float32).flatten()
+    top = _ceil_log2(w.abs().max().reshape(1))
+    shifts = torch.clamp(top - torch.arange(MSE_SHIFT_CANDIDATES, dtype=top.dtype), -_QAT_SHIFT_LIMIT, _QAT_SHIFT_LIMIT)
+    steps = 2.0 ** (bits - 1)
+    errors = []
+    for shift in shifts:
+        scale = float(torch.exp2(shift))
+        q = torch.clamp(_round_half_up(w / scale * steps) / steps, -1.0, 1.0 - 1.0 / steps) * scale
+        errors.append(float(((w - q) ** 2).sum()))
+    best = min(range(len(errors)), key=lambda i: (errors[i], i))
+    return shifts[best].reshape(1).to(torch.float32)
+
+
 def qat_conv(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bits: int, quantile: torch.Tensor, *,
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bits: int, shift: torch.Tensor, *,
     wide: bool, relu: bool, conv: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
+    bias_bits: int | None = None,
 ) -> torch.Tensor:  # fmt: skip
-    """QAT mode: fake-quantized (BN-folded) weights and bias, conv, output shift, activation quantization."""
-    # The shift follows the current weights every step (never written back), as in ai8x v1.
-    magnitude = parameter_magnitude(weight, bias, quantile)
-    shift = torch.clamp(_ceil_log2(magnitude), -_QAT_SHIFT_LIMIT, _QAT_SHIFT_LIMIT)
+    """QAT mode: fake-quantized (BN-folded) weights and bias, conv, output shift, activation quantization.
+
+    ``shift``: weights are scaled by 2**-shift before rounding (``quantile_shift`` for ai8x v1, or a held
+    one); ``bias_bits`` (default ``bits``): the bias's range, on the weights' grid."""
     weight_scale = torch.exp2(-shift)
     q_weight = _fake_quantize(weight * weight_scale, bits)
-    q_bias = None if bias is None else _fake_quantize(bias * weight_scale, bits)
+    q_bias = None if bias is None else _fake_quantize_bias(bias * weight_scale, bits, bias_bits or bits)
     y = conv(x, q_weight, q_bias)
     if wide:
         # No output shift on 32-bit outputs: the result stays scaled by 2**-shift, like the hardware.
@@ -379,21 +484,28 @@ def _make_pool(pool_type: str, pool_size: int, pool_stride: int | None) -> nn.Mo
 def _check_loaded_meta(module: nn.Module, incompatible_keys: object) -> None:
     """Post-load hook: refuse a checkpoint whose meta values belong to another mode or bit width.
 
-    Without this, e.g. integer weights loaded into a QAT layer would be treated as float weights.
+    Without this, e.g. integer weights loaded into a QAT layer would be treated as float weights. Two
+    meta values are choices of the checkpoint rather than of the mode (``HwConv2d.start_qat``): the bias
+    bits (the weights' or 8) and, in QAT, whether the shift is recomputed (ai8x v1) or held; the layer
+    computes with what was loaded.
     """
     assert isinstance(module, HwConv2d)
-    expected = module._meta_for(module.mode)
+    weight_bits, bias_bits, quantize_activation, adjust_output_shift = module._meta_for(module.mode)
     loaded = (
         int(module.weight_bits.item()),
         int(module.bias_bits.item()),
         bool(module.quantize_activation.item()),
         bool(module.adjust_output_shift.item()),
     )
-    if loaded != expected:
+    bias_choices = {bias_bits} if module.mode is QuantMode.FLOAT else {bias_bits, MAX_BIAS_BITS}
+    shift_choices = {True, False} if module.mode is QuantMode.QAT else {adjust_output_shift}
+    if loaded[0] != weight_bits or loaded[1] not in bias_choices or loaded[2] != quantize_activation \
+            or loaded[3] not in shift_choices:
         raise RuntimeError(
             f"loaded meta values (weight_bits, bias_bits, quantize_activation, adjust_output_shift) = {loaded} "
             f"do not match this {module.mode.value}-mode layer with target_bits={module.target_bits} "
-            f"(expected {expected}); bring the layer to the checkpoint's mode before loading"
+            f"(expected {(weight_bits, bias_bits, quantize_activation, adjust_output_shift)}); bring the layer "
+            "to the checkpoint's mode before loading"
         )
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from posenas.posenet.nets.config import LowBitRecipe
 from posenas.posenet.nets.layers import HwConv2d, QuantMode, hardware_layers
 from posenas.space.graph import INPUT, LayerNode, layer_graph
 from posenas.space.spec import ArchSpec
@@ -43,10 +44,23 @@ class PoseNet(nn.Module):
         heatmaps, pafs = (layers[i] for i in self._outputs)
         return heatmaps, pafs
 
-    def start_qat(self) -> None:
-        """Fold batch-norm into the convolutions and switch every layer to quantization-aware training."""
+    def start_qat(self, recipe: LowBitRecipe | None = None) -> None:
+        """Fold batch-norm into the convolutions and switch every layer to quantization-aware training.
+
+        Without ``recipe`` (or with a disabled one) every layer follows ai8x v1; with it, the layers below
+        8 bits take the recipe's bias bits and shift rule (``HwConv2d.start_qat``)."""
         for layer in self.hardware_layers():
-            layer.start_qat()
+            if recipe is not None and recipe.applies_to(layer.target_bits):
+                layer.start_qat(bias_bits=recipe.bias_bits or None, fixed_shift=recipe.shift == "mse")
+                if recipe.shift == "quantile":
+                    with torch.no_grad():
+                        layer.shift_quantile.fill_(recipe.shift_quantile)
+            else:
+                layer.start_qat()
+
+    def calibrate_shifts(self) -> dict[str, int]:
+        """Re-choose every held shift (``HwConv2d.calibrate_shift``) for the current weights: {layer: shift}."""
+        return {name: layer.calibrate_shift() for name, layer in hardware_layers(self) if layer.shift_is_fixed}
 
     def to_simulate(self) -> None:
         """Replace the weights by the integer checkpoint and compute as the chip does (eval only)."""

@@ -37,7 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from posenas.errors import SpecOutsideSpace
-from posenas.posenet.nets.layers import HwConv2d, QuantMode, apply_pool, float_activation, fold_batchnorm, qat_conv
+from posenas.posenet.nets.config import LowBitRecipe
+from posenas.posenet.nets.layers import (HwConv2d, QuantMode, apply_pool, float_activation, fold_batchnorm, mse_shift,
+                                         qat_conv, quantile_shift)  # fmt: skip
 from posenas.posenet.nets.model import PoseNet, build_model
 from posenas.space.graph import INPUT, LayerNode, layer_graph
 from posenas.space.sampling import STEMS, SearchSpace, fixed_params
@@ -55,9 +57,11 @@ def _widest(bounds: tuple[int, int], step: int) -> int:
 class SuperNet(nn.Module):
     """Every layer of ``space`` at its largest; ``forward(x, spec)`` runs the subnet ``spec``."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, lowbit: LowBitRecipe | None = None) -> None:
         super().__init__()
         self.space = space
+        # the low-bit recipe's layer arithmetic (bias bits, shift rule) for the QAT phase's layers below 8 bits
+        self.lowbit = lowbit
         self._mode = QuantMode.FLOAT
         self._graphs: dict[ArchSpec, tuple[LayerNode, ...]] = {}  # checked specs (the search repeats them)
         slots, step = space.backbone, space.width_step
@@ -165,8 +169,18 @@ class SuperNet(nn.Module):
             else:
                 mean, var = bn.running_mean[:out], bn.running_var[:out]
             weight, bias = fold_batchnorm(weight, bias, bn.weight[:out], bn.bias[:out], mean, var, bn.eps)
-        return qat_conv(x, weight, bias, node.weight_bits, layer.shift_quantile, wide=node.wide, relu=node.relu,
-                        conv=conv)  # fmt: skip
+        bits, recipe = node.weight_bits, self.lowbit
+        if recipe is not None and recipe.applies_to(bits):
+            # The recipe as PoseNet.start_qat applies it; a held shift is chosen for the folded slice at hand
+            # (each subnet and batch folds its own), as a stand-alone layer chooses it between epochs.
+            if recipe.shift == "mse":
+                shift = mse_shift(weight, bits)
+            else:
+                shift = quantile_shift(weight, bias, torch.tensor([recipe.shift_quantile]))
+            return qat_conv(x, weight, bias, bits, shift, wide=node.wide, relu=node.relu, conv=conv,
+                            bias_bits=recipe.bias_bits or bits)  # fmt: skip
+        return qat_conv(x, weight, bias, bits, quantile_shift(weight, bias, layer.shift_quantile), wide=node.wide,
+                        relu=node.relu, conv=conv)  # fmt: skip
 
     def extract(self, spec: ArchSpec) -> PoseNet:
         """A stand-alone FLOAT ``PoseNet`` of ``spec`` with the inherited weights and BN statistics."""

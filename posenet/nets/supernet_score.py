@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posenas.posenet.nets.config import LowBitRecipe
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.model import PoseNet
 from posenas.posenet.nets.supernet import SuperNet, recalibrate_batchnorm
@@ -62,12 +63,14 @@ class SubnetScorer:
         self, supernet: SuperNet, data: str | Path, *, calibration_images: int = 256, val_images: int | None = 100,
         val_offset: int = 0, batch_size: int = 64, seed: int = 0, device: str | torch.device | None = None,
         mode: QuantMode = QuantMode.QAT, finetune_steps: int = 0, finetune_batch: int = 16, finetune_lr: float = 1e-3,
+        recipe: LowBitRecipe | None = None,
     ) -> None:  # fmt: skip
         if mode not in (QuantMode.FLOAT, QuantMode.QAT):
             raise ValueError(f"subnets are scored in FLOAT or QAT, not {mode.value}")
         if finetune_steps < 0 or finetune_batch < 1 or not finetune_lr > 0:
             raise ValueError("finetune_steps must be >= 0, finetune_batch >= 1 and finetune_lr > 0")
         self.supernet, self.data, self.batch_size, self.mode = supernet, Path(data), batch_size, mode
+        self.recipe = recipe  # the low-bit recipe of the fold and the fine-tuning steps (None: ai8x v1)
         self.finetune_steps, self.finetune_batch, self.finetune_lr, self.seed = finetune_steps, finetune_batch, finetune_lr, seed
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         size = supernet.space.input_size
@@ -105,7 +108,7 @@ class SubnetScorer:
         for ``finetune_steps`` steps, eval mode."""
         model = self.inherited(spec)
         if self.mode is QuantMode.QAT:
-            model.start_qat()
+            model.start_qat(self.recipe)
         if self.finetune_steps:
             self._finetune(model)
         return model.eval()

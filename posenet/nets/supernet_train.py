@@ -29,9 +29,9 @@ import torch
 
 from posenas.budgets.device import Budget
 from posenas.budgets.feasible import feasible_random_arch
-from posenas.errors import CheckpointError, TrainingError
+from posenas.errors import CheckpointError, TrainingError, UsageError
 from posenas.files import atomic_write, atomic_write_text
-from posenas.posenet.nets.config import SupernetConfig
+from posenas.posenet.nets.config import LowBitRecipe, SupernetConfig
 from posenas.posenet.nets.distill import TeacherCache
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.supernet import SuperNet
@@ -130,7 +130,7 @@ class SupernetTrainer:
 
     def _resume(self) -> tuple[SuperNet, int, list[dict[str, Any]], dict | None]:
         torch.manual_seed(self.config.seed)
-        net = SuperNet(self.space)
+        net = SuperNet(self.space, self.config.lowbit)
         path = self.out / WEIGHTS
         if not path.is_file():
             return net, 0, [], None
@@ -163,7 +163,7 @@ class SupernetTrainer:
         forward and backward), over ``steps`` steps of a fresh supernet after ``WARM_UP_STEPS`` untimed passes
         over the same networks (a new shape's first steps are far slower): how the search sizes the supernet
         to its share of a time budget. (A QAT step costs about 1.4x: BENCHMARKS.md.)"""
-        net = SuperNet(self.space).to(self.device)
+        net = SuperNet(self.space, self.config.lowbit).to(self.device)
         net.train()
         batch = _collate([self.train_set[i] for i in range(min(self.config.batch_size, len(self.train_set)))])
         x = model_input(batch["images"], QuantMode.FLOAT).to(self.device)
@@ -300,7 +300,12 @@ def load_supernet(folder: str | Path, space: SearchSpace | None = None) -> tuple
         saved_space = space_from_dict(meta["space"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: unreadable search space ({exc.__class__.__name__})") from None
-    net = SuperNet(saved_space)
+    try:
+        # a supernet saved before the recipe existed trained in ai8x v1 arithmetic throughout
+        lowbit = LowBitRecipe.from_value(meta.get("config", {}).get("lowbit", {"enabled": False}))
+    except UsageError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    net = SuperNet(saved_space, lowbit)
     check_state_dict(net.state_dict(), saved["state_dict"], str(path), CheckpointError)
     net.set_mode(QuantMode(meta["mode"]))
     net.load_state_dict(saved["state_dict"])

@@ -14,6 +14,7 @@ augmentation is a function of (seed, epoch, index), whatever the number of loade
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 import time
@@ -26,9 +27,10 @@ import torch
 from torch import nn
 
 from posenas.errors import TrainingError
-from posenas.files import atomic_write
+from posenas.files import atomic_write, atomic_write_text
 from posenas.posenet.nets.checkpoint import CheckpointError, RunCheckpoint, load_checkpoint, model_for, save_checkpoint
-from posenas.posenet.nets.config import TrainConfig
+from posenas.posenet.nets.config import LowBitRecipe, TrainConfig
+from posenas.posenet.nets.diagnostics import LayerDiagnostics, collapse_warning, layer_diagnostics
 from posenas.posenet.nets.layers import QuantMode, quantize_input, to_training_scale, wide_output_scale
 from posenas.posenet.nets.model import PoseNet, build_model
 from posenas.posenet.nets.weights import check_state_dict
@@ -214,6 +216,13 @@ def best_aps(history: list[dict[str, Any]]) -> tuple[float, float]:
     return (max(qat) if qat else max(floating)), (max(floating) if floating else float("nan"))
 
 
+SWITCH_CHECKPOINT = "switch-float.pt"
+"""The float network at the QAT switch, in the run folder (the float teacher of the low-bit recipe)."""
+QUANTIZATION_REPORT = "quantization.json"
+"""Per-layer quantization diagnostics at the switch and after the latest QAT epoch, in the run folder."""
+DIAGNOSTIC_IMAGES = 16
+
+
 WARM_UP_STEPS = 3  # untimed steps before a speed measurement
 
 
@@ -256,7 +265,10 @@ class Trainer:
         on_epoch: Callable[[EpochRecord], None] | None = None,
         teacher_cache: TeacherCache | None = None, init_state: dict[str, torch.Tensor] | None = None,
     ) -> None:  # fmt: skip
+        # a network with weights below 8 bits trains with the low-bit recipe's schedule (QAT length, rate)
+        config = config.for_lowest_bits(spec.lowest_bits)
         self.spec, self.config, self.teacher, self.teacher_cache = spec, config, teacher, teacher_cache
+        self.on_quantization: Callable[[str, list[LayerDiagnostics]], None] | None = None
         self.init_state = init_state
         self.out = Path(out)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -268,8 +280,15 @@ class Trainer:
         if teacher_cache is not None and not config.augment and not teacher_cache.covers(self.train_set.image_ids):
             raise CheckpointError(f"the teacher cache does not cover the training images of {data}")
         self._preloaded: PreloadedSamples | None = None
+        self._switch_teacher: PoseNet | None = None
         if isinstance(self.teacher, nn.Module):
             self.teacher = self.teacher.to(self.device).eval()
+
+    @property
+    def recipe(self) -> LowBitRecipe | None:
+        """The low-bit recipe where it applies to this network, else None (ai8x v1 throughout)."""
+        lowbit = self.config.lowbit
+        return lowbit if lowbit.applies_to(self.spec.lowest_bits) else None
 
     @property
     def distilling(self) -> bool:
@@ -326,10 +345,18 @@ class Trainer:
                 best = self.out / "best.pt"
                 if best.is_file() and load_checkpoint(best).mode is QuantMode.FLOAT:
                     atomic_write(self.out / "best-float.pt", lambda partial: shutil.copyfile(best, partial))
-                model.start_qat()  # folds BN (the keys disappear) and switches to fake quantization
+                # the network the QAT phase starts from: the float teacher of the recipe, and resumable
+                switch = RunCheckpoint(spec=self.spec, mode=QuantMode.FLOAT, epoch=epoch - 1,
+                                       state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                       train_config=self.config.to_dict())  # fmt: skip
+                save_checkpoint(switch, self.out / SWITCH_CHECKPOINT)
+                model.start_qat(self.recipe)  # folds BN (the keys disappear) and switches to fake quantization
                 model.to(self.device)
                 optimizer = self._optimizer(model, QuantMode.QAT)
                 extras = {"best_mAP": -1.0, "best_epoch": -1}  # ai8x resets the best score at QAT start
+                self._diagnose(model, "switch")
+            if model.mode is QuantMode.QAT:
+                model.calibrate_shifts()  # held shifts follow the weights, between epochs only
             record = self._epoch(model, optimizer, epoch, loader_generator)
             history.append(record.to_dict())
             improved = record.ap > extras.get("best_mAP", -1.0)
@@ -348,9 +375,37 @@ class Trainer:
                 save_checkpoint(checkpoint, self.out / "best.pt")
             save_checkpoint(checkpoint, self.out / "last.pt")
             records.append(record)
+            if model.mode is QuantMode.QAT:
+                self._diagnose(model, "end")
             if self.on_epoch:
                 self.on_epoch(record)
         return records
+
+    # -- the low-bit recipe's parts ----------------------------------------------------------------
+    def _diagnose(self, model: PoseNet, when: str) -> None:
+        """Per-layer diagnostics of the QAT network on the first validation images, into
+        ``quantization.json`` (``switch``: right after the switch; ``end``: after the latest QAT epoch)."""
+        batch = _collate([self.val_set[i] for i in range(min(DIAGNOSTIC_IMAGES, len(self.val_set)))])
+        x = model_input(batch["images"].to(self.device), QuantMode.QAT)
+        rows = layer_diagnostics(model, x)
+        path = self.out / QUANTIZATION_REPORT
+        report = json.loads(path.read_text()) if path.is_file() and when != "switch" else {}
+        report[when] = [row.to_dict() for row in rows]
+        report[f"{when}_warning"] = collapse_warning(rows)
+        atomic_write_text(path, json.dumps(report, indent=1))
+        if self.on_quantization:
+            self.on_quantization(when, rows)
+
+    def _float_teacher(self) -> PoseNet | None:
+        """The float network of the switch (``switch-float.pt``), in eval mode, when the recipe distils from it."""
+        if self.recipe is None or not self.recipe.float_distill:
+            return None
+        if self._switch_teacher is None:
+            checkpoint = load_checkpoint(self.out / SWITCH_CHECKPOINT)
+            self._switch_teacher = model_for(checkpoint).to(self.device).eval()
+            for parameter in self._switch_teacher.parameters():
+                parameter.requires_grad_(False)
+        return self._switch_teacher
 
     def _epoch(self, model: PoseNet, optimizer: torch.optim.Optimizer, epoch: int, generator: torch.Generator) -> EpochRecord:
         batches, steps = self._batches(epoch, generator)
@@ -360,6 +415,7 @@ class Trainer:
         model.train()
         started, seen, total_loss = time.perf_counter(), 0, torch.zeros((), device=self.device)
         unlabeled = self._unlabeled_batches(epoch)
+        float_teacher = self._float_teacher() if mode is QuantMode.QAT else None
         for step, batch in enumerate(batches):
             for group in optimizer.param_groups:
                 group["lr"] = self._lr_at(epoch, step / max(1, steps))
@@ -371,6 +427,11 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 heatmaps, pafs = model(x)
             loss, _ = pose_loss(heatmaps.float(), pafs.float(), batch, teacher_maps, self.config.alpha)
+            if float_teacher is not None:  # the recipe: the quantized network also learns the float one's maps
+                with torch.no_grad():
+                    float_maps = float_teacher(x)
+                share = self.recipe.float_distill  # type: ignore[union-attr]
+                loss = (1 - share) * loss + share * distill_loss(heatmaps.float(), pafs.float(), float_maps)
             if unlabeled is not None:  # the user's own images: distillation loss only
                 u_images, u_maps = next(unlabeled)
                 u_x = model_input(u_images.to(self.device, non_blocking=True), mode)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from importlib import resources
@@ -59,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--retrain", type=int, default=3, metavar="N",
                         help="with --scorer supernet: train the front's N best networks stand-alone at the end, in the "
                              "time left (default 3; 0: none)")  # fmt: skip
+    arguments.add_lowbit_arguments(search)
     search.add_argument("--no-baselines", action="store_true", help="do not enqueue the baselines")
     search.add_argument("--fixed", choices=baseline_names(),
                         help="run this baseline alone as a fixed trial (trained even if over budget)")  # fmt: skip
@@ -86,9 +88,16 @@ def _settings(args: argparse.Namespace) -> "StudySettings":
         objectives=objectives, train_epochs=args.epochs, train_train_images=args.train_images,
         train_val_images=args.val_images, train_seed=args.seed,
         train_qat_epochs=args.qat_epochs, train_batch_size=args.batch_size,
+        train_lowbit=_lowbit(settings, args),
     )  # fmt: skip
     load_budget(settings.budget)  # an unknown budget fails here, in one line
     return settings
+
+
+def _lowbit(settings: "StudySettings", args: argparse.Namespace) -> dict | None:
+    """The study's low-bit recipe with the flags' changes, or None when no flag was given."""
+    overrides = arguments.lowbit_overrides(args)
+    return {**dataclasses.asdict(settings.train.lowbit), **overrides} if overrides else None
 
 
 def _default_study(budget: str) -> str:

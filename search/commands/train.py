@@ -8,7 +8,7 @@ from pathlib import Path
 
 from posenas.errors import TeacherError, UsageError
 from posenas.files import check_output_folder
-from posenas.posenet.nets.config import TrainConfig
+from posenas.posenet.nets.config import LowBitRecipe, TrainConfig
 from posenas.search import arguments
 from posenas.space.baselines import baseline_names
 
@@ -60,6 +60,7 @@ def _schedule_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=d.workers, help="loader processes (augmented runs)")
     parser.add_argument("--val-images", type=int, default=d.val_images, help="validation images per epoch")
     parser.add_argument("--device", help="cpu or cuda (default: cuda if present)")
+    arguments.add_lowbit_arguments(parser)
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
@@ -71,6 +72,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         epochs=args.epochs, qat_start=args.epochs - args.qat_epochs if args.qat_epochs else None,
         batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr, alpha=args.alpha, seed=args.seed,
         augment=args.augment, workers=args.workers, val_images=args.val_images,
+        lowbit=LowBitRecipe(**arguments.lowbit_overrides(args)),
     )  # fmt: skip
 
 
