@@ -50,6 +50,17 @@ def _with_bits(spec: ArchSpec, name: str, bits: int, layers: set[str]) -> ArchSp
     return dataclasses.replace(spec, name=name, backbone=chain(spec.backbone), cpm=chain(spec.cpm))
 
 
+def lowered(spec: ArchSpec, bits: int) -> ArchSpec:
+    """``spec`` with ``bits``-bit weights in every layer but the first and the two output layers, which keep
+    theirs (ADI's low-bit models keep the first and last layers at 8 bits), named ``<name>-w<bits>``."""
+    first = spec.backbone[0].name
+    layers = {layer.name for layer in spec.layers()} - {first}
+    lowered_spec = _with_bits(spec, f"{spec.name}-w{bits}", bits, layers)
+    heads = tuple(dataclasses.replace(head, hidden=tuple(dataclasses.replace(x, weight_bits=bits) for x in head.hidden))
+                  for head in lowered_spec.heads)  # fmt: skip
+    return dataclasses.replace(lowered_spec, heads=heads)
+
+
 _STUDENT_HW = _pose_net("student-hw", stem="pool", **_STUDENT)
 
 BASELINES: dict[str, ArchSpec] = {

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from posenas.posenet.nets.checkpoint import RunCheckpoint
+from posenas.posenet.nets.config import LowBitRecipe
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.model import PoseNet, build_model
 from posenas.space.spec import ArchSpec
@@ -29,9 +32,16 @@ def random_model(spec: ArchSpec, seed: int) -> PoseNet:
     return model
 
 
-def random_checkpoint(spec: ArchSpec, seed: int, mode: QuantMode = QuantMode.QAT) -> RunCheckpoint:
-    """A run checkpoint with random weights (batch-norm folded for QAT)."""
+def random_checkpoint(spec: ArchSpec, seed: int, mode: QuantMode = QuantMode.QAT,
+                      recipe: LowBitRecipe | None = None) -> RunCheckpoint:  # fmt: skip
+    """A run checkpoint with random weights (batch-norm folded for QAT), its low-bit layers made with
+    ``recipe`` (None: ai8x v1), which the checkpoint records as training does."""
     model = random_model(spec, seed)
+    if recipe is not None:  # folded batch-norm offsets of many weight steps: the 8-bit bias's case
+        for layer in model.hardware_layers():
+            if layer.bn is not None:
+                layer.bn.bias.data.mul_(8.0)
     if mode is QuantMode.QAT:
-        model.start_qat()
-    return RunCheckpoint(spec=spec, mode=mode, epoch=seed, state_dict=model.state_dict())
+        model.start_qat(recipe)
+    train_config = {} if recipe is None else {"lowbit": dataclasses.asdict(recipe)}
+    return RunCheckpoint(spec=spec, mode=mode, epoch=seed, state_dict=model.state_dict(), train_config=train_config)

@@ -27,12 +27,13 @@ from posenas.posenet.nets.export.host import build_host, decoder_limits_exceeded
 from posenas.posenet.nets.export.integer import integer_layers, simulation_model
 from posenas.posenet.nets.export.izer import synthesis_figures
 from posenas.posenet.nets.export.sample import random_input, simulate
+from posenas.posenet.nets.config import LowBitRecipe
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.train import TrainConfig, Trainer
 from posenas.posenet.pose.decode import DecodeConfig
 from posenas.search.cli import main
 from posenas.search.settings import load_settings
-from posenas.space.baselines import get_arch
+from posenas.space.baselines import get_arch, lowered
 from posenas.space.graph import layer_graph
 from posenas.space.sampling import LOWEST_BITS, sample_arch
 
@@ -165,6 +166,23 @@ def test_c_is_bit_exact_with_random_weights(seed, tmp_path):
     run = run_host(build_host(tmp_path / "c", "gcc"))
     assert run.bit_exact and run.outputs == heatmaps.size + pafs.size
     assert np.count_nonzero(heatmaps) > heatmaps.size // 2
+
+
+@needs_cc
+@pytest.mark.parametrize("name, bits", [("tiny-hw", 2), ("tiny-hw", 4), ("student-hw-mixed", None)])
+def test_c_is_bit_exact_with_the_low_bit_recipe(name, bits, tmp_path):
+    """2- and 4-bit layers with the recipe's held shifts and 8-bit biases: QAT == simulate == C."""
+    spec = get_arch(name) if bits is None else lowered(get_arch(name), bits)
+    checkpoint = random_checkpoint(spec, 4, recipe=LowBitRecipe())
+    result = export_run(checkpoint, MAX78000, tmp_path)
+    _c_outputs_match(result)
+    exported = torch.load(result.files["checkpoint"], weights_only=True)
+    assert checkpoint_violations(exported, spec.name, len(layer_graph(spec))) == []
+    model, _ = simulation_model(checkpoint)
+    low = [layer for layer in integer_layers(model) if layer.bits < 8]
+    assert low and max(int(np.abs(layer.bias).max()) for layer in low) > 2 ** (min(x.bits for x in low) - 1)
+    expected = np.load(result.files["expected_heatmaps"])
+    assert np.count_nonzero(expected) > expected.size // 2
 
 
 class _NoFloor:

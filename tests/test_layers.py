@@ -14,6 +14,7 @@ from posenas.posenet.nets.layers import (
     HwConv2d,
     QuantMode,
     hardware_layers,
+    mse_shift,
     quantize_input,
     to_training_scale,
 )
@@ -282,6 +283,118 @@ def test_simulate_equals_qat_with_stride_quantile_and_folded_bn(bits: int) -> No
     limit = 2 ** (bits - 1)
     assert w_int[:, 0, 0, 0].tolist() == [limit - 1, -limit] * 3
     assert ((sim > -128) & (sim < 127) & (sim != 0)).double().mean() > 0.5
+
+
+# --------------------------------------------------------------------------------------------------
+# The low-bit recipe's arithmetic: a held, least-error shift and an 8-bit bias on the weights' grid
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear", "wide"])
+@pytest.mark.parametrize("pool", ["none", "max", "avg"])
+@pytest.mark.parametrize("bits", [8, 4, 2, 1])
+def test_simulate_equals_scaled_qat_with_held_shift_and_8bit_bias(bits: int, pool: str, activation: str) -> None:
+    case = ("recipe", bits, pool, activation)
+    g = torch.Generator().manual_seed(zlib.crc32(repr(case).encode()))
+    wide = activation == "wide"
+    layer = HwConv2d(8, 6, 3, relu=activation == "relu", wide=wide, weight_bits=bits,
+                     pool_size=0 if pool == "none" else 2, pool_type="max" if pool == "none" else pool)  # fmt: skip
+    _set_params(layer, 0.05, g)
+    _randomize_bn(layer.bn, g)
+    with torch.no_grad():  # biases of many weight steps, as folded batch-norm offsets are
+        layer.bn.bias.mul_(4.0)
+    layer.eval()
+    x_int = _random_input(8, 128, g, size=10)
+    layer.start_qat(bias_bits=8, fixed_shift=True)
+    assert layer.shift_is_fixed and not layer.adjust_output_shift.item() and layer.bias_bits.item() == 8
+    held = int(layer.output_shift.item())
+    assert held == int(mse_shift(layer.op.weight, bits).item())
+    qat = layer(to_training_scale(x_int)).detach()
+    layer.to_simulate()
+    sim = layer(x_int)
+    _assert_simulate_matches_qat(layer, qat, sim)
+    assert int(layer.output_shift.item()) == held  # the held shift is the chip's
+    _, b_int, _ = layer.integer_weights()
+    assert b_int is not None and b_int.min() >= -128 and b_int.max() <= 127
+    if bits < 8:  # the point of the 8-bit bias: offsets beyond the weights' own range survive
+        assert b_int.abs().max() > 2 ** (bits - 1)
+    if layer.relu and pool == "max" and bits == 1:
+        return  # as in test_simulate_equals_scaled_qat: {-1, 0} weights after a max-pool are legitimately 0
+    low = -(2.0**29) if wide else (0.0 if layer.relu else -128.0)
+    high = 2.0**29 - 1 if wide else 127.0
+    informative = (sim != 0) & (sim > low) & (sim < high)
+    assert informative.double().mean() > (0.05 if layer.relu else 0.2)
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+def test_mse_shift_is_the_least_error_power_of_two(bits: int) -> None:
+    g = torch.Generator().manual_seed(bits)
+    steps = 2.0 ** (bits - 1)
+    for trial in range(20):
+        # Gaussian weights with a few outliers: the maximum-based shift is rarely the best at low bits
+        weight = torch.randn(16, 8, 3, 3, generator=g) * 0.05
+        weight.view(-1)[:trial] *= 6
+        chosen = int(mse_shift(weight, bits).item())
+
+        def error(shift: int) -> float:
+            scale = 2.0**shift
+            q = torch.clamp(torch.floor(weight / scale * steps + 0.5) / steps, -1, 1 - 1 / steps) * scale
+            return float(((weight - q) ** 2).sum())
+
+        top = math.ceil(math.log2(float(weight.abs().max())))
+        assert error(chosen) == min(error(s) for s in range(top - 3, top + 1))
+        assert error(chosen) <= error(top)  # never worse than ai8x's maximum-based shift
+    assert int(mse_shift(torch.zeros(4, 4, 1, 1), bits).item()) == 0
+
+
+def test_hand_computed_2bit_layer_with_held_shift_and_8bit_bias() -> None:
+    layer = HwConv2d(4, 1, 1, batchnorm=False, relu=False, weight_bits=2)
+    with torch.no_grad():
+        layer.op.weight.copy_(torch.tensor([0.3, -0.1, 0.26, -0.55]).view(1, 4, 1, 1))
+        layer.op.bias.fill_(3.1)
+    layer.start_qat(bias_bits=8, fixed_shift=True)
+    # ai8x's shift would be 0 (max 0.55 -> levels {-1, -0.5, 0, 0.5}: 0.3 -> 0.5, 0.26 -> 0.5, 0.1 -> 0, error
+    # 0.1045); shift -1 (levels {-0.5, -0.25, 0, 0.25}): 0.3 -> 0.25, -0.1 -> 0, 0.26 -> 0.25, -0.55 -> -0.5,
+    # error 0.0151; shift -2: -0.55 clips to -0.25, error 0.1014; so -1.
+    assert int(layer.output_shift.item()) == -1
+    layer.to_simulate()
+    w_int, b_int, shift = layer.integer_weights()
+    assert w_int.flatten().tolist() == [1, 0, 1, -2]  # levels of 0.25: round_half_up(w * 4), clamped to [-2, 1]
+    # bias 3.1 on the 0.25 grid: round_half_up(12.4) = 12 weight steps (ai8x v1 would clamp it to 1)
+    assert b_int is not None and b_int.tolist() == [12]
+    assert layer.op.bias.item() == 24.0  # stored times 2**(bits-1), as ai8x-synthesis reads it
+    assert layer.output_shift.item() == -1.0 and shift == 5  # s = output_shift + 8 - 2
+    x = torch.tensor([[100], [-50], [20], [10]], dtype=torch.int64)
+    # acc = 100 + 20 - 2 * 10 + 128 * 12 = 1636; y = round_half_up(1636 * 2**5 / 128) = 409 -> clamped 127
+    assert layer(x.view(1, 4, 1, 1)).flatten().tolist() == [127.0]
+    x = torch.tensor([[4], [0], [-3], [60]], dtype=torch.int64)
+    # acc = 4 - 3 - 120 + 1536 = 1417 -> 354.25 -> 127; and a negative case:
+    assert layer(x.view(1, 4, 1, 1)).flatten().tolist() == [127.0]
+    x = torch.tensor([[-128], [0], [-128], [127]], dtype=torch.int64)
+    # acc = -128 - 128 - 254 + 1536 = 1026 -> 256.5 -> 127
+    assert layer(x.view(1, 4, 1, 1)).flatten().tolist() == [127.0]
+
+
+def test_a_held_shift_checkpoint_loads_only_into_a_layer_that_holds_it() -> None:
+    g = torch.Generator().manual_seed(5)
+    source = _OneLayer(batchnorm=False, weight_bits=2)
+    _set_params(source.conv1, 0.5, g)
+    source.conv1.start_qat(bias_bits=8, fixed_shift=True)
+    def v1_layer() -> _OneLayer:  # a failed load has already overwritten the target's values: a fresh one each
+        v1 = _OneLayer(batchnorm=False, weight_bits=2)
+        v1.conv1.start_qat()
+        return v1
+
+    with pytest.raises(RuntimeError, match="expected"):
+        v1_layer().load_state_dict(source.state_dict())
+    held = _OneLayer(batchnorm=False, weight_bits=2)
+    held.conv1.start_qat(bias_bits=8, fixed_shift=True)
+    with pytest.raises(RuntimeError, match="expected"):
+        held.load_state_dict(v1_layer().state_dict())
+    same = _OneLayer(batchnorm=False, weight_bits=2)
+    same.conv1.start_qat(bias_bits=8, fixed_shift=True)
+    same.load_state_dict(source.state_dict())
+    x = to_training_scale(_random_input(3, 128, g))
+    assert torch.equal(same(x), source(x))
 
 
 # --------------------------------------------------------------------------------------------------

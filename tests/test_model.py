@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from networks import randomise_batchnorm
+from networks import random_checkpoint, randomise_batchnorm
 
+from posenas.posenet.nets.checkpoint import model_for
+from posenas.posenet.nets.config import LowBitRecipe
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.model import build_model, trainable_parameters
-from posenas.space.baselines import BASELINES
+from posenas.space.baselines import BASELINES, lowered
 from posenas.space.graph import count_macs, layer_graph
 from posenas.space.spec import ArchSpec
 
@@ -74,3 +76,24 @@ def test_whole_network_simulation_equals_qat_exactly(seed):
         # Wide 8-bit outputs: the chip's 32-bit accumulator is 2^(8+6) times the QAT value.
         assert torch.equal(s, q.double() * 2**14)
         assert s.abs().max() > 0 and torch.equal(s, s.round())
+
+
+@pytest.mark.parametrize("name, bits", [("student-hw-mixed", None), ("tiny-hw", 4), ("tiny-hw", 2)])
+def test_whole_network_simulation_equals_qat_with_the_low_bit_recipe(name, bits):
+    """The recipe's held shifts and 8-bit biases, through a whole network and a checkpoint round trip."""
+    spec = BASELINES[name] if bits is None else lowered(BASELINES[name], bits)
+    checkpoint = random_checkpoint(spec, 3, recipe=LowBitRecipe())
+    model = model_for(checkpoint)  # the recipe comes back from the checkpoint's training settings
+    low = [layer for layer in model.hardware_layers() if layer.target_bits < 8]
+    assert low and all(layer.shift_is_fixed and layer.bias_bits.item() == 8 for layer in low)
+    x_int = torch.randint(-128, 128, (2, 3, 128, 128), generator=torch.Generator().manual_seed(3)).double()
+    with torch.no_grad():
+        qat = model(x_int.float() / 128)
+        model.to_simulate()
+        sim = model(x_int)
+    heat_layer, paf_layer = model.output_layers()
+    for q, s, layer in zip(qat, sim, (heat_layer, paf_layer)):
+        assert torch.equal(s, q.double() * 128 * 2 ** (layer.target_bits - 1))
+        assert s.abs().max() > 0
+    biases = [layer.integer_weights()[1] for layer in low]
+    assert max(int(b.abs().max()) for b in biases) > 2  # beyond a 2- or 4-bit layer's own bias range in v1

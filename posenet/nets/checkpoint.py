@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from posenas.errors import CheckpointError
+from posenas.errors import CheckpointError, UsageError
 from posenas.files import atomic_write
+from posenas.posenet.nets.config import LowBitRecipe
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.model import PoseNet, build_model
 from posenas.posenet.nets.weights import check_state_dict, read_weights_only
@@ -87,11 +88,20 @@ def load_checkpoint(path: str | os.PathLike) -> RunCheckpoint:
     return checkpoint
 
 
+def recipe_of(checkpoint: RunCheckpoint) -> LowBitRecipe:
+    """The low-bit recipe the checkpoint's QAT layers were made with: its training's, and ai8x v1 (disabled)
+    for a checkpoint without one (made before the recipe existed, or not by posenas's training)."""
+    try:
+        return LowBitRecipe.from_value(checkpoint.train_config.get("lowbit", {"enabled": False}))
+    except UsageError as exc:
+        raise CheckpointError(f"checkpoint: {exc}") from None
+
+
 def model_for(checkpoint: RunCheckpoint, source: str = "checkpoint") -> PoseNet:
     """The model of ``checkpoint`` with its weights, in the checkpoint's arithmetic (float or QAT)."""
     model = build_model(checkpoint.spec)
     if checkpoint.mode is not QuantMode.FLOAT:
-        model.start_qat()
+        model.start_qat(recipe_of(checkpoint))
     check_state_dict(model.state_dict(), checkpoint.state_dict, source, CheckpointError, optional_suffix=None)
     model.load_state_dict(checkpoint.state_dict)
     return model
@@ -105,7 +115,7 @@ def model_in_mode(checkpoint: RunCheckpoint, mode: QuantMode, source: str = "che
         raise CheckpointError(f"{source}: holds QAT weights (batch-norm folded); float needs a float-phase "
                               "checkpoint such as RUN/best-float.pt")  # fmt: skip
     if mode is not QuantMode.FLOAT and model.mode is QuantMode.FLOAT:
-        model.start_qat()  # post-training quantization of a float checkpoint
+        model.start_qat(recipe_of(checkpoint))  # post-training quantization of a float checkpoint
     if mode is QuantMode.SIMULATE:
         model.to_simulate()
     return model

@@ -144,6 +144,7 @@ class HwConv2d(nn.Module):
         self.relu = relu
         self._target_bits = weight_bits
         self._mode = QuantMode.FLOAT
+        self._bias_bits, self._fixed_shift = weight_bits, False  # QAT choices (start_qat); ai8x v1 by default
 
         # Registration order is the ai8x state_dict order: meta parameters, then op, then bn.
         self.output_shift = _meta_parameter(torch.zeros(1, dtype=torch.float32))
@@ -178,11 +179,12 @@ class HwConv2d(nn.Module):
         return self._target_bits
 
     def _meta_for(self, mode: QuantMode) -> tuple[int, int, bool, bool]:
-        """(weight_bits, bias_bits, quantize_activation, adjust_output_shift) that ai8x stores in ``mode``."""
+        """(weight_bits, bias_bits, quantize_activation, adjust_output_shift) that ai8x stores in ``mode``, for
+        this layer's QAT choices (``start_qat``)."""
         if mode is QuantMode.FLOAT:
             return 0, 0, False, False
         bits = self._target_bits
-        return bits, bits, True, mode is QuantMode.QAT
+        return bits, self._bias_bits, True, mode is QuantMode.QAT and not self._fixed_shift
 
     def _enter(self, mode: QuantMode) -> None:
         weight_bits, bias_bits, quantize_activation, adjust_output_shift = self._meta_for(mode)
@@ -218,26 +220,26 @@ class HwConv2d(nn.Module):
         if self.bn is not None:
             self._fold_batchnorm()
             self.bn = None
+        self._bias_bits, self._fixed_shift = bias_bits or self._target_bits, fixed_shift
         self._enter(QuantMode.QAT)
-        with torch.no_grad():
-            self.bias_bits.fill_(bias_bits or self._target_bits)
         if fixed_shift:
             self.calibrate_shift()
 
     @property
     def shift_is_fixed(self) -> bool:
         """QAT with the shift held in ``output_shift`` (not recomputed per forward pass)."""
-        return self._mode is QuantMode.QAT and not bool(self.adjust_output_shift.item())
+        return self._mode is QuantMode.QAT and self._fixed_shift
 
     def calibrate_shift(self) -> int:
         """QAT: fix the shift at the power of two that minimises the weights' quantization error now, and
         return it. Called at the switch and again between epochs (the weights move; a shift recomputed on
         every step instead flips whenever the largest weight crosses a power of two)."""
         self._require(QuantMode.QAT, "calibrate_shift")
+        if not self._fixed_shift:
+            raise RuntimeError("calibrate_shift needs a layer whose QAT shift is held (start_qat(fixed_shift=True))")
         shift = mse_shift(self.op.weight, self._target_bits)
         with torch.no_grad():
             self.output_shift.copy_(shift)
-            self.adjust_output_shift.fill_(False)
         return int(shift.item())
 
     def exact_output(self, x: torch.Tensor) -> torch.Tensor:
@@ -275,7 +277,7 @@ class HwConv2d(nn.Module):
         ai8x-synthesis divides back), output_shift = -bit_shift.
         """
         self._require(QuantMode.QAT, "to_simulate")
-        bits, bias_bits = self._target_bits, int(self.bias_bits.item())
+        bits, bias_bits = self._target_bits, self._bias_bits
         with torch.no_grad():
             if self.shift_is_fixed:  # QAT used this shift; its range is within the clamp below
                 bit_shift = torch.clamp(-self.output_shift.detach(), -7 - bits, 23 - bits)
@@ -288,8 +290,6 @@ class HwConv2d(nn.Module):
                 self.op.bias.copy_(_to_signed_int(self.op.bias * factor, bias_bits) * 2.0 ** (bits - 1))
             self.output_shift.copy_(-bit_shift)
         self._enter(QuantMode.SIMULATE)
-        with torch.no_grad():
-            self.bias_bits.fill_(bias_bits)
 
     def integer_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         """SIMULATE mode only: (w_int int64, b_int int64 in 8-bit range or None, effective shift s).
@@ -337,7 +337,7 @@ class HwConv2d(nn.Module):
     def _forward_qat(self, x: torch.Tensor) -> torch.Tensor:
         return qat_conv(x, self.op.weight, self.op.bias, self._target_bits, self._qat_shift(),
                         wide=self.wide, relu=self.relu, conv=self._conv,
-                        bias_bits=int(self.bias_bits.item()))  # fmt: skip
+                        bias_bits=self._bias_bits)  # fmt: skip
 
     def _forward_simulate(self, x: torch.Tensor) -> torch.Tensor:
         w_int, b_int, shift = self.integer_weights()
@@ -482,30 +482,25 @@ def _make_pool(pool_type: str, pool_size: int, pool_stride: int | None) -> nn.Mo
 
 
 def _check_loaded_meta(module: nn.Module, incompatible_keys: object) -> None:
-    """Post-load hook: refuse a checkpoint whose meta values belong to another mode or bit width.
+    """Post-load hook: refuse a checkpoint whose meta values belong to another mode, bit width or QAT choice.
 
-    Without this, e.g. integer weights loaded into a QAT layer would be treated as float weights. Two
-    meta values are choices of the checkpoint rather than of the mode (``HwConv2d.start_qat``): the bias
-    bits (the weights' or 8) and, in QAT, whether the shift is recomputed (ai8x v1) or held; the layer
-    computes with what was loaded.
+    Without this, e.g. integer weights loaded into a QAT layer would be treated as float weights, or a held
+    shift recomputed. Bring the layer to the checkpoint's mode and choices (``start_qat`` with the
+    checkpoint's low-bit recipe, as ``checkpoint.model_for`` does) before loading.
     """
     assert isinstance(module, HwConv2d)
-    weight_bits, bias_bits, quantize_activation, adjust_output_shift = module._meta_for(module.mode)
+    expected = module._meta_for(module.mode)
     loaded = (
         int(module.weight_bits.item()),
         int(module.bias_bits.item()),
         bool(module.quantize_activation.item()),
         bool(module.adjust_output_shift.item()),
     )
-    bias_choices = {bias_bits} if module.mode is QuantMode.FLOAT else {bias_bits, MAX_BIAS_BITS}
-    shift_choices = {True, False} if module.mode is QuantMode.QAT else {adjust_output_shift}
-    if loaded[0] != weight_bits or loaded[1] not in bias_choices or loaded[2] != quantize_activation \
-            or loaded[3] not in shift_choices:
+    if loaded != expected:
         raise RuntimeError(
             f"loaded meta values (weight_bits, bias_bits, quantize_activation, adjust_output_shift) = {loaded} "
             f"do not match this {module.mode.value}-mode layer with target_bits={module.target_bits} "
-            f"(expected {(weight_bits, bias_bits, quantize_activation, adjust_output_shift)}); bring the layer "
-            "to the checkpoint's mode before loading"
+            f"(expected {expected}); bring the layer to the checkpoint's mode before loading"
         )
 
 

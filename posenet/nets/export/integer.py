@@ -6,7 +6,10 @@ scaled by 2**(bits-1) * 2**bit_shift (bit_shift from the largest parameter magni
 and clamped to the layer's bits; the bias is stored times 2**(bits-1); ``output_shift`` = -bit_shift;
 ``adjust_output_shift`` becomes 0 and ``quantize_activation`` 1 (shared/docs/ai8x_training.md 2.4).
 ``HwConv2d.to_simulate`` implements exactly that conversion, so the integer checkpoint written here and
-the SIMULATE model that computes the expected outputs hold the same numbers by construction.
+the SIMULATE model that computes the expected outputs hold the same numbers by construction. Layers below
+8 bits trained with posenas's low-bit recipe convert with their held shift and an 8-bit bias (on the
+weights' grid, stored times 2**(bits-1)), which ai8x-synthesis reads back the same way; quantize.py, which
+recomputes the shift from the quantile and quantizes the bias otherwise, does not reproduce them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from posenas.posenet.nets.checkpoint import RunCheckpoint, model_for
+from posenas.posenet.nets.checkpoint import RunCheckpoint, model_for, recipe_of
 from posenas.posenet.nets.layers import QuantMode, wide_output_scale
 from posenas.posenet.nets.model import PoseNet
 from posenas.space.graph import LayerNode, layer_graph
@@ -60,7 +63,7 @@ def simulation_model(checkpoint: RunCheckpoint) -> tuple[PoseNet, bool]:
     model = model_for(checkpoint)
     post_training = model.mode is QuantMode.FLOAT
     if post_training:
-        model.start_qat()
+        model.start_qat(recipe_of(checkpoint))
     model.to_simulate()
     return model.eval(), post_training
 
