@@ -61,6 +61,17 @@ def history_table(history: list[dict], title: str) -> Table:
     return table
 
 
+def quantization_table(rows: list[dict], title: str) -> Table:
+    """Per-layer quantization diagnostics (``LayerDiagnostics.to_dict()`` rows); low-bit layers in bold."""
+    table = Table("layer", "weight bits", "bias bits", "shift", "nonzero", "weight cos", "output cos", title=title)
+    for row in rows:
+        style = "bold" if row["weight_bits"] < 8 else None
+        table.add_row(row["layer"], str(row["weight_bits"]), str(row["bias_bits"]), str(row["shift"]),
+                      f"{row['nonzero']:.0%}", f"{row['weight_cosine']:.3f}", f"{row['output_cosine']:.3f}",
+                      style=style)  # fmt: skip
+    return table
+
+
 class TrainingDisplay:
     """A progress bar per epoch (loss, img/s) and a line per finished epoch, for a ``Trainer``'s
     ``on_batch`` / ``on_epoch`` callbacks. Use as a context manager around ``Trainer.run``."""

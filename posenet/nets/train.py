@@ -107,6 +107,13 @@ def validation_losses(model: PoseNet, samples: dict[str, torch.Tensor], batch_si
             "fg_loss": float(foreground_loss(heatmaps, pafs, targets))}  # fmt: skip
 
 
+SWITCH_CHECKPOINT = "switch-float.pt"
+"""The float network at the QAT switch, in the run folder (the float teacher of the low-bit recipe)."""
+QUANTIZATION_REPORT = "quantization.json"
+"""Per-layer quantization diagnostics at the switch and after the latest QAT epoch, in the run folder."""
+DIAGNOSTIC_IMAGES = 16
+
+
 FOREGROUND = 0.05
 """A heatmap target above this (a Gaussian's tail at about 2.4 sigma) is a keypoint's neighbourhood."""
 
@@ -207,6 +214,14 @@ class EpochRecord:
         return dataclasses.asdict(self)
 
 
+def quantization_diagnostics(model: PoseNet, dataset: CocoPoseDataset, device: torch.device | str = "cpu",
+                             images: int = DIAGNOSTIC_IMAGES) -> list[LayerDiagnostics]:  # fmt: skip
+    """Per-layer quantization diagnostics (``diagnostics.layer_diagnostics``) of a QAT-mode ``model`` on the
+    first ``images`` images of ``dataset``."""
+    batch = _collate([dataset[i] for i in range(min(images, len(dataset)))])
+    return layer_diagnostics(model, model_input(batch["images"].to(device), QuantMode.QAT))
+
+
 def best_aps(history: list[dict[str, Any]]) -> tuple[float, float]:
     """(the run's score, its best float AP) from a checkpoint's history: the score is the best QAT epoch's
     AP (the network as the chip runs it), or the best float AP for a float-only run; NaN float AP when
@@ -214,13 +229,6 @@ def best_aps(history: list[dict[str, Any]]) -> tuple[float, float]:
     qat = [h["ap"] for h in history if h["mode"] == "qat"]
     floating = [h["ap"] for h in history if h["mode"] == "float"]
     return (max(qat) if qat else max(floating)), (max(floating) if floating else float("nan"))
-
-
-SWITCH_CHECKPOINT = "switch-float.pt"
-"""The float network at the QAT switch, in the run folder (the float teacher of the low-bit recipe)."""
-QUANTIZATION_REPORT = "quantization.json"
-"""Per-layer quantization diagnostics at the switch and after the latest QAT epoch, in the run folder."""
-DIAGNOSTIC_IMAGES = 16
 
 
 WARM_UP_STEPS = 3  # untimed steps before a speed measurement
@@ -385,9 +393,7 @@ class Trainer:
     def _diagnose(self, model: PoseNet, when: str) -> None:
         """Per-layer diagnostics of the QAT network on the first validation images, into
         ``quantization.json`` (``switch``: right after the switch; ``end``: after the latest QAT epoch)."""
-        batch = _collate([self.val_set[i] for i in range(min(DIAGNOSTIC_IMAGES, len(self.val_set)))])
-        x = model_input(batch["images"].to(self.device), QuantMode.QAT)
-        rows = layer_diagnostics(model, x)
+        rows = quantization_diagnostics(model, self.val_set, self.device)
         path = self.out / QUANTIZATION_REPORT
         report = json.loads(path.read_text()) if path.is_file() and when != "switch" else {}
         report[when] = [row.to_dict() for row in rows]

@@ -57,7 +57,7 @@ def run_eval(args: argparse.Namespace, console) -> int:
     if args.json:
         record = {"data": args.data, "split": args.split, "what": what, "decoder": args.decoder}
         if args.checkpoint:
-            record.update(checkpoint=args.checkpoint, mode=args.mode)
+            record.update(checkpoint=args.checkpoint, mode=args.mode, **_quantization(args))
         if args.teacher:
             record.update(teacher=args.teacher, teacher_input=args.teacher_input, pooled_input=args.pooled_input)
         print(json.dumps({**record, **metrics.to_dict()}, indent=2))
@@ -108,6 +108,23 @@ def _network_results(args: argparse.Namespace, console):
         results = prediction_results(predictor_for(model, device), dataset, config,
                                      progress=counting(progress, f"{mode.value} inference", len(dataset)))  # fmt: skip
     return dataset, results, f"{args.checkpoint} ({checkpoint.spec.name}, {mode.value}, {args.decoder} decoder)"
+
+
+def _quantization(args: argparse.Namespace) -> dict:
+    """Per-layer quantization diagnostics of the checkpoint in QAT arithmetic (a float checkpoint quantized
+    post-training) on the split's first images, and the collapse warning (None when no layer collapses)."""
+    import torch
+
+    from posenas.posenet.nets.checkpoint import load_checkpoint, model_in_mode
+    from posenas.posenet.nets.diagnostics import collapse_warning
+    from posenas.posenet.nets.train import quantization_diagnostics
+    from posenas.posenet.pose.coco import CocoPoseDataset
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    model = model_in_mode(checkpoint, QuantMode.QAT, args.checkpoint).to(torch.device(args.device or "cpu"))
+    dataset = CocoPoseDataset(args.data, args.split, input_size=checkpoint.spec.input_size, limit=args.limit)
+    rows = quantization_diagnostics(model, dataset, args.device or "cpu")
+    return {"quantization": [row.to_dict() for row in rows], "quantization_warning": collapse_warning(rows)}
 
 
 def _teacher_results(args: argparse.Namespace, console):

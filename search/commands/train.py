@@ -106,14 +106,59 @@ def run_train(args: argparse.Namespace, console) -> int:
     if cache is not None and cache.unlabeled is not None and config.alpha < 1:
         console.print(f"mixing in {len(cache.unlabeled)} unlabeled images (distillation loss only)")
     started = time.perf_counter()
+    low_bit = spec.lowest_bits < 8
     with TrainingDisplay(console, config.epochs, config.batch_size) as display:
-        Trainer(spec, args.data, out, config, teacher=teacher, teacher_cache=cache, device=args.device,
-                on_batch=display.on_batch, on_epoch=display.on_epoch).run()  # fmt: skip
+        trainer = Trainer(spec, args.data, out, config, teacher=teacher, teacher_cache=cache, device=args.device,
+                          on_batch=display.on_batch, on_epoch=display.on_epoch)  # fmt: skip
+        if low_bit:
+            console.print(_recipe_line(trainer))
+            trainer.on_quantization = lambda when, rows: _show_quantization(console, when, rows)
+        trainer.run()
     checkpoint = load_checkpoint(out / "last.pt")
     console.print(history_table(checkpoint.history, f"{spec.name}: {out}"))
+    if low_bit:
+        _show_final_quantization(console, out)
     console.print(f"{time.perf_counter() - started:.0f} s; best {checkpoint.extras.get('best_mAP', 0):.3f} "
                   f"at epoch {int(checkpoint.extras.get('best_epoch', -1)) + 1} -> {out / 'best.pt'}")  # fmt: skip
     return 0
+
+
+def _recipe_line(trainer) -> str:
+    recipe, config = trainer.recipe, trainer.config
+    if recipe is None:
+        return "weights below 8 bits: the low-bit recipe is off (ai8x v1 QAT)"
+    qat = config.epochs - (config.qat_start if config.qat_start is not None else config.epochs)
+    bias = "8-bit bias" if recipe.bias_bits == 8 else "bias at the weights' bits"
+    shift = "least-error held shift" if recipe.shift == "mse" else f"shift from the {recipe.shift_quantile:g} quantile"
+    distill = f", {recipe.float_distill:g} of the QAT loss from the float network" if recipe.float_distill else ""
+    return f"weights below 8 bits: low-bit recipe ({bias}, {shift}{distill}; {qat} QAT epochs at lr {config.qat_lr:g})"
+
+
+def _show_quantization(console, when: str, rows) -> None:
+    """At the switch: the table and any collapse warning; after each QAT epoch, only a warning."""
+    from posenas.posenet.nets.diagnostics import collapse_warning
+    from posenas.search.report import quantization_table
+
+    if when == "switch":
+        console.print(quantization_table([r.to_dict() for r in rows], "quantization at the QAT switch"))
+    warning = collapse_warning(rows)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _show_final_quantization(console, out: Path) -> None:
+    """The last QAT epoch's diagnostics from the run's quantization.json (also when the run resumed)."""
+    import json
+
+    from posenas.posenet.nets.train import QUANTIZATION_REPORT
+    from posenas.search.report import quantization_table
+
+    path = out / QUANTIZATION_REPORT
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    if "end" in report:
+        console.print(quantization_table(report["end"], f"quantization after the last QAT epoch ({path})"))
+        if report.get("end_warning"):
+            console.print(f"[yellow]warning:[/] {report['end_warning']}")
 
 
 def run_teacher(args: argparse.Namespace, console) -> int:
