@@ -22,7 +22,9 @@ epochs' own seconds (without validation), read from the checkpoint.
 The float phase does not depend on weight bits: a network and its lowered versions, under every variant
 with the same switch epoch, share one float run (``OUT/float/``, trained once, under a lock), and each
 then goes on alone from the switch. That equals training each from scratch (the same seeded epochs in
-the same order); ``train_s`` still counts the float epochs, as training alone would cost them.
+the same order); ``train_s`` still counts the float epochs, as training alone would cost them. An
+all-8-bit network trains alike under every recipe, so it trains once (``OUT/8bit/``) and every variant
+gets its row.
 
 Rows go to ``OUT/results.json`` (every variant), and the default variant's to ``--results`` as the list
 ``{"net", "seed", "bits", "float_ap", "qat_ap", "train_s"}``; the summary gives issue 23's goals.
@@ -54,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fidelity import spread_networks  # noqa: E402  (a sibling script)
 
 DEFAULT_VARIANT = "recipe"
+ALL_8BIT = "8bit"  # the folder of the runs that no recipe changes (all-8-bit networks)
 COLLAPSED_FIDELITY = ("fid02", "fid03", "fid04", "fid05", "fid06", "fid07", "fid10", "fid11")
 """QAT AP below half the float AP under ai8x v1 QAT (BENCHMARKS.md, "Fidelity"; fid03 at 0.51 included,
 as the issue names it)."""
@@ -127,6 +130,9 @@ def train(spec: ArchSpec, seed: int, schedule: TrainConfig, data: str, out: Path
     """One network at one seed under the schedule and its recipe: its row."""
     config = dataclasses.replace(schedule, seed=seed).for_lowest_bits(spec.lowest_bits)
     run = out / variant / spec.name / f"seed{seed}"
+    if spec.lowest_bits >= 8:  # an all-8-bit network trains alike under every recipe: once
+        config = dataclasses.replace(config, lowbit=LowBitRecipe())
+        run = out / ALL_8BIT / spec.name / f"seed{seed}"
     if config.qat_start:
         seed_from_float(spec, config, float_phase(spec, config, data, out), run)
     Trainer(spec, data, run, config, device="cpu").run()

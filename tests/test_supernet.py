@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from posenas.errors import SpecOutsideSpace
+from posenas.posenet.nets.config import LowBitRecipe
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.model import build_model
 from posenas.posenet.nets.supernet import SuperNet, recalibrate_batchnorm, stem_of
@@ -116,6 +117,33 @@ def test_qat_forward_equals_extracted_after_start_qat(space: SearchSpace, supern
                 assert torch.equal(a, b), f"{spec.name}: max difference {(a - b).abs().max().item()}"
     finally:
         supernet.set_mode(QuantMode.FLOAT)
+
+
+def test_qat_forward_with_the_low_bit_recipe_equals_extracted(space: SearchSpace) -> None:
+    """The recipe's arithmetic (held least-error shift, 8-bit bias) inside the supernet, as start_qat(recipe)
+    makes it in the extracted network, for networks with 1-, 2- and 4-bit layers."""
+    torch.manual_seed(0)
+    recipe = LowBitRecipe()
+    net = SuperNet(space, recipe)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_var.uniform_(0.5, 2.0)
+                module.bias.uniform_(-0.8, 0.8)  # offsets of many weight steps: the 8-bit bias matters
+    x = _images()
+    rng = np.random.default_rng(11)
+    net.set_mode(QuantMode.QAT)
+    net.eval()
+    specs = [random_arch(space, rng, name=f"lowbit{i}") for i in range(6)]
+    assert any(spec.lowest_bits < 8 for spec in specs)
+    for spec in specs:
+        model = net.extract(spec)
+        model.start_qat(recipe)
+        model.eval()
+        with torch.no_grad():
+            expected, got = model(x), net(x, spec)
+        for a, b in zip(got, expected):
+            assert torch.equal(a, b), f"{spec.name}: max difference {(a - b).abs().max().item()}"
 
 
 def test_qat_training_forward_folds_batch_statistics(space: SearchSpace, supernet: SuperNet) -> None:
