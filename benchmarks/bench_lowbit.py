@@ -128,12 +128,12 @@ def seed_from_float(spec: ArchSpec, config: TrainConfig, shared: Path, run: Path
 
 def train(spec: ArchSpec, seed: int, schedule: TrainConfig, data: str, out: Path, variant: str) -> dict:
     """One network at one seed under the schedule and its recipe: its row."""
-    config = dataclasses.replace(schedule, seed=seed).for_lowest_bits(spec.lowest_bits)
+    config = dataclasses.replace(schedule, seed=seed)  # the schedule asked for; Trainer applies the recipe's
     run = out / variant / spec.name / f"seed{seed}"
     if spec.lowest_bits >= 8:  # an all-8-bit network trains alike under every recipe: once
         config = dataclasses.replace(config, lowbit=LowBitRecipe())
         run = out / ALL_8BIT / spec.name / f"seed{seed}"
-    if config.qat_start:
+    if config.qat_start:  # the recipe keeps the float phase: shared by every bit width
         seed_from_float(spec, config, float_phase(spec, config, data, out), run)
     Trainer(spec, data, run, config, device="cpu").run()
     history = load_checkpoint(run / "last.pt").history

@@ -39,7 +39,7 @@ def in_interval(flag: str, value: float | None, low: float, high: float, *, low_
 # -- the low-bit QAT recipe (posenet.nets.config.LowBitRecipe): the same flags for train and search
 LOWBIT_FLAGS = {  # recipe field -> flag
     "enabled": "--lowbit", "bias_bits": "--lowbit-bias-bits", "shift": "--lowbit-shift",
-    "shift_quantile": "--shift-quantile", "float_distill": "--float-distill", "qat_epochs": "--lowbit-qat-epochs",
+    "shift_quantile": "--shift-quantile", "float_distill": "--float-distill", "qat_factor": "--lowbit-qat-factor",
     "qat_lr": "--lowbit-qat-lr",
 }  # fmt: skip
 
@@ -56,7 +56,8 @@ def add_lowbit_arguments(parser) -> None:
                        help="with --lowbit-shift quantile: the quantile of |w, b| in (0, 1] (ai8x default 1)")  # fmt: skip
     group.add_argument("--float-distill", type=float, metavar="F",
                        help="share of the QAT loss spent on the float network's maps, in [0, 1]")  # fmt: skip
-    group.add_argument("--lowbit-qat-epochs", type=int, metavar="N", help="at least N QAT epochs for a low-bit network")
+    group.add_argument("--lowbit-qat-factor", type=float, metavar="K",
+                       help="a low-bit network's QAT phase is K times the schedule's, after its float phase (K in [1, 10])")  # fmt: skip
     group.add_argument("--lowbit-qat-lr", type=float, metavar="LR",
                        help="QAT learning rate of a low-bit network (0: the schedule's)")  # fmt: skip
 
@@ -65,7 +66,7 @@ def lowbit_overrides(args) -> dict[str, object]:
     """The recipe fields the flags set (checked here, each naming its flag), for ``LowBitRecipe(**...)``."""
     in_interval("--shift-quantile", args.shift_quantile, 0.0, 1.0, low_open=True)
     in_interval("--float-distill", args.float_distill, 0.0, 1.0)
-    at_least("--lowbit-qat-epochs", args.lowbit_qat_epochs, 0)
+    in_interval("--lowbit-qat-factor", args.lowbit_qat_factor, 1.0, 10.0)
     in_interval("--lowbit-qat-lr", args.lowbit_qat_lr, 0.0, 1.0)
     values = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in LOWBIT_FLAGS.items()}
     if values["enabled"] is not None:

@@ -27,6 +27,7 @@ class QuantMode(str, enum.Enum):
 
 
 SHIFT_RULES = ("mse", "quantile")
+MAX_QAT_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,9 @@ class LowBitRecipe:
       (``shift_quantile`` of |[w; b]|, recomputed every step).
     * ``float_distill``: in QAT, the share of the loss taken by the L2 to the float network's own maps (the
       network as it was at the switch), replacing the share of the study's teacher; 0 is off.
-    * ``qat_epochs``: at least this many QAT epochs for a low-bit network (the switch moves earlier, the
-      epochs in all stay); 0 keeps the schedule's.
+    * ``qat_factor``: a low-bit network's QAT phase is this many times the schedule's (rounded), after the
+      schedule's float phase: more epochs in all, the float phase unchanged (so a network and its
+      lower-bit versions share it). 1 keeps the schedule.
     * ``qat_lr``: the QAT learning rate of a low-bit network; 0 keeps the schedule's.
     """
 
@@ -53,7 +55,7 @@ class LowBitRecipe:
     shift: str = "mse"
     shift_quantile: float = 1.0
     float_distill: float = 0.0
-    qat_epochs: int = 0
+    qat_factor: float = 1.0
     qat_lr: float = 0.0
 
     def __post_init__(self) -> None:
@@ -65,8 +67,7 @@ class LowBitRecipe:
             raise UsageError(f"lowbit.shift must be one of {', '.join(SHIFT_RULES)}, got {self.shift!r}")
         _check_number("lowbit.shift_quantile", self.shift_quantile, 0.0, 1.0, low_open=True)
         _check_number("lowbit.float_distill", self.float_distill, 0.0, 1.0)
-        if isinstance(self.qat_epochs, bool) or not isinstance(self.qat_epochs, int) or self.qat_epochs < 0:
-            raise UsageError(f"lowbit.qat_epochs must be an integer >= 0, got {self.qat_epochs!r}")
+        _check_number("lowbit.qat_factor", self.qat_factor, 1.0, MAX_QAT_FACTOR)
         _check_number("lowbit.qat_lr", self.qat_lr, 0.0, 1.0)
 
     @classmethod
@@ -151,14 +152,13 @@ class TrainConfig:
 
     def for_lowest_bits(self, lowest_bits: int) -> TrainConfig:
         """The schedule a network whose lowest weight bits are ``lowest_bits`` trains with: this one, with the
-        low-bit recipe's QAT length and learning rate where it applies."""
+        low-bit recipe's QAT length and learning rate where it applies (idempotent: a schedule already
+        lengthened is marked by its epochs, so apply it to the study's or the user's schedule only)."""
         recipe = self.lowbit
         if not recipe.applies_to(lowest_bits) or self.qat_start is None:
             return self
-        qat_start = self.qat_start
-        if recipe.qat_epochs:
-            qat_start = max(0, min(qat_start, self.epochs - recipe.qat_epochs))
-        return dataclasses.replace(self, qat_start=qat_start, qat_lr=recipe.qat_lr or self.qat_lr)
+        epochs = self.qat_start + max(1, round((self.epochs - self.qat_start) * recipe.qat_factor))
+        return dataclasses.replace(self, epochs=epochs, qat_lr=recipe.qat_lr or self.qat_lr)
 
 
 

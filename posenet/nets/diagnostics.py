@@ -25,6 +25,10 @@ COLLAPSE_COSINE = 0.5
 COLLAPSE_MARGIN = 0.3
 COLLAPSE_NONZERO_RATIO = 0.25
 """A nonzero fraction below this share of the network's median marks a collapsing layer."""
+COLLAPSE_NONZERO = 0.15
+"""A nonzero fraction below this marks a collapsing layer whatever the others do: when every 2-bit layer
+collapses at once (ai8x v1's shift on tiny-hw at 2 bits: 0-13 % nonzero), none lies far below the median.
+The recipe's 2-bit layers keep 36-78 % (BENCHMARKS.md, "Low-bit QAT")."""
 
 
 @dataclass(frozen=True)
@@ -82,13 +86,14 @@ def _diagnose(name: str, layer: HwConv2d, x: torch.Tensor) -> LayerDiagnostics:
 
 
 def collapsing_layers(rows: list[LayerDiagnostics]) -> list[str]:
-    """The layers whose nonzero fraction or output cosine lies far below the network's others."""
+    """The layers whose nonzero fraction or output cosine lies far below the network's others (or whose
+    nonzero fraction is below ``COLLAPSE_NONZERO``)."""
     if not rows:
         return []
     median_nonzero = statistics.median(r.nonzero for r in rows)
     median_cosine = statistics.median(r.output_cosine for r in rows)
     return [r.layer for r in rows
-            if r.nonzero < COLLAPSE_NONZERO_RATIO * median_nonzero
+            if r.nonzero < COLLAPSE_NONZERO or r.nonzero < COLLAPSE_NONZERO_RATIO * median_nonzero
             or (r.output_cosine < COLLAPSE_COSINE and r.output_cosine < median_cosine - COLLAPSE_MARGIN)]  # fmt: skip
 
 

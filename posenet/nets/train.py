@@ -273,7 +273,9 @@ class Trainer:
         on_epoch: Callable[[EpochRecord], None] | None = None,
         teacher_cache: TeacherCache | None = None, init_state: dict[str, torch.Tensor] | None = None,
     ) -> None:  # fmt: skip
-        # a network with weights below 8 bits trains with the low-bit recipe's schedule (QAT length, rate)
+        # A network with weights below 8 bits trains with the low-bit recipe's schedule (QAT length and rate).
+        # Checkpoints record the schedule asked for, so that the same request resumes the run.
+        self.requested = config
         config = config.for_lowest_bits(spec.lowest_bits)
         self.spec, self.config, self.teacher, self.teacher_cache = spec, config, teacher, teacher_cache
         self.on_quantization: Callable[[str, list[LayerDiagnostics]], None] | None = None
@@ -317,7 +319,7 @@ class Trainer:
         checkpoint = load_checkpoint(last)
         if checkpoint.spec.spec_hash() != self.spec.spec_hash():
             raise CheckpointError(f"{last}: holds another architecture; use a new --out or delete it")
-        if checkpoint.train_config != self.config.to_dict():
+        if checkpoint.train_config != self.requested.to_dict():
             raise CheckpointError(f"{last}: was trained with other settings; use a new --out or delete it")
         return model_for(checkpoint, str(last)), checkpoint.epoch + 1, checkpoint.extras, checkpoint.history, checkpoint.optimizer_state
 
@@ -356,7 +358,7 @@ class Trainer:
                 # the network the QAT phase starts from: the float teacher of the recipe, and resumable
                 switch = RunCheckpoint(spec=self.spec, mode=QuantMode.FLOAT, epoch=epoch - 1,
                                        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                       train_config=self.config.to_dict())  # fmt: skip
+                                       train_config=self.requested.to_dict())  # fmt: skip
                 save_checkpoint(switch, self.out / SWITCH_CHECKPOINT)
                 model.start_qat(self.recipe)  # folds BN (the keys disappear) and switches to fake quantization
                 model.to(self.device)
@@ -375,7 +377,7 @@ class Trainer:
                 spec=self.spec, mode=model.mode, epoch=epoch,
                 state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
                 optimizer_state=optimizer.state_dict(), extras=extras, history=history,
-                train_config=self.config.to_dict(),
+                train_config=self.requested.to_dict(),
             )  # fmt: skip
             # best.pt before last.pt: last.pt is the commit point of an epoch. A kill between the two
             # writes reruns the epoch (deterministically) on resume instead of leaving best.pt stale.
