@@ -171,6 +171,64 @@ def summary(rows: list[dict], variant: str) -> list[str]:
     return lines
 
 
+def step_seconds(spec: ArchSpec, recipe: LowBitRecipe | None, qat: bool, rounds: int = 5, batch: int = 16) -> list[float]:
+    """Wall seconds of ``rounds`` training steps (forward, loss, backward, Adam) of ``spec`` on one batch: in
+    float, or in QAT under ``recipe`` (None: ai8x v1), with the float network's forward when the recipe
+    distils from it. One value per round, after warm-up steps."""
+    import time
+
+    import torch
+
+    from posenas.posenet.nets.model import build_model
+    from posenas.posenet.nets.train import WARM_UP_STEPS, distill_loss
+
+    torch.manual_seed(0)
+    model = build_model(spec)
+    teacher = None
+    if qat:
+        if recipe is not None and recipe.applies_to(spec.lowest_bits) and recipe.float_distill:
+            teacher = build_model(spec).eval()
+        model.start_qat(recipe)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    x = torch.rand(batch, 3, spec.input_size, spec.input_size) - 0.5
+    seconds = []
+    for step in range(WARM_UP_STEPS + rounds):
+        began = time.perf_counter()
+        heatmaps, pafs = model(x)
+        loss = heatmaps.pow(2).mean() + pafs.pow(2).mean()
+        if teacher is not None:
+            with torch.no_grad():
+                maps = teacher(x)
+            loss = loss + distill_loss(heatmaps, pafs, maps)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step >= WARM_UP_STEPS:
+            seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+def timing(spec: ArchSpec, recipe: LowBitRecipe, schedule: TrainConfig, rounds: int) -> list[str]:
+    """The recipe's training time per network against ai8x v1's, from step times measured interleaved in one
+    process (so the machine's load weighs on both alike): float steps x float epochs + QAT steps x QAT
+    epochs, each schedule's own."""
+    float_s, v1_s, recipe_s = [], [], []
+    for _ in range(rounds):  # interleaved, a few steps each, medians at the end
+        float_s += step_seconds(spec, None, qat=False)
+        v1_s += step_seconds(spec, None, qat=True)
+        recipe_s += step_seconds(spec, recipe, qat=True)
+    f, v, r = (statistics.median(x) for x in (float_s, v1_s, recipe_s))
+    base = schedule.for_lowest_bits(8)
+    low = dataclasses.replace(schedule, lowbit=recipe).for_lowest_bits(spec.lowest_bits)
+    float_epochs = base.qat_start or base.epochs
+    v1_total = float_epochs * f + (base.epochs - float_epochs) * v
+    recipe_total = float_epochs * f + (low.epochs - float_epochs) * r
+    return [f"{spec.name}: step seconds (median of {len(float_s)}) float {f:.3f}, QAT ai8x v1 {v:.3f}, QAT recipe {r:.3f}",
+            f"per network: {float_epochs} float + {base.epochs - float_epochs} QAT epochs (v1) -> {v1_total:.2f} step-s, "
+            f"{float_epochs} float + {low.epochs - float_epochs} QAT epochs (recipe) -> {recipe_total:.2f} step-s: "
+            f"recipe / v1 = {recipe_total / v1_total:.2f}"]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
@@ -184,10 +242,17 @@ def main() -> None:
     parser.add_argument("--qat-epochs", type=int, default=TrainConfig.epochs - (TrainConfig.qat_start or 0))
     parser.add_argument("--train-images", type=int)
     parser.add_argument("--val-images", type=int, default=100)
+    parser.add_argument("--timing", type=int, metavar="ROUNDS",
+                        help="only measure the recipe's training time per network against ai8x v1's (no training)")
     args = parser.parse_args()
     recipe = LowBitRecipe.from_value(json.loads(args.recipe))
     schedule = TrainConfig(epochs=args.epochs, qat_start=args.epochs - args.qat_epochs, val_images=args.val_images,
                            train_images=args.train_images, lowbit=recipe)  # fmt: skip
+    if args.timing:
+        for spec, _ in networks(args.seeds)[:5]:
+            if spec.lowest_bits < 8 and (not args.only or spec.name in args.only):
+                print("\n".join(timing(spec, recipe, schedule, args.timing)), flush=True)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     for spec, seeds in networks(args.seeds):

@@ -153,9 +153,10 @@ def _config(base: TrainConfig, spec: ArchSpec, scorer: "SubnetScorer", folder: P
         return base
     model = scorer.inherited(spec)
     per_image = seconds_per_training_image(model, scorer.calibration[: base.batch_size])
-    qat_epochs = base.epochs - (base.qat_start if base.qat_start is not None else base.epochs)
-    epochs = (base.epochs - qat_epochs) + QAT_STEP_COST * qat_epochs
-    validation = base.epochs * len(scorer.val_input) * per_image  # forward and decoding, about a step's cost
+    effective = base.for_lowest_bits(spec.lowest_bits)  # the low-bit recipe may lengthen the QAT phase
+    qat_epochs = effective.epochs - (effective.qat_start if effective.qat_start is not None else effective.epochs)
+    epochs = (effective.epochs - qat_epochs) + QAT_STEP_COST * qat_epochs
+    validation = effective.epochs * len(scorer.val_input) * per_image  # forward and decoding, about a step's cost
     images = images_that_fit(seconds - validation, per_image, epochs, available, MIN_BATCHES * base.batch_size)
     if images is None:
         needed = validation + MIN_BATCHES * base.batch_size * per_image * epochs
