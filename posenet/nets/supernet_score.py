@@ -70,7 +70,8 @@ class SubnetScorer:
         if finetune_steps < 0 or finetune_batch < 1 or not finetune_lr > 0:
             raise ValueError("finetune_steps must be >= 0, finetune_batch >= 1 and finetune_lr > 0")
         self.supernet, self.data, self.batch_size, self.mode = supernet, Path(data), batch_size, mode
-        self.recipe = recipe  # the low-bit recipe of the fold and the fine-tuning steps (None: ai8x v1)
+        # the low-bit recipe of the fold and the fine-tuning steps: by default the supernet's own
+        self.recipe = recipe if recipe is not None else supernet.lowbit
         self.finetune_steps, self.finetune_batch, self.finetune_lr, self.seed = finetune_steps, finetune_batch, finetune_lr, seed
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         size = supernet.space.input_size
