@@ -229,6 +229,22 @@ def timing(spec: ArchSpec, recipe: LowBitRecipe, schedule: TrainConfig, rounds: 
             f"recipe / v1 = {recipe_total / v1_total:.2f}"]  # fmt: skip
 
 
+def ablation(rows: list[dict]) -> list[str]:
+    """Every (network, variant) with rows: seeds, mean float and QAT AP, per-seed QAT AP, mean train_s; the
+    ablation table of BENCHMARKS.md."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["net"], r["variant"]), []).append(r)
+    lines = [f"{'network':18s} {'variant':14s} {'seeds':>5s} {'float AP':>8s} {'QAT AP':>7s}  per seed (QAT)       train s"]
+    for (net, variant), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        per_seed = " ".join(f"{r['qat_ap']:.4f}" for r in rs)
+        lines.append(f"{net:18s} {variant:14s} {len(rs):5d} {statistics.mean(r['float_ap'] for r in rs):8.4f} "
+                     f"{statistics.mean(r['qat_ap'] for r in rs):7.4f}  {per_seed:20s} "
+                     f"{statistics.mean(r['train_s'] for r in rs):7.0f}")  # fmt: skip
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
@@ -242,6 +258,7 @@ def main() -> None:
     parser.add_argument("--qat-epochs", type=int, default=TrainConfig.epochs - (TrainConfig.qat_start or 0))
     parser.add_argument("--train-images", type=int)
     parser.add_argument("--val-images", type=int, default=100)
+    parser.add_argument("--ablation", action="store_true", help="also print every network under every variant")
     parser.add_argument("--timing", type=int, metavar="ROUNDS",
                         help="only measure the recipe's training time per network against ai8x v1's (no training)")
     args = parser.parse_args()
@@ -267,6 +284,8 @@ def main() -> None:
                   f"in {row['train_s']:.0f} s", flush=True)  # fmt: skip
     rows = json.loads(path.read_text()) if path.is_file() else []
     print("\n".join(summary(rows, args.variant)))
+    if args.ablation:
+        print("\n".join(ablation(rows)))
     if args.results and args.variant == DEFAULT_VARIANT:
         keep = [{k: r[k] for k in ("net", "seed", "bits", "float_ap", "qat_ap", "train_s")}
                 for r in rows if r["variant"] == DEFAULT_VARIANT]  # fmt: skip
