@@ -101,8 +101,10 @@ def float_phase(spec: ArchSpec, config: TrainConfig, data: str, out: Path) -> Pa
     """The folder of the float phase shared by ``spec`` and its other-bit versions under ``config``'s switch
     (trained here once, under a lock, if missing)."""
     assert config.qat_start is not None
+    # A float phase knows no recipe; its settings name one (disabled) all the same, with the fields' values
+    # of the first measurements (bias_bits 8 then), so that the folders keyed by them stay found.
     float_config = dataclasses.replace(config, epochs=config.qat_start, qat_start=None, qat_lr=TrainConfig.qat_lr,
-                                       lowbit=LowBitRecipe(enabled=False))  # fmt: skip
+                                       lowbit=LowBitRecipe(enabled=False, bias_bits=8))  # fmt: skip
     twin = all_8bit(spec)
     key = hashlib.sha256(json.dumps([twin.spec_hash(), float_config.to_dict()], sort_keys=True).encode()).hexdigest()
     folder = out / "float" / key[:16]  # the same for every bit width of the network

@@ -49,7 +49,7 @@ def add_lowbit_arguments(parser) -> None:
     group = parser.add_argument_group("low-bit QAT recipe (networks with weights below 8 bits)")
     group.add_argument("--lowbit", choices=("on", "off"), help="the recipe on (default) or off (ai8x v1 QAT)")
     group.add_argument("--lowbit-bias-bits", type=int, choices=(8, 0),
-                       help="a low-bit layer's bias: 8 bits (default) or 0 = the weights' bits (ai8x v1)")  # fmt: skip
+                       help="a low-bit layer's bias: 0 = the weights' bits (default, as ai8x v1) or 8 bits")  # fmt: skip
     group.add_argument("--lowbit-shift", choices=("mse", "quantile"),
                        help="a low-bit layer's shift: least quantization error (default) or ai8x v1's quantile")  # fmt: skip
     group.add_argument("--shift-quantile", type=float, metavar="Q",

@@ -1,6 +1,6 @@
 """The low-bit QAT recipe: its settings, its diagnostics and where training, the CLI and a study apply it.
 
-The arithmetic itself (QAT == simulate == C with held shifts and 8-bit biases) is tested beside ai8x v1's
+The arithmetic itself (QAT == simulate == C with held shifts, and with the 8-bit bias option) is tested beside ai8x v1's
 in test_layers.py, test_model.py, test_supernet.py and test_export.py."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_ai8x_v1_collapses_2bit_layers_and_the_recipe_keeps_them():
     for a, b in zip(low_v1, low_recipe):
         assert b.nonzero > 0.3 and b.nonzero > 5 * a.nonzero
         assert b.weight_cosine > 0.85 > a.weight_cosine
-        assert b.shift < a.shift and b.bias_bits == 8 and a.bias_bits == 2
+        assert b.shift < a.shift and b.bias_bits == a.bias_bits == 2  # the default bias: the weights' bits
     assert collapsing_layers(rows_recipe) == [] and collapse_warning(rows_recipe) is None
     # 8-bit layers are ai8x v1 under both (their inputs differ, after the 2-bit layers)
     for a, b in zip(rows_v1, rows_recipe):
@@ -129,7 +129,7 @@ def test_training_a_2bit_network_records_its_quantization_and_resumes(root, tmp_
     report = json.loads((tmp_path / QUANTIZATION_REPORT).read_text())
     assert len(report["switch"]) == len(report["end"]) == 13  # every layer, at the switch and at the end
     assert [r["weight_bits"] for r in report["end"]].count(2) == 10
-    assert all(r["bias_bits"] == 8 for r in report["end"] if r["weight_bits"] == 2)
+    assert all(r["bias_bits"] == 2 for r in report["end"] if r["weight_bits"] == 2)
     assert report["end_warning"] is None or report["end_warning"].startswith("collapsing layer")
     last = load_checkpoint(tmp_path / "last.pt")
     assert [h["mode"] for h in last.history] == ["float", "qat", "qat"]
@@ -139,7 +139,7 @@ def test_training_a_2bit_network_records_its_quantization_and_resumes(root, tmp_
     assert all(layer.shift_is_fixed for layer in model.hardware_layers() if layer.target_bits == 2)
     assert Trainer(spec, root, tmp_path, config).run() == []  # finished: resumes to nothing
     with pytest.raises(Exception, match="other settings"):
-        Trainer(spec, root, tmp_path, dataclasses.replace(config, lowbit=LowBitRecipe())).run()
+        Trainer(spec, root, tmp_path, dataclasses.replace(config, lowbit=LowBitRecipe(bias_bits=8))).run()
 
 
 def test_train_prints_the_table_for_low_bit_networks_only(root, tmp_path, capsys):
@@ -148,7 +148,7 @@ def test_train_prints_the_table_for_low_bit_networks_only(root, tmp_path, capsys
     common = ["--data", str(root), "--epochs", "2", "--qat-epochs", "1", "--batch-size", "8", "--val-images", "2"]
     assert main(["train", "--arch", str(spec_file), *common, "--out", str(tmp_path / "w4")]) == 0
     out = capsys.readouterr().out
-    assert "low-bit recipe (8-bit bias, least-error held shift; 1 QAT epochs" in out
+    assert "low-bit recipe (bias at the weights' bits, least-error held shift; 1 QAT epochs" in out
     assert "quantization at the QAT switch" in out and "quantization after the last QAT epoch" in out
     assert main(["train", "--arch", "tiny-hw", *common, "--out", str(tmp_path / "w8")]) == 0
     out = capsys.readouterr().out

@@ -78,14 +78,17 @@ def test_whole_network_simulation_equals_qat_exactly(seed):
         assert s.abs().max() > 0 and torch.equal(s, s.round())
 
 
+@pytest.mark.parametrize("bias_bits", [0, 8])
 @pytest.mark.parametrize("name, bits", [("student-hw-mixed", None), ("tiny-hw", 4), ("tiny-hw", 2)])
-def test_whole_network_simulation_equals_qat_with_the_low_bit_recipe(name, bits):
-    """The recipe's held shifts and 8-bit biases, through a whole network and a checkpoint round trip."""
+def test_whole_network_simulation_equals_qat_with_the_low_bit_recipe(name, bits, bias_bits):
+    """The recipe's held shifts, with the default bias or the 8-bit one, through a whole network and a
+    checkpoint round trip."""
     spec = BASELINES[name] if bits is None else lowered(BASELINES[name], bits)
-    checkpoint = random_checkpoint(spec, 3, recipe=LowBitRecipe())
+    checkpoint = random_checkpoint(spec, 3, recipe=LowBitRecipe(bias_bits=bias_bits))
     model = model_for(checkpoint)  # the recipe comes back from the checkpoint's training settings
     low = [layer for layer in model.hardware_layers() if layer.target_bits < 8]
-    assert low and all(layer.shift_is_fixed and layer.bias_bits.item() == 8 for layer in low)
+    assert low and all(layer.shift_is_fixed for layer in low)
+    assert all(layer.bias_bits.item() == (bias_bits or layer.target_bits) for layer in low)
     x_int = torch.randint(-128, 128, (2, 3, 128, 128), generator=torch.Generator().manual_seed(3)).double()
     with torch.no_grad():
         qat = model(x_int.float() / 128)
@@ -96,4 +99,8 @@ def test_whole_network_simulation_equals_qat_with_the_low_bit_recipe(name, bits)
         assert torch.equal(s, q.double() * 128 * 2 ** (layer.target_bits - 1))
         assert s.abs().max() > 0
     biases = [layer.integer_weights()[1] for layer in low]
-    assert max(int(b.abs().max()) for b in biases) > 2  # beyond a 2- or 4-bit layer's own bias range in v1
+    widest = max(int(b.abs().max()) for b in biases)
+    if bias_bits == 8:
+        assert widest > 2  # beyond a 2- or 4-bit layer's own bias range in v1
+    else:
+        assert widest <= 2 ** (max(layer.target_bits for layer in low) - 1)

@@ -119,11 +119,12 @@ def test_qat_forward_equals_extracted_after_start_qat(space: SearchSpace, supern
         supernet.set_mode(QuantMode.FLOAT)
 
 
-def test_qat_forward_with_the_low_bit_recipe_equals_extracted(space: SearchSpace) -> None:
-    """The recipe's arithmetic (held least-error shift, 8-bit bias) inside the supernet, as start_qat(recipe)
+@pytest.mark.parametrize("bias_bits", [0, 8])
+def test_qat_forward_with_the_low_bit_recipe_equals_extracted(space: SearchSpace, bias_bits: int) -> None:
+    """The recipe's arithmetic (held least-error shift, the 8-bit bias option) inside the supernet, as start_qat(recipe)
     makes it in the extracted network, for networks with 1-, 2- and 4-bit layers."""
     torch.manual_seed(0)
-    recipe = LowBitRecipe()
+    recipe = LowBitRecipe(bias_bits=bias_bits)
     net = SuperNet(space, recipe)
     with torch.no_grad():
         for module in net.modules():
