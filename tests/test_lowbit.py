@@ -189,3 +189,21 @@ def test_a_study_file_with_a_bad_recipe_exits_2_naming_the_setting(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["posenas: error: train: lowbit.shift_quantile must be a number in (0, 1], got 2"]
     assert not (tmp_path / "run").exists()
+
+
+def test_held_shifts_follow_the_weights_between_epochs_except_the_output_layers():
+    """A wide output layer has no output shift: a new shift would rescale its maps at once, so it keeps the
+    switch's; every other low-bit layer re-chooses its shift for the weights it has now."""
+    spec = lowered(get_arch("tiny-hw"), 2)
+    spec = dataclasses.replace(spec, heads=tuple(dataclasses.replace(h, out_bits=2) for h in spec.heads))
+    model = _trained_float_model(spec)
+    model.start_qat(LowBitRecipe())
+    layers = dict(model.named_children())
+    before = {name: int(layer.output_shift.item()) for name, layer in layers.items()}
+    with torch.no_grad():
+        for name in ("conv3", "paf_out"):
+            layers[name].op.weight.mul_(8.0)  # the weights grew three powers of two
+    moved = model.calibrate_shifts()
+    assert moved["conv3"] == before["conv3"] + 3
+    assert "paf_out" not in moved and int(layers["paf_out"].output_shift.item()) == before["paf_out"]
+    assert layers["paf_out"].shift_is_fixed and layers["paf_out"].wide
