@@ -122,8 +122,7 @@ def test_training_a_2bit_network_records_its_quantization_and_resumes(root, tmp_
     spec = lowered(get_arch("tiny-hw"), 2)
     config = TrainConfig(epochs=2, qat_start=1, batch_size=8, val_images=2, lowbit={"float_distill": 0.5, "qat_factor": 2})
     seen = []
-    trainer = Trainer(spec, root, tmp_path, config)
-    trainer.on_quantization = lambda when, rows: seen.append(when)
+    trainer = Trainer(spec, root, tmp_path, config, on_quantization=lambda when, rows: seen.append(when))
     trainer.run()
     assert trainer.config.epochs == 3 and seen == ["switch", "end", "end"]
     report = json.loads((tmp_path / QUANTIZATION_REPORT).read_text())
@@ -153,6 +152,7 @@ def test_train_prints_the_table_for_low_bit_networks_only(root, tmp_path, capsys
     assert main(["train", "--arch", "tiny-hw", *common, "--out", str(tmp_path / "w8")]) == 0
     out = capsys.readouterr().out
     assert "quantization" not in out and "low-bit" not in out
+    assert not (tmp_path / "w8" / "quantization.json").exists() and not (tmp_path / "w8" / "switch-float.pt").exists()
     assert main(["eval", "--data", str(root), "--checkpoint", str(tmp_path / "w4" / "best.pt"), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert [row["weight_bits"] for row in record["quantization"]].count(4) == 10

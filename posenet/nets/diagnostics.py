@@ -107,7 +107,3 @@ def collapse_warning(rows: list[LayerDiagnostics]) -> str | None:
              f"{by_name[n].output_cosine:.2f})" for n in names]  # fmt: skip
     return f"collapsing layer{'s' if len(names) > 1 else ''}: {', '.join(parts)}"
 
-
-def lowest_bits(rows: list[LayerDiagnostics]) -> int:
-    return min((r.weight_bits for r in rows), default=8)
-

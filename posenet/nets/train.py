@@ -272,13 +272,14 @@ class Trainer:
         on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
         teacher_cache: TeacherCache | None = None, init_state: dict[str, torch.Tensor] | None = None,
+        on_quantization: Callable[[str, list[LayerDiagnostics]], None] | None = None,
     ) -> None:  # fmt: skip
         # A network with weights below 8 bits trains with the low-bit recipe's schedule (QAT length and rate).
         # Checkpoints record the schedule asked for, so that the same request resumes the run.
         self.requested = config
         config = config.for_lowest_bits(spec.lowest_bits)
         self.spec, self.config, self.teacher, self.teacher_cache = spec, config, teacher, teacher_cache
-        self.on_quantization: Callable[[str, list[LayerDiagnostics]], None] | None = None
+        self.on_quantization = on_quantization  # (when, rows) for a network with weights below 8 bits
         self.init_state = init_state
         self.out = Path(out)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -355,11 +356,12 @@ class Trainer:
                 best = self.out / "best.pt"
                 if best.is_file() and load_checkpoint(best).mode is QuantMode.FLOAT:
                     atomic_write(self.out / "best-float.pt", lambda partial: shutil.copyfile(best, partial))
-                # the network the QAT phase starts from: the float teacher of the recipe, and resumable
-                switch = RunCheckpoint(spec=self.spec, mode=QuantMode.FLOAT, epoch=epoch - 1,
-                                       state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                       train_config=self.requested.to_dict())  # fmt: skip
-                save_checkpoint(switch, self.out / SWITCH_CHECKPOINT)
+                if self.recipe is not None and self.recipe.float_distill:
+                    # the network the QAT phase starts from: the recipe's float teacher, kept for a resume
+                    switch = RunCheckpoint(spec=self.spec, mode=QuantMode.FLOAT, epoch=epoch - 1,
+                                           state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                           train_config=self.requested.to_dict())  # fmt: skip
+                    save_checkpoint(switch, self.out / SWITCH_CHECKPOINT)
                 model.start_qat(self.recipe)  # folds BN (the keys disappear) and switches to fake quantization
                 model.to(self.device)
                 optimizer = self._optimizer(model, QuantMode.QAT)
@@ -393,8 +395,11 @@ class Trainer:
 
     # -- the low-bit recipe's parts ----------------------------------------------------------------
     def _diagnose(self, model: PoseNet, when: str) -> None:
-        """Per-layer diagnostics of the QAT network on the first validation images, into
-        ``quantization.json`` (``switch``: right after the switch; ``end``: after the latest QAT epoch)."""
+        """Per-layer diagnostics of a network with weights below 8 bits, in QAT, on the first validation
+        images, into ``quantization.json`` (``switch``: right after the switch; ``end``: after the latest QAT
+        epoch). All-8-bit networks skip it: nothing there collapses, and the search retrains many."""
+        if self.spec.lowest_bits >= 8:
+            return
         rows = quantization_diagnostics(model, self.val_set, self.device)
         path = self.out / QUANTIZATION_REPORT
         report = json.loads(path.read_text()) if path.is_file() and when != "switch" else {}

@@ -109,10 +109,10 @@ def run_train(args: argparse.Namespace, console) -> int:
     low_bit = spec.lowest_bits < 8
     with TrainingDisplay(console, config.epochs, config.batch_size) as display:
         trainer = Trainer(spec, args.data, out, config, teacher=teacher, teacher_cache=cache, device=args.device,
-                          on_batch=display.on_batch, on_epoch=display.on_epoch)  # fmt: skip
+                          on_batch=display.on_batch, on_epoch=display.on_epoch,
+                          on_quantization=lambda when, rows: _show_quantization(console, when, rows))  # fmt: skip
         if low_bit:
             console.print(_recipe_line(trainer))
-            trainer.on_quantization = lambda when, rows: _show_quantization(console, when, rows)
         trainer.run()
     checkpoint = load_checkpoint(out / "last.pt")
     console.print(history_table(checkpoint.history, f"{spec.name}: {out}"))
