@@ -8,9 +8,10 @@ stays inside an output folder before anything is written there.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from posenas.errors import OutputError
 
@@ -27,9 +28,51 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], T]) -> T:
         result = write(partial)
         _fsync(partial)
         os.replace(partial, path)
+    except Exception as exc:
+        # A writer that fails on a full disk with its own error (torch.save: "unexpected pos 576 vs 534", raised
+        # while handling the stream's OSError) is told apart here: the user reads "no space left on device".
+        code = _write_failure(exc) or (errno.ENOSPC if disk_full(path.parent) else None)
+        if code is None:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from exc
     finally:
         partial.unlink(missing_ok=True)
     return result
+
+
+def atomic_write_stream(path: str | os.PathLike, write: Callable[[Any], T]) -> T:
+    """``atomic_write`` with ``write`` given the partial file opened for binary writing (a stream: the
+    writer's own OSError, e.g. a full disk, then reaches ``atomic_write`` whatever wraps it)."""
+
+    def to_stream(partial: Path) -> T:
+        with open(partial, "wb") as stream:
+            return write(stream)
+
+    return atomic_write(path, to_stream)
+
+
+def _write_failure(exc: BaseException | None) -> int | None:
+    """The errno of a disk that takes no more (``WRITE_FAILURES``) in ``exc`` or what it was raised from."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
+            return exc.errno
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def disk_full(folder: str | os.PathLike, below: int = 64 * 1024) -> bool:
+    """Whether the file system of ``folder`` has less than ``below`` bytes left for this user."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < below
+
+
+# The errors of a disk that cannot take more: full, over quota, a file over the size limit, mounted read-only.
+WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from posenas.errors import OutputError, UsageError
 from posenas.files import output_folder
+from posenas.search import options
 
 OUTPUT_STRIDE = 8  # the networks' maps are at stride 8: inputs must be multiples of it
 
@@ -52,13 +53,13 @@ def add_lowbit_arguments(parser) -> None:
                        help="a low-bit layer's bias: 0 = the weights' bits (default, as ai8x v1) or 8 bits")  # fmt: skip
     group.add_argument("--lowbit-shift", choices=("mse", "quantile"),
                        help="a low-bit layer's shift: least quantization error (default) or ai8x v1's quantile")  # fmt: skip
-    group.add_argument("--shift-quantile", type=float, metavar="Q",
+    group.add_argument("--shift-quantile", type=options.Number(0, 1, low_open=True), metavar="Q",
                        help="with --lowbit-shift quantile: the quantile of |w, b| in (0, 1] (ai8x default 1)")  # fmt: skip
-    group.add_argument("--float-distill", type=float, metavar="F",
+    group.add_argument("--float-distill", type=options.Number(0, 1), metavar="F",
                        help="share of the QAT loss spent on the float network's maps, in [0, 1]")  # fmt: skip
-    group.add_argument("--lowbit-qat-factor", type=float, metavar="K",
+    group.add_argument("--lowbit-qat-factor", type=options.Number(1, 10), metavar="K",
                        help="a low-bit network's QAT phase is K times the schedule's, after its float phase (K in [1, 10])")  # fmt: skip
-    group.add_argument("--lowbit-qat-lr", type=float, metavar="LR",
+    group.add_argument("--lowbit-qat-lr", type=options.Number(0, 1), metavar="LR",
                        help="QAT learning rate of a low-bit network (0: the schedule's)")  # fmt: skip
 
 
@@ -106,3 +107,26 @@ def output_file(path: str | os.PathLike, what: str = "output file") -> Path:
         raise OutputError(f"{what} {path}: is a folder")
     output_folder(path.parent, f"folder of {what}")
     return path
+
+
+# The person score (results.json's "score", Pose.coco_score) below which a candidate is not drawn. The decoder
+# keeps every person it assembles (3+ keypoints, mean keypoint score >= 0.2), however weak; this threshold has
+# the best person-detection F1 (OKS 0.5) of the real teacher on the project's 40 real COCO images, averaged over
+# teacher inputs 128, 256 and 432 (benchmarks/bench_predict_threshold.py; BENCHMARKS.md, "predict's person-score
+# threshold"). A tiny set: a direction, not a tuned constant.
+DEFAULT_MIN_SCORE = 20.0
+
+
+def check_split_flag(root: str, split: str) -> None:
+    """The loader's missing-split error with the flag that picks a split the root has (library errors name no
+    flags: a command without --split, e.g. train, gets the same line without it)."""
+    from posenas.errors import DataError
+    from posenas.posenet.pose.coco import SplitNotFound, check_split
+
+    try:
+        check_split(root, split)
+    except SplitNotFound as exc:
+        if not exc.available:
+            raise
+        pick = exc.available[0] if len(exc.available) == 1 else "NAME (one of those)"
+        raise DataError(f"{exc}; pass --split {pick}") from None

@@ -27,10 +27,7 @@ def study_data_root(settings: "StudySettings", data: str | None, out: Path, cons
 
     if data or settings.data.root:
         root = Path(data or settings.data.root)
-        for split in ("train", "val"):  # now, not as a failure of every trial
-            if not annotation_path(root, split).is_file():
-                raise DataError(f"data root {root}: no {annotation_path(root, split).relative_to(root)} (a COCO 2017 "
-                                "person-keypoints root is needed)")  # fmt: skip
+        _check_root(root)
         return root
     d = settings.data
     root = out / "data" / f"synth-seed{d.synthetic_seed}-{d.synthetic_train}-{d.synthetic_val}"
@@ -38,6 +35,33 @@ def study_data_root(settings: "StudySettings", data: str | None, out: Path, cons
         console.print(f"making the built-in synthetic people: {d.synthetic_train} + {d.synthetic_val} images -> {root}")
         synth.write_coco_root(root, train=d.synthetic_train, val=d.synthetic_val, seed=d.synthetic_seed)
     return root
+
+
+def _check_root(root: Path, *, read: bool = False) -> None:
+    """A DataError now, not as a failure of every trial: the root lacks a split's annotation file, or (with
+    ``read``) a split's annotations do not load or its first image does not decode."""
+    from posenas.posenet.pose.coco import CocoPoseDataset, annotation_path
+
+    for split in ("train", "val"):
+        if not annotation_path(root, split).is_file():
+            raise DataError(f"data root {root}: no {annotation_path(root, split).relative_to(root)} (a COCO 2017 "
+                            "person-keypoints root is needed)")  # fmt: skip
+    for split in ("train", "val") if read else ():
+        dataset = CocoPoseDataset(root, split, people_only=split == "train")
+        if not len(dataset):
+            raise DataError(f"data root {root}: the {split} split has no images{' with people' * (split == 'train')}")
+        dataset.load_image(dataset.image_ids[0])
+
+
+def check_study_inputs(settings: "StudySettings", data: str | None, teacher: str | None) -> None:
+    """Refuse a data root or a teacher folder that cannot be used, before anything is written (the output
+    folder, the study's database, the synthetic data)."""
+    from posenas.errors import TeacherError
+
+    if data or settings.data.root:
+        _check_root(Path(data or settings.data.root), read=True)
+    if teacher and teacher != "none" and not (Path(teacher) / "teacher.json").is_file():
+        raise TeacherError(f"{teacher}: not a prepared teacher (no teacher.json; make one with posenas teacher)")
 
 
 def study_teacher(settings: "StudySettings", teacher: str | None, data: Path, out: Path, console: "Console",
@@ -56,14 +80,15 @@ def study_teacher(settings: "StudySettings", teacher: str | None, data: Path, ou
         t = settings.teacher
         folder = out / ("teacher-" + (t.arch or "checkpoint"))
         if not (folder / "teacher.json").is_file():
-            train_images = t.train_images
-            if t.arch and clock is not None and clock.limited:
-                train_images = _sized_teacher_images(settings, data, clock, device)
-                if train_images is None:
-                    return None
             console.print(f"preparing the teacher ({t.arch or t.checkpoint}) -> {folder}")
+            train_images, deadline = t.train_images, None
+            if t.arch and clock is not None and clock.limited:
+                sized = _sized_teacher(settings, data, clock, device)
+                if sized is None:
+                    return None
+                train_images, deadline = sized
             prepare_teacher_with_progress(data, folder, console, checkpoint=t.checkpoint, arch=t.arch, epochs=t.epochs,
-                                          train_images=train_images, device=device)  # fmt: skip
+                                          train_images=train_images, device=device, deadline=deadline)  # fmt: skip
     if clock is not None:
         clock.finish("teacher")
     return load_prepared_teacher(folder)
@@ -72,11 +97,16 @@ def study_teacher(settings: "StudySettings", teacher: str | None, data: Path, ou
 TEACHER_MIN_BATCHES = 8
 
 
-def _sized_teacher_images(settings: "StudySettings", data: Path, clock: "Clock", device: str | None) -> int | None:
-    """Training images per epoch for the study's teacher within its share of ``clock`` (None: skipped, cut).
+def _sized_teacher(settings: "StudySettings", data: Path, clock: "Clock",
+                   device: str | None) -> tuple[int, float] | None:  # fmt: skip
+    """Training images per epoch for the study's teacher within its share of ``clock``, and the deadline
+    (``time.monotonic()``) its training is paced to; None: skipped, cut.
 
     Its cost: ``epochs`` training epochs plus one forward pass over every training image for the map cache
-    (a forward costs about a third of a training step) plus each epoch's validation."""
+    (a forward costs about a third of a training step) plus each epoch's validation. The training is paced
+    to end where the cache's estimated time begins."""
+    import time
+
     import torch
 
     from posenas.posenet.nets.model import build_model
@@ -95,8 +125,8 @@ def _sized_teacher_images(settings: "StudySettings", data: Path, clock: "Clock",
     model = build_model(spec).to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
     per_image = seconds_per_training_image(model, images.to(next(model.parameters()).device))
     seconds = clock.seconds_for("teacher")
-    fixed = per_image * (len(CocoPoseDataset(data, "train", input_size=spec.input_size).image_ids) / 3
-                         + t.epochs * (settings.train.val_images or 200) / 3)  # fmt: skip
+    caching = per_image * len(CocoPoseDataset(data, "train", input_size=spec.input_size).image_ids) / 3
+    fixed = caching + per_image * t.epochs * (settings.train.val_images or 200) / 3
     fit = images_that_fit(seconds - fixed, per_image, t.epochs, available, TEACHER_MIN_BATCHES * batch)
     if fit is None:
         clock.skip("teacher", f"the study's teacher ({t.arch}, {t.epochs} epochs): needs more than its {seconds:.0f} s "
@@ -104,7 +134,7 @@ def _sized_teacher_images(settings: "StudySettings", data: Path, clock: "Clock",
         return None
     if fit < available:
         clock.cut(f"the study's teacher ({t.arch}): trained on {fit} of {available} images per epoch to fit {seconds:.0f} s")
-    return fit
+    return fit, time.monotonic() + max(0.0, seconds - caching)
 
 
 def cache_for(prepared: "PreparedTeacher | None", data: Path, input_size: int) -> Any:

@@ -57,7 +57,7 @@ def history_table(history: list[dict], title: str) -> Table:
     for record in history:
         table.add_row(str(record["epoch"] + 1), record["mode"], f"{record['loss']:.5f}",
                       f"{record['images_per_s']:,.0f}", f"{record['seconds']:.1f}",
-                      f"{record['ap']:.3f}", f"{record['ap50']:.3f}")  # fmt: skip
+                      *("-" if math.isnan(record[k]) else f"{record[k]:.3f}" for k in ("ap", "ap50")))  # fmt: skip
     return table
 
 
@@ -102,8 +102,9 @@ class TrainingDisplay:
         self.progress.update(self.task, description=f"epoch {record.epoch + 2}/{self.epochs}")
         self.console.print(
             f"epoch {record.epoch + 1}/{self.epochs} {record.mode:<5} loss {record.loss:.5f}  "
-            f"{record.images_per_s:,.0f} img/s  {record.seconds:.1f} s  val AP {record.ap:.3f}  AP50 {record.ap50:.3f}"
-            f"{self.eta(record)}"
+            f"{record.images_per_s:,.0f} img/s  {record.seconds:.1f} s  "
+            + (f"val AP {record.ap:.3f}  AP50 {record.ap50:.3f}" if record.ap == record.ap else "not validated (time)")
+            + f"{self.eta(record)}"
         )  # fmt: skip
 
     def eta(self, record: Any) -> str:
@@ -201,6 +202,7 @@ def prepare_teacher_with_progress(
     data: Any, out: Any, console: Console, *, checkpoint: str | None = None, arch: str | None = None,
     epochs: int = 12, train_images: int | None = None, refinement_stages: int = 1, input_size: int = 128,
     device: str | None = None, teacher_input: int | None = None, images: str | None = None,
+    deadline: float | None = None,
 ) -> Any:  # fmt: skip
     """``posenet.nets.distill.prepare_teacher`` with the teacher's training and its map cache shown."""
     import numpy as np
@@ -217,7 +219,7 @@ def prepare_teacher_with_progress(
             data, out, checkpoint=checkpoint, arch=spec, epochs=epochs, train_images=train_images,
             refinement_stages=refinement_stages, input_size=input_size, device=device, on_batch=display.on_batch,
             on_epoch=display.on_epoch, progress=counting(display.progress, "teacher maps", None),
-            teacher_input=teacher_input, images=images,
+            teacher_input=teacher_input, images=images, deadline=deadline,
         )  # fmt: skip
     maps = np.load(folder / "maps.npy", mmap_mode="r")
     console.print(f"wrote {folder}: teacher maps of {len(maps):,} images ({maps.nbytes / 2**20:.1f} MiB float16)")

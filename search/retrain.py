@@ -14,7 +14,6 @@ so two workers never train the same one.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import socket
@@ -26,9 +25,11 @@ import optuna
 
 from posenas.posenet.nets.checkpoint import load_checkpoint
 from posenas.posenet.nets.config import TrainConfig
+from posenas.posenet.nets.pacing import QAT_STEP_COST
 from posenas.posenet.nets.train import Trainer, best_aps, seconds_per_training_image
 from posenas.search.records import ATTR_SPEC, ATTR_STANDALONE, TrialRecord, pareto_front, quality
 from posenas.search.timeplan import Clock, images_that_fit
+from posenas.search.trials import RETRAIN_FOLDER
 from posenas.search.worker import pid_alive
 from posenas.space.spec import ArchSpec
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from posenas.search.settings import StudySettings
 
 RETRAIN_COUNT = 3  # the front's best networks trained stand-alone (the feasible baselines join them)
-QAT_STEP_COST = 1.4  # a QAT training step against a float one
 MARGIN_S = 20.0  # kept back from the budget for the summary, the table and the plots
 MIN_BATCHES = 4
 
@@ -94,57 +94,121 @@ def retrain_front(
     display: Callable[[int], Any] | None = None, count: int = RETRAIN_COUNT,
 ) -> list[int]:  # fmt: skip
     """Train the front's best ``count`` networks, and the baselines that fit, stand-alone in the time
-    ``clock`` leaves; returns the trial numbers trained. A network whose schedule does not fit even ``MIN_BATCHES`` batches per epoch is cut
-    (recorded on ``clock``) and left for a rerun. ``display(epochs)`` gives a ``TrainingDisplay``."""
+    ``clock`` leaves; returns the trial numbers trained. Each is paced to its share of the time left. When
+    a network's share does not fit even ``MIN_BATCHES`` batches per epoch, the lowest-ranked networks
+    still waiting give their shares up if that makes it fit; otherwise it is cut. Whatever is cut is
+    recorded on ``clock`` and left for a rerun. ``display(epochs)`` gives a ``TrainingDisplay``."""
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     mine = _claim(study, picks(records, settings, count), lock)
-    trained = []
-    for index, record in enumerate(mine):
-        seconds = (clock.left() - MARGIN_S) / (len(mine) - index) if clock.limited else math.inf
+    if mine:  # at once: measuring the first network's speed takes seconds on a busy machine
+        left = f" in the {clock.left():.0f} s left" if clock.limited else ""
+        say(f"retraining {len(mine)} networks stand-alone{left}: " + ", ".join(f"trial {r.number} {r.name}" for r in mine))
+    trained, pending = [], list(mine)
+    while pending:
+        record = pending.pop(0)
+        seconds = (clock.left() - MARGIN_S) / (len(pending) + 1) if clock.limited else math.inf
         spec = ArchSpec.from_dict(by_number[record.number].user_attrs[ATTR_SPEC])
-        folder = out / "retrain" / f"trial-{record.number:04d}"
+        folder = out / RETRAIN_FOLDER / f"trial-{record.number:04d}"
         try:
             config = _config(settings.train, spec, scorer, folder, seconds)
         except _DoesNotFit as cut:
-            clock.cut(f"retraining trial {record.number} ({record.name}): {cut}")
-            _record(study, record.number, None, lock)
-            continue
+            # an equal share is too short for this network: the lowest-ranked networks (the list is best
+            # first, the reference baselines last) give theirs up, if that makes this one fit
+            keep = networks_that_fit(clock.left() - MARGIN_S, cut.needed) - 1
+            if not 0 <= keep <= len(pending):
+                clock.cut(f"retraining trial {record.number} ({record.name}): {cut}")
+                _record(study, record.number, None, lock)
+                continue
+            for dropped in pending[keep:]:
+                clock.cut(f"retraining trial {dropped.number} ({dropped.name}): left out, so that the better-ranked "
+                          f"trial {record.number} ({record.name}) fits ({cut.needed:.0f} s at least)")  # fmt: skip
+                _record(study, dropped.number, None, lock)
+            pending = pending[:keep]
+            seconds, config = (clock.left() - MARGIN_S) / (len(pending) + 1), settings.train
+        images = config.train_images or "all training"
         say(f"retraining trial {record.number} {record.name} stand-alone from its supernet weights: {config.epochs} "
-            f"epochs ({config.epochs - (config.qat_start or config.epochs)} QAT) on {config.train_images} images"
-            + (f", sized to {seconds:.0f} s" if clock.limited else ""))  # fmt: skip
-        started = time.perf_counter()
+            f"epochs ({config.epochs - (config.qat_start or config.epochs)} QAT) on {images} images"
+            + (f", paced to end in {seconds:.0f} s" if clock.limited else ""))  # fmt: skip
+        # paced to its share: it measures its own speed as it goes, so a machine that gets busier midway
+        # shortens its epochs instead of running over the budget
+        deadline = time.monotonic() + seconds if clock.limited else None
         try:
             inherited = scorer.inherited(spec).cpu().state_dict()
-            trainer = Trainer(spec, data, folder, config, teacher_cache=teacher_cache, device=device,
-                              init_state=inherited)  # fmt: skip
-            if display is not None:
-                with display(config.epochs) as shown:
-                    trainer.on_batch, trainer.on_epoch = shown.on_batch, shown.on_epoch
-                    trainer.run()
-            else:
-                trainer.run()
         except BaseException:
-            _record(study, record.number, None, lock)  # not lost: a rerun trains it (resuming the run folder)
+            _record(study, record.number, None, lock)
             raise
-        history = load_checkpoint(folder / "last.pt").history
-        ap, float_ap = best_aps(history)
-        result = {"ap": ap, "float_ap": float_ap,
-                  "seconds": time.perf_counter() - started, "train_images": config.train_images,
-                  "epochs": config.epochs, "checkpoint": str((folder / "best.pt").resolve())}  # fmt: skip
-        _record(study, record.number, result, lock)
+        result = train_standalone(study, record.number, spec, config, data, folder, lock=lock, init_state=inherited,
+                                  teacher_cache=teacher_cache, device=device, deadline=deadline, display=display)  # fmt: skip
+        full = result["full_epoch_images"]
+        if result["images_per_epoch"] < full:
+            clock.cut(f"retraining trial {record.number} ({record.name}): paced to {seconds:.0f} s, "
+                      f"{result['images_per_epoch']:.0f} of {full} training images per epoch on average")  # fmt: skip
         say(f"trial {record.number} {record.name}: AP {result['ap']:.3f} stand-alone (QAT), {result['seconds']:.0f} s")
         trained.append(record.number)
     clock.finish("retrain")
     return trained
 
 
+def train_standalone(
+    study: optuna.Study, number: int, spec: ArchSpec, config: TrainConfig, data: Path, folder: Path, *,
+    lock: Callable[[], ContextManager[Any]], init_state: dict[str, Any] | None, teacher_cache: "TeacherCache | None",
+    device: str | None, deadline: float | None = None, display: Callable[[int], Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Train trial ``number``'s network ``spec`` stand-alone into ``folder`` (resuming it) and record the
+    result in the study's ``ATTR_STANDALONE``, where ``posenas export --trial`` finds its weights. The
+    caller has claimed the trial; on any failure the claim is released, so a rerun trains it."""
+    started = time.perf_counter()
+    try:
+        trainer = Trainer(spec, data, folder, config, teacher_cache=teacher_cache, device=device,
+                          init_state=init_state, deadline=deadline)  # fmt: skip
+        if display is not None:
+            with display(config.epochs) as shown:
+                trainer.on_batch, trainer.on_epoch = shown.on_batch, shown.on_epoch
+                trainer.run()
+        else:
+            trainer.run()
+    except BaseException:
+        _record(study, number, None, lock)  # not lost: a rerun trains it (resuming the run folder)
+        raise
+    history = load_checkpoint(folder / "last.pt").history
+    ap, float_ap = best_aps(history)
+    full = len(trainer.train_set) // config.batch_size * config.batch_size
+    seen = [int(e.get("images") or full) for e in history]
+    result = {"ap": ap, "float_ap": float_ap, "seconds": time.perf_counter() - started,
+              "train_images": config.train_images, "images_per_epoch": sum(seen) / max(1, len(seen)),
+              "full_epoch_images": full, "epochs": config.epochs,
+              "checkpoint": str((folder / "best.pt").resolve())}  # fmt: skip
+    _record(study, number, result, lock)
+    return result
+
+
+def claim(study: optuna.Study, number: int, lock: Callable[[], ContextManager[Any]]) -> bool:
+    """Claim trial ``number`` for stand-alone training by this worker (False: another holds it or it is done)."""
+    with lock():
+        done = dict(study.user_attrs.get(ATTR_STANDALONE) or {})
+        entry = done.get(str(number))
+        if entry is not None and not _abandoned(entry):
+            return False
+        done[str(number)] = {"worker": {"host": socket.gethostname(), "pid": os.getpid()}}
+        study.set_user_attr(ATTR_STANDALONE, done)
+    return True
+
+
 class _DoesNotFit(Exception):
-    pass
+    def __init__(self, needed: float, seconds: float) -> None:
+        super().__init__(f"needs at least {needed:.0f} s, {max(0.0, seconds):.0f} s were left")
+        self.needed = needed
+
+
+def networks_that_fit(seconds: float, needed: float) -> int:
+    """How many networks that each need ``needed`` seconds fit in ``seconds`` (0 if not one)."""
+    return max(0, int(seconds // needed)) if needed > 0 else 0
 
 
 def _config(base: TrainConfig, spec: ArchSpec, scorer: "SubnetScorer", folder: Path, seconds: float) -> TrainConfig:
-    """The stand-alone schedule: an interrupted run's own (it resumes), else ``base`` with its training
-    images per epoch sized to ``seconds`` from a measured step (and each epoch's validation)."""
+    """The stand-alone schedule: an interrupted run's own (it resumes), else ``base``. With ``seconds``
+    finite, ``_DoesNotFit`` unless at least ``MIN_BATCHES`` batches per epoch (and each epoch's validation)
+    fit in them at a measured step's speed; the run itself is then paced to them (``Trainer(deadline=)``)."""
     last = folder / "last.pt"
     if last.is_file():
         return TrainConfig(**load_checkpoint(last).train_config)
@@ -156,12 +220,13 @@ def _config(base: TrainConfig, spec: ArchSpec, scorer: "SubnetScorer", folder: P
     effective = base.for_lowest_bits(spec.lowest_bits)  # the low-bit recipe may lengthen the QAT phase
     qat_epochs = effective.epochs - (effective.qat_start if effective.qat_start is not None else effective.epochs)
     epochs = (effective.epochs - qat_epochs) + QAT_STEP_COST * qat_epochs
-    validation = effective.epochs * len(scorer.val_input) * per_image  # forward and decoding, about a step's cost
+    # at least the last epoch of each phase is validated (forward and decoding, about a step's cost per image)
+    validation = (2 if qat_epochs else 1) * len(scorer.val_input) * per_image
     images = images_that_fit(seconds - validation, per_image, epochs, available, MIN_BATCHES * base.batch_size)
     if images is None:
         needed = validation + MIN_BATCHES * base.batch_size * per_image * epochs
-        raise _DoesNotFit(f"needs at least {needed:.0f} s, {max(0.0, seconds):.0f} s were left")
-    return dataclasses.replace(base, train_images=images)
+        raise _DoesNotFit(needed, seconds)
+    return base
 
 
 def _train_images(scorer: "SubnetScorer") -> int:

@@ -21,6 +21,7 @@ A study file is read here, strictly (an unknown key at any level is refused with
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import yaml
 
 from posenas.errors import StudyError, UsageError
 from posenas.posenet.nets.config import TrainConfig
+from posenas.search import options
 from posenas.space.sampling import SearchSpace
 from posenas.space.spec import SpecError
 
@@ -112,6 +114,44 @@ class StudySettings:
             raise StudyError(f"search: timeout_minutes must be a positive finite number, got {self.timeout_minutes}")
 
 
+# The range of every numeric key of a study file: the same types as the command line's flags, so a key and
+# its flag accept the same values (search/options.py).
+SEARCH_TYPES = {"seed": options.SEED, "trials": options.COUNT, "population": options.Integer(2, 10_000),
+                "finetune_steps": options.Integer(0, 100_000),
+                "timeout_minutes": options.Number(0, 10**5, low_open=True)}  # fmt: skip
+SYNTHETIC_TYPES = {"train": options.SYNTH_IMAGES, "val": options.SYNTH_IMAGES, "seed": options.SEED}
+TEACHER_TYPES = {"epochs": options.EPOCHS, "train_images": options.COUNT}
+TRAIN_TYPES = {"epochs": options.EPOCHS, "qat_epochs": options.QAT_EPOCHS, "batch_size": options.BATCH,
+               "lr": options.LEARNING_RATE, "qat_lr": options.LEARNING_RATE, "alpha": options.Number(0, 1),
+               "seed": options.SEED, "workers": options.Integer(0, 64), "val_images": options.COUNT,
+               "train_images": options.COUNT, "weight_decay": options.Number(0, 1)}  # fmt: skip
+TRAIN_FLAGS = ("augment", "amp")
+
+
+def typed(where: str, value: Any, kind: options.Integer | options.Number) -> int | float:
+    """A study file's number ``value`` at key ``where``, checked as the matching flag checks it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StudyError(f"{where}: must be {kind.describe()}, got {value!r}")
+    if isinstance(kind, options.Integer) and isinstance(value, float):
+        raise StudyError(f"{where}: must be {kind.describe()}, got {value!r}")
+    try:
+        return kind(repr(value) if isinstance(value, float) else str(value))
+    except argparse.ArgumentTypeError as exc:
+        raise StudyError(f"{where}: {exc}") from None
+
+
+def _flag(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise StudyError(f"{where}: must be true or false, got {value!r}")
+    return value
+
+
+def _text(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise StudyError(f"{where}: must be a string, got {value!r}")
+    return value
+
+
 def _train_dict(config: TrainConfig) -> dict[str, Any]:
     out = config.to_dict()
     qat_start = out.pop("qat_start")
@@ -125,10 +165,16 @@ def _train_config(values: Mapping[str, Any]) -> TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise StudyError(f"train: unknown key {unknown[0]!r}")
+    for key, kind in TRAIN_TYPES.items():
+        if values.get(key) is not None or (key in values and key not in ("val_images", "train_images")):
+            values[key] = typed(f"train.{key}", values[key], kind)
+    for key in TRAIN_FLAGS:
+        if key in values:
+            values[key] = _flag(f"train.{key}", values[key])
     epochs = int(values.get("epochs", TrainConfig.epochs))
     qat_epochs = int(values.pop("qat_epochs", 0))
     if not 0 <= qat_epochs <= epochs:
-        raise StudyError(f"train: qat_epochs {qat_epochs} must be in [0, {epochs}]")
+        raise StudyError(f"train.qat_epochs: {qat_epochs} is more than train.epochs ({epochs})")
     values["qat_start"] = epochs - qat_epochs if qat_epochs else None
     try:
         return TrainConfig(**values)
@@ -192,27 +238,31 @@ def load_settings(name_or_path: str | Path) -> StudySettings:
     except SpecError as exc:
         raise StudyError(str(exc)) from None
     default, default_data = _defaults(StudySettings), _defaults(DataSettings)
-    try:
-        settings = StudySettings(
-            name=str(raw.get("name", name_or_path)), budget=str(raw.get("budget", default["budget"])), space=space,
-            objectives=tuple(_list(raw.get("objectives", list(default["objectives"])), "objectives")),
-            sampler=str(search.get("sampler", default["sampler"])), seed=int(search.get("seed", default["seed"])),
-            trials=int(search.get("trials", default["trials"])),
-            timeout_minutes=_optional_float(search.get("timeout_minutes", default["timeout_minutes"])),
-            population=int(search.get("population", default["population"])),
-            scorer=str(search.get("scorer", default["scorer"])),
-            score_arithmetic=str(search.get("score_arithmetic", default["score_arithmetic"])),
-            finetune_steps=int(search.get("finetune_steps", default["finetune_steps"])),
-            data=DataSettings(
-                root=None if data.get("root") is None else str(data["root"]),
-                synthetic_train=int(synthetic.get("train", default_data["synthetic_train"])),
-                synthetic_val=int(synthetic.get("val", default_data["synthetic_val"])),
-                synthetic_seed=int(synthetic.get("seed", default_data["synthetic_seed"])),
-            ),
-            teacher=_teacher(raw.get("teacher", "none")), train=_train_config(train),
-        )  # fmt: skip
-    except (TypeError, ValueError) as exc:
-        raise StudyError(f"study {name_or_path}: {exc}") from None
+
+    def number(key: str) -> Any:
+        value = search.get(key, default[key])
+        return None if value is None and key == "timeout_minutes" else typed(f"search.{key}", value, SEARCH_TYPES[key])
+
+    def synthetic_count(key: str, field_name: str) -> Any:
+        return typed(f"data.synthetic.{key}", synthetic.get(key, default_data[field_name]), SYNTHETIC_TYPES[key])
+
+    root = data.get("root")
+    settings = StudySettings(
+        name=_text("name", raw.get("name", str(name_or_path))), budget=_text("budget", raw.get("budget", default["budget"])),
+        space=space, objectives=tuple(_text("objectives", o) for o in _list(raw.get("objectives", list(default["objectives"])), "objectives")),
+        sampler=_text("search.sampler", search.get("sampler", default["sampler"])), seed=number("seed"),
+        trials=number("trials"), timeout_minutes=number("timeout_minutes"), population=number("population"),
+        scorer=_text("search.scorer", search.get("scorer", default["scorer"])),
+        score_arithmetic=_text("search.score_arithmetic", search.get("score_arithmetic", default["score_arithmetic"])),
+        finetune_steps=number("finetune_steps"),
+        data=DataSettings(
+            root=None if root is None else _text("data.root", root),
+            synthetic_train=synthetic_count("train", "synthetic_train"),
+            synthetic_val=synthetic_count("val", "synthetic_val"),
+            synthetic_seed=synthetic_count("seed", "synthetic_seed"),
+        ),
+        teacher=_teacher(raw.get("teacher", "none")), train=_train_config(train),
+    )  # fmt: skip
     settings.validate()
     return settings
 
@@ -264,7 +314,8 @@ def _teacher(raw: Any) -> TeacherSettings:
     kind = "checkpoint" if "checkpoint" in raw else "arch"
     _known(raw, TEACHER_KEYS[kind], "teacher")
     if kind == "checkpoint":
-        return TeacherSettings(kind="checkpoint", checkpoint=str(raw["checkpoint"]))
+        return TeacherSettings(kind="checkpoint", checkpoint=_text("teacher.checkpoint", raw["checkpoint"]))
     limit = raw.get("train_images")
-    return TeacherSettings(kind="arch", arch=str(raw["arch"]), epochs=int(raw.get("epochs", TeacherSettings.epochs)),
-                           train_images=None if limit is None else int(limit))  # fmt: skip
+    return TeacherSettings(kind="arch", arch=_text("teacher.arch", raw["arch"]),
+                           epochs=typed("teacher.epochs", raw.get("epochs", TeacherSettings.epochs), TEACHER_TYPES["epochs"]),
+                           train_images=None if limit is None else typed("teacher.train_images", limit, TEACHER_TYPES["train_images"]))  # fmt: skip

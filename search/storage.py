@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +20,17 @@ from posenas.errors import StudyError
 
 SQLITE = "sqlite:///"
 SQLITE_BUSY_TIMEOUT_S = 120  # a worker waits this long for another's transaction (they take milliseconds)
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: a host that does not answer fails in this long (libpq has no limit of its own)
+
+
+def connect_args(url: str) -> dict[str, Any]:
+    """The driver's connection arguments for ``url``. PostgreSQL gets a connect timeout of
+    ``CONNECT_TIMEOUT_S`` unless the URL sets its own (``?connect_timeout=30``, libpq's parameter)."""
+    if sqlite_path(url) is not None:
+        return {"isolation_level": None, "timeout": SQLITE_BUSY_TIMEOUT_S}
+    if storage_url(url).startswith("postgresql") and "connect_timeout=" not in url:
+        return {"connect_timeout": CONNECT_TIMEOUT_S}
+    return {}
 
 
 def storage_url(url: str) -> str:
@@ -28,6 +40,14 @@ def storage_url(url: str) -> str:
         if url.startswith(bare):
             return "postgresql+psycopg2://" + url[len(bare):]
     return url
+
+
+def shown(url: str) -> str:
+    """``url`` as messages show it: as the user wrote it (no driver added), its password masked."""
+    for driver in ("postgresql+psycopg2://",):
+        if url.startswith(driver):
+            url = "postgresql://" + url[len(driver):]
+    return re.sub(r"^([a-z0-9+]+://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -54,14 +74,14 @@ def open_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120
         else:
             retry_kwargs = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
     sqlite = sqlite_path(url) is not None
-    engine_kwargs = {"connect_args": {"isolation_level": None, "timeout": SQLITE_BUSY_TIMEOUT_S}} if sqlite else {}
+    engine_kwargs = {"connect_args": connect_args(url)}
     try:
         with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                                                  grace_period=grace_period, **retry_kwargs)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any driver/connection error is one line for the user
-        raise StudyError(f"storage {url}: cannot be opened ({_first_line(exc)})") from None
+        raise StudyError(f"storage {shown(url)}: cannot be opened ({_first_line(exc)})") from None
     if sqlite:
         _serialise_sqlite_transactions(storage)
     return storage
@@ -93,7 +113,7 @@ def storage_errors(url: str) -> Iterator[None]:
         yield
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         # Optuna wraps the driver's error in a generic message; the cause says what went wrong.
-        raise StudyError(f"storage {url}: {_first_line(exc.__cause__ or exc)}") from None
+        raise StudyError(f"storage {shown(url)}: {_first_line(exc.__cause__ or exc)}") from None
 
 
 @contextlib.contextmanager
@@ -109,7 +129,7 @@ def study_lock(url: str, study_name: str) -> Iterator[None]:
         try:
             handle = os.open(path.parent, os.O_RDONLY)
         except OSError as exc:
-            raise StudyError(f"storage {url}: cannot lock the study ({exc.strerror})") from None
+            raise StudyError(f"storage {shown(url)}: cannot lock the study ({exc.strerror})") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
@@ -122,12 +142,12 @@ def study_lock(url: str, study_name: str) -> Iterator[None]:
     import sqlalchemy
 
     key = int.from_bytes(hashlib.sha256(f"posenas:{study_name}".encode()).digest()[:8], "big", signed=True)
-    engine = sqlalchemy.create_engine(storage_url(url), poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(storage_url(url), poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args(url))
     try:
         try:
             connection = engine.connect()
         except Exception as exc:  # noqa: BLE001 - any driver/connection error is one line for the user
-            raise StudyError(f"storage {url}: cannot be opened ({_first_line(exc)})") from None
+            raise StudyError(f"storage {shown(url)}: cannot be opened ({_first_line(exc)})") from None
         with connection:
             connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
             try:
@@ -136,6 +156,23 @@ def study_lock(url: str, study_name: str) -> Iterator[None]:
                 connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
     finally:
         engine.dispose()
+
+
+def storage_failure(exc: BaseException) -> StudyError | None:
+    """A StudyError in one line when ``exc``, or what it was raised from, is the study's database failing
+    (a full disk, a server gone: the driver's or SQLAlchemy's error, or optuna's StorageInternalError, after
+    which optuna may trip over its own state); None for any other error."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    database = next((e for e in reversed(chain) if type(e).__module__.split(".")[0] in ("sqlite3", "sqlalchemy", "psycopg2")
+                     or isinstance(e, optuna.exceptions.StorageInternalError)), None)  # fmt: skip
+    if database is None:
+        return None
+    detail = _first_line(getattr(database, "orig", None) or database)  # type: ignore[arg-type]
+    return StudyError(f"the study's storage failed ({detail}); the trials it recorded are kept: make room or "
+                      "bring the database back, and rerun the same command")  # fmt: skip
 
 
 def _first_line(exc: Exception) -> str:

@@ -10,12 +10,12 @@ and one supernet folder: the folder is only read once it exists.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -28,7 +28,6 @@ from posenas.posenet.nets.supernet_score import SubnetScorer
 from posenas.posenet.nets.supernet_train import INFO, WEIGHTS, SupernetTrainer, load_supernet
 from posenas.search.records import QUALITY_NAMES
 from posenas.search.study import TrialObjective
-from posenas.search.timeplan import images_that_fit
 from posenas.space.spec import ArchSpec
 
 if TYPE_CHECKING:
@@ -66,15 +65,11 @@ class SupernetObjective(TrialObjective):
                 "seconds": score.seconds, "scorer": "supernet"}  # fmt: skip
 
 
-QAT_STEP_COST = 1.4  # a QAT sandwich step against a float one (0.57 vs 0.40 img/s, BENCHMARKS.md)
-MIN_BATCHES = 4  # the fewest batches per epoch a time-limited supernet trains on
-
-
-def supernet_config(settings: "StudySettings", budget: Budget, data: Path, folder: Path, clock: "Clock",
-                    device: str | None, say: Callable[[str], None]) -> SupernetConfig:  # fmt: skip
+def supernet_config(settings: "StudySettings", folder: Path) -> SupernetConfig:
     """The schedule of the study's supernet: the one already in ``folder`` (a rerun resumes it), else the
-    default sized to the supernet's share of ``clock``: training images per epoch from a measured sandwich
-    step. Cutting images, not epochs, keeps the schedule's shape (float phase, then QAT)."""
+    default on the study's training images. A time budget does not change the schedule: the training is
+    paced to its deadline instead (fewer steps per epoch on a slower or busier machine), so its shape, the
+    float phase and then QAT, always holds."""
     info = folder / INFO
     if info.is_file():
         try:
@@ -83,25 +78,7 @@ def supernet_config(settings: "StudySettings", budget: Budget, data: Path, folde
             return SupernetConfig(**{"lowbit": {"enabled": False}, **saved})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{info}: unreadable ({exc.__class__.__name__}); use a new --out") from None
-    config = SupernetConfig(seed=settings.seed, train_images=settings.train.train_images, lowbit=settings.train.lowbit)
-    if not clock.limited:
-        return config
-    trainer = SupernetTrainer(settings.space, budget, data, folder, config, study=settings.name, device=device)
-    per_image = trainer.seconds_per_image()
-    seconds = clock.seconds_for("supernet")
-    available = len(trainer.train_set)
-    epochs = (config.epochs - config.qat_epochs) + QAT_STEP_COST * config.qat_epochs
-    images = images_that_fit(seconds, per_image, epochs, available, MIN_BATCHES * config.batch_size)
-    if images is None:
-        images = min(available, MIN_BATCHES * config.batch_size)
-        clock.cut(f"supernet: even {images} images per epoch need {images * per_image * epochs:.0f} s, more than its "
-                  f"{seconds:.0f} s; trained on {images} anyway")  # fmt: skip
-    elif images < available:
-        clock.cut(f"supernet: {images} of {available} training images per epoch ({config.epochs} epochs, "
-                  f"{per_image:.2f} s per image measured) to fit its {seconds:.0f} s")  # fmt: skip
-    say(f"supernet sized to {seconds:.0f} s: {images} images per epoch x {config.epochs} epochs "
-        f"({per_image:.2f} s per image measured)")  # fmt: skip
-    return dataclasses.replace(config, train_images=images)
+    return SupernetConfig(seed=settings.seed, train_images=settings.train.train_images, lowbit=settings.train.lowbit)
 
 
 def supernet_objective(
@@ -117,15 +94,24 @@ def supernet_objective(
     clock = clock or Clock(None)
     folder = Path(supernet) if supernet else out / "supernet"
     if supernet is None:
-        say = lambda line: console.print(line, highlight=False)  # noqa: E731
-        config = config or supernet_config(settings, budget, data, folder, clock, device, say)
-        done = (folder / WEIGHTS).is_file()
-        console.print(f"{'checking' if done else 'training'} the study's supernet -> {folder} ({config.epochs} epochs, "
-                      f"the last {config.qat_epochs} QAT)")  # fmt: skip
+        config = config or supernet_config(settings, folder)
+        seconds = clock.seconds_for("supernet")
+        paced = f", paced to end in {seconds:.0f} s" if clock.limited else ""
+        verb = "resuming" if (folder / WEIGHTS).is_file() else "training"
+        console.print(f"{verb} the study's supernet -> {folder} ({config.epochs} epochs, the last "
+                      f"{config.qat_epochs} QAT{paced})", highlight=False)  # fmt: skip
+        deadline = time.monotonic() + seconds if clock.limited else None
         with SupernetDisplay(console, config.epochs, config.batch_size) as display:
-            SupernetTrainer(settings.space, budget, data, folder, config, study=settings.name,
-                            teacher_cache=teacher_cache, device=device, on_batch=display.on_batch,
-                            on_epoch=display.on_epoch).run()  # fmt: skip
+            trainer = SupernetTrainer(settings.space, budget, data, folder, config, study=settings.name,
+                                      teacher_cache=teacher_cache, device=device, on_batch=display.on_batch,
+                                      on_epoch=display.on_epoch, deadline=deadline)  # fmt: skip
+            trainer.run()
+        full = len(trainer.train_set) // config.batch_size * config.batch_size
+        cut = [e for e in json.loads((folder / INFO).read_text())["history"] if 0 < e.get("images", full) < full]
+        if cut and clock.limited:
+            seen = sum(e["images"] for e in cut) / len(cut)
+            clock.cut(f"supernet: {len(cut)} of {config.epochs} epochs paced to its {seconds:.0f} s, {seen:.0f} of "
+                      f"{len(trainer.train_set)} training images each on average")  # fmt: skip
     clock.finish("supernet")
     net, info = load_supernet(folder, settings.space)
     net.eval()

@@ -9,6 +9,9 @@ with the same seed spends its budget re-sampling networks it already scored. Thi
   still running with smaller numbers leaves room, so racing workers end with exactly ``trials``;
 * retries at once a trial that a killed worker of this machine left RUNNING (its process is gone), instead
   of waiting for the heartbeat's grace period; on shared storage across machines the heartbeat stays;
+* with a time limit, starts no trial that would likely end past it: one whose expected time (the mean of
+  this worker's last ``PACE_WINDOW`` trials) is longer than the time left. Optuna's ``timeout`` only
+  stops starting trials once the limit has passed, so a slow trial begun just before it overruns it;
 * on Ctrl-C, fails the trial in flight, queues it again for the next run and lets the interrupt through.
 """
 
@@ -23,12 +26,15 @@ from typing import Any, Callable, ContextManager
 import optuna
 from optuna.trial import TrialState
 
+from posenas.files import WRITE_FAILURES
 from posenas.search.records import ATTR_BASELINE
+from posenas.search.storage import storage_failure
 from posenas.search.study import new_work_count
 
 ATTR_WORKER = "worker"  # {"host": ..., "pid": ...} of the process that ran a trial
 ATTR_RETRY_OF = "retry_of"  # the trial number a re-enqueued trial repeats
 REPEATS_BEFORE_STOP = 200  # consecutive trials without new work: the space is exhausted
+PACE_WINDOW = 8  # the recent trials whose mean time predicts the next one's (rejections count: they are drawn too)
 
 
 @dataclass
@@ -85,6 +91,7 @@ class _GatedObjective:
     def __init__(self, objective: Callable[[optuna.Trial], Any], trials: int, say: Callable[[str], None]) -> None:
         self.objective, self.trials, self.say = objective, trials, say
         self.full = False
+        self.fatal: OSError | None = None  # a disk that takes no more: every later trial would fail alike
 
     def __call__(self, trial: optuna.Trial) -> Any:
         trial.set_user_attr(ATTR_WORKER, this_worker())
@@ -95,6 +102,10 @@ class _GatedObjective:
             raise optuna.TrialPruned("the study already has its trials")
         try:
             return self.objective(trial)
+        except OSError as exc:
+            if exc.errno in WRITE_FAILURES:
+                self.fatal = exc
+            raise
         except Exception as exc:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             self.say(f"trial {trial.number}: failed ({detail}); the study goes on")
@@ -106,13 +117,14 @@ def run_worker(
     lock: Callable[[], ContextManager[Any]], say: Callable[[str], None],
 ) -> WorkerReport:  # fmt: skip
     """Run trials of ``study`` until it holds ``trials`` distinct networks, no trial starting after
-    ``timeout_s``. ``lock()`` serialises recovery with the other workers' start."""
+    ``timeout_s`` or when the next would likely end past it. ``lock()`` serialises recovery with the other
+    workers' start."""
     report = WorkerReport()
     with lock():
         report.recovered = recover_dead_trials(study, say)
     gated = _GatedObjective(objective, trials, say)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    idle = 0
+    idle, durations = 0, []
     try:
         while True:
             done = new_work_count(study)
@@ -122,19 +134,43 @@ def run_worker(
             if done + len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) >= trials or gated.full:
                 report.stopped_by = "others"  # the remaining trials are running in other workers
                 break
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and deadline - time.monotonic() < expected_seconds(durations):
                 report.stopped_by = "timeout"
                 break
             if idle >= REPEATS_BEFORE_STOP:
                 report.stopped_by = "exhausted"
                 break
-            study.optimize(gated, n_trials=1, catch=(Exception,))
+            started = time.monotonic()
+            try:
+                study.optimize(gated, n_trials=1, catch=(Exception,))
+            except Exception as exc:  # noqa: BLE001 - the storage could not record the trial: stop, in one line
+                raise (storage_failure(exc) or exc) from None
+            durations.append(time.monotonic() - started)
+            if gated.fatal is not None:
+                _retry_last(study)  # its network is tried again by the rerun, once there is room
+                raise gated.fatal
             report.started += 1
             idle = 0 if new_work_count(study) > done else idle + 1
     except KeyboardInterrupt:
         _requeue_interrupted(study)
         raise
     return report
+
+
+def _retry_last(study: optuna.Study) -> None:
+    """Queue this process's last failed trial again, if the storage still takes writes."""
+    mine = [t for t in study.get_trials(deepcopy=False) if (t.user_attrs.get(ATTR_WORKER) or {}).get("pid") == os.getpid()]
+    if mine and mine[-1].state == TrialState.FAIL:
+        try:
+            retry(study, mine[-1])
+        except Exception:  # noqa: BLE001 - a full disk may refuse this too; the rerun samples afresh
+            pass
+
+
+def expected_seconds(durations: list[float], window: int = PACE_WINDOW) -> float:
+    """The expected time of the next trial: the mean of the last ``window`` (0 before any)."""
+    recent = durations[-window:]
+    return sum(recent) / len(recent) if recent else 0.0
 
 
 def _requeue_interrupted(study: optuna.Study) -> None:

@@ -28,6 +28,7 @@ SLOT_KEYS = ("name", "width", "kernels", "pool", "optional")
 CPM_KEYS = ("depth", "width", "kernels")
 HEAD_KEYS = ("width",)
 HEAD_OUTPUTS = (("heat", 19), ("paf", 38))
+MAX_WIDTH = 1024  # channels of a layer, and the input's side: the MAX78000 has 64 processors x 16 channels
 LOWEST_BITS = "lowest.bits"  # the trial parameter of a network's lowest weight bits (a floor for every layer)
 
 
@@ -74,18 +75,19 @@ class SearchSpace:
         default)."""
         _known_keys(data, SPACE_KEYS, "space")
         try:
-            stems = tuple(data.get("stems", ["pool"]))
+            stems = tuple(_list(data.get("stems", ["pool"]), "space.stems"))
             bad = [s for s in stems if s not in STEMS]
             if bad or not stems:
                 raise SpecError(f"space: stems {bad or stems} must be a non-empty subset of {list(STEMS)}")
             if not isinstance(data["backbone"], list) or not data["backbone"]:
                 raise SpecError("space.backbone: must be a non-empty list of slots")
             slots = tuple(_slot(raw, f"space.backbone[{i}]") for i, raw in enumerate(data["backbone"]))
-            cpm, head = data["cpm"], data["head"]
+            cpm, head = _mapping(data["cpm"], "space.cpm"), _mapping(data["head"], "space.head")
             _known_keys(cpm, CPM_KEYS, "space.cpm")
             _known_keys(head, HEAD_KEYS, "space.head")
             space = cls(
-                input_size=int(data.get("input_size", 128)), stems=stems, width_step=int(data.get("width_step", 8)),
+                input_size=_int(data.get("input_size", 128), "space.input_size", 8, MAX_WIDTH, multiple=8), stems=stems,
+                width_step=_int(data.get("width_step", 8), "space.width_step", 1, MAX_WIDTH),
                 bits=_bits(data.get("bits", [8])), backbone=slots,
                 cpm_depth=_range(cpm["depth"], "cpm.depth"), cpm_width=_range(cpm["width"], "cpm.width"),
                 cpm_kernels=_kernels(cpm.get("kernels", [3]), "cpm.kernels"), head_width=_range(head["width"], "head.width"),
@@ -235,10 +237,35 @@ def _slot(raw: Any, where: str) -> SlotBounds:
     _known_keys(raw, SLOT_KEYS, where)
     if "name" not in raw or "width" not in raw:
         raise SpecError(f"{where}: needs name and width")
-    name = str(raw["name"])
+    if not isinstance(raw["name"], str) or not raw["name"]:
+        raise SpecError(f"{where}.name: must be a layer name, got {raw['name']!r}")
+    name = raw["name"]
+    optional = raw.get("optional", False)
+    if not isinstance(optional, bool):
+        raise SpecError(f"space: {name}.optional must be true or false, got {optional!r}")
     return SlotBounds(name=name, width=_range(raw["width"], f"{name}.width"),
-                      kernels=_kernels(raw.get("kernels", [3]), f"{name}.kernels"), pool=int(raw.get("pool", 0)),
-                      optional=bool(raw.get("optional", False)))  # fmt: skip
+                      kernels=_kernels(raw.get("kernels", [3]), f"{name}.kernels"),
+                      pool=_int(raw.get("pool", 0), f"space: {name}.pool", 0, 16), optional=optional)  # fmt: skip
+
+
+def _int(value: Any, key: str, low: int, high: int, multiple: int = 1) -> int:
+    """A study file's integer at ``key`` (a bool, a float or a string is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high or value % multiple:
+        what = "an integer" if multiple == 1 else f"a multiple of {multiple}"
+        raise SpecError(f"{key}: must be {what} in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _list(value: Any, key: str) -> list:
+    if not isinstance(value, list):
+        raise SpecError(f"{key}: must be a list, got {value!r}")
+    return value
+
+
+def _mapping(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{key}: must be a mapping, got {value!r}")
+    return value
 
 
 def _kernels(value: Any, key: str) -> tuple[int, ...]:
@@ -254,9 +281,9 @@ def _bits(value: Any) -> tuple[int, ...]:
 
 
 def _range(value: Any, key: str) -> tuple[int, int]:
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)
-            and 0 < value[0] <= value[1]):
-        raise SpecError(f"space: {key} must be [low, high] with 0 < low <= high, got {value!r}")
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and 0 < value[0] <= value[1] <= MAX_WIDTH):  # fmt: skip
+        raise SpecError(f"space: {key} must be [low, high] with 0 < low <= high <= {MAX_WIDTH}, got {value!r}")
     return value[0], value[1]
 
 

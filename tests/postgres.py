@@ -309,6 +309,33 @@ def _start(
     raise AssertionError("unreachable")
 
 
+@dataclass
+class PostgresServer:
+    """A running throwaway server: its database's URL, and ``stop``/``start`` to take it away and bring it
+    back on the same port (what a database host's restart looks like to its clients)."""
+
+    url: str
+    binaries: PostgresBinaries
+    account: "_Account"
+    root: Path
+    env: dict[str, str]
+    start_timeout: int
+
+    def stop(self) -> None:
+        _stop(self.binaries, self.root / "data", self.account, self.root, self.env)
+
+    def start(self) -> None:
+        port = re.search(r":(\d+)/", self.url).group(1)  # type: ignore[union-attr]
+        started = self.account.run(
+            [self.binaries.tool("pg_ctl"), "start", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
+             "-o", f"-p {port}", "-w", "-t", str(self.start_timeout)],
+            cwd=self.root, env=self.env, timeout=self.start_timeout + 30,
+        )  # fmt: skip
+        if started.returncode != 0:
+            raise PostgresUnavailable(f"PostgreSQL did not restart: {_last_line(started.stderr or started.stdout)}")
+        _wait_for_connection(self.url, timeout=self.start_timeout).dispose()
+
+
 @contextlib.contextmanager
 def running_postgres(database: str = "posenas_test", *, start_timeout: int = 60) -> Iterator[str]:
     """Start a throwaway PostgreSQL server, create ``database`` and yield its SQLAlchemy URL.
@@ -317,6 +344,13 @@ def running_postgres(database: str = "posenas_test", *, start_timeout: int = 60)
     ``optuna.storages.RDBStorage``. The server and its data directory are gone when the block ends, however
     it ends. Raises ``PostgresUnavailable`` (one-line message) when no server can be started.
     """
+    with postgres_server(database, start_timeout=start_timeout) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def postgres_server(database: str = "posenas_test", *, start_timeout: int = 60) -> Iterator[PostgresServer]:
+    """``running_postgres``, yielding the server itself (``stop``, ``start``)."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", database):
         raise ValueError(f"database name {database!r}: use lower-case letters, digits and _")
     reason = unavailable_reason()
@@ -339,7 +373,7 @@ def running_postgres(database: str = "posenas_test", *, start_timeout: int = 60)
                 engine.dispose()
         except subprocess.TimeoutExpired as error:
             raise PostgresUnavailable(f"PostgreSQL command timed out: {_last_line(str(error))}") from error
-        yield f"{server}/{database}"
+        yield PostgresServer(f"{server}/{database}", binaries, account, root, env, start_timeout)
     finally:
         try:
             _stop(binaries, root / "data", account, root, env)

@@ -129,15 +129,15 @@ CASES = [
     ("budget-zero-clock", ["budget", "--arch", "tiny-hw", "--budget", "{zero-clock.yaml}"], "clock_mhz"),
     ("budget-nan-limit-file", ["budget", "--arch", "tiny-hw", "--budget", "{nan-limit.yaml}"], "max_latency_ms"),
     ("budget-negative-limit-file", ["budget", "--arch", "tiny-hw", "--budget", "{negative-limit.yaml}"], "max_macs"),
-    ("budget-negative-macs", ["budget", "--arch", "tiny-hw", "--max-macs", "-1"], "max_macs must be a positive"),
-    ("budget-nan-latency", ["budget", "--arch", "tiny-hw", "--max-latency-ms", "nan"], "max_latency_ms"),
-    ("budget-inf-latency", ["budget", "--arch", "tiny-hw", "--max-latency-ms", "inf"], "max_latency_ms"),
-    ("budget-not-a-number", ["budget", "--arch", "tiny-hw", "--max-macs", "many"], "invalid int value"),
+    ("budget-negative-macs", ["budget", "--arch", "tiny-hw", "--max-macs", "-1"], "--max-macs: must be an integer in [1,"),
+    ("budget-nan-latency", ["budget", "--arch", "tiny-hw", "--max-latency-ms", "nan"], "--max-latency-ms: must be a number"),
+    ("budget-inf-latency", ["budget", "--arch", "tiny-hw", "--max-latency-ms", "inf"], "--max-latency-ms: must be a number"),
+    ("budget-not-a-number", ["budget", "--arch", "tiny-hw", "--max-macs", "many"], "--max-macs: must be an integer"),
     # data synth / data show: output paths, counts, annotations, results files
     ("synth-out-is-file", ["data", "synth", "--out", "{afile}", "--train", "1", "--val", "1"], "not a folder"),
     ("synth-out-under-file", ["data", "synth", "--out", "{afile}/sub", "--train", "1", "--val", "1"],
-     "a part of the path is a file"),
-    ("synth-out-too-long", ["data", "synth", "--out", "{out}/" + LONG, "--train", "1", "--val", "1"], "cannot be"),
+     "afile.txt is not a folder"),
+    ("synth-out-too-long", ["data", "synth", "--out", "{out}/" + LONG, "--train", "1", "--val", "1"], "too long"),
     ("synth-negative", ["data", "synth", "--out", "{out}", "--train", "-1"], "--train"),
     ("show-no-root", ["data", "show", "{dir}/nowhere", "--out", "{out}/a.png"], "nowhere"),
     ("show-negative-count", ["data", "show", "{root}", "--out", "{out}/a.png", "--count", "-1"], "--count"),
@@ -190,13 +190,13 @@ CASES = [
     ("train-zero-epochs", ["train", "--arch", "tiny-hw", "--data", "{root}", "--epochs", "0", "--out", "{out}"],
      "--epochs"),
     ("train-negative-epochs", ["train", "--arch", "tiny-hw", "--data", "{root}", "--epochs", "-1", "--out",
-                               "{out}"], "--epochs must be >= 1"),
+                               "{out}"], "--epochs: must be an integer in [1,"),
     ("train-qat-over", ["train", "--arch", "tiny-hw", "--data", "{root}", "--epochs", "2", "--qat-epochs", "5",
                         "--out", "{out}"], "--qat-epochs"),
     ("train-zero-val", ["train", "--arch", "tiny-hw", "--data", "{root}", "--val-images", "0", "--out", "{out}"],
-     "val_images"),
+     "--val-images: must be an integer in [1,"),
     ("train-zero-batch", ["train", "--arch", "tiny-hw", "--data", "{root}", "--batch-size", "0", "--out", "{out}"],
-     "batch_size"),
+     "--batch-size: must be an integer in [1,"),
     ("train-alpha", ["train", "--arch", "tiny-hw", "--data", "{root}", "--alpha", "2", "--out", "{out}"], "alpha"),
     ("train-out-is-file", ["train", "--arch", "tiny-hw", "--data", "{root}", "--out", "{afile}"], "not a folder"),
     ("train-traversal-spec", ["train", "--arch", "{evil-spec.yaml}", "--data", "{root}", "--out", "{out}"],
@@ -211,7 +211,8 @@ CASES = [
     ("search-zero-trials", ["search", "--trials", "0", "--out", "{out}"], "trials"),
     ("search-negative-timeout", ["search", "--timeout-minutes", "-1", "--out", "{out}"], "timeout"),
     ("search-nan-timeout", ["search", "--timeout-minutes", "nan", "--out", "{out}"], "timeout"),
-    ("search-zero-val", ["search", "--val-images", "0", "--out", "{out}"], "val_images"),
+    ("search-zero-val", ["search", "--val-images", "0", "--out", "{out}"], "--val-images: must be"),
+    ("spec-out-not-yaml", ["spec", "--trial", "0", "--study", "nope", "--out", "{out}/t.txt"], "must name a .yaml file"),
     ("search-zero-epochs", ["search", "--epochs", "0", "--out", "{out}"], "epochs"),
     ("search-negative-retrain", ["search", "--retrain", "-1", "--out", "{out}"], "--retrain"),
     ("search-zero-timeout", ["search", "--timeout-minutes", "0", "--out", "{out}"], "timeout"),
@@ -263,6 +264,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing_outside_out(argv, messa
                                                                       capsys):  # fmt: skip
     work, out = tmp_path / "work", tmp_path / "out"
     work.mkdir()
+    out.mkdir()  # outputs are created only under an existing folder (search/options.py): cases name {out}/x
     monkeypatch.chdir(work)
     before = _files(Path(inputs["dir"]))
     values = {**inputs, "out": str(out)}
@@ -281,7 +283,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing_outside_out(argv, messa
 
 def test_the_suite_covers_every_command_and_sixty_cases():
     commands = {c[1][0] for c in CASES if c[1]}
-    assert commands == {"space", "budget", "data", "eval", "teacher", "train", "search", "plot", "export",
+    assert commands == {"space", "spec", "budget", "data", "eval", "teacher", "train", "search", "plot", "export",
                         "frobnicate"}  # fmt: skip
     assert len(CASES) >= 60
 
@@ -290,7 +292,7 @@ def test_the_suite_covers_every_command_and_sixty_cases():
 FAMILIES = {
     "UsageError": "train-nan-lr", "SpecError": "space-traversal-name", "BudgetError": "budget-zero-clock",
     "StudyError": "search-study-typo", "DataError": "eval-nan-keypoints", "CheckpointError": "eval-nan-checkpoint",
-    "TeacherError": "train-no-teacher", "WeightsError": "export-pickle-checkpoint", "OutputError": "search-out-is-file",
+    "TeacherError": "train-no-teacher", "WeightsError": "export-pickle-checkpoint", "OutputError": "spec-out-not-yaml",
     "ToolError": "export-izer-nowhere",
 }  # fmt: skip
 
@@ -310,9 +312,33 @@ def test_every_error_family_reaches_the_user_as_one_line(inputs, tmp_path, monke
     by_id = {c[0]: c[1] for c in CASES}
     for family, case in FAMILIES.items():
         out = tmp_path / case
+        out.mkdir()
         values = {**inputs, "out": str(out)}
         args = [re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], a) for a in by_id[case]]
         assert cli.main(args) == 2
         assert issubclass(raised[-1], getattr(posenas.errors, family)), (case, raised[-1])
         assert capsys.readouterr().err.count("\n") == 1
     assert len({c.__name__ for c in raised}) >= len(FAMILIES) - 1  # WeightsError's case raises its CheckpointError
+
+
+def test_a_missing_split_suggests_the_one_the_root_has(synth_root, tmp_path, capsys):
+    """A train-only root (like coco_mini_train) read as val: eval and predict name the split it has and the flag
+    that picks it; train, which has no --split, gets the loader's line without the flag."""
+    import shutil
+
+    source = synth_root(6, 3, 11)
+    root = tmp_path / "train-only"
+    (root / "annotations").mkdir(parents=True)
+    shutil.copy(source / "annotations" / "person_keypoints_train2017.json", root / "annotations")
+    shutil.copytree(source / "train2017", root / "train2017")
+    expected = f"posenas: error: {root}: no val split (annotations/person_keypoints_val2017.json); this root has: train"
+    for argv in (["eval", "--data", str(root), "--oracle"],
+                 ["predict", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(root), "--out",
+                  str(tmp_path / "p")],
+                 ["eval", "--data", str(root), "--teacher", str(tmp_path / "none.pb")]):  # fmt: skip
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err == expected + "; pass --split train\n", argv
+    assert not (tmp_path / "p").exists()  # refused before anything was written
+    assert main(["train", "--arch", "tiny-hw", "--data", str(root), "--out", str(tmp_path / "t")]) == 2
+    assert capsys.readouterr().err == expected + "\n"
+    assert main(["eval", "--data", str(root), "--split", "train", "--ground-truth"]) == 0  # the suggestion works

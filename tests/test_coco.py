@@ -168,6 +168,40 @@ def test_corrupt_image(tmp_path):
         dataset[0]
 
 
+READ_DAMAGED = """
+import sys
+from posenas.posenet.pose.coco import DataError, read_image
+for path in sys.argv[1:]:
+    try:
+        read_image(path)
+    except DataError as exc:
+        print(exc)
+print("after", file=sys.stderr)
+"""
+
+
+def test_a_damaged_image_is_one_error_and_the_codecs_print_nothing(tmp_path):
+    """Issue 26: libpng and libjpeg print their own lines on stderr ("libpng error: IDAT: CRC error", "Corrupt
+    JPEG data: ...") beside posenas' one line; read_image silences them for the decode only."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    damaged = []
+    for suffix in (".png", ".jpg"):
+        whole = cv2.imencode(suffix, image)[1].tobytes()
+        scrambled = bytearray(whole)
+        scrambled[100:400] = b"\x07" * 300
+        for name, data in (("half", whole[: len(whole) // 2]), ("scrambled", bytes(scrambled))):
+            damaged.append(tmp_path / f"{name}{suffix}")
+            damaged[-1].write_bytes(data)
+    run = subprocess.run([sys.executable, "-c", READ_DAMAGED, *map(str, damaged)], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert run.stdout.count("unreadable or corrupt image") == len(damaged), run.stdout
+    assert run.stderr == "after\n"  # stderr works again after the decodes, and held nothing else
+
+
 def test_json_without_keypoints(tmp_path):
     root = _root(tmp_path, [{"bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0}])
     with pytest.raises(DataError, match="annotations without person keypoints"):
@@ -185,3 +219,34 @@ def test_people_only_drops_empty_images(tmp_path):
     shutil.rmtree(root / "val2017")
     with pytest.raises(DataError, match="image folder not found"):
         CocoPoseDataset(root, "val")
+
+
+def _train_only_root(source: Path, root: Path) -> Path:
+    """The coco_sample's val annotations and images as the only split, train: a root like coco_mini_train."""
+    (root / "annotations").mkdir(parents=True)
+    shutil.copy(source / "annotations" / "person_keypoints_val2017.json",
+                root / "annotations" / "person_keypoints_train2017.json")  # fmt: skip
+    shutil.copytree(source / "val2017", root / "train2017")
+    return root
+
+
+def test_a_missing_split_names_the_splits_the_root_has(coco_sample_root, tmp_path):
+    from posenas.posenet.pose.coco import SplitNotFound, available_splits
+
+    root = _train_only_root(coco_sample_root, tmp_path / "train-only")
+    assert available_splits(root) == ["train"] and available_splits(coco_sample_root) == ["val"]
+    with pytest.raises(SplitNotFound) as caught:
+        CocoPoseDataset(root, "val")
+    message = str(caught.value)
+    assert caught.value.available == ["train"] and isinstance(caught.value, DataError)
+    assert message == f"{root}: no val split (annotations/person_keypoints_val2017.json); this root has: train"
+    assert "--split" not in message  # the library names no flag: train has none, eval and predict add theirs
+    assert len(CocoPoseDataset(root, "train").image_ids) == 4  # the split it has opens
+    # Two splits, neither asked for: both named, sorted.
+    annotations = root / "annotations"
+    shutil.copy(annotations / "person_keypoints_train2017.json", annotations / "person_keypoints_minival2017.json")
+    with pytest.raises(SplitNotFound, match=r"this root has: minival, train$"):
+        CocoPoseDataset(root, "val")
+    # No annotations at all: the file it looked for, as before.
+    with pytest.raises(SplitNotFound, match=r"person_keypoints_val2017.json: annotation file not found"):
+        CocoPoseDataset(tmp_path / "empty", "val")

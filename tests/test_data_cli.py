@@ -64,7 +64,7 @@ def test_show_writes_a_png(synth_root, tmp_path, capsys):
         (["eval", "--data", "{missing}", "--oracle"], "person_keypoints_val2017.json: annotation file not found"),
         (["eval", "--data", "{root}"], "one of the arguments --oracle --ground-truth --checkpoint --results --teacher is required"),
         (["data", "show", "{root}", "--out", "{tmp}/x.png", "--results", "{tmp}/none.json"], "none.json: not a readable"),
-        (["data", "synth", "--out", "{tmp}/s", "--train", "-1"], "--train and --val must be >= 0"),
+        (["data", "synth", "--out", "{tmp}/s", "--train", "-1"], "argument --train: must be an integer in [0, 999999], got -1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, synth_root, tmp_path, capsys):

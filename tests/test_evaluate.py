@@ -89,3 +89,69 @@ def test_prediction_results_runs_a_predictor(sample):
     assert len(predicted) == len(oracle)
     ap = evaluate_results(sample.coco, predicted, sample.image_ids).ap
     assert math.isclose(ap, evaluate_results(sample.coco, oracle, sample.image_ids).ap, abs_tol=0.02)
+
+
+# -- posenas eval --json: every setting in effect, resolved -------------------------------------------------------
+
+
+def _eval_json(capsys, argv: list[str]) -> dict:
+    import json
+
+    from posenas.search.cli import main
+
+    capsys.readouterr()
+    assert main(["eval", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _nulls(record: dict) -> set[str]:
+    return {key for key, value in record.items() if value is None}
+
+
+def test_eval_json_records_the_teachers_resolved_input_and_decoder(mobilenet_thin_graph, coco_sample_root, capsys):
+    """No --teacher-input: the teacher ran at 256 (a real teacher's default), and the record says so; --decoder
+    grid reaches the teacher's maps (it was once recorded but ignored)."""
+    import torch
+
+    torch.set_num_threads(1)
+    record = _eval_json(capsys, ["--data", str(coco_sample_root), "--teacher", str(mobilenet_thin_graph)])
+    assert record["teacher_input"] == 256 and record["maps"] == [32, 32] and record["teacher_kind"] == "tfgraph"
+    assert record["teacher"] == str(mobilenet_thin_graph.resolve())
+    assert record["data"] == str(coco_sample_root.resolve())
+    assert record["split"] == "val" and record["images"] == 4 and record["device"] == "cpu"
+    config = record["decode_config"]
+    assert record["decoder"] == config["decoder"] == "upsampled"
+    assert config["nms_radius"] == pytest.approx(6 * 256 / 368) and config["paf_samples"] == 10
+    assert (config["peak_threshold"], config["min_keypoints"], config["min_mean_score"]) == (0.1, 3, 0.2)
+    assert _nulls(record) == {"limit", "pooled_input"}  # the two options that were off, and only those
+    grid = _eval_json(capsys, ["--data", str(coco_sample_root), "--teacher", str(mobilenet_thin_graph),
+                               "--decoder", "grid", "--pooled-input", "128", "--limit", "2"])  # fmt: skip
+    assert grid["decode_config"]["decoder"] == "grid" and grid["decode_config"]["paf_samples"] == 5
+    assert grid["pooled_input"] == 128 and grid["maps"] == [16, 16] and grid["decode_config"]["stride"] == 16
+    assert grid["limit"] == 2 and grid["images"] == 2 and _nulls(grid) == set()
+    pooled = _eval_json(capsys, ["--data", str(coco_sample_root), "--teacher", str(mobilenet_thin_graph),
+                                 "--pooled-input", "128", "--limit", "2"])  # fmt: skip
+    assert grid["ap"] != pooled["ap"]  # the grid decoder really decoded (the upsampled one scores otherwise)
+
+
+def test_eval_json_records_the_oracles_and_a_checkpoints_settings(synth_root, tmp_path, capsys):
+    from networks import random_checkpoint
+
+    from posenas.posenet.nets.checkpoint import save_checkpoint
+    from posenas.space.baselines import get_arch
+
+    root = synth_root(train=2, val=3, seed=5)
+    oracle = _eval_json(capsys, ["--data", str(root), "--oracle", "--input-size", "192"])
+    assert oracle["source"] == "oracle" and oracle["input_size"] == 192 and oracle["images"] == 3
+    assert oracle["decode_config"]["nms_radius"] == pytest.approx(6 * 192 / 368)
+    # The targets' sigma resolved (None in TargetConfig means "scaled to the input"): 7 px, the floor at stride 8.
+    assert oracle["targets"]["sigma"] == pytest.approx(7.0) and _nulls(oracle) == {"limit"}
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(random_checkpoint(get_arch("tiny-hw"), 0), path)
+    network = _eval_json(capsys, ["--data", str(root), "--checkpoint", str(path), "--mode", "simulate"])
+    assert network["checkpoint"] == str(path.resolve()) and network["arch"] == "tiny-hw"
+    assert (network["mode"], network["device"], network["input_size"]) == ("simulate", "cpu", 128)
+    assert network["decode_config"]["nms_radius"] == pytest.approx(6 * 128 / 368)
+    assert _nulls(network) <= {"limit", "quantization_warning"}
+    truth = _eval_json(capsys, ["--data", str(root), "--ground-truth"])
+    assert truth["ap"] == pytest.approx(1.0) and truth["decoder"] is None and "decode_config" not in truth

@@ -21,6 +21,7 @@ from networks import random_checkpoint
 from posenas.budgets.checker import check
 from posenas.budgets.device import load_budget
 from posenas.posenet.nets.checkpoint import load_checkpoint, save_checkpoint
+from posenas.posenet.nets.export import m4
 from posenas.posenet.nets.export.bundle import DoesNotFitError, export_run
 from posenas.posenet.nets.export.c_source import sample_source, write_c_project
 from posenas.posenet.nets.export.host import build_host, decoder_limits_exceeded, run_host
@@ -354,3 +355,49 @@ def test_host_check_fails_on_one_wrong_value(tmp_path):
     run = run_host(build_host(c, "gcc"))
     assert run.mismatches == 1 and run.returncode == 1 and not run.bit_exact
     assert not dataclasses.replace(result, host=run).passed
+
+
+# -- which decoder counted what, and the m4/ folder --------------------------------------------------------------
+
+
+def _export_cli(tmp_path, capsys, *flags: str) -> tuple[str, dict]:
+    """tiny-hw with random weights (seed 7): noise maps on which the two decoders find 49 and 1 people."""
+    path = tmp_path / "tiny-7.pt"
+    save_checkpoint(random_checkpoint(get_arch("tiny-hw"), 7), path)
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "out"), *flags]) == 0
+    return capsys.readouterr().out, json.loads((tmp_path / "out" / "export.json").read_text())
+
+
+def test_cli_says_which_decoder_counted_which_people(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("AI8X_SYNTHESIS", raising=False)
+    out, report = _export_cli(tmp_path, capsys, "--no-build")
+    # The upsampled decoder (c/'s, checked against Python's) and the M4's grid decoder, whose count the decoder
+    # time is for: different decoders, the same person filters, no person-score threshold in either.
+    assert (report["python_poses"], report["grid_poses"]) == (49, 1)
+    assert report["performance"]["people"] == report["grid_poses"]
+    assert report["person_filters"] == {"min_keypoints": 3, "min_mean_score": 0.2, "min_person_score": None}
+    assert "upsampled decoder (peaks on the maps upsampled x8; posenet/pose/decode.py and its C port " \
+           "c/pose_decode.c): Python 49 people\n" in out  # fmt: skip
+    assert "grid decoder (the M4's pose_grid.c, peaks on the stride-8 cells; the decoder time below is for it): " \
+           "1 people; 49 vs 1 because these are two decoders, not two thresholds: both keep every person with 3+ " \
+           "keypoints and mean keypoint score >= 0.2, no person-score threshold (21 and 1 at score >= 20, " \
+           "predict's default)" in out  # fmt: skip
+    assert "decoder 0.82 ms (1 people" in out  # the performance line counts the grid decoder's people
+    assert "m4" not in report["files"] and "Cortex-M4 grid decoder" not in out  # not built: no m4/ to list
+
+
+@needs_cc
+@pytest.mark.skipif(m4.missing_tools() is not None, reason=str(m4.missing_tools()))
+def test_cli_lists_the_m4_folder_and_its_program_reruns(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("AI8X_SYNTHESIS", raising=False)
+    out, report = _export_cli(tmp_path, capsys)
+    folder = tmp_path / "out" / "m4"
+    assert report["files"]["m4"] == str(folder) and "Cortex-M4 grid decoder" in out
+    assert {p.name for p in (folder / "src").iterdir()} == {"posenas_app.c", "posenas_app.h", "posenas_firmware.h",
+                                                           "pose_grid.c", "pose_grid.h"}  # fmt: skip
+    assert "Python 49 people, C 49; same keypoints within 0.000 px" in out
+    # The program the export timed runs again under QEMU and finds the grid decoder's one person.
+    run = m4.run(folder / "qemu" / "app.elf")
+    assert len(run.poses) == report["grid_poses"] == 1
+    assert run.instructions == report["performance"]["decoder_instructions"]

@@ -162,10 +162,10 @@ def test_train_prints_the_table_for_low_bit_networks_only(root, tmp_path, capsys
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--shift-quantile", "0"], "--shift-quantile must be a number in (0, 1], got 0.0"),
-        (["--float-distill", "1.5"], "--float-distill must be a number in [0, 1], got 1.5"),
-        (["--lowbit-qat-factor", "-2"], "--lowbit-qat-factor must be a number in [1, 10], got -2.0"),
-        (["--lowbit-qat-lr", "nan"], "--lowbit-qat-lr must be a number in [0, 1], got nan"),
+        (["--shift-quantile", "0"], "argument --shift-quantile: must be a number in (0, 1], got 0"),
+        (["--float-distill", "1.5"], "argument --float-distill: must be a number in [0, 1], got 1.5"),
+        (["--lowbit-qat-factor", "-2"], "argument --lowbit-qat-factor: must be a number in [1, 10], got -2"),
+        (["--lowbit-qat-lr", "nan"], "argument --lowbit-qat-lr: must be a number in [0, 1], got nan"),
     ],
 )
 @pytest.mark.parametrize("command", ["train", "search"])

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from posenas.search import plots
 from posenas.search.plots import (
     FIGURES,
     ap_figure,
@@ -55,6 +56,7 @@ def test_write_plots_writes_one_self_contained_report_page(tmp_path):
     assert "demo study" in text and "8 trials" in text
     assert text.count("Plotly.newPlot") == len(FIGURES)
     assert "tiny-hw" in text and "student-hw" in text  # baselines labelled, the infeasible one too
+    assert "student-hw: 659,001 parameters, off the axis →" in text  # beyond the fitted x axis, named
     assert "kernel memory exhausted at processor 0" in text  # the violations are in the hover text
     assert "same architecture as trial 4" in text  # the reused trial is drawn (faintly)
     for member in pareto_front(RECORDS):
@@ -80,15 +82,158 @@ def test_ap_vs_params_figure_marks_front_strip_and_baselines():
     front = _trace(figure, "Pareto front")
     assert list(front.customdata) == [2, 0, 4] and front.line.shape == "hv"
     assert list(front.x) == [50_000, 112_257, 300_000]
-    assert list(_trace(figure, "trained").customdata) == [3]
+    assert list(_trace(figure, "trained stand-alone (AP)").customdata) == [3]  # scorer "train": its own AP
     assert list(_trace(figure, "reused (same architecture as an earlier trial)").customdata) == [5]
-    infeasible = _trace(figure, "infeasible (not trained)")
-    assert list(infeasible.customdata) == [1, 6] and infeasible.marker.symbol == "x"
-    assert all(y < 0 for y in infeasible.y)  # a strip below AP 0
-    assert list(_trace(figure, "feasible, not trained (failed, pruned or running)").customdata) == [7]
+    rejected = _trace(figure, "rejected by the budget")
+    assert list(rejected.customdata) == [1, 6] and rejected.marker.symbol == "x"
+    assert list(_trace(figure, "not scored (failed, pruned or running)").customdata) == [7]
     baselines = _trace(figure, "baselines")
-    assert list(baselines.text) == ["tiny-hw", "student-hw"] and baselines.marker.symbol == "star"
-    assert baselines.y[0] == pytest.approx(0.40) and baselines.y[1] < 0
+    assert list(baselines.customdata) == [0] and baselines.marker.symbol == "star"  # the scored one, at its AP
+    assert baselines.y[0] == pytest.approx(0.40)
+    labels = {a.text for a in figure.layout.annotations if a.showarrow}
+    assert labels == {"cand2", "tiny-hw", "cand4"}  # the front, named (the baseline by its baseline name)
+
+
+def _labels(figure) -> dict[str, tuple[float, float]]:
+    return {a.text: (a.x, a.y) for a in figure.layout.annotations if a.showarrow}
+
+
+def test_front_points_carry_their_names():
+    figure = ap_figure(RECORDS, "params", "t")
+    assert list(_trace(figure, "Pareto front").text) == ["cand2", "tiny-hw", "cand4"]
+    assert _labels(figure) == {"cand2": (50_000, 0.30), "tiny-hw": (112_257, 0.40), "cand4": (300_000, 0.55)}
+    latency = ap_figure(RECORDS, "latency_ms", "t")
+    # By latency tiny-hw is off the front, but a baseline is named wherever it is on the axes.
+    assert _labels(latency) == {"cand2": (4.0, 0.30), "cand4": (8.0, 0.55), "tiny-hw": (10.3, 0.40)}
+
+
+def test_rejected_networks_are_never_drawn_on_the_score_axis():
+    for x in ("params", "latency_ms"):
+        for objective, records in (("ap", RECORDS), ("fg_loss", [replace(r, fg_loss=0.7 - r.ap) for r in RECORDS])):
+            figure = ap_figure(records, x, "t", objective)
+            for trace in figure.data:
+                if {1, 6, 7} & set(trace.customdata):  # the rejected trials and the failed one
+                    assert trace.yaxis == "y2" and set(trace.y) <= {"rejected by the budget",
+                                                                   "not scored (failed, pruned or running)"}
+                else:
+                    assert trace.yaxis in (None, "y") and all(isinstance(y, float) for y in trace.y)
+            assert figure.layout.yaxis2.type == "category"
+    rejected = _trace(ap_figure(RECORDS, "params", "t"), "rejected by the budget")
+    assert "kernel memory exhausted at processor 0" in rejected.hovertext[0]  # hover: the violations
+    assert "conv3 &lt;= 32768 bytes exceeded" in rejected.hovertext[1]
+
+
+def test_legend_tells_supernet_estimates_stand_alone_training_and_rejection_apart():
+    records = [
+        rec(0, 0.031, 40_000, 3.0, scorer="supernet"),
+        rec(1, 0.052, 90_000, 8.0, scorer="supernet"),
+        rec(2, 0.024, 60_000, 5.0, scorer="supernet"),  # dominated
+        rec(3, 0.047, 120_000, 9.0),  # dominated, scored by training it stand-alone
+        rec(4, NAN, 500_000, 30.0, feasible=False, violations=("latency: 41.0 ms > 30.0 ms",)),
+    ]  # fmt: skip
+    figure = ap_figure(records, "params", "t")
+    assert {t.name for t in figure.data} == {"scored by the supernet (AP estimate)", "trained stand-alone (AP)",
+                                             "Pareto front", "rejected by the budget"}  # fmt: skip
+    assert list(_trace(figure, "scored by the supernet (AP estimate)").customdata) == [2]
+    assert list(_trace(figure, "trained stand-alone (AP)").customdata) == [3]
+    assert figure.layout.yaxis.title.text == "AP (QAT, validation)"  # two scorers: the legend says whose
+    only_supernet = ap_figure(records[:3], "params", "t")
+    assert only_supernet.layout.yaxis.title.text == "AP (QAT, validation), supernet's estimate"
+    assert "trained" not in {t.name for t in only_supernet.data}
+    loss = ap_figure([replace(r, fg_loss=0.7 - r.ap) for r in records], "params", "t", "fg_loss")
+    assert "scored by the supernet (foreground loss estimate)" in {t.name for t in loss.data}
+
+
+def test_x_axis_fits_the_front_and_clips_a_far_off_baseline():
+    figure = ap_figure(RECORDS, "params", "t")
+    # Fitted to the front and the scored trials (up to 300,000) x 1.1; student-hw (659,001, rejected) is beyond.
+    assert list(figure.layout.xaxis2.range) == pytest.approx([0, 330_000])
+    notes = [a.text for a in figure.layout.annotations if not a.showarrow]
+    assert notes == ["student-hw: 659,001 parameters, off the axis →"]
+    # A scored baseline far beyond is named at the right edge at its score.
+    big = rec(9, 0.50, 659_001, 23.1, name="student-hw-mixed", baseline="student-hw-mixed")
+    figure = ap_figure([*RECORDS, big], "params", "t")
+    assert list(figure.layout.xaxis.range) == pytest.approx([0, 330_000])
+    (note,) = [a for a in figure.layout.annotations if a.text.startswith("student-hw-mixed")]
+    assert note.text == "student-hw-mixed: 659,001 parameters, off the axis →" and note.y == pytest.approx(0.50)
+    assert note.xref == "x domain" and note.x == 1
+    # A point just beyond the fitted ones widens the axis instead (1.25 x): 360,000 is drawn.
+    near = rec(10, NAN, 360_000, 9.0, feasible=False, violations=("layers: 33 > 32",))
+    assert list(ap_figure([*RECORDS, near], "params", "t").layout.xaxis2.range) == pytest.approx([0, 396_000])
+
+
+def test_x_range_rule():
+    assert plots.x_range([50_000, 300_000], [80_000, 659_001]) == pytest.approx((0, 330_000))
+    assert plots.x_range([50_000, 300_000], [370_000, 659_001]) == pytest.approx((0, 407_000))
+    assert plots.x_range([], [4.0, 12.0]) == pytest.approx((0, 13.2))  # nothing scored yet: all that is there
+
+
+def test_labels_of_a_crowded_front_do_not_overlap():
+    # A front crowded next to the y axis (a supernet study's smallest networks), at both report widths.
+    points = [(20_803, 0.017, "trial45"), (21_165, 0.019, "trial109"), (22_360, 0.027, "trial115"),
+              (31_931, 0.029, "trial70"), (35_388, 0.031, "trial104"), (38_356, 0.037, "trial80"),
+              (52_470, 0.042, "trial33"), (73_081, 0.043, "trial86"), (82_468, 0.046, "trial51")]  # fmt: skip
+    frame = plots.Frame((0.0, 350_000.0), (0.0, 0.09), 400.0)
+    offsets = plots.place_labels(points, frame)
+    for width in plots.LABEL_WIDTHS_PX:
+        boxes = []
+        for (x, y, text), (ax, ay) in zip(points, offsets):
+            px, py = frame.pixel(x, y, width)
+            boxes.append(plots._label_box(px + ax, py + ay, text))
+        for a, b in itertools.combinations(boxes, 2):
+            assert not plots._overlap(a, b)
+        for box in boxes:  # no label on a labelled point, none outside the panel
+            assert all(not plots._overlap(box, (px - 5, py - 5, px + 5, py + 5))
+                       for px, py in (frame.pixel(x, y, width) for x, y, _ in points))  # fmt: skip
+            assert box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= 400
+
+
+def test_standalone_ap_against_latency():
+    records = [
+        rec(0, 0.053, 112_257, 10.27, name="tiny-hw", baseline="tiny-hw", scorer="supernet", standalone_ap=0.052),
+        rec(1, 0.058, 92_529, 9.63, scorer="supernet", standalone_ap=0.049),
+        rec(2, 0.080, 316_428, 28.83, scorer="supernet", standalone_ap=0.061),
+        rec(3, 0.040, 38_356, 4.52, scorer="supernet"),  # not retrained: not on this panel
+    ]  # fmt: skip
+    figures = plots.figures_of(records, "t")
+    assert list(figures) == ["ap_vs_params", "ap_vs_latency", plots.STANDALONE_FIGURE, "hypervolume"]
+    figure = figures[plots.STANDALONE_FIGURE]
+    trials = _trace(figure, "trained stand-alone (search trials)")
+    assert list(trials.x) == [9.63, 28.83] and list(trials.y) == [0.049, 0.061]
+    baselines = _trace(figure, "baselines trained stand-alone")
+    assert list(baselines.x) == [10.27] and list(baselines.y) == [0.052]
+    estimates = _trace(figure, "scored by the supernet (AP estimate)")  # the supernet's guess for the same networks
+    assert list(estimates.y) == [0.053, 0.058, 0.080]
+    assert set(_labels(figure)) == {"tiny-hw", "cand1", "cand2"}
+    assert figure.layout.yaxis.title.text == "AP trained stand-alone (QAT, validation)"
+    assert plots.STANDALONE_FIGURE not in plots.figures_of(records[3:], "t")
+
+
+def test_a_loss_ranked_study_shows_ap_where_there_is_one(tmp_path):
+    # The supernet does not decode AP in a loss-ranked study; the stand-alone retraining measures it.
+    records = [
+        rec(0, NAN, 112_257, 10.27, name="tiny-hw", baseline="tiny-hw", scorer="supernet", fg_loss=0.6158,
+            standalone_ap=0.052),
+        rec(1, NAN, 156_041, 11.71, scorer="supernet", fg_loss=0.6184, standalone_ap=0.047),
+        rec(2, NAN, 659_001, 23.11, name="student", baseline="student", feasible=False, violations=("stride 2",)),
+    ]  # fmt: skip
+    figures = plots.figures_of(records, "t", "fg_loss")
+    assert list(figures) == ["fg_loss_vs_params", "fg_loss_vs_latency", plots.STANDALONE_FIGURE]
+    assert figures["fg_loss_vs_params"].layout.yaxis.title.text.startswith("foreground loss (lower is better)")
+    text = write_plots(records, tmp_path, "t", png=False, objective="fg_loss")[0].read_text()
+    assert "AP trained stand-alone vs latency" in text and text.count("Plotly.newPlot") == 3
+    # Where the scorer gave APs too, the AP figures come as well.
+    with_ap = [replace(records[0], ap=0.053), *records[1:]]
+    assert list(plots.figures_of(with_ap, "t", "fg_loss"))[2:4] == ["ap_vs_params", "ap_vs_latency"]
+
+
+def test_report_page_uses_the_full_width(tmp_path):
+    text = write_plots(RECORDS, tmp_path, "t", png=False)[0].read_text()
+    head = text[: text.index("<div")]  # the page's own style (plotly.js, embedded later, has its own)
+    assert "max-width" not in head and "width:100%" in head and '"responsive": true' in text
+    assert text.count("width:100%") >= len(FIGURES)  # each figure's div follows the page's width
+    for figure in plots.figures_of(RECORDS, "t").values():
+        assert figure.layout.width is None and figure.layout.autosize
 
 
 def test_ap_vs_latency_uses_the_2d_latency_front():

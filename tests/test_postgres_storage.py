@@ -8,6 +8,7 @@ the surviving workers.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -26,11 +27,10 @@ from tests.optuna_worker import GRACE_PERIOD, HEARTBEAT_INTERVAL, TRIAL_SECONDS,
 
 WORKER = Path(__file__).with_name("optuna_worker.py")
 WORKERS = 3
-# COMPLETE trials the workers stop at. The kill comes after the first few; the rest take at least
-# (TOTAL - few) * TRIAL_SECONDS / WORKERS ~ 3 s however fast the machine, longer than the at most
-# GRACE_PERIOD seconds until the killed trial is stale, so a surviving worker is there to fail and retry it.
-TOTAL = 50
-COMPLETE_BEFORE_KILL = 3
+# COMPLETE trials the first wave of workers stops at (beside the blocker, which is still alive), and how
+# many more the second wave (started after the kill, once the killed trial is stale) completes.
+TOTAL = 30
+AFTER_KILL = 6
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -82,6 +82,22 @@ def test_workers_share_a_study_and_retry_the_trial_of_a_killed_worker(postgres_u
     marker = tmp_path / "blocked-trial"
     blocker_log = tmp_path / "blocker.log"
     workers: dict[Path, subprocess.Popen[bytes]] = {}
+
+    def complete() -> int:
+        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def run_wave(wave: str, total: int) -> None:
+        """WORKERS workers until ``total`` trials are COMPLETE; each must exit 0."""
+        logs = [tmp_path / f"{wave}-{index}.log" for index in range(WORKERS)]
+        for log in logs:
+            workers[log] = _spawn([postgres_url, study_name, str(total)], log)
+        for log in logs:
+            try:
+                returncode = workers[log].wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"worker {log.name} still running after 60 s\n{_tail(log)}")
+            assert returncode == 0, f"worker {log.name} exited with {returncode}\n{_tail(log)}"
+
     try:
         # A worker whose first trial hangs: wait until it runs and has a heartbeat in the database.
         blocker = _spawn([*arguments, "--block", str(marker)], blocker_log)
@@ -91,35 +107,25 @@ def test_workers_share_a_study_and_retry_the_trial_of_a_killed_worker(postgres_u
         killed_number = int(marker.read_text())
         _wait_until(lambda: _has_heartbeat(engine, study_name, killed_number), "its heartbeat", workers)
 
-        for index in range(WORKERS):
-            log = tmp_path / f"worker-{index}.log"
-            workers[log] = _spawn(arguments, log)
-
-        def complete() -> int:
-            return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-
-        # The others work beside the live blocker, and its trial outlives the grace period: kept alive by
-        # heartbeats although every worker calls fail_stale_trials before each trial.
-        _wait_until(
-            lambda: (
-                complete() >= COMPLETE_BEFORE_KILL and time.monotonic() - blocked_at > GRACE_PERIOD + HEARTBEAT_INTERVAL
-            ),
-            f"{COMPLETE_BEFORE_KILL} trials of the other workers",
-            workers,
-        )
+        # First wave: the others work beside the live blocker, each calling fail_stale_trials before every
+        # trial; its trial outlives the grace period, kept alive by heartbeats. The test checks once more
+        # itself after the grace period, since a fast machine may finish the wave sooner.
+        run_wave("first", TOTAL)
+        time.sleep(max(0.0, blocked_at + GRACE_PERIOD + HEARTBEAT_INTERVAL - time.monotonic()))
+        optuna.storages.fail_stale_trials(study)
+        assert blocker.poll() is None, _tail(blocker_log)
         assert _by_number(study)[killed_number].state == TrialState.RUNNING
+        first_wave = complete()
 
         killed_at = datetime.now()
         blocker.send_signal(signal.SIGKILL)
         assert blocker.wait(timeout=10) == -signal.SIGKILL
         del workers[blocker_log]
 
-        for log, process in workers.items():
-            try:
-                returncode = process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"worker {log.name} still running after 60 s\n{_tail(log)}")
-            assert returncode == 0, f"worker {log.name} exited with {returncode}\n{_tail(log)}"
+        # Second wave, once the killed trial's last heartbeat is older than the grace period (however fast
+        # the machine): the first trial any of them asks for fails it and queues its retry.
+        time.sleep(GRACE_PERIOD + HEARTBEAT_INTERVAL)
+        run_wave("second", first_wave + AFTER_KILL)
     finally:
         for process in workers.values():
             if process.poll() is None:
@@ -148,11 +154,11 @@ def test_workers_share_a_study_and_retry_the_trial_of_a_killed_worker(postgres_u
     assert all(trial.state == TrialState.COMPLETE for trial in others), sorted(
         (trial.number, trial.state.name) for trial in others if trial.state != TrialState.COMPLETE
     )
-    # MaxTrialsCallback is checked after each trial, so the trials already running when the total is
-    # reached finish too: at most WORKERS - 1 more.
-    assert TOTAL <= len(others) <= TOTAL + WORKERS - 1
+    # MaxTrialsCallback is checked after each trial, so the trials already running when a wave's total is
+    # reached finish too: at most WORKERS - 1 more per wave.
+    assert TOTAL + AFTER_KILL <= len(others) <= TOTAL + AFTER_KILL + 2 * (WORKERS - 1)
     pids = {trial.user_attrs["pid"] for trial in others}
-    assert len(pids) == WORKERS and blocker_pid not in pids, "every surviving worker should have run trials"
+    assert len(pids) >= WORKERS + 1 and blocker_pid not in pids, "the surviving workers of both waves should have run trials"
     assert min(trial.duration.total_seconds() for trial in others if trial.duration) >= TRIAL_SECONDS
 
 
@@ -184,3 +190,59 @@ def test_posenas_search_workers_share_a_postgresql_study(postgres_url: str, tmp_
     assert all("spec_hash" in t.user_attrs for t in complete)
     # Both workers ran trials of the shared study.
     assert all(re.search(r"^trial \d+ ", out, re.MULTILINE) for out in outputs)
+
+
+def test_a_database_server_restarted_mid_search_loses_no_completed_trial(tmp_path: Path) -> None:
+    """Issue 26: two `posenas search` workers on one PostgreSQL study; the server stops after the first trials
+    complete and comes back 5 s later. Each worker either rides it out or stops with one line on stderr; no
+    completed trial is lost; the next run continues the study to its count."""
+    from tests.postgres import PostgresUnavailable, postgres_server
+
+    from posenas.posenet.pose import synth
+
+    root = tmp_path / "synth"
+    synth.write_coco_root(root, train=6, val=2, seed=1)
+    try:
+        server_context = postgres_server("posenas_restart")
+        server = server_context.__enter__()
+    except PostgresUnavailable as reason:
+        pytest.skip(str(reason))
+    try:
+        command = [sys.executable, "-m", "posenas.search.cli", "search", "--storage", server.url, "--data", str(root),
+                   "--teacher", "none", "--scorer", "train", "--trials", "8", "--epochs", "1", "--qat-epochs", "1",
+                   "--batch-size", "3", "--val-images", "1"]  # fmt: skip
+        workers = [subprocess.Popen([*command, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True) for i in range(2)]  # fmt: skip
+        engine = sqlalchemy.create_engine(server.url, poolclass=sqlalchemy.pool.NullPool)
+
+        def completed() -> set[int]:
+            with engine.connect() as connection:
+                rows = connection.execute(sqlalchemy.text("SELECT number FROM trials WHERE state = 'COMPLETE'"))
+                return {row[0] for row in rows}
+
+        deadline = time.monotonic() + 240
+        while True:  # until a few trials have completed
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                before = completed()
+                if len(before) >= 3:
+                    break
+            assert time.monotonic() < deadline and all(w.poll() is None for w in workers), "no trials completed"
+            time.sleep(0.2)
+        server.stop()
+        time.sleep(5)
+        server.start()
+        errors = [w.communicate(timeout=300)[1] for w in workers]
+        for worker, err in zip(workers, errors):
+            assert worker.returncode in (0, 2), err[-3000:]
+            if worker.returncode == 2:  # stopped: in one line, naming the storage
+                lines = err.strip().splitlines()
+                assert len(lines) == 1 and lines[0].startswith("posenas: error: ") and "Traceback" not in err, err
+        assert before <= completed(), "a completed trial was lost"
+        rerun = subprocess.run([*command, "--out", str(tmp_path / "w0")], capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        study = optuna.load_study(study_name="max78000", storage=server.url)
+        done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        assert len({t.user_attrs["spec_hash"] for t in done}) == 8 and before <= {t.number for t in done}
+        engine.dispose()
+    finally:
+        server_context.__exit__(None, None, None)

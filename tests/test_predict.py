@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -59,7 +60,7 @@ def test_a_run_in_simulate_arithmetic_on_an_image_folder(synth_root, tmp_path, c
     "argv, message",
     [
         (["--images", "EMPTY"], "no images"),
-        (["--images", "EMPTY", "--limit", "0"], "--limit must be >= 1"),
+        (["--images", "EMPTY", "--limit", "0"], "argument --limit: must be an integer in [1,"),
         (["--data", "NOWHERE"], "annotation file not found"),
     ],
 )  # fmt: skip
@@ -70,4 +71,49 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     code = main(["predict", "--checkpoint", str(tmp_path / "none.pt"), *argv, "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_draws_people_above_the_score_threshold_and_keeps_every_candidate(
+        mobilenet_thin_graph, coco_sample_root, tmp_path, capsys):  # fmt: skip
+    """The teacher at 256 on coco_sample: 10 candidates, one of them (score 4.8, 3 keypoints) below the default
+    --min-score 20 (benchmarks/BENCHMARKS.md); it is not drawn, counted as dropped, and kept in results.json."""
+    from posenas.search.arguments import DEFAULT_MIN_SCORE
+
+    torch.set_num_threads(1)
+    assert DEFAULT_MIN_SCORE == 20.0  # the measured default (benchmarks/results/predict_threshold.json)
+    out = tmp_path / "pred"
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(mobilenet_thin_graph), "--data", str(coco_sample_root),
+                 "--out", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    index = json.loads((out / "images.json").read_text())
+    scores = sorted(r["score"] for r in results)
+    assert len(results) == 10 and 4 < scores[0] < 5 and scores[1] > 50  # the teacher's candidates at 256
+    assert index["min_score"] == 20.0
+    for image in index["images"]:
+        found = [r["score"] for r in results if r["image_id"] == image["id"]]
+        assert (image["candidates"], image["drawn"]) == (len(found), sum(score >= 20 for score in found))
+    assert sum(i["drawn"] for i in index["images"]) == 9
+    assert "9 people drawn at score >= 20, 1 of 10 candidates dropped, in 4 images" in printed
+    assert "results.json keeps all 10 candidates" in printed
+    # --min-score 0 draws every candidate; a higher one draws fewer; results.json is the same file either way.
+    every = tmp_path / "every"
+    assert main(["predict", "--checkpoint", str(mobilenet_thin_graph), "--data", str(coco_sample_root),
+                 "--min-score", "0", "--out", str(every)]) == 0  # fmt: skip
+    assert "10 people drawn at score >= 0, 0 of 10 candidates dropped" in capsys.readouterr().out
+    assert (every / "results.json").read_bytes() == (out / "results.json").read_bytes()
+    # The drawn pictures differ where the dropped candidate was (its image only).
+    dropped = next(i["file_name"] for i in index["images"] if i["drawn"] < i["candidates"])
+    stem = dropped.rsplit(".", 1)[0]
+    assert not np.array_equal(cv2.imread(str(out / f"{stem}.png")), cv2.imread(str(every / f"{stem}.png")))
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_a_bad_min_score_is_one_line_exit_2(value, coco_sample_root, tmp_path, capsys):
+    code = main(["predict", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(coco_sample_root),
+                 "--min-score", value, "--out", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"posenas: error: predict: argument --min-score: must be a number in [0, 1e+06], got {value}\n"
     assert not (tmp_path / "out").exists()

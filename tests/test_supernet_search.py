@@ -3,6 +3,8 @@ same seed same trials), and a supernet folder of another space is refused in one
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -132,20 +134,22 @@ def test_a_time_budget_stops_the_search_and_says_what_it_cut(setup, tmp_path: Pa
     assert "what the 0.05-minute budget cut:" in printed and "search: its" in printed and "ran out at" in printed
 
 
-def test_the_supernet_is_sized_to_its_share_of_the_budget(setup, synth_root, tmp_path: Path) -> None:
-    from posenas.search.supernet_search import MIN_BATCHES, supernet_config
-    from posenas.search.timeplan import Clock
-
-    study = setup[0]
-    data = synth_root(80, 2, 5)
-    settings = load_settings(study)
-    budget = load_budget("max78000")
-    roomy = Clock(1000)
-    config = supernet_config(settings, budget, data, tmp_path / "a", roomy, None, lambda line: None)
-    assert config.train_images == 80 and not roomy.cuts  # every training image
-    tight = Clock(0.001)
-    config = supernet_config(settings, budget, data, tmp_path / "b", tight, None, lambda line: None)
-    assert config.train_images == MIN_BATCHES * config.batch_size and tight.cuts and "supernet" in tight.cuts[0]
+def test_a_time_budget_paces_the_supernet_and_says_what_it_cut(synth_root, tmp_path: Path, capsys) -> None:
+    """No --supernet: the search trains its own, paced to its share of the budget (not sized beforehand)."""
+    study = tmp_path / "small.yaml"
+    study.write_text(SMALL_STUDY)
+    data = synth_root(512, 2, 5)
+    out = tmp_path / "paced"
+    # 0.1 min = 6 s for everything: the supernet's share is ~2.7 s. A warm fast CPU trains 4 epochs of 64
+    # images in that (CI did), never 4 of 512 (~750 images/s).
+    assert main(["search", "--study", str(study), "--data", str(data), "--teacher", "none", "--trials", "3",
+                 "--val-images", "2", "--no-baselines", "--retrain", "0", "--out", str(out),
+                 "--timeout-minutes", "0.1"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    history = json.loads((out / "supernet" / "supernet.json").read_text())["history"]
+    assert len(history) == 4 and history[-1]["mode"] == "qat"  # the schedule's shape holds
+    assert all(16 <= e["images"] < 512 for e in history), [e["images"] for e in history]  # >= a batch, < the set
+    assert "supernet: 4 of 4 epochs paced to its" in printed and "paced to end in" in printed
 
 
 def test_a_retraining_claim_left_by_a_killed_worker_is_taken_over(tmp_path: Path) -> None:
@@ -170,3 +174,47 @@ def test_a_retraining_claim_left_by_a_killed_worker_is_taken_over(tmp_path: Path
     mine = _claim(study, records, contextlib.nullcontext)
     assert [r.number for r in mine] == [1, 4]
     assert study.user_attrs["standalone"]["1"]["worker"]["pid"] == os.getpid()
+
+
+def test_a_short_retraining_leaves_out_the_lowest_ranked_so_that_the_best_fits(tmp_path: Path, monkeypatch) -> None:
+    """The busy run's case: 165 s left for 3 networks that each need 105 s. Equal shares (55 s) fit none of
+    them; the best network takes the shares of the lower-ranked two instead of all three being cut."""
+    import torch
+
+    from posenas.search import retrain
+    from posenas.search.records import ATTR_SPEC, TrialRecord
+    from posenas.search.settings import load_settings
+    from posenas.search.timeplan import Clock
+    from posenas.space.baselines import get_arch
+
+    settings = load_settings("max78000")
+    study = optuna.create_study()
+    spec = get_arch("tiny-hw").to_dict()
+    for _ in range(3):
+        study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs={ATTR_SPEC: spec}))
+    # all three on the front: the larger, the better and the slower
+    records = [TrialRecord(n, "COMPLETE", f"h{n}", f"t{n}", 0.1 * (n + 1), 1000 * (n + 1), 1.0 + n, True,
+                           val_loss=0.1, fg_loss=1.0 - 0.1 * n) for n in range(3)]  # fmt: skip
+    now = [0.0]
+    clock = Clock((165 + retrain.MARGIN_S) / 60, now=lambda: now[0])
+    offered: list[tuple[str, float]] = []
+
+    def sized(base, spec, scorer, folder: Path, seconds: float):  # noqa: ANN001, ANN202
+        offered.append((folder.name, round(seconds)))
+        if seconds < 105:
+            raise retrain._DoesNotFit(105, seconds)
+        return base
+
+    def trained(study, number, spec, config, data, folder, **_):  # noqa: ANN001, ANN003, ANN202
+        now[0] += 160
+        return {"ap": 0.1, "seconds": 160, "images_per_epoch": 100, "full_epoch_images": 100}
+
+    monkeypatch.setattr(retrain, "_config", sized)
+    monkeypatch.setattr(retrain, "train_standalone", trained)
+    scorer = type("Scorer", (), {"inherited": lambda self, spec: torch.nn.Linear(1, 1)})()
+    done = retrain.retrain_front(study, settings, records, scorer, tmp_path, tmp_path, clock, lock=contextlib.nullcontext,
+                                 teacher_cache=None, device=None, say=lambda line: None)  # fmt: skip
+    assert offered == [("trial-0002", 55)] and done == [2]  # the best, then given all 165 s
+    assert [c.split(":")[0] for c in clock.cuts] == ["retraining trial 1 (t1)", "retraining trial 0 (t0)"]
+    assert all("left out, so that the better-ranked trial 2 (t2) fits" in c for c in clock.cuts)
+    assert set(study.user_attrs["standalone"]) == {"2"}  # the claims of the two left out are released

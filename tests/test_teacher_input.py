@@ -138,7 +138,7 @@ def test_a_folder_without_images_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--teacher-input", "100"], "--teacher-input must be a positive multiple of 8"),
+        (["--teacher-input", "100"], "argument --teacher-input: must be a multiple of 8 in [8, 1024], got 100"),
         (["--images", "MISSING"], "image folder not found"),
     ],
 )  # fmt: skip

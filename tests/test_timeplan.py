@@ -68,3 +68,30 @@ def test_images_that_fit() -> None:
     assert images_that_fit(math.inf, 0.05, 4, 2000, 64) == 2000
     with pytest.raises(ValueError):
         images_that_fit(100, 0.0, 4, 2000, 64)
+
+
+def test_the_next_trial_is_expected_to_take_the_mean_of_the_recent_ones() -> None:
+    from posenas.search.worker import expected_seconds
+
+    assert expected_seconds([]) == 0.0
+    assert expected_seconds([0.3, 26.0, 88.0, 90.0, 79.0, 0.3]) == pytest.approx(47.27, abs=0.01)
+    assert expected_seconds([100.0] + [2.0] * 8) == 2.0  # only the last 8: a slow start is forgotten
+
+
+def test_a_worker_starts_no_trial_that_would_end_past_its_time() -> None:
+    """Optuna's own timeout starts a trial 0.1 s before the limit; a 0.4 s trial then overruns it by 0.3 s."""
+    import contextlib
+    import time
+
+    import optuna
+
+    from posenas.search.worker import run_worker
+
+    def slow(trial: optuna.Trial) -> float:
+        time.sleep(0.4)
+        return trial.suggest_float("x", 0, 1)
+
+    study = optuna.create_study()
+    report = run_worker(study, slow, 10, timeout_s=0.6, lock=contextlib.nullcontext, say=lambda line: None)
+    assert report.stopped_by == "timeout" and report.started == 1  # 0.2 s were left: less than a trial
+    assert len(study.trials) == 1

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from posenas.errors import CheckpointError, UsageError
-from posenas.files import atomic_write
+from posenas.files import atomic_write_stream
 from posenas.posenet.nets.config import LowBitRecipe
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.model import PoseNet, build_model
@@ -63,7 +63,7 @@ class RunCheckpoint:
 def save_checkpoint(checkpoint: RunCheckpoint, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda partial: torch.save(checkpoint.to_dict(), partial))
+    atomic_write_stream(path, lambda stream: torch.save(checkpoint.to_dict(), stream))
     return path
 
 

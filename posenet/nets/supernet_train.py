@@ -30,10 +30,11 @@ import torch
 from posenas.budgets.device import Budget
 from posenas.budgets.feasible import feasible_random_arch
 from posenas.errors import CheckpointError, TrainingError, UsageError
-from posenas.files import atomic_write, atomic_write_text
+from posenas.files import atomic_write_stream, atomic_write_text
 from posenas.posenet.nets.config import LowBitRecipe, SupernetConfig
 from posenas.posenet.nets.distill import TeacherCache
 from posenas.posenet.nets.layers import QuantMode
+from posenas.posenet.nets.pacing import QAT_STEP_COST, Pacer
 from posenas.posenet.nets.supernet import SuperNet
 from posenas.posenet.nets.train import WARM_UP_STEPS, PreloadedSamples, _collate, model_input, pose_loss
 from posenas.posenet.nets.weights import check_state_dict, read_weights_only
@@ -73,6 +74,7 @@ class SupernetEpoch:
     images_per_s: float
     seconds: float
     subnets: int
+    images: int = 0  # trained on this epoch (fewer than the set when a deadline paced it)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,8 +110,11 @@ class SupernetTrainer:
         device: str | torch.device | None = None,
         on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
         on_epoch: Callable[[SupernetEpoch], None] | None = None,
+        deadline: float | None = None,
     ) -> None:  # fmt: skip
         self.space, self.budget, self.config, self.study = space, budget, config, study
+        # a time.monotonic() reading: each epoch takes the steps its share of the time left allows
+        self.pacer = None if deadline is None else Pacer(deadline, qat_cost=QAT_STEP_COST)
         self.out = Path(out)
         self.teacher_cache = teacher_cache
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -203,7 +208,7 @@ class SupernetTrainer:
         info = self.info(epoch, net.mode, history)
         payload = {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                    "optimizer_state_dict": optimizer.state_dict(), "epoch": epoch, "posenas_supernet": info}  # fmt: skip
-        atomic_write(self.out / WEIGHTS, lambda p: torch.save(payload, p))
+        atomic_write_stream(self.out / WEIGHTS, lambda stream: torch.save(payload, stream))
         atomic_write_text(self.out / INFO, json.dumps(info, indent=2) + "\n")
 
     def _epoch(self, net: SuperNet, optimizer: torch.optim.Optimizer, epoch: int) -> SupernetEpoch:
@@ -213,9 +218,13 @@ class SupernetTrainer:
         started, seen, subnets = time.perf_counter(), 0, 0
         total_largest = torch.zeros((), device=self.device)
         total_others = torch.zeros((), device=self.device)
+        pacer = self.pacer
+        if pacer is not None:
+            pacer.start_epoch([self.config.phase_of(e) is QuantMode.QAT for e in range(epoch, self.config.epochs)])
         for step, batch in enumerate(batches):
+            progress = step / max(1, steps) if pacer is None else max(step / max(1, steps), pacer.fraction())
             for group in optimizer.param_groups:
-                group["lr"] = self._lr_at(epoch, step / max(1, steps))
+                group["lr"] = self._lr_at(epoch, progress)
             batch = {k: v.to(self.device) for k, v in batch.items()}
             x = model_input(batch["images"], QuantMode.FLOAT)  # QAT takes the same training-scale input
             teacher = None if self.teacher_cache is None else self.teacher_cache.lookup(batch["image_ids"], self.device)
@@ -238,9 +247,12 @@ class SupernetTrainer:
             subnets += 1 + len(nets.others)
             if self.on_batch:
                 self.on_batch(step + 1, steps, loss.detach())
+            if pacer is not None and pacer.over():
+                break  # this epoch's share of the time to the deadline is spent
         seconds = time.perf_counter() - started
-        return SupernetEpoch(epoch, net.mode.value, float(total_largest) / max(1, steps),
-                             float(total_others) / max(1, steps), seen / max(seconds, 1e-9), seconds, subnets)  # fmt: skip
+        taken = max(1, seen // self.config.batch_size)
+        return SupernetEpoch(epoch, net.mode.value, float(total_largest) / taken, float(total_others) / taken,
+                             seen / max(seconds, 1e-9), seconds, subnets, seen)  # fmt: skip
 
     def _batches(self, epoch: int) -> tuple[Iterator[dict[str, torch.Tensor]], int]:
         generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)

@@ -33,6 +33,7 @@ from posenas.posenet.nets.config import LowBitRecipe, TrainConfig
 from posenas.posenet.nets.diagnostics import LayerDiagnostics, collapse_warning, layer_diagnostics
 from posenas.posenet.nets.layers import QuantMode, quantize_input, to_training_scale, wide_output_scale
 from posenas.posenet.nets.model import PoseNet, build_model
+from posenas.posenet.nets.pacing import Pacer
 from posenas.posenet.nets.weights import check_state_dict
 from posenas.posenet.pose.coco import CocoPoseDataset
 from posenas.posenet.pose.evaluate import KeypointMetrics, evaluate_results, prediction_results
@@ -209,6 +210,7 @@ class EpochRecord:
     seconds: float
     ap: float
     ap50: float
+    images: int = 0  # trained on this epoch (fewer than the set when a deadline paced it)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -226,8 +228,11 @@ def best_aps(history: list[dict[str, Any]]) -> tuple[float, float]:
     """(the run's score, its best float AP) from a checkpoint's history: the score is the best QAT epoch's
     AP (the network as the chip runs it), or the best float AP for a float-only run; NaN float AP when
     every epoch was QAT."""
-    qat = [h["ap"] for h in history if h["mode"] == "qat"]
-    floating = [h["ap"] for h in history if h["mode"] == "float"]
+    # an epoch a deadline left unvalidated has AP NaN: it is not a score
+    qat = [h["ap"] for h in history if h["mode"] == "qat" and h["ap"] == h["ap"]]
+    floating = [h["ap"] for h in history if h["mode"] == "float" and h["ap"] == h["ap"]]
+    if not qat and not floating:
+        return float("nan"), float("nan")
     return (max(qat) if qat else max(floating)), (max(floating) if floating else float("nan"))
 
 
@@ -264,7 +269,9 @@ class Trainer:
     ``teacher`` runs live on each batch; ``teacher_cache`` (maps per un-augmented image) replaces it when
     training without augmentation, so the teacher never runs again. ``init_state`` (a float state dict of
     ``build_model(spec)``, e.g. weights inherited from a supernet) replaces the random initialisation of a
-    fresh run; a resumed run continues from its own checkpoint."""
+    fresh run; a resumed run continues from its own checkpoint. ``deadline`` (a ``time.monotonic()``
+    reading) paces the run to end then: each epoch takes the steps its share of the time left allows, at
+    the speed measured while it runs (``posenet.nets.pacing``)."""
 
     def __init__(
         self, spec: ArchSpec, data: str | Path, out: str | Path, config: TrainConfig = TrainConfig(),
@@ -273,6 +280,7 @@ class Trainer:
         on_epoch: Callable[[EpochRecord], None] | None = None,
         teacher_cache: TeacherCache | None = None, init_state: dict[str, torch.Tensor] | None = None,
         on_quantization: Callable[[str, list[LayerDiagnostics]], None] | None = None,
+        deadline: float | None = None,
     ) -> None:  # fmt: skip
         # A network with weights below 8 bits trains with the low-bit recipe's schedule (QAT length and rate).
         # Checkpoints record the schedule asked for, so that the same request resumes the run.
@@ -281,6 +289,7 @@ class Trainer:
         self.spec, self.config, self.teacher, self.teacher_cache = spec, config, teacher, teacher_cache
         self.on_quantization = on_quantization  # (when, rows) for a network with weights below 8 bits
         self.init_state = init_state
+        self.pacer = None if deadline is None else Pacer(deadline)
         self.out = Path(out)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.on_batch, self.on_epoch = on_batch, on_epoch
@@ -429,9 +438,13 @@ class Trainer:
         started, seen, total_loss = time.perf_counter(), 0, torch.zeros((), device=self.device)
         unlabeled = self._unlabeled_batches(epoch)
         float_teacher = self._float_teacher() if mode is QuantMode.QAT else None
+        pacer = self.pacer
+        if pacer is not None:
+            pacer.start_epoch([self.config.phase_of(e) is QuantMode.QAT for e in range(epoch, self.config.epochs)])
         for step, batch in enumerate(batches):
+            progress = step / max(1, steps) if pacer is None else max(step / max(1, steps), pacer.fraction())
             for group in optimizer.param_groups:
-                group["lr"] = self._lr_at(epoch, step / max(1, steps))
+                group["lr"] = self._lr_at(epoch, progress)
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             x = model_input(batch["images"], mode)
             if self.device.type == "cuda":
@@ -461,12 +474,23 @@ class Trainer:
             total_loss += loss.detach() * x.shape[0]
             if self.on_batch:
                 self.on_batch(step + 1, steps, loss.detach())
+            if pacer is not None and pacer.over():
+                break  # this epoch's share of the time to the deadline is spent
         seconds = time.perf_counter() - started
         if not bool(torch.isfinite(total_loss)):  # one sync per epoch; the epoch is neither scored nor saved
             raise TrainingError(f"{self.spec.name}: the training loss became NaN or infinite in epoch {epoch + 1} "
                                 f"({mode.value}); lower --lr{' / --qat-lr' if mode is QuantMode.QAT else ''}")  # fmt: skip
+        last_of_phase = epoch + 1 == self.config.epochs or self.config.phase_of(epoch + 1) is not mode
+        if pacer is not None and not pacer.worth_validating(self.config.epochs - epoch, last_of_phase):
+            # short of time: not validated (AP NaN), never chosen as the best epoch
+            return EpochRecord(epoch, mode.value, float(total_loss) / max(1, seen), seen / seconds, seconds,
+                               math.nan, math.nan, seen)  # fmt: skip
+        validation_started = time.perf_counter()
         metrics = evaluate_model(model, self.val_set, self.device)
-        return EpochRecord(epoch, mode.value, float(total_loss) / max(1, seen), seen / seconds, seconds, metrics.ap, metrics.ap50)
+        if pacer is not None:
+            pacer.validated(time.perf_counter() - validation_started)
+        return EpochRecord(epoch, mode.value, float(total_loss) / max(1, seen), seen / seconds, seconds, metrics.ap, metrics.ap50,
+                           seen)
 
     def _batches(self, epoch: int, generator: torch.Generator) -> tuple[Iterator[dict[str, torch.Tensor]], int]:
         """This epoch's shuffled batches: slices of the preloaded samples when nothing is augmented and

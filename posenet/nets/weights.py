@@ -19,6 +19,8 @@ from posenas.errors import WeightsError
 def read_weights_only(path: str | os.PathLike, what: str, error: type[WeightsError] = WeightsError) -> object:
     """The contents of ``path`` loaded with ``weights_only=True``, or ``error`` naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a folder, not a {what} file (a run's is RUN/best.pt)")
     if not path.is_file():
         raise error(f"{path}: {what} not found")
     try:

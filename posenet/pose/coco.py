@@ -15,6 +15,8 @@ import contextlib
 import io
 import json
 import os
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -64,6 +66,38 @@ def image_dir(root: str | os.PathLike, split: str) -> Path:
     return Path(root) / f"{split}2017"
 
 
+def available_splits(root: str | os.PathLike) -> list[str]:
+    """The splits ``root`` has annotations for (``annotations/person_keypoints_<split>2017.json``), sorted."""
+    folder = Path(root) / "annotations"
+    if not folder.is_dir():
+        return []
+    prefix, suffix = "person_keypoints_", "2017.json"
+    names = [p.name for p in folder.iterdir() if p.is_file()]
+    return sorted(n[len(prefix) : -len(suffix)] for n in names
+                  if n.startswith(prefix) and n.endswith(suffix) and len(n) > len(prefix + suffix))  # fmt: skip
+
+
+class SplitNotFound(DataError):
+    """A root without the asked split; ``available`` names those it has, so that a caller can suggest one."""
+
+    def __init__(self, root: str | os.PathLike, split: str, available: list[str]) -> None:
+        self.root, self.split, self.available = Path(root), split, available
+        path = annotation_path(root, split)
+        if available:
+            # The one mistake this catches most is a train-only root (a small real set) read as val.
+            super().__init__(f"{root}: no {split} split ({path.relative_to(root)}); this root has: "
+                             + ", ".join(available))  # fmt: skip
+        else:
+            super().__init__(f"{path}: annotation file not found "
+                             f"({root} has no annotations/person_keypoints_*2017.json)")  # fmt: skip
+
+
+def check_split(root: str | os.PathLike, split: str) -> None:
+    """Raise ``SplitNotFound`` (one line, naming the splits the root has) when ``root`` lacks ``split``."""
+    if not annotation_path(root, split).exists():  # one that exists but is unreadable: load_coco says why
+        raise SplitNotFound(root, split, available_splits(root))
+
+
 def load_coco(path: str | os.PathLike) -> COCO:
     """pycocotools' COCO over a person-keypoints file, with one-line errors naming the file."""
     path = Path(path)
@@ -89,6 +123,20 @@ def load_coco(path: str | os.PathLike) -> COCO:
     return coco
 
 
+MAX_SIDE = 16384  # pixels: larger photos are not what a 128x128 network is fed (and cost GBs to decode)
+MAX_ASPECT = 16  # longest side / shortest: beyond it a letterboxed image is a few rows of content in padding
+
+
+def check_image_size(width: int, height: int, where: str) -> None:
+    """DataError naming ``where`` for an image no network input can use: over ``MAX_SIDE`` pixels on a side,
+    or so elongated that letterboxing leaves it almost all padding."""
+    if max(width, height) > MAX_SIDE:
+        raise DataError(f"{where}: {width} x {height} pixels; at most {MAX_SIDE} on a side")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise DataError(f"{where}: {width} x {height} pixels, more than {MAX_ASPECT} times as long as it is wide: "
+                        "letterboxed, it would be almost all padding")  # fmt: skip
+
+
 def _check_values(path: Path, images: list, annotations: list) -> None:
     """Impossible values fail here, naming the record, rather than as NaN targets or a crash mid-epoch."""
     for image in images:
@@ -98,6 +146,7 @@ def _check_values(path: Path, images: list, annotations: list) -> None:
             value = image.get(key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DataError(f"{path}: image {image['id']} has {key} {value!r}; it must be a positive integer")
+        check_image_size(image["width"], image["height"], f"{path}: image {image['id']}")
     if annotations:
         try:
             keypoints = np.asarray([a["keypoints"] for a in annotations], dtype=np.float64)
@@ -113,10 +162,32 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8) if os.path.isfile(path) else None
     if data is None:
         raise DataError(f"{path}: image file not found")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = _decode_quietly(data) if data.size else None
     if image is None:
         raise DataError(f"{path}: unreadable or corrupt image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
+    """cv2.imdecode with what the codecs print silenced for the call: a corrupt file is reported once, as the
+    caller's DataError. OpenCV's logger has a level; libpng and libjpeg write to file descriptor 2 themselves
+    ("libpng error: IDAT: CRC error"), so fd 2 points at /dev/null while they run (under a lock: two threads
+    swapping it at once could leave it pointing there)."""
+    with _QUIET_DECODE, open(os.devnull, "wb") as null:
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(null.fileno(), 2)
+            return cv2.imdecode(data, cv2.IMREAD_COLOR)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            cv2.utils.logging.setLogLevel(level)
+
+
+_QUIET_DECODE = threading.Lock()
 
 
 class CocoPoseDataset:
@@ -141,6 +212,7 @@ class CocoPoseDataset:
         self.root, self.split, self.input_size = Path(root), split, input_size
         self.targets, self.augmentation, self.seed = targets, augmentation, seed
         self.epoch = 0
+        check_split(root, split)
         self.coco = load_coco(annotation_path(root, split))
         ids = sorted(self.coco.getImgIds())
         if people_only:

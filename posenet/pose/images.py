@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from posenas.errors import DataError
-from posenas.posenet.pose.coco import read_image
+from posenas.posenet.pose.coco import check_image_size, read_image
 from posenas.posenet.pose.transforms import letterbox_matrix, warp_image
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -23,6 +23,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".w
 def letterboxed(image: np.ndarray, input_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(the (S, S, 3) letterboxed image, the 2x3 matrix from the original to it)."""
     height, width = image.shape[:2]
+    check_image_size(width, height, "image")
     matrix = letterbox_matrix(width, height, input_size)
     return warp_image(image, matrix, input_size), matrix
 
@@ -44,5 +45,8 @@ class ImageFolder:
         return len(self.paths)
 
     def load(self, index: int) -> np.ndarray:
-        """Image ``index`` as (H, W, 3) uint8 RGB (a one-line DataError if it cannot be decoded)."""
-        return read_image(self.paths[index])
+        """Image ``index`` as (H, W, 3) uint8 RGB (a one-line DataError if it cannot be decoded or no network
+        input can use it)."""
+        image = read_image(self.paths[index])
+        check_image_size(image.shape[1], image.shape[0], str(self.paths[index]))
+        return image

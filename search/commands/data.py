@@ -7,6 +7,7 @@ import argparse
 from posenas.errors import UsageError
 from posenas.files import check_output_folder
 from posenas.search import arguments
+from posenas.search import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,20 +15,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="make and inspect pose datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
     make = data_sub.add_parser("synth", help="write a built-in synthetic-people COCO root")
-    make.add_argument("--out", required=True, help="the root folder to write (COCO 2017 layout)")
-    make.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
-    make.add_argument("--val", type=int, default=200, help="validation images (default 200)")
-    make.add_argument("--seed", type=int, default=0, help="the dataset is a pure function of the seed")
+    make.add_argument("--out", type=options.OutputFolder(), required=True, help="the root folder to write (COCO 2017 layout)")
+    make.add_argument("--train", type=options.SYNTH_IMAGES, default=2000, help="training images (default 2000)")
+    make.add_argument("--val", type=options.SYNTH_IMAGES, default=200, help="validation images (default 200)")
+    make.add_argument("--seed", type=options.SEED, default=0, help="the dataset is a pure function of the seed")
     make.set_defaults(handler=run_synth)
 
     show = data_sub.add_parser("show", help="draw images with skeletons into one PNG")
-    show.add_argument("root", help="a COCO root (real or synthetic)")
-    show.add_argument("--out", required=True, help="the PNG to write")
-    show.add_argument("--split", default="val")
-    show.add_argument("--count", type=int, default=8, help="how many images (default 8)")
-    show.add_argument("--results", help="a COCO results json: draw predictions next to the ground truth")
+    show.add_argument("root", type=options.InputPath(), help="a COCO root (real or synthetic)")
+    show.add_argument("--out", type=options.OutputFile(), required=True, help="the PNG to write")
+    show.add_argument("--split", type=options.Text(), default="val")
+    show.add_argument("--count", type=options.Integer(1, 1000), default=8, help="how many images (default 8)")
+    show.add_argument("--results", type=options.InputPath(), help="a COCO results json: draw predictions next to the ground truth")
     show.add_argument("--oracle", action="store_true", help="draw the oracle's decoded poses next to the truth")
-    show.add_argument("--input-size", type=int, default=128, help="network input for --oracle (default 128)")
+    show.add_argument("--input-size", type=options.INPUT_SIZE, default=128, help="network input for --oracle (default 128)")
     show.set_defaults(handler=run_show)
 
 

@@ -11,7 +11,8 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from posenas.errors import CheckpointError, DoesNotFit, ExitCode, StudyError
+from posenas.errors import ExitCode, UsageError
+from posenas.search import options
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,14 +23,14 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="integer checkpoint + ai8x-synthesis YAML + standalone C of a trained network")
     source = export.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="a run checkpoint (RUN/best.pt; QAT, or float for post-training quantization)")
-    source.add_argument("--trial", type=int, help="a trial number of --study")
-    export.add_argument("--study", help="the study name, as posenas search printed it (with --trial)")
-    export.add_argument("--storage", help="the study's storage URL (default: sqlite file in posenas-runs/<study>)")
-    export.add_argument("--out", required=True, help="the export folder")
-    export.add_argument("--budget", default="max78000", help="max78000 (default), max78002 or a budget file")
-    export.add_argument("--image", help="an image file for the sample input (default: a built-in synthetic image)")
-    export.add_argument("--izer", help="an ai8x-synthesis checkout: run ai8xize.py on the export "
+    source.add_argument("--checkpoint", type=options.InputPath(), help="a run checkpoint (RUN/best.pt; QAT, or float for post-training quantization)")
+    source.add_argument("--trial", type=options.TRIAL, help="a trial number of --study")
+    export.add_argument("--study", type=options.InputPath(), help="the study name, as posenas search printed it (with --trial)")
+    export.add_argument("--storage", type=options.Storage(), help="the study's storage URL (default: sqlite file in posenas-runs/<study>)")
+    export.add_argument("--out", type=options.OutputFolder(), required=True, help="the export folder")
+    export.add_argument("--budget", type=options.InputPath(), default="max78000", help="max78000 (default), max78002 or a budget file")
+    export.add_argument("--image", type=options.InputPath(), help="an image file for the sample input (default: a built-in synthetic image)")
+    export.add_argument("--izer", type=options.InputPath(), help="an ai8x-synthesis checkout: run ai8xize.py on the export "
                         "(default: $AI8X_SYNTHESIS; not run when neither is set)")  # fmt: skip
     export.add_argument("--no-build", action="store_true", help="write the C but do not compile and run it")
     export.set_defaults(handler=run_export)
@@ -42,6 +43,8 @@ def run_export(args: argparse.Namespace, console: "Console") -> int:
     from posenas.posenet.nets.export.bundle import DoesNotFitError, export_run
     from posenas.posenet.nets.export.izer import find_izer
 
+    if args.checkpoint and (args.study or args.storage):
+        raise UsageError("--study and --storage go with --trial, not with --checkpoint")
     izer_root = find_izer(args.izer)
     checkpoint_path = args.checkpoint or trial_checkpoint(args.trial, args.study, args.storage)
     checkpoint = load_checkpoint(checkpoint_path)
@@ -65,48 +68,11 @@ def run_export(args: argparse.Namespace, console: "Console") -> int:
 
 
 def trial_checkpoint(number: int | None, study_name: str | None, storage_url: str | None) -> str:
-    """The best checkpoint of trial ``number`` of a study; refuses trials that were never trained."""
-    import optuna
+    """The stand-alone checkpoint of trial ``number`` of a study, whatever trained it (``search.trials``)."""
+    from posenas.search.trials import load_study, trial_weights
 
-    from posenas.search.records import ATTR_FEASIBLE, ATTR_METRICS, ATTR_VIOLATIONS
-    from posenas.search.storage import open_storage
-
-    if study_name is None:
-        raise StudyError("--trial needs --study (the study name posenas search printed)")
-    url = storage_url or f"sqlite:///{(Path('posenas-runs') / study_name / 'study.db').resolve()}"
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        raise StudyError(f"no study database {url[len('sqlite:///'):]}; pass --storage")
-    try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(url))
-    except KeyError:
-        raise StudyError(f"no study {study_name!r} in {url}") from None
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    if number not in trials:
-        raise StudyError(f"study {study_name} has no trial {number} (it has {len(trials)})")
-    attrs = trials[number].user_attrs
-    if not attrs.get(ATTR_FEASIBLE, False):
-        reasons = "; ".join(attrs.get(ATTR_VIOLATIONS, [])) or "not checked"
-        raise DoesNotFit(f"trial {number} of {study_name} does not fit its budget and was not trained: {reasons}")
-    checkpoint = (attrs.get(ATTR_METRICS) or {}).get("checkpoint")
-    if not checkpoint:
-        raise StudyError(f"trial {number} of {study_name} has no trained checkpoint (state {trials[number].state.name})")
-    found = _existing(Path(checkpoint), url)
-    if found is None:
-        raise CheckpointError(f"{checkpoint}: trial {number}'s checkpoint is missing")
-    return str(found)
-
-
-def _existing(path: Path, storage_url: str) -> Path | None:
-    """``path``, or for a relative one (studies before absolute paths were stored) the same path under
-    one of the SQLite file's ancestors: the folder the search ran in."""
-    if path.is_file():
-        return path
-    if path.is_absolute() or not storage_url.startswith("sqlite:///"):
-        return None
-    for folder in Path(storage_url[len("sqlite:///"):]).resolve().parents:
-        if (folder / path).is_file():
-            return folder / path
-    return None
+    study, url = load_study(study_name, storage_url)
+    return str(trial_weights(study, number, url if storage_url else None))
 
 
 def _print_performance(result: "ExportResult", console: "Console") -> None:
@@ -130,9 +96,12 @@ def _print_result(result: "ExportResult", console: "Console") -> None:
         "expected_heatmaps": "expected heatmap accumulators (integer simulation)",
         "expected_pafs": "expected PAF accumulators (integer simulation)",
         "c": "standalone C99: make check",
+        "m4": "Cortex-M4 grid decoder: src/ the firmware's MSDK-free C, qemu/ this sample's outputs and app.elf "
+              "(timed under qemu-system-arm; rebuild: README)",
     }
     for key, what in described.items():
-        table.add_row(str(result.files[key]), what)
+        if key in result.files:  # m4/ only where the ARM toolchain and QEMU ran
+            table.add_row(str(result.files[key]), what)
     console.print(table)
     if result.post_training:
         console.print("[yellow]a float checkpoint: quantized post-training (no QAT); accuracy may drop[/]")
@@ -149,8 +118,25 @@ def _print_result(result: "ExportResult", console: "Console") -> None:
             agree = "[red]different people[/]"
         else:
             agree = f"same keypoints within {diff:.3f} px"
-        console.print(f"C pose decoder: {len(host.poses)} people, Python decoder {len(result.python_poses)}; {agree}",
-                      highlight=False)  # fmt: skip
+    # Two decoders count people here, and their counts differ on the same maps: the upsampled one (checked against
+    # its C port in c/) and the grid one (the M4's, which the decoder time is for). Say which is which, and that
+    # neither has a person-score threshold, so that "49 people" and "1 people" do not read as a contradiction.
+    from posenas.search.arguments import DEFAULT_MIN_SCORE
+
+    up, grid = result.python_poses, result.grid_poses
+    c_count = "" if host is None else f", C {len(host.poses)}; {agree}"
+    console.print(f"upsampled decoder (peaks on the maps upsampled x8; posenet/pose/decode.py and its C port "
+                  f"c/pose_decode.c): Python {len(up)} people{c_count}", highlight=False)  # fmt: skip
+    strong = [sum(p.coco_score >= DEFAULT_MIN_SCORE for p in poses) for poses in (up, grid)]
+    reason = (f"{len(up)} vs {len(grid)} because these are two decoders, not two thresholds" if len(up) != len(grid)
+              else "the same count")  # fmt: skip
+    config = result.decode_config
+    timed = "; the decoder time below is for it" if result.performance is not None else ""
+    console.print(f"grid decoder (the M4's pose_grid.c, peaks on the stride-8 cells{timed}): "
+                  f"{len(grid)} people; {reason}: both keep every person with {config.min_keypoints}+ keypoints "
+                  f"and mean keypoint score >= {config.min_mean_score:g}, no person-score threshold "
+                  f"({strong[0]} and {strong[1]} at score >= {DEFAULT_MIN_SCORE:g}, predict's default)",
+                  highlight=False)  # fmt: skip
     izer = result.izer
     if izer is None:
         # Absolute paths: the command runs from the ai8x-synthesis checkout, not from here. Quoted, so that

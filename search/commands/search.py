@@ -14,6 +14,7 @@ from posenas.errors import StudyError, UsageError
 from posenas.files import check_output_folder, output_folder
 from posenas.search import arguments
 from posenas.space.baselines import baseline_names
+from posenas.search import options
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,38 +27,38 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     search = sub.add_parser("search", help="multi-objective architecture search under hard device budgets")
-    search.add_argument("--budget", help="max78000 (default), max78002 or a budget file; picks studies/<budget>.yaml "
+    search.add_argument("--budget", type=options.InputPath(), help="max78000 (default), max78002 or a budget file; picks studies/<budget>.yaml "
                         "when there is one and no --study")  # fmt: skip
-    search.add_argument("--study", help="a study file (default: studies/<budget>.yaml)")
-    search.add_argument("--out", help="artifacts, data and the local study file (default posenas-runs/<study>)")
-    search.add_argument("--storage", help="an RDB URL shared by workers, e.g. postgresql://user@host/db "
+    search.add_argument("--study", type=options.InputPath(), help="a study file (default: studies/<budget>.yaml)")
+    search.add_argument("--out", type=options.OutputFolder(), help="artifacts, data and the local study file (default posenas-runs/<study>)")
+    search.add_argument("--storage", type=options.Storage(), help="an RDB URL shared by workers, e.g. postgresql://user@host/db "
                         "(default: sqlite file in --out)")  # fmt: skip
-    search.add_argument("--trials", type=int, help="completed trials in all, rejected ones included")
-    search.add_argument("--timeout-minutes", type=float, help="wall-clock budget of this command: data, teacher, "
+    search.add_argument("--trials", type=options.COUNT, help="completed trials in all, rejected ones included")
+    search.add_argument("--timeout-minutes", type=options.Number(0, 10**5, low_open=True), help="wall-clock budget of this command: data, teacher, "
                         "supernet, scoring and retraining are sized to end within it (default: the study's, 19)")  # fmt: skip
     search.add_argument("--sampler", choices=("nsga2", "tpe"))
-    search.add_argument("--seed", type=int)
-    search.add_argument("--objectives", help="comma-separated: ap or loss first, then params and/or latency")
-    search.add_argument("--data", help="a COCO root (default: the study's; built-in synthetic people)")
-    search.add_argument("--teacher", help="a teacher folder from posenas teacher, or 'none'")
-    search.add_argument("--epochs", type=int, help="per-trial epochs")
-    search.add_argument("--qat-epochs", type=int, help="per-trial QAT epochs (the last ones)")
-    search.add_argument("--train-images", type=int, help="per-trial training images")
-    search.add_argument("--batch-size", type=int, help="per-trial batch size")
-    search.add_argument("--val-images", type=int, help="per-trial validation images")
-    search.add_argument("--device", help="cpu or cuda (default: cuda if present)")
+    search.add_argument("--seed", type=options.SEED)
+    search.add_argument("--objectives", type=options.Text(), help="comma-separated: ap or loss first, then params and/or latency")
+    search.add_argument("--data", type=options.InputPath(), help="a COCO root (default: the study's; built-in synthetic people)")
+    search.add_argument("--teacher", type=options.InputPath(), help="a teacher folder from posenas teacher, or 'none'")
+    search.add_argument("--epochs", type=options.EPOCHS, help="per-trial epochs")
+    search.add_argument("--qat-epochs", type=options.QAT_EPOCHS, help="per-trial QAT epochs (the last ones)")
+    search.add_argument("--train-images", type=options.COUNT, help="per-trial training images")
+    search.add_argument("--batch-size", type=options.BATCH, help="per-trial batch size")
+    search.add_argument("--val-images", type=options.COUNT, help="per-trial validation images")
+    search.add_argument("--device", type=options.Device(), help="cpu or cuda (default: cuda if present)")
     search.add_argument("--scorer", choices=("supernet", "train"),
                         help="supernet: trials are subnets of a weight-sharing supernet trained once per study, scored "
                              "in seconds, and the front's best are retrained stand-alone at the end; train: each trial "
                              "trains stand-alone (default: the study's, supernet)")  # fmt: skip
-    search.add_argument("--supernet", help="with --scorer supernet: a folder from posenas supernet for this study")
+    search.add_argument("--supernet", type=options.InputPath(), help="with --scorer supernet: a folder from posenas supernet for this study")
     search.add_argument("--score-arithmetic", choices=("qat", "float"),
                         help="with --scorer supernet: run each subnet in QAT at its weight bits, or in float "
                              "(default: the study's)")  # fmt: skip
-    search.add_argument("--finetune-steps", type=int, metavar="K",
+    search.add_argument("--finetune-steps", type=options.Integer(0, 100_000), metavar="K",
                         help="with --scorer supernet: train each subnet K steps from its inherited weights before "
                              "scoring it (default: the study's)")  # fmt: skip
-    search.add_argument("--retrain", type=int, default=3, metavar="N",
+    search.add_argument("--retrain", type=options.Integer(0, 100), default=3, metavar="N",
                         help="with --scorer supernet: train the front's N best networks stand-alone at the end, in the "
                              "time left (default 3; 0: none)")  # fmt: skip
     arguments.add_lowbit_arguments(search)
@@ -67,9 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.set_defaults(handler=run_search)
 
     plot = sub.add_parser("plot", help="a study's report page (Plotly): quality vs parameters and latency, stand-alone results")
-    plot.add_argument("--study", required=True, help="the study name (as printed by posenas search)")
-    plot.add_argument("--storage", required=True, help="the study's storage URL (sqlite:///... or postgresql://...)")
-    plot.add_argument("--out", required=True, help="the folder for the HTML files")
+    plot.add_argument("--study", type=options.InputPath(), required=True, help="the study name (as printed by posenas search)")
+    plot.add_argument("--storage", type=options.Storage(), required=True, help="the study's storage URL (sqlite:///... or postgresql://...)")
+    plot.add_argument("--out", type=options.OutputFolder(), required=True, help="the folder for the HTML files")
     plot.set_defaults(handler=run_plot)
 
 
@@ -109,7 +110,7 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
     import optuna
 
     from posenas.budgets.device import load_budget
-    from posenas.search.inputs import cache_for, study_data_root, study_teacher
+    from posenas.search.inputs import cache_for, check_study_inputs, study_data_root, study_teacher
     from posenas.search.records import ATTR_STANDALONE, records_of
     from posenas.search.storage import open_storage, storage_errors, study_lock
     from posenas.search.study import (
@@ -120,7 +121,9 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
         name_objectives,
         new_work_count,
     )
+    from posenas.search.supernet_search import CALIBRATION_IMAGES
     from posenas.search.timeplan import Clock
+    from posenas.search.trials import StudyRun, record_run
     from posenas.search.worker import REPEATS_BEFORE_STOP, run_worker
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported in one line, by the worker
@@ -133,6 +136,7 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
     if args.retrain < 0:
         raise UsageError(f"--retrain must be >= 0, got {args.retrain}")
     name = settings.name + (f"-fixed-{args.fixed}" if args.fixed else "")
+    check_study_inputs(settings, args.data, args.teacher)  # before the folder, the database or the data exist
     out = output_folder(args.out or Path("posenas-runs") / name, "search folder")
     storage_url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     say = lambda line: console.print(line, highlight=False)  # noqa: E731
@@ -158,6 +162,13 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
         prepared = study_teacher(settings, args.teacher, data, out, console, device=args.device, clock=clock)
         teacher = None if prepared is None else prepared.teacher
         cache = cache_for(prepared, data, settings.space.input_size)
+        supernet_folder = (Path(args.supernet) if args.supernet else out / "supernet") if scorer == "supernet" else None
+        record_run(study, StudyRun(
+            out=str(out.resolve()), data=str(Path(data).resolve()),
+            teacher=None if prepared is None else str(Path(prepared.root).resolve()),
+            supernet=None if supernet_folder is None else str(supernet_folder.resolve()),
+            train=settings.train.to_dict(), seed=settings.seed, calibration_images=CALIBRATION_IMAGES,
+        ))  # fmt: skip
     clock.finish("teacher")
     if cache is None and teacher is not None and not settings.train.augment:
         console.print("[yellow]the teacher's cache is for other data: it runs live on every batch[/yellow]")
@@ -206,9 +217,73 @@ def run_search(args: argparse.Namespace, console: "Console") -> int:
     console.print(front_table(records, settings, f"Pareto front of {name}"))
     if any(r.standalone_ap == r.standalone_ap for r in records):
         console.print(retrained_table(records))
-    _summary(records, console, time.perf_counter() - started, clock)
-    _write_plots(records, out / "plots", name, console, settings.quality)
+    counts = _summary(records, console, time.perf_counter() - started, clock)
+    report = _write_plots(records, out / "plots", name, console, settings.quality)
+    _verdict(study, records, settings, out, storage_url, report, counts, clock,
+             time.perf_counter() - started, console)  # fmt: skip
     return 0
+
+
+SUMMARY = "summary.json"  # OUT/summary.json: the front, the recommendation and the next steps
+
+
+def _verdict(study, records, settings, out: Path, storage: str, report: Path | None, counts: dict,  # noqa: ANN001
+             clock: "Clock", seconds: float, console: "Console") -> None:  # fmt: skip
+    """The recommended network, why, and the commands of the next steps; all of it also in OUT/summary.json."""
+    import json
+
+    from posenas.errors import PosenasError
+    from posenas.files import atomic_write_text
+    from posenas.search.records import pareto_front
+    from posenas.search.trials import ATTR_RUN, NoWeights, study_run, trial_weights
+    from posenas.search.verdict import standalone_ap, verdict
+
+    def checkpoint(number: int) -> str | None:
+        """The trial's stand-alone best.pt, or where ``posenas train --trial`` will put it; None: unknown
+        (a missing file, a study without its run record), which only drops the predict line."""
+        try:
+            try:
+                return str(trial_weights(study, number, storage))
+            except NoWeights:
+                return str(study_run(study).folder_of(number) / "best.pt")
+        except PosenasError:
+            return None
+
+    run = study.user_attrs.get(ATTR_RUN) or {}
+    chosen = verdict(records, study=study.study_name, storage_url=storage,
+                     data=run.get("data"), report=None if report is None else str(report.resolve()),
+                     checkpoint=checkpoint, objective=settings.quality,
+                     latency="latency" in settings.objectives)  # fmt: skip
+    if chosen.record is None:
+        console.print(f"[bold]no recommendation:[/] {chosen.reason}")
+    else:
+        r = chosen.record
+        console.print(f"[bold]recommended: trial {r.number} {r.baseline or r.name}[/] ({r.params:,} parameters, "
+                      f"{r.latency_ms:.2f} ms): {chosen.reason}", highlight=False)  # fmt: skip
+        console.print("next steps:")
+        for step in chosen.next_steps:
+            console.print(f"  {step}", highlight=False, markup=False)
+    front = pareto_front(records, latency="latency" in settings.objectives, objective=settings.quality)
+    summary = {
+        "study": study.study_name, "storage": storage, "folder": str(out.resolve()), "minutes": round(seconds / 60, 2),
+        "budget_minutes": clock.minutes, "cuts": list(clock.cuts), "counts": counts, **chosen.to_dict(),
+        "front": [{"trial": r.number, "name": r.baseline or r.name,
+                   "standalone_ap": _finite(standalone_ap(r)), "score": {settings.quality: _finite(_score(r, settings))},
+                   "score_is_estimate": r.scorer == "supernet", "params": r.params,
+                   "latency_ms": _finite(r.latency_ms), "fits": r.feasible} for r in front],
+    }  # fmt: skip
+    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    console.print(f"summary: {out / SUMMARY}", highlight=False)
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _score(record: "TrialRecord", settings: "StudySettings") -> float:
+    from posenas.search.records import quality_value
+
+    return quality_value(record, settings.quality)
 
 
 def _retrain(study, settings, objective, data, out, clock, lock, cache, device, console, count) -> None:  # noqa: ANN001
@@ -224,28 +299,25 @@ def _retrain(study, settings, objective, data, out, clock, lock, cache, device, 
 
 
 def front_table(records: list["TrialRecord"], settings: "StudySettings", title: str) -> "Table":
-    """The front, by the study's objectives: the scorer's AP and/or loss, the stand-alone AP of the networks
-    the last stage retrained, size, latency and the seconds the score took."""
+    """The front, best first by the study's ranking score: the stand-alone AP where a network was trained
+    on its own, the score that ranked it (an estimate when the supernet gave it), size, latency, fit."""
     from rich.table import Table
 
-    from posenas.search.records import pareto_front
+    from posenas.search.records import QUALITY_NAMES, pareto_front, quality, quality_value
+    from posenas.search.verdict import standalone_ap
 
     front = pareto_front(records, latency="latency" in settings.objectives, objective=settings.quality)
-    by_supernet = settings.quality != "ap" or any(r.scorer == "supernet" for r in front)
-    columns = [("AP (QAT)", lambda r: _number(r.ap, "{:.3f}"))] if any(r.ap == r.ap for r in front) else []
-    if by_supernet:  # the scorer's losses; a supernet has no float AP
-        columns.append(("val loss", lambda r: _number(r.val_loss, "{:.5f}")))
-        if any(r.fg_loss == r.fg_loss for r in front):
-            columns.append(("fg loss", lambda r: _number(r.fg_loss, "{:.4f}")))
-    else:
-        columns.append(("AP (float)", lambda r: _number(r.float_ap, "{:.3f}")))
-    if any(r.standalone_ap == r.standalone_ap for r in front):
-        columns.append(("AP stand-alone", lambda r: _number(r.standalone_ap, "{:.3f}")))
-    scored_by = "supernet" if any(r.scorer == "supernet" for r in front) else "training"
-    table = Table("trial", "name", *(c for c, _ in columns), "parameters", "latency ms", f"{scored_by} s", title=title)
+    front.sort(key=lambda r: (-quality(r, settings.quality), r.params))
+    estimated = any(r.scorer == "supernet" for r in front)
+    score = QUALITY_NAMES[settings.quality] + (" (supernet estimate)" if estimated else " (QAT, trained)")
+    form = "{:.3f}" if settings.quality == "ap" else "{:.5f}"
+    table = Table("trial", "name", "AP stand-alone", score, "parameters", "latency ms", "fits", title=title)
     for r in front:
-        table.add_row(str(r.number), r.baseline or r.name, *(cell(r) for _, cell in columns), f"{r.params:,}",
-                      f"{r.latency_ms:.2f}", f"{r.seconds:.1f}" if r.seconds < 10 else f"{r.seconds:.0f}")  # fmt: skip
+        table.add_row(str(r.number), r.baseline or r.name, _number(standalone_ap(r), "{:.3f}"),
+                      _number(quality_value(r, settings.quality), form), f"{r.params:,}", _number(r.latency_ms, "{:.2f}"),
+                      "yes" if r.feasible else "no")  # fmt: skip
+    if estimated:
+        table.caption = "AP stand-alone: after training on its own ('-': not trained); the estimate only ranks networks"
     return table
 
 
@@ -268,12 +340,15 @@ def _number(value: float, form: str) -> str:
     return "-" if math.isnan(value) else form.format(value)
 
 
-def _summary(records: list["TrialRecord"], console: "Console", seconds: float, clock: "Clock | None" = None) -> None:
+def _summary(records: list["TrialRecord"], console: "Console", seconds: float,
+             clock: "Clock | None" = None) -> dict[str, int]:  # fmt: skip
     scored = sum(1 for r in records if r.trained and r.reused_from is None)
     rejected = sum(1 for r in records if r.state == "COMPLETE" and not r.feasible)
     reused = sum(1 for r in records if r.reused_from is not None)
     failed = sum(1 for r in records if r.state == "FAIL")
     retrained = sum(1 for r in records if r.standalone_ap == r.standalone_ap)
+    counts = {"trials": len(records), "scored": scored, "rejected": rejected, "reused": reused, "failed": failed,
+              "retrained": retrained}  # fmt: skip
     console.print(f"{len(records)} trials: {scored} scored, {rejected} rejected before scoring, {reused} reused, "
                   f"{failed} failed" + (f"; {retrained} retrained stand-alone" if retrained else "")
                   + f"; this worker ran {seconds / 60:.1f} min")  # fmt: skip
@@ -284,17 +359,20 @@ def _summary(records: list["TrialRecord"], console: "Console", seconds: float, c
                 console.print(f"  - {cut}", highlight=False)
         else:
             console.print(f"the {clock.minutes:g}-minute budget cut nothing")
+    return counts
 
 
 def _write_plots(records: list["TrialRecord"], folder: Path, title: str, console: "Console",
-                 objective: str = "ap") -> None:  # fmt: skip
+                 objective: str = "ap") -> Path | None:  # fmt: skip
+    """The report page (None when plotly is missing)."""
     try:
         from posenas.search.plots import write_plots
     except ImportError:  # plotly missing: the table above still holds the front
         console.print("plots skipped: plotly is not installed")
-        return
+        return None
     paths = write_plots(records, folder, title, objective=objective)
     console.print("plots: " + ", ".join(str(p) for p in paths))
+    return paths[0] if paths else None
 
 
 def run_plot(args: argparse.Namespace, console: "Console") -> int:

@@ -8,31 +8,32 @@ from pathlib import Path
 
 from posenas.errors import UsageError
 from posenas.posenet.nets.config import SupernetConfig
+from posenas.search import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     d = SupernetConfig()
     parser = sub.add_parser("supernet", help="train a study's weight-sharing supernet (scores subnets in seconds)")
-    parser.add_argument("--study", default="max78000", help="a study name (studies/*.yaml) or file (default max78000)")
-    parser.add_argument("--data", help="a COCO root (default: the study's; built-in synthetic people under --out)")
-    parser.add_argument("--teacher", help="a folder from posenas teacher, or 'none' (default: the study's teacher)")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs in all (default {d.epochs})")
-    parser.add_argument("--qat-epochs", type=int, default=d.qat_epochs,
+    parser.add_argument("--study", type=options.InputPath(), default="max78000", help="a study name (studies/*.yaml) or file (default max78000)")
+    parser.add_argument("--data", type=options.InputPath(), help="a COCO root (default: the study's; built-in synthetic people under --out)")
+    parser.add_argument("--teacher", type=options.InputPath(), help="a folder from posenas teacher, or 'none' (default: the study's teacher)")
+    parser.add_argument("--epochs", type=options.EPOCHS, default=d.epochs, help=f"epochs in all (default {d.epochs})")
+    parser.add_argument("--qat-epochs", type=options.QAT_EPOCHS, default=d.qat_epochs,
                         help=f"how many of the last epochs are QAT with random weight bits (default {d.qat_epochs})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr, help="float-phase Adam learning rate")
-    parser.add_argument("--qat-lr", type=float, default=d.qat_lr, help="QAT-phase Adam learning rate")
-    parser.add_argument("--random-subnets", type=int, default=d.random_subnets,
+    parser.add_argument("--batch-size", type=options.BATCH, default=d.batch_size)
+    parser.add_argument("--lr", type=options.LEARNING_RATE, default=d.lr, help="float-phase Adam learning rate")
+    parser.add_argument("--qat-lr", type=options.LEARNING_RATE, default=d.qat_lr, help="QAT-phase Adam learning rate")
+    parser.add_argument("--random-subnets", type=options.Integer(0, 64), default=d.random_subnets,
                         help=f"random budget-feasible subnets per step besides the largest and smallest "
                              f"(default {d.random_subnets})")  # fmt: skip
-    parser.add_argument("--train-images", type=int, help="the first N training images only")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--device", help="cpu or cuda (default: cuda if present)")
-    parser.add_argument("--score", nargs="+", metavar="ARCH",
+    parser.add_argument("--train-images", type=options.COUNT, help="the first N training images only")
+    parser.add_argument("--seed", type=options.SEED, default=d.seed)
+    parser.add_argument("--device", type=options.Device(), help="cpu or cuda (default: cuda if present)")
+    parser.add_argument("--score", type=options.InputPath(), nargs="+", metavar="ARCH",
                         help="then score these networks (baselines or spec files) with the supernet: BN recalibrated, "
                              "QAT AP on the validation images")  # fmt: skip
-    parser.add_argument("--val-images", type=int, default=100, help="validation images for --score (default 100)")
-    parser.add_argument("--out", required=True, help="the supernet folder (supernet.pt, supernet.json); rerun to resume")
+    parser.add_argument("--val-images", type=options.COUNT, default=100, help="validation images for --score (default 100)")
+    parser.add_argument("--out", type=options.OutputFolder(), required=True, help="the supernet folder (supernet.pt, supernet.json); rerun to resume")
     parser.set_defaults(handler=run_supernet)
 
 
@@ -50,7 +51,7 @@ def _config(args: argparse.Namespace) -> SupernetConfig:
 def run_supernet(args: argparse.Namespace, console) -> int:
     from posenas.budgets.device import load_budget
     from posenas.posenet.nets.supernet_train import WEIGHTS, SupernetTrainer
-    from posenas.search.inputs import cache_for, study_data_root, study_teacher
+    from posenas.search.inputs import cache_for, check_study_inputs, study_data_root, study_teacher
     from posenas.search.report import SupernetDisplay
     from posenas.search.settings import load_settings
     from posenas.space.baselines import get_arch
@@ -59,6 +60,7 @@ def run_supernet(args: argparse.Namespace, console) -> int:
     settings = load_settings(args.study)
     to_score = [get_arch(arch) for arch in args.score or []]  # a bad name or file fails before any work
     budget = load_budget(settings.budget)
+    check_study_inputs(settings, args.data, args.teacher)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = study_data_root(settings, args.data, out, console)

@@ -9,7 +9,10 @@ Folder layout (``out``)::
     expected_pafs.npy
     budget.json               the budget report and placement plan the export was checked with
     spec.yaml                 the architecture
-    c/                        standalone C99: kernels, pose decoder, weights, host check program, Makefile
+    c/                        standalone C99: kernels, pose decoders, weights, host check program, Makefile
+    m4/                       the grid decoder on a Cortex-M4 (MAX78000 exports, ARM toolchain and QEMU present):
+                              src/ the firmware's MSDK-free sources, qemu/ this sample's head outputs and the
+                              QEMU program that timed the decoder
     export.json               what was written and checked (C bit-exactness, poses, ai8xize outcome)
 
 The network is checked against the budget first; one that does not fit is refused with its violations.
@@ -28,8 +31,9 @@ import torch
 from posenas.budgets.checker import BudgetReport, check
 from posenas.budgets.device import Budget
 from posenas.errors import DoesNotFit, OutputError
-from posenas.files import atomic_write, atomic_write_text, inside, output_folder
+from posenas.files import atomic_write_stream, atomic_write_text, inside, output_folder
 from posenas.posenet.nets.checkpoint import RunCheckpoint
+from posenas.posenet.nets.export import m4
 from posenas.posenet.nets.export.c_source import host_decoder_limits, write_c_project
 from posenas.posenet.nets.export.host import (
     CheckFailed,
@@ -70,7 +74,9 @@ class ExportResult:
     device: str  # the budget's device, e.g. MAX78000 (ai8xize.py --device)
     files: dict[str, Path] = field(default_factory=dict)
     post_training: bool = False  # a float checkpoint was quantized without QAT
-    python_poses: list[Pose] = field(default_factory=list)
+    python_poses: list[Pose] = field(default_factory=list)  # the upsampled decoder's (the C in c/ is checked to it)
+    grid_poses: list[Pose] = field(default_factory=list)  # the grid decoder's: the M4's, which the decoder time is for
+    decode_config: DecodeConfig | None = None  # the upsampled decoder's; both keep every person past its filters
     host: HostRun | None = None
     host_skipped: str | None = None  # why the C was not built and run
     pose_difference_px: float | None = None
@@ -100,6 +106,10 @@ class ExportResult:
             "files": {k: str(v) for k, v in self.files.items()},
             "post_training_quantization": self.post_training,
             "python_poses": len(self.python_poses),
+            "grid_poses": len(self.grid_poses),
+            "person_filters": None if self.decode_config is None else {
+                "min_keypoints": self.decode_config.min_keypoints, "min_mean_score": self.decode_config.min_mean_score,
+                "min_person_score": None},
             "c": None if host is None else {
                 "bit_exact": host.bit_exact, "outputs": host.outputs, "mismatches": host.mismatches,
                 "poses": len(host.poses), "max_keypoint_difference_px": self.pose_difference_px,
@@ -141,6 +151,8 @@ def export_run(
         raise OutputError(f"architecture name {spec.name!r} would write outside {out}")
     result = ExportResult(folder=out, arch=arch, device=budget.device.name, latency_cycles=report.latency_cycles)
     files = result.files
+    # export.json is written last: until then a folder killed half-way (or a rerun's) is not taken as an export
+    (out / "export.json").unlink(missing_ok=True)
 
     model, result.post_training = simulation_model(checkpoint)
     layers = integer_layers(model)
@@ -159,6 +171,9 @@ def export_run(
     config = DecodeConfig.for_input(spec.input_size)
     heat_maps, paf_maps = heatmaps / heat_layer.wide_scale, pafs / paf_layer.wide_scale
     result.python_poses = decode(heat_maps, paf_maps, config)
+    result.decode_config = config
+    # The M4 runs the grid decoder, not the upsampled one checked against c/: a separate count, never mixed up.
+    result.grid_poses = decode(heat_maps, paf_maps, DecodeConfig.for_input(spec.input_size, decoder="grid"))
 
     c_folder = out / "c"
     write_c_project(c_folder, spec.name, layers, spec.input_size, x, (heatmaps, pafs))
@@ -189,9 +204,10 @@ def export_run(
     scales = (heat_layer.wide_scale, paf_layer.wide_scale)
     cnn_cycles = izer_cycles or report.latency_cycles
     if budget.device.name == "MAX78000" and cnn_cycles:  # the clocks and the energy reference are the MAX78000's
-        grid_people = len(decode(heat_maps, paf_maps, DecodeConfig.for_input(spec.input_size, decoder="grid")))
         result.performance = decoder_performance(out / "m4", spec.name, spec.input_size, heatmaps, pafs, scales,
-                                                 grid_people, izer_cycles, cnn_cycles, measure=build_c)  # fmt: skip
+                                                 len(result.grid_poses), izer_cycles, cnn_cycles, measure=build_c)  # fmt: skip
+        if build_c and m4.missing_tools() is None and (out / "m4" / "src").is_dir():  # written by this export
+            files["m4"] = out / "m4"
     if result.izer is not None and result.izer.ok:
         result.firmware, result.firmware_check = firmware_project(
             out / "firmware", result.izer.output, spec.name, spec.input_size, heatmaps.shape[1:], scales)
@@ -235,12 +251,12 @@ def _write(path: Path, text: str) -> Path:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> Path:
-    np.save(path, np.asarray(array, dtype=np.int64))
+    atomic_write_stream(path, lambda stream: np.save(stream, np.asarray(array, dtype=np.int64)))
     return path
 
 
 def _save_torch(obj: dict[str, Any], path: Path) -> Path:
-    atomic_write(path, lambda partial: torch.save(obj, partial))
+    atomic_write_stream(path, lambda stream: torch.save(obj, stream))
     return path
 
 

@@ -1,0 +1,32 @@
+"""The training schedules of the schedule-fidelity benchmark (bench_schedule.py) and the GPU run (bench_gpu.py).
+
+Today's item-7 schedule (``TrainConfig()``: 20 epochs, the last 4 QAT, 2,000 synthetic images) is 1x; 3x
+and 10x have that many times its samples (images x epochs), with more images *and* more epochs, and a
+fifth of the epochs QAT as at 1x.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from posenas.posenet.nets.config import TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    name: str
+    train_images: int
+    epochs: int
+    qat_epochs: int
+
+    @property
+    def samples(self) -> int:
+        return self.train_images * self.epochs
+
+    def config(self) -> TrainConfig:
+        """The schedule as ``posenas train`` runs it (100 validation images, no teacher, the default recipe)."""
+        return TrainConfig(epochs=self.epochs, qat_start=self.epochs - self.qat_epochs, val_images=100)
+
+
+SCHEDULES = {s.name: s for s in (Schedule("1x", 2000, 20, 4), Schedule("3x", 4000, 30, 6), Schedule("10x", 8000, 50, 10))}
+REFERENCE = "10x"  # the schedule the others' orders are compared with
