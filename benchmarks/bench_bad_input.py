@@ -100,42 +100,88 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str], str]]] = {
     "budget": [("default", {}, "--arch tiny-hw --budget max78000")],
     "data synth": [("default", {}, "--out {out} --train 2 --val 1")],
     "data show": [("default", {"root": "{root}"}, "--out {out} --count 2")],
-    "eval": [("oracle", {}, "--data {root} --oracle --limit 2"),
-             ("checkpoint", {}, "--data {root} --checkpoint {ckpt} --limit 2"),
-             ("teacher", {}, "--data {root} --teacher {teacher} --limit 2"),
-             ("results", {}, "--data {root} --results {results}")],
-    "teacher": [("arch", {}, "--data {root} --arch tiny-hw --epochs 1 --out {out}"),
-                ("checkpoint", {}, "--data {root} --checkpoint {ckpt} --out {out}"),
-                ("images", {}, "--data {root} --checkpoint {ckpt} --images {images} --out {out}")],
-    "train": [("arch", {}, "--arch tiny-hw --data {root} --epochs 1 --qat-epochs 0 --val-images 2 --out {out}"),
-              ("teacher", {}, ("--arch tiny-hw --data {root} --teacher {teacher} --epochs 1 --qat-epochs 0 "
-                              "--val-images 2 --out {out}")),
-              ("trial", {}, "--trial {trial} --study {study} --storage sqlite:///{db} --out {out}")],
-    "search": [("default", {}, ("--data {root} --teacher none --trials 2 --scorer train --epochs 1 --qat-epochs 0 "
-                               "--val-images 2 --no-baselines --retrain 0 --out {out}")),
-               ("supernet", {}, ("--data {root} --teacher none --trials 2 --scorer supernet --supernet {supernet} "
-                                "--finetune-steps 0 --epochs 1 --qat-epochs 0 --val-images 2 --no-baselines "
-                                "--retrain 0 --out {out}")),
-               ("study", {}, "--study {study_file} --out {out}")],
+    "eval": [
+        ("oracle", {}, "--data {root} --oracle --limit 2"),
+        ("checkpoint", {}, "--data {root} --checkpoint {ckpt} --limit 2"),
+        ("teacher", {}, "--data {root} --teacher {teacher} --limit 2"),
+        ("results", {}, "--data {root} --results {results}"),
+    ],
+    "teacher": [
+        ("arch", {}, "--data {root} --arch tiny-hw --epochs 1 --out {out}"),
+        ("checkpoint", {}, "--data {root} --checkpoint {ckpt} --out {out}"),
+        ("images", {}, "--data {root} --checkpoint {ckpt} --images {images} --out {out}"),
+    ],
+    "train": [
+        ("arch", {}, "--arch tiny-hw --data {root} --epochs 1 --qat-epochs 0 --val-images 2 --out {out}"),
+        (
+            "teacher",
+            {},
+            ("--arch tiny-hw --data {root} --teacher {teacher} --epochs 1 --qat-epochs 0 --val-images 2 --out {out}"),
+        ),
+        ("trial", {}, "--trial {trial} --study {study} --storage sqlite:///{db} --out {out}"),
+    ],
+    "search": [
+        (
+            "default",
+            {},
+            (
+                "--data {root} --teacher none --trials 2 --scorer train --epochs 1 --qat-epochs 0 "
+                "--val-images 2 --no-baselines --retrain 0 --out {out}"
+            ),
+        ),
+        (
+            "supernet",
+            {},
+            (
+                "--data {root} --teacher none --trials 2 --scorer supernet --supernet {supernet} "
+                "--finetune-steps 0 --epochs 1 --qat-epochs 0 --val-images 2 --no-baselines "
+                "--retrain 0 --out {out}"
+            ),
+        ),
+        ("study", {}, "--study {study_file} --out {out}"),
+    ],
     "plot": [("default", {}, "--study {study} --storage sqlite:///{db} --out {out}")],
-    "supernet": [("default", {}, ("--study max78000 --data {root} --teacher none --epochs 1 --qat-epochs 0 "
-                                 "--train-images 16 --out {out}")),
-                 ("score", {}, ("--study max78000 --data {root} --teacher none --epochs 1 --qat-epochs 0 "
-                               "--train-images 16 --score tiny-hw --val-images 2 --out {out}")),
-                 ("study", {}, "--study {study_file} --out {out}")],
-    "export": [("checkpoint", {}, "--checkpoint {ckpt} --out {out} --no-build"),
-               ("trial", {}, "--trial {trial} --study {study} --storage sqlite:///{db} --out {out} --no-build")],
-    "predict": [("data", {}, "--checkpoint {ckpt} --data {root} --limit 2 --out {out}"),
-                ("images", {}, "--checkpoint {ckpt} --images {images} --limit 2 --out {out}")],
-}  # fmt: skip
+    "supernet": [
+        (
+            "default",
+            {},
+            ("--study max78000 --data {root} --teacher none --epochs 1 --qat-epochs 0 --train-images 16 --out {out}"),
+        ),
+        (
+            "score",
+            {},
+            (
+                "--study max78000 --data {root} --teacher none --epochs 1 --qat-epochs 0 "
+                "--train-images 16 --score tiny-hw --val-images 2 --out {out}"
+            ),
+        ),
+        ("study", {}, "--study {study_file} --out {out}"),
+    ],
+    "export": [
+        ("checkpoint", {}, "--checkpoint {ckpt} --out {out} --no-build"),
+        ("trial", {}, "--trial {trial} --study {study} --storage sqlite:///{db} --out {out} --no-build"),
+    ],
+    "predict": [
+        ("data", {}, "--checkpoint {ckpt} --data {root} --limit 2 --out {out}"),
+        ("images", {}, "--checkpoint {ckpt} --images {images} --limit 2 --out {out}"),
+    ],
+}
 OPTION_VARIANT = {
-    ("eval", "--teacher-input"): "teacher", ("eval", "--pooled-input"): "teacher", ("eval", "--mode"): "checkpoint",
-    ("eval", "--device"): "checkpoint", ("teacher", "--refinement-stages"): "checkpoint",
-    ("teacher", "--teacher-input"): "checkpoint", ("search", "--score-arithmetic"): "supernet",
-    ("search", "--finetune-steps"): "supernet", ("search", "--retrain"): "supernet",
-    ("train", "--study"): "trial", ("train", "--storage"): "trial", ("export", "--study"): "trial",
-    ("export", "--storage"): "trial", ("supernet", "--val-images"): "score",
-}  # fmt: skip
+    ("eval", "--teacher-input"): "teacher",
+    ("eval", "--pooled-input"): "teacher",
+    ("eval", "--mode"): "checkpoint",
+    ("eval", "--device"): "checkpoint",
+    ("teacher", "--refinement-stages"): "checkpoint",
+    ("teacher", "--teacher-input"): "checkpoint",
+    ("search", "--score-arithmetic"): "supernet",
+    ("search", "--finetune-steps"): "supernet",
+    ("search", "--retrain"): "supernet",
+    ("train", "--study"): "trial",
+    ("train", "--storage"): "trial",
+    ("export", "--study"): "trial",
+    ("export", "--storage"): "trial",
+    ("supernet", "--val-images"): "score",
+}
 OUT_SUFFIX = {"spec": ".yaml", "data show": ".png"}  # an OutputFile's name (its command checks the suffix)
 
 
@@ -161,7 +207,9 @@ class Command:
         return " ".join(self.words)
 
     def out_action(self) -> argparse.Action | None:
-        return next((a for a in self.parser._actions if isinstance(a.type, (options.OutputFolder, options.OutputFile))), None)
+        return next(
+            (a for a in self.parser._actions if isinstance(a.type, (options.OutputFolder, options.OutputFile))), None
+        )
 
     def out_template(self) -> str | None:
         return None if self.out_action() is None else "{scratch}/out" + OUT_SUFFIX.get(self.name, "")
@@ -170,10 +218,19 @@ class Command:
         named = OPTION_VARIANT.get((self.name, key))
         if named:
             return named
-        return next((v for v, groups in self.variants.items() if any(k == key for k, _ in groups)), next(iter(self.variants)))
+        return next(
+            (v for v, groups in self.variants.items() if any(k == key for k, _ in groups)), next(iter(self.variants))
+        )
 
-    def argv(self, key: str | None = None, values: list[str] | None = None, *, drop: tuple[str, ...] = (),
-             variant: str | None = None, extra: list[str] | None = None) -> list[str]:  # fmt: skip
+    def argv(
+        self,
+        key: str | None = None,
+        values: list[str] | None = None,
+        *,
+        drop: tuple[str, ...] = (),
+        variant: str | None = None,
+        extra: list[str] | None = None,
+    ) -> list[str]:
         """The variant's command line with ``key`` set to ``values`` (replaced or appended), ``drop`` left out."""
         name = variant or (self.variant_for(key) if key else next(iter(self.variants)))
         groups = [(k, list(t)) for k, t in self.variants[name] if k not in drop]
@@ -213,8 +270,11 @@ def key_of(action: argparse.Action) -> str:
 
 def valued(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """The options and positionals that take a value."""
-    return [a for a in parser._actions if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
-            and a.nargs != 0]  # fmt: skip
+    return [
+        a
+        for a in parser._actions
+        if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)) and a.nargs != 0
+    ]
 
 
 # -- cases ------------------------------------------------------------------------------------------------------
@@ -245,24 +305,43 @@ def path_values(kind: str, suffix: str, sys_file: str, read_only: bool) -> list[
     """(label, value) of bad paths for an output folder, an output file (with ``suffix``) or an input."""
     long_path = "/".join(["p" * 200] * 25)  # 5,024 characters
     if kind == "input":
-        values = [("name over NAME_MAX", "{scratch}/" + "n" * 300), ("path over PATH_MAX", "{scratch}/" + long_path),
-                  ("/proc", "/proc/self/status"), ("/sys", sys_file), ("an existing file (text)", "{scratch}/afile"),
-                  ("an existing folder (empty)", "{scratch}/empty"), ("under a file", "{scratch}/afile/in"),
-                  ("missing parent", "{scratch}/missing/in"), ("/dev/null", "/dev/null"), ("/dev/zero", "/dev/zero"),
-                  ("FIFO", "{scratch}/fifo"), ("empty", "")]  # fmt: skip
+        values = [
+            ("name over NAME_MAX", "{scratch}/" + "n" * 300),
+            ("path over PATH_MAX", "{scratch}/" + long_path),
+            ("/proc", "/proc/self/status"),
+            ("/sys", sys_file),
+            ("an existing file (text)", "{scratch}/afile"),
+            ("an existing folder (empty)", "{scratch}/empty"),
+            ("under a file", "{scratch}/afile/in"),
+            ("missing parent", "{scratch}/missing/in"),
+            ("/dev/null", "/dev/null"),
+            ("/dev/zero", "/dev/zero"),
+            ("FIFO", "{scratch}/fifo"),
+            ("empty", ""),
+        ]
         return values + ([("read-only parent", "{ro}/in")] if read_only else [])
     wrong = ("an existing file", "{scratch}/afile") if kind == "folder" else ("an existing folder", "{scratch}/empty")
-    values = [("name over NAME_MAX", "{scratch}/" + "n" * 300 + suffix),
-              ("path over PATH_MAX", "{scratch}/" + long_path + suffix), ("/proc", "/proc/posenas-bench" + suffix),
-              ("/sys", "/sys/posenas-bench" + suffix), wrong, ("under a file", "{scratch}/afile/out" + suffix),
-              ("missing parent", "{scratch}/missing/out" + suffix), ("/dev/null", "/dev/null"),
-              ("/dev/zero", "/dev/zero"), ("FIFO", "{scratch}/fifo" + suffix), ("empty", "")]  # fmt: skip
+    values = [
+        ("name over NAME_MAX", "{scratch}/" + "n" * 300 + suffix),
+        ("path over PATH_MAX", "{scratch}/" + long_path + suffix),
+        ("/proc", "/proc/posenas-bench" + suffix),
+        ("/sys", "/sys/posenas-bench" + suffix),
+        wrong,
+        ("under a file", "{scratch}/afile/out" + suffix),
+        ("missing parent", "{scratch}/missing/out" + suffix),
+        ("/dev/null", "/dev/null"),
+        ("/dev/zero", "/dev/zero"),
+        ("FIFO", "{scratch}/fifo" + suffix),
+        ("empty", ""),
+    ]
     return values + ([("read-only parent", "{ro}/out" + suffix)] if read_only else [])
 
 
 def sys_file() -> str:
-    return next((p for p in ("/sys/kernel/uevent_seqnum", "/sys/power/state", "/sys/kernel") if os.path.exists(p)),
-                "/sys/posenas-bench")  # fmt: skip
+    return next(
+        (p for p in ("/sys/kernel/uevent_seqnum", "/sys/power/state", "/sys/kernel") if os.path.exists(p)),
+        "/sys/posenas-bench",
+    )
 
 
 def documented_valid(action: argparse.Action, text: str) -> bool:
@@ -315,29 +394,60 @@ def number_cases(cmds: list[Command]) -> tuple[list[Case], list[str]]:
 
 
 def storage_cases(cmds: list[Command]) -> list[Case]:
-    values = [("in memory", "sqlite://"), ("empty", ""), ("on /proc", "sqlite:////proc/x.db"),
-              ("unknown scheme", "mysql://u@localhost/x"), ("PostgreSQL 10.255.255.1", "postgresql://u@10.255.255.1:5432/x"),
-              ("PostgreSQL host that never answers", "postgresql://u@127.0.0.1:{silent_port}/x"),
-              ("damaged SQLite file", "sqlite:///{damaged_db}"), ("missing folder", "sqlite:///{scratch}/missing/x.db"),
-              ("a folder", "sqlite:///{scratch}/empty"), ("a text file", "sqlite:///{scratch}/afile")]  # fmt: skip
+    values = [
+        ("in memory", "sqlite://"),
+        ("empty", ""),
+        ("on /proc", "sqlite:////proc/x.db"),
+        ("unknown scheme", "mysql://u@localhost/x"),
+        ("PostgreSQL 10.255.255.1", "postgresql://u@10.255.255.1:5432/x"),
+        ("PostgreSQL host that never answers", "postgresql://u@127.0.0.1:{silent_port}/x"),
+        ("damaged SQLite file", "sqlite:///{damaged_db}"),
+        ("missing folder", "sqlite:///{scratch}/missing/x.db"),
+        ("a folder", "sqlite:///{scratch}/empty"),
+        ("a text file", "sqlite:///{scratch}/afile"),
+    ]
     cases = []
     for cmd in cmds:
         for action in valued(cmd.parser):
             if isinstance(action.type, options.Storage):
                 for label, value in values:
-                    cases.append(Case("storage", cmd.name, key_of(action), label, cmd.argv(key_of(action), [value]),
-                                      cmd.out_template()))  # fmt: skip
+                    cases.append(
+                        Case(
+                            "storage",
+                            cmd.name,
+                            key_of(action),
+                            label,
+                            cmd.argv(key_of(action), [value]),
+                            cmd.out_template(),
+                        )
+                    )
     return cases
 
 
 # The study file's keys, walked as tests/test_study_keys.py walks them (keys the default study leaves at
 # their defaults added), with the base values made cheap: a case that is wrongly accepted ends quickly.
-EXTRA = {("search", "population"): 16, ("train", "seed"): 0, ("train", "workers"): 0, ("train", "train_images"): 8,
-         ("train", "weight_decay"): 0.0, ("train", "amp"): True, ("teacher", "train_images"): 8}  # fmt: skip
-CHEAP = {("data", "synthetic"): {"train": 16, "val": 4, "seed": 0}, ("teacher", "arch"): "tiny-hw",
-         ("teacher", "epochs"): 1, ("search", "trials"): 2, ("search", "timeout_minutes"): 2,
-         ("search", "scorer"): "train", ("search", "finetune_steps"): 0, ("train", "epochs"): 1,
-         ("train", "qat_epochs"): 0, ("train", "val_images"): 2, ("train", "batch_size"): 4}  # fmt: skip
+EXTRA = {
+    ("search", "population"): 16,
+    ("train", "seed"): 0,
+    ("train", "workers"): 0,
+    ("train", "train_images"): 8,
+    ("train", "weight_decay"): 0.0,
+    ("train", "amp"): True,
+    ("teacher", "train_images"): 8,
+}
+CHEAP = {
+    ("data", "synthetic"): {"train": 16, "val": 4, "seed": 0},
+    ("teacher", "arch"): "tiny-hw",
+    ("teacher", "epochs"): 1,
+    ("search", "trials"): 2,
+    ("search", "timeout_minutes"): 2,
+    ("search", "scorer"): "train",
+    ("search", "finetune_steps"): 0,
+    ("train", "epochs"): 1,
+    ("train", "qat_epochs"): 0,
+    ("train", "val_images"): 2,
+    ("train", "batch_size"): 4,
+}
 
 
 def base_study() -> dict:
@@ -400,12 +510,25 @@ def study_files(folder: Path, bad: Path) -> tuple[list[tuple[str, str, Path]], l
     write("data.root", "wrong type 5", yaml.safe_dump({**base, "data": {"root": 5}}))
     write("data.root", "a missing folder", yaml.safe_dump({**base, "data": {"root": str(bad / "no-such-root")}}))
     write("data.root", "an empty folder", yaml.safe_dump({**base, "data": {"root": str(bad / "empty-root")}}))
-    write("data", "root and synthetic", yaml.safe_dump({**base, "data": {"root": str(bad / "empty-root"),
-                                                                        "synthetic": base["data"]["synthetic"]}}))
+    write(
+        "data",
+        "root and synthetic",
+        yaml.safe_dump({**base, "data": {"root": str(bad / "empty-root"), "synthetic": base["data"]["synthetic"]}}),
+    )
     write("teacher.checkpoint", "wrong type 5", yaml.safe_dump({**base, "teacher": {"checkpoint": 5}}))
-    write("teacher.checkpoint", "a missing file", yaml.safe_dump({**base, "teacher": {"checkpoint": str(bad / "none.pt")}}))
-    write("teacher.checkpoint", "garbage bytes", yaml.safe_dump({**base, "teacher": {"checkpoint": str(bad / "garbage.pt")}}))
-    write("teacher", "checkpoint and arch", yaml.safe_dump({**base, "teacher": {"checkpoint": "x.pt", "arch": "tiny-hw"}}))
+    write(
+        "teacher.checkpoint",
+        "a missing file",
+        yaml.safe_dump({**base, "teacher": {"checkpoint": str(bad / "none.pt")}}),
+    )
+    write(
+        "teacher.checkpoint",
+        "garbage bytes",
+        yaml.safe_dump({**base, "teacher": {"checkpoint": str(bad / "garbage.pt")}}),
+    )
+    write(
+        "teacher", "checkpoint and arch", yaml.safe_dump({**base, "teacher": {"checkpoint": "x.pt", "arch": "tiny-hw"}})
+    )
     write("teacher", "an unknown word", yaml.safe_dump({**base, "teacher": "bogus"}))
     write("budget", "an unknown device", yaml.safe_dump({**base, "budget": "max99"}))
     write("budget", "a garbage budget file", yaml.safe_dump({**base, "budget": str(bad / "garbage.yaml")}))
@@ -418,50 +541,87 @@ def study_cases(cmds: list[Command], files: list[tuple[str, str, Path]]) -> list
     cases = []
     for cmd in (c for c in cmds if "study" in c.variants):
         for key, label, path in files:
-            cases.append(Case("study", cmd.name, key, label, cmd.argv("--study", [str(path)], variant="study"),
-                              cmd.out_template()))  # fmt: skip
+            cases.append(
+                Case(
+                    "study", cmd.name, key, label, cmd.argv("--study", [str(path)], variant="study"), cmd.out_template()
+                )
+            )
     return cases
 
 
 def name_cases(cmds: list[Command], cuda: int) -> list[Case]:
-    arch = [("unknown architecture", "no-such-net"), ("garbage spec file (binary)", "{bad}/garbage.yaml"),
-            ("YAML that is not a spec", "{bad}/notspec.yaml"), ("malformed JSON spec", "{bad}/spec.json")]
-    checkpoint = [("checkpoint of garbage bytes", "{bad}/garbage.pt"), ("pickle of an arbitrary object", "{bad}/pickle-object.pt"),
-                  ("pickle with a payload", "{bad}/pickle-payload.pt"), ("torch.save of a plain dict", "{bad}/torch-dict.pt"),
-                  ("empty checkpoint (0 bytes)", "{bad}/empty.pt")]  # fmt: skip
-    data = [("empty data folder", "{bad}/empty-root"), ("corrupt annotation JSON", "{bad}/corrupt-annotations-root"),
-            ("annotation JSON of the wrong shape", "{bad}/wrong-annotations-root"),
-            ("corrupt images", "{bad}/corrupt-image-root")]  # fmt: skip
-    devices = [("unknown device", "tpu"), ("absent GPU", f"cuda:{max(cuda, 7)}")] + ([] if cuda else [("no GPU here", "cuda")])
+    arch = [
+        ("unknown architecture", "no-such-net"),
+        ("garbage spec file (binary)", "{bad}/garbage.yaml"),
+        ("YAML that is not a spec", "{bad}/notspec.yaml"),
+        ("malformed JSON spec", "{bad}/spec.json"),
+    ]
+    checkpoint = [
+        ("checkpoint of garbage bytes", "{bad}/garbage.pt"),
+        ("pickle of an arbitrary object", "{bad}/pickle-object.pt"),
+        ("pickle with a payload", "{bad}/pickle-payload.pt"),
+        ("torch.save of a plain dict", "{bad}/torch-dict.pt"),
+        ("empty checkpoint (0 bytes)", "{bad}/empty.pt"),
+    ]
+    data = [
+        ("empty data folder", "{bad}/empty-root"),
+        ("corrupt annotation JSON", "{bad}/corrupt-annotations-root"),
+        ("annotation JSON of the wrong shape", "{bad}/wrong-annotations-root"),
+        ("corrupt images", "{bad}/corrupt-image-root"),
+    ]
+    devices = [("unknown device", "tpu"), ("absent GPU", f"cuda:{max(cuda, 7)}")] + (
+        [] if cuda else [("no GPU here", "cuda")]
+    )
     by_dest = {
-        "arch": arch, "score": arch, "device": devices, "data": data, "root": data, "checkpoint": checkpoint,
-        "budget": [("unknown budget", "max99"), ("garbage budget file", "{bad}/garbage.yaml"),
-                   ("YAML that is not a budget", "{bad}/notspec.yaml")],
-        "results": [("results of garbage bytes", "{bad}/garbage-results.json"),
-                    ("malformed results JSON", "{bad}/malformed-results.json")],
-        "images": [("a folder of corrupt images", "{bad}/corrupt-images"), ("a folder of text files", "{bad}/text-images")],
+        "arch": arch,
+        "score": arch,
+        "device": devices,
+        "data": data,
+        "root": data,
+        "checkpoint": checkpoint,
+        "budget": [
+            ("unknown budget", "max99"),
+            ("garbage budget file", "{bad}/garbage.yaml"),
+            ("YAML that is not a budget", "{bad}/notspec.yaml"),
+        ],
+        "results": [
+            ("results of garbage bytes", "{bad}/garbage-results.json"),
+            ("malformed results JSON", "{bad}/malformed-results.json"),
+        ],
+        "images": [
+            ("a folder of corrupt images", "{bad}/corrupt-images"),
+            ("a folder of text files", "{bad}/text-images"),
+        ],
         "image": [("a corrupt image", "{bad}/garbage.png")],
         "supernet": [("a garbage supernet folder", "{bad}/garbage-supernet")],
-    }  # fmt: skip
+    }
     cases = []
     for cmd in cmds:
         for action in valued(cmd.parser):
             key, dest = key_of(action), action.dest
             values = list(by_dest.get(dest, []))
             if dest == "teacher":
-                values = checkpoint + [("a garbage teacher folder", "{bad}/garbage-teacher")] if cmd.name == "eval" else \
-                    [("a garbage teacher folder", "{bad}/garbage-teacher"), ("unknown teacher", "no-such-teacher")]
+                values = (
+                    checkpoint + [("a garbage teacher folder", "{bad}/garbage-teacher")]
+                    if cmd.name == "eval"
+                    else [("a garbage teacher folder", "{bad}/garbage-teacher"), ("unknown teacher", "no-such-teacher")]
+                )
             if dest == "study":
                 values = [("unknown study", "no-such-study")]
             if isinstance(action.type, options.Text):
-                values = [("empty text", Lit("")), ("blank text", Lit("   ")), ("over 1,000 characters", Lit("x" * 1001)),
-                          ("unknown value", Lit("no-such-value"))]  # fmt: skip
+                values = [
+                    ("empty text", Lit("")),
+                    ("blank text", Lit("   ")),
+                    ("over 1,000 characters", Lit("x" * 1001)),
+                    ("unknown value", Lit("no-such-value")),
+                ]
             if action.choices is not None and action.type is not int:
                 values = [("invalid choice", Lit("no-such-choice"))]
             for label, value in values:
                 variant = READS_IMAGES.get(cmd.name) if value == "{bad}/corrupt-image-root" else None
-                cases.append(Case("names", cmd.name, key, label, cmd.argv(key, [value], variant=variant),
-                                  cmd.out_template()))  # fmt: skip
+                cases.append(
+                    Case("names", cmd.name, key, label, cmd.argv(key, [value], variant=variant), cmd.out_template())
+                )
     return cases
 
 
@@ -471,30 +631,53 @@ READS_IMAGES = {"eval": "checkpoint"}
 
 
 def usage_cases(cmds: list[Command]) -> list[Case]:
-    cases = [Case("usage", "(none)", "-", "no command", [], None),
-             Case("usage", "(none)", "-", "unknown command", ["frobnicate"], None),
-             Case("usage", "(none)", "-", "unknown option", ["--no-such-option"], None)]
+    cases = [
+        Case("usage", "(none)", "-", "no command", [], None),
+        Case("usage", "(none)", "-", "unknown command", ["frobnicate"], None),
+        Case("usage", "(none)", "-", "unknown option", ["--no-such-option"], None),
+    ]
     for parent in sorted({c.words[:-1] for c in cmds if len(c.words) > 1}):
         name = " ".join(parent)
-        cases += [Case("usage", name, "-", "no sub-command", list(parent), None),
-                  Case("usage", name, "-", "unknown sub-command", [*parent, "frobnicate"], None)]
+        cases += [
+            Case("usage", name, "-", "no sub-command", list(parent), None),
+            Case("usage", name, "-", "unknown sub-command", [*parent, "frobnicate"], None),
+        ]
     for cmd in cmds:
         out = cmd.out_template()
-        cases += [Case("usage", cmd.name, "-", "unknown option", cmd.argv(extra=["--no-such-option", "1"]), out),
-                  Case("usage", cmd.name, "-", "stray word", cmd.argv(extra=["stray"]), out)]
+        cases += [
+            Case("usage", cmd.name, "-", "unknown option", cmd.argv(extra=["--no-such-option", "1"]), out),
+            Case("usage", cmd.name, "-", "stray word", cmd.argv(extra=["stray"]), out),
+        ]
         for action in cmd.parser._actions:
             if action.required and action.option_strings:
                 key = key_of(action)
-                cases.append(Case("usage", cmd.name, key, "required option missing",
-                                  cmd.argv(drop=(key,), variant=cmd.variant_for(key)), out))  # fmt: skip
-            elif action.required and action.nargs != 0 and not action.option_strings and \
-                    not isinstance(action, argparse._SubParsersAction):
-                cases.append(Case("usage", cmd.name, action.dest, "required argument missing",
-                                  cmd.argv(drop=(action.dest,)), out))  # fmt: skip
+                cases.append(
+                    Case(
+                        "usage",
+                        cmd.name,
+                        key,
+                        "required option missing",
+                        cmd.argv(drop=(key,), variant=cmd.variant_for(key)),
+                        out,
+                    )
+                )
+            elif (
+                action.required
+                and action.nargs != 0
+                and not action.option_strings
+                and not isinstance(action, argparse._SubParsersAction)
+            ):
+                cases.append(
+                    Case(
+                        "usage", cmd.name, action.dest, "required argument missing", cmd.argv(drop=(action.dest,)), out
+                    )
+                )
         for group in cmd.parser._mutually_exclusive_groups:
             if group.required:
                 keys = tuple(key_of(a) for a in group._group_actions)
-                cases.append(Case("usage", cmd.name, "|".join(keys), "none of a required group", cmd.argv(drop=keys), out))
+                cases.append(
+                    Case("usage", cmd.name, "|".join(keys), "none of a required group", cmd.argv(drop=keys), out)
+                )
         for action in valued(cmd.parser):
             if action.option_strings:
                 key = key_of(action)
@@ -518,8 +701,15 @@ class _Payload:
 def run_posenas(argv: list[str], cwd: Path, timeout: float, env: dict[str, str]) -> tuple[int | None, str, str, float]:
     """Run the CLI in its own process group; (exit code or None after a timeout, stdout, stderr, seconds)."""
     started = time.monotonic()
-    process = subprocess.Popen([*CLI, *argv], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True, env=env)  # fmt: skip
+    process = subprocess.Popen(
+        [*CLI, *argv],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=env,
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
         code: int | None = process.returncode
@@ -564,17 +754,77 @@ def build_fixtures(fx: Path, console, jobs: int) -> dict[str, str]:
         console.print(f"fixture: {what} in {seconds:.0f} s", highlight=False)
 
     def run_and_teacher() -> None:
-        posenas(["train", "--arch", "tiny-hw", "--data", str(root), "--epochs", "1", "--qat-epochs", "1",
-                 "--val-images", "2", "--out", str(fx / "run")], "a trained run")  # fmt: skip
-        posenas(["teacher", "--data", str(root), "--checkpoint", str(fx / "run" / "best.pt"), "--out",
-                 str(fx / "teacher")], "a teacher")  # fmt: skip
+        posenas(
+            [
+                "train",
+                "--arch",
+                "tiny-hw",
+                "--data",
+                str(root),
+                "--epochs",
+                "1",
+                "--qat-epochs",
+                "1",
+                "--val-images",
+                "2",
+                "--out",
+                str(fx / "run"),
+            ],
+            "a trained run",
+        )
+        posenas(
+            ["teacher", "--data", str(root), "--checkpoint", str(fx / "run" / "best.pt"), "--out", str(fx / "teacher")],
+            "a teacher",
+        )
 
-    steps = [run_and_teacher,
-             lambda: posenas(["search", "--data", str(root), "--teacher", "none", "--trials", "2", "--scorer", "train",
-                              "--epochs", "1", "--qat-epochs", "0", "--val-images", "2", "--no-baselines", "--retrain",
-                              "0", "--out", str(fx / "search")], "a study"),
-             lambda: posenas(["supernet", "--study", STUDY, "--data", str(root), "--teacher", "none", "--epochs", "1",
-                              "--qat-epochs", "0", "--train-images", "16", "--out", str(fx / "supernet")], "a supernet")]  # fmt: skip
+    steps = [
+        run_and_teacher,
+        lambda: posenas(
+            [
+                "search",
+                "--data",
+                str(root),
+                "--teacher",
+                "none",
+                "--trials",
+                "2",
+                "--scorer",
+                "train",
+                "--epochs",
+                "1",
+                "--qat-epochs",
+                "0",
+                "--val-images",
+                "2",
+                "--no-baselines",
+                "--retrain",
+                "0",
+                "--out",
+                str(fx / "search"),
+            ],
+            "a study",
+        ),
+        lambda: posenas(
+            [
+                "supernet",
+                "--study",
+                STUDY,
+                "--data",
+                str(root),
+                "--teacher",
+                "none",
+                "--epochs",
+                "1",
+                "--qat-epochs",
+                "0",
+                "--train-images",
+                "16",
+                "--out",
+                str(fx / "supernet"),
+            ],
+            "a supernet",
+        ),
+    ]
     with ThreadPoolExecutor(max(1, min(jobs, len(steps)))) as pool:
         for future in [pool.submit(step) for step in steps]:
             future.result()
@@ -599,8 +849,10 @@ def build_fixtures(fx: Path, console, jobs: int) -> dict[str, str]:
     trial = trial if trial is not None else study.get_trials(deepcopy=False)[0].number
 
     annotations = json.loads((root / "annotations" / "person_keypoints_val2017.json").read_text())
-    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
-               for a in annotations["annotations"]]  # fmt: skip
+    results = [
+        {"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+        for a in annotations["annotations"]
+    ]
     (fx / "results.json").write_text(json.dumps(results))
     (fx / "images").mkdir()
     jpgs = sorted((root / "val2017").glob("*.jpg"))
@@ -610,10 +862,21 @@ def build_fixtures(fx: Path, console, jobs: int) -> dict[str, str]:
     study_dir = fx / "studies"
     cheap = fx / "study.yaml"
     cheap.write_text(yaml.safe_dump(base_study()))
-    made = {"root": str(root), "ckpt": str(fx / "run" / "best.pt"), "teacher": str(fx / "teacher"),
-            "supernet": str(fx / "supernet"), "db_source": str(fx / "search" / "study.db"), "study": STUDY,
-            "trial": str(trial), "results": str(fx / "results.json"), "images": str(fx / "images"),
-            "image": str(jpgs[0]), "bad": str(fx / "bad"), "study_file": str(cheap), "studies": str(study_dir)}  # fmt: skip
+    made = {
+        "root": str(root),
+        "ckpt": str(fx / "run" / "best.pt"),
+        "teacher": str(fx / "teacher"),
+        "supernet": str(fx / "supernet"),
+        "db_source": str(fx / "search" / "study.db"),
+        "study": STUDY,
+        "trial": str(trial),
+        "results": str(fx / "results.json"),
+        "images": str(fx / "images"),
+        "image": str(jpgs[0]),
+        "bad": str(fx / "bad"),
+        "study_file": str(cheap),
+        "studies": str(study_dir),
+    }
     ready.write_text(json.dumps(made))
     return made
 
@@ -649,8 +912,10 @@ def make_bad_files(bad: Path, root: Path, study_db: Path) -> None:
     (bad / "text-images").mkdir()
     (bad / "text-images" / "notes.txt").write_text("no images here\n")
     # COCO roots: the annotations of one split broken, or of the wrong shape, or the images broken
-    for name, change in (("corrupt-annotations-root", lambda text: text[: len(text) // 2]),
-                         ("wrong-annotations-root", lambda text: json.dumps([1, 2, 3]))):  # fmt: skip
+    for name, change in (
+        ("corrupt-annotations-root", lambda text: text[: len(text) // 2]),
+        ("wrong-annotations-root", lambda text: json.dumps([1, 2, 3])),
+    ):
         copy_root = bad / name
         shutil.copytree(root, copy_root)
         for split in ("train", "val"):
@@ -672,8 +937,9 @@ def mount_read_only(folder: Path) -> str | None:
     if os.geteuid() != 0:
         folder.chmod(0o555)
         return None
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True,
-                          text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True, text=True, check=False
+    )
     return None if done.returncode == 0 else (done.stderr.strip() or f"mount exit {done.returncode}")
 
 
@@ -791,11 +1057,17 @@ class Runner:
             outcome.why.append(f"{len(lines)} lines on stderr")
         elif lines and not lines[0].startswith("posenas: error:"):
             outcome.why.append("stderr does not start with 'posenas: error:'")
-        wrote = [c for c in changed(scratch_before, snapshot(folder))
-                 if not (out and (c[1:] == out or c[1:].startswith(out + "/")))]  # fmt: skip
+        wrote = [
+            c
+            for c in changed(scratch_before, snapshot(folder))
+            if not (out and (c[1:] == out or c[1:].startswith(out + "/")))
+        ]
         if wrote:
-            outcome.why.append("wrote outside --out: " + ", ".join(self.short(c) for c in wrote[:4])
-                               + (f" (+{len(wrote) - 4})" if len(wrote) > 4 else ""))  # fmt: skip
+            outcome.why.append(
+                "wrote outside --out: "
+                + ", ".join(self.short(c) for c in wrote[:4])
+                + (f" (+{len(wrote) - 4})" if len(wrote) > 4 else "")
+            )
         if watch_shared:
             touched = changed(shared_before, snapshot(self.shared))
             if touched:
@@ -831,8 +1103,14 @@ def all_cases(cmds: list[Command], fixtures: dict[str, str], read_only: bool) ->
     numbers, valid = number_cases(cmds)
     files, valid_keys = study_files(Path(fixtures["studies"]), Path(fixtures["bad"]))
     cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    cases = (path_cases(cmds, read_only) + numbers + storage_cases(cmds) + study_cases(cmds, files)
-             + name_cases(cmds, cuda) + usage_cases(cmds))  # fmt: skip
+    cases = (
+        path_cases(cmds, read_only)
+        + numbers
+        + storage_cases(cmds)
+        + study_cases(cmds, files)
+        + name_cases(cmds, cuda)
+        + usage_cases(cmds)
+    )
     for i, case in enumerate(cases):
         case.index = i
     return cases, valid + valid_keys
@@ -849,18 +1127,24 @@ def controls(runner: Runner, cmds: list[Command], jobs: int, console) -> dict[st
     def one(i: int, cmd: Command, variant: str) -> tuple[str, dict]:
         case = Case("control", cmd.name, "-", variant, cmd.argv(variant=variant), cmd.out_template(), index=9000 + i)
         o = runner.run(case, "-control", watch_shared=False)
-        return f"{cmd.name} [{variant}]", {"argv": shown_argv(o.argv, runner.work), "exit": o.code,
-                                          "seconds": round(o.seconds, 1), "ok": o.code == 0,
-                                          "stderr_tail": tail(o.stderr, 400)}  # fmt: skip
+        return f"{cmd.name} [{variant}]", {
+            "argv": shown_argv(o.argv, runner.work),
+            "exit": o.code,
+            "seconds": round(o.seconds, 1),
+            "ok": o.code == 0,
+            "stderr_tail": tail(o.stderr, 400),
+        }
 
     with ThreadPoolExecutor(jobs) as pool:
         futures = [pool.submit(one, i, cmd, v) for i, (cmd, v) in enumerate(items)]
         for future in as_completed(futures):
             name, row = future.result()
             found[name] = row
-            console.print(f"control {escape(name)}: exit {row['exit']} in {row['seconds']} s"
-                          + ("" if row["ok"] else f"  [red]NOT VALID[/]: {escape(row['stderr_tail'][-200:])}"),
-                          highlight=False)  # fmt: skip
+            console.print(
+                f"control {escape(name)}: exit {row['exit']} in {row['seconds']} s"
+                + ("" if row["ok"] else f"  [red]NOT VALID[/]: {escape(row['stderr_tail'][-200:])}"),
+                highlight=False,
+            )
     runner.timeout = saved
     return dict(sorted(found.items()))
 
@@ -875,10 +1159,14 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=FAMILIES, help="only these families")
     parser.add_argument("--limit", type=int, help="only N cases, spread evenly over the (filtered) list")
     parser.add_argument("--results", type=Path, help="write the JSON record here")
-    parser.add_argument("--work", type=Path, help="working folder (default: a new one under /tmp); its fixtures are reused")
+    parser.add_argument(
+        "--work", type=Path, help="working folder (default: a new one under /tmp); its fixtures are reused"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
     parser.add_argument("--no-controls", action="store_true", help="do not run the base command lines first")
-    parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help=f"seconds before a case is a hang (default {TIMEOUT_S:g})")
+    parser.add_argument(
+        "--timeout", type=float, default=TIMEOUT_S, help=f"seconds before a case is a hang (default {TIMEOUT_S:g})"
+    )
     args = parser.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 200)
     started = time.monotonic()
@@ -902,12 +1190,15 @@ def main() -> None:
             step = len(cases) / args.limit
             cases = [cases[int(i * step)] for i in range(args.limit)]
         control_rows = {} if args.no_controls else controls(runner, cmds, args.jobs, console)
-        console.print(f"{len(cases)} cases ({', '.join(f'{f} {sum(c.family == f for c in cases)}' for f in FAMILIES)}); "
-                      f"{len(valid)} documented-valid values not run; {args.jobs} at a time, {args.timeout:g} s each")
+        console.print(
+            f"{len(cases)} cases ({', '.join(f'{f} {sum(c.family == f for c in cases)}' for f in FAMILIES)}); "
+            f"{len(valid)} documented-valid values not run; {args.jobs} at a time, {args.timeout:g} s each"
+        )
         outcomes: list[Outcome] = []
         run_started = time.monotonic()
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:  # fmt: skip
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress:
             task = progress.add_task("cases", total=len(cases))
             with ThreadPoolExecutor(args.jobs) as pool:
                 for future in as_completed([pool.submit(runner.run, c) for c in cases]):
@@ -916,11 +1207,14 @@ def main() -> None:
                     progress.update(task, advance=1, description=f"cases ({failing} failing)")
             # changes to the shared fixtures or /tmp: counted only when the case, alone, makes one again
             suspects = [o for o in outcomes if o.suspects]
-            rerun = [{"value": o.case.label, "command": o.case.command, "option": o.case.option, "first": o.suspects}
-                     for o in suspects]  # fmt: skip
+            rerun = [
+                {"value": o.case.label, "command": o.case.command, "option": o.case.option, "first": o.suspects}
+                for o in suspects
+            ]
             if suspects:
-                task = progress.add_task("rerunning alone the cases that ran while fixtures or /tmp changed",
-                                         total=len(suspects))  # fmt: skip
+                task = progress.add_task(
+                    "rerunning alone the cases that ran while fixtures or /tmp changed", total=len(suspects)
+                )
                 for o in suspects:
                     again = runner.run(o.case, "-alone")
                     o.why += [f"confirmed alone: {s}" for s in again.suspects]
@@ -935,12 +1229,21 @@ def main() -> None:
 
     outcomes.sort(key=lambda o: o.case.index)
     failures = [o for o in outcomes if o.why]
-    table = Table("family", "command", "option", "value", "why", "s", "stderr (last line)",
-                  title=f"{len(failures)} failing of {len(outcomes)} cases")  # fmt: skip
+    table = Table(
+        "family",
+        "command",
+        "option",
+        "value",
+        "why",
+        "s",
+        "stderr (last line)",
+        title=f"{len(failures)} failing of {len(outcomes)} cases",
+    )
     for o in failures:
         last = (o.stderr.strip().splitlines() or [""])[-1]
-        table.add_row(o.case.family, o.case.command, o.case.option, o.case.label, "; ".join(o.why), f"{o.seconds:.1f}",
-                      last[:120])  # fmt: skip
+        table.add_row(
+            o.case.family, o.case.command, o.case.option, o.case.label, "; ".join(o.why), f"{o.seconds:.1f}", last[:120]
+        )
     if failures:
         console.print(table)
     totals = Table("family / command", "cases", "passed", "failed", "max s", title="totals")
@@ -955,33 +1258,66 @@ def main() -> None:
             row["max_s"] = round(max(row["max_s"], o.seconds), 1)
     for rows in (by_family, by_command):
         for name, row in rows.items():
-            totals.add_row(name, str(row["cases"]), str(row["passed"]), str(row["cases"] - row["passed"]), f"{row['max_s']:.1f}")
+            totals.add_row(
+                name, str(row["cases"]), str(row["passed"]), str(row["cases"] - row["passed"]), f"{row['max_s']:.1f}"
+            )
         totals.add_section()
     console.print(totals)
     passed = len(outcomes) - len(failures)
     wall = time.monotonic() - started
-    console.print(f"passed {passed} of {len(outcomes)} ({100 * passed / max(1, len(outcomes)):.1f} %); goal 100 % of "
-                  f"more than 300; slowest case {max((o.seconds for o in outcomes), default=0):.1f} s; "
-                  f"{wall / 60:.1f} min in all ({cases_s / 60:.1f} min of cases, {setup_s / 60:.1f} min of fixtures)")
+    console.print(
+        f"passed {passed} of {len(outcomes)} ({100 * passed / max(1, len(outcomes)):.1f} %); goal 100 % of "
+        f"more than 300; slowest case {max((o.seconds for o in outcomes), default=0):.1f} s; "
+        f"{wall / 60:.1f} min in all ({cases_s / 60:.1f} min of cases, {setup_s / 60:.1f} min of fixtures)"
+    )
     if args.results:
         record = {
             "benchmark": "bench_bad_input.py",
             "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-            "date": time.strftime("%Y-%m-%d %H:%M"), "load_average": os.getloadavg()[0],
-            "command": shlex.join([sys.executable, *sys.argv]), "jobs": args.jobs, "timeout_s": args.timeout,
-            "wall_s": round(wall, 1), "cases_s": round(cases_s, 1), "fixtures_s": round(setup_s, 1),
-            "cases": len(outcomes), "passed": passed, "pass_rate": round(passed / max(1, len(outcomes)), 4),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "load_average": os.getloadavg()[0],
+            "command": shlex.join([sys.executable, *sys.argv]),
+            "jobs": args.jobs,
+            "timeout_s": args.timeout,
+            "wall_s": round(wall, 1),
+            "cases_s": round(cases_s, 1),
+            "fixtures_s": round(setup_s, 1),
+            "cases": len(outcomes),
+            "passed": passed,
+            "pass_rate": round(passed / max(1, len(outcomes)), 4),
             "slowest_s": round(max((o.seconds for o in outcomes), default=0), 1),
-            "by_family": by_family, "by_command": by_command,
-            "failures": [{"argv": shown_argv(o.argv, work), "family": o.case.family, "command": o.case.command,
-                          "option": o.case.option, "value": o.case.label, "why": o.why, "exit": o.code,
-                          "seconds": round(o.seconds, 1), "stderr_tail": tail(o.stderr.replace(str(work), "$WORK")),
-                          "stdout_tail": tail(o.stdout.replace(str(work), "$WORK"), 300)} for o in failures],
-            "slowest": [{"argv": shown_argv(o.argv, work), "family": o.case.family, "value": o.case.label,
-                         "seconds": round(o.seconds, 1), "passed": not o.why}
-                        for o in sorted(outcomes, key=lambda o: -o.seconds)[:12]],
-            "rerun_alone": rerun, "documented_valid": valid, "skipped": skipped, "controls": control_rows,
-        }  # fmt: skip
+            "by_family": by_family,
+            "by_command": by_command,
+            "failures": [
+                {
+                    "argv": shown_argv(o.argv, work),
+                    "family": o.case.family,
+                    "command": o.case.command,
+                    "option": o.case.option,
+                    "value": o.case.label,
+                    "why": o.why,
+                    "exit": o.code,
+                    "seconds": round(o.seconds, 1),
+                    "stderr_tail": tail(o.stderr.replace(str(work), "$WORK")),
+                    "stdout_tail": tail(o.stdout.replace(str(work), "$WORK"), 300),
+                }
+                for o in failures
+            ],
+            "slowest": [
+                {
+                    "argv": shown_argv(o.argv, work),
+                    "family": o.case.family,
+                    "value": o.case.label,
+                    "seconds": round(o.seconds, 1),
+                    "passed": not o.why,
+                }
+                for o in sorted(outcomes, key=lambda o: -o.seconds)[:12]
+            ],
+            "rerun_alone": rerun,
+            "documented_valid": valid,
+            "skipped": skipped,
+            "controls": control_rows,
+        }
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(record, indent=1) + "\n")
         console.print(f"results: {args.results}")

@@ -20,17 +20,17 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import cv2
+import numpy as np
+import torch
 
-from posenas.posenet.nets.model import build_model  # noqa: E402
-from posenas.posenet.pose import synth  # noqa: E402
-from posenas.posenet.pose.coco import CocoPoseDataset  # noqa: E402
-from posenas.posenet.pose.decode import decode  # noqa: E402
-from posenas.posenet.pose.evaluate import evaluate_results, oracle_results, poses_to_results  # noqa: E402
-from posenas.posenet.pose.targets import heatmap_targets, paf_targets, render_targets  # noqa: E402
-from posenas.space.baselines import get_arch  # noqa: E402
+from posenas.posenet.nets.model import build_model
+from posenas.posenet.pose import synth
+from posenas.posenet.pose.coco import CocoPoseDataset
+from posenas.posenet.pose.decode import decode
+from posenas.posenet.pose.evaluate import evaluate_results, oracle_results, poses_to_results
+from posenas.posenet.pose.targets import heatmap_targets, paf_targets, render_targets
+from posenas.space.baselines import get_arch
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_sample"
 
@@ -81,7 +81,9 @@ def bench_decode_eval(dataset: CocoPoseDataset) -> dict[str, float]:
     maps = []
     for image_id in dataset.image_ids:
         matrix, body = dataset.letterboxed_people(image_id)
-        maps.append((image_id, matrix, heatmap_targets(body, dataset.input_size), paf_targets(body, dataset.input_size)))
+        maps.append(
+            (image_id, matrix, heatmap_targets(body, dataset.input_size), paf_targets(body, dataset.input_size))
+        )
     results: list[dict] = []
 
     def decode_all() -> None:
@@ -106,8 +108,10 @@ def main() -> None:
         folder = Path(tmp) / "synth"
         rates = bench_synth(args.images, folder)
         print(f"synthetic people      {rates['synth_images_per_s']:8.1f} images/s  (goal >= 200)")
-        print(f"  reference: JPEG decode of the same files {rates['jpeg_decodes_per_s']:.1f}/s; "
-              f"ratio {rates['synth_images_per_s'] / rates['jpeg_decodes_per_s']:.3f}")  # fmt: skip
+        print(
+            f"  reference: JPEG decode of the same files {rates['jpeg_decodes_per_s']:.1f}/s; "
+            f"ratio {rates['synth_images_per_s'] / rates['jpeg_decodes_per_s']:.3f}"
+        )
         synth_val = CocoPoseDataset(folder, "train", limit=100)
         for name, dataset in (("coco", CocoPoseDataset(args.coco, "val")), ("synth", synth_val)):
             print(f"[{name}: {len(dataset)} images]")
@@ -115,8 +119,10 @@ def main() -> None:
             speeds = bench_loader_vs_training(dataset)
             ratio = speeds["loader_samples_per_s"] / speeds["train_samples_per_s"]
             print(f"  loader              {speeds['loader_samples_per_s']:8.1f} samples/s (decode + warp + targets)")
-            print(f"  reference: tiny-hw training step {speeds['train_samples_per_s']:.1f} samples/s; "
-                  f"loader/training ratio {ratio:.1f} (goal > 1)")  # fmt: skip
+            print(
+                f"  reference: tiny-hw training step {speeds['train_samples_per_s']:.1f} samples/s; "
+                f"loader/training ratio {ratio:.1f} (goal > 1)"
+            )
             timing = bench_decode_eval(dataset)
             print(f"  decode              {timing['decode_ms_per_image']:8.2f} ms/image (oracle maps)")
             print(f"  COCOeval            {timing['cocoeval_ms_per_image']:8.2f} ms/image")

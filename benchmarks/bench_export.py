@@ -69,8 +69,15 @@ def bench(checkpoint: RunCheckpoint, budget: str, repeat: int, folder: Path) -> 
     if not host.bit_exact:
         raise SystemExit(f"{spec.name}: the C outputs differ from the simulation ({host.mismatches} values)")
     same = pose_difference(host.poses, decode(heatmaps / heat_scale, pafs / paf_scale, config)) <= 0.5
-    return {"people": len(host.poses), "same_people": same, "python_cnn_ms": 1e3 * python_cnn, "c_cnn_ms": host.cnn_ms, "python_decode_ms": 1e3 * python_decode,
-            "c_decode_ms": host.decode_ms, "macs": float(count_macs(spec))}  # fmt: skip
+    return {
+        "people": len(host.poses),
+        "same_people": same,
+        "python_cnn_ms": 1e3 * python_cnn,
+        "c_cnn_ms": host.cnn_ms,
+        "python_decode_ms": 1e3 * python_decode,
+        "c_decode_ms": host.decode_ms,
+        "macs": float(count_macs(spec)),
+    }
 
 
 def main() -> None:
@@ -82,8 +89,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the Python side")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    table = Table("network", "MACs", "Python sim ms", "C ms", "C / Python", "Python decode ms", "C decode ms",
-                  "C / Python", "people", title=f"per image, {args.repeat} repeats, torch threads {args.threads}")  # fmt: skip
+    table = Table(
+        "network",
+        "MACs",
+        "Python sim ms",
+        "C ms",
+        "C / Python",
+        "Python decode ms",
+        "C decode ms",
+        "C / Python",
+        "people",
+        title=f"per image, {args.repeat} repeats, torch threads {args.threads}",
+    )
     runs = [(f"{a} (random)", random_checkpoint(a)) for a in args.arch or ([] if args.checkpoint else ["tiny-hw"])]
     runs += [(f"{c.spec.name} (trained)", c) for path in args.checkpoint or [] for c in [load_checkpoint(path)]]
     for label, checkpoint in runs:
@@ -91,11 +108,24 @@ def main() -> None:
             r = bench(checkpoint, args.budget, args.repeat, Path(tmp))
         # Untrained networks can make noise maps with hundreds of peaks per keypoint, past the C decoder's
         # static limits: the decoders then do different work and their times are not compared.
-        decoders = ((f"{r['python_decode_ms']:.2f}", f"{r['c_decode_ms']:.3f}",
-                     f"{r['c_decode_ms'] / r['python_decode_ms']:.3f}x", str(r["people"])) if r["same_people"]
-                    else ("-", "-", "-", "past the C limits"))  # fmt: skip
-        table.add_row(label, f"{r['macs'] / 1e6:.1f}M", f"{r['python_cnn_ms']:.2f}", f"{r['c_cnn_ms']:.2f}",
-                      f"{r['c_cnn_ms'] / r['python_cnn_ms']:.2f}x", *decoders)  # fmt: skip
+        decoders = (
+            (
+                f"{r['python_decode_ms']:.2f}",
+                f"{r['c_decode_ms']:.3f}",
+                f"{r['c_decode_ms'] / r['python_decode_ms']:.3f}x",
+                str(r["people"]),
+            )
+            if r["same_people"]
+            else ("-", "-", "-", "past the C limits")
+        )
+        table.add_row(
+            label,
+            f"{r['macs'] / 1e6:.1f}M",
+            f"{r['python_cnn_ms']:.2f}",
+            f"{r['c_cnn_ms']:.2f}",
+            f"{r['c_cnn_ms'] / r['python_cnn_ms']:.2f}x",
+            *decoders,
+        )
     Console(width=150).print(table)
 
 

@@ -25,7 +25,8 @@ bootstrap 90 % interval of each tau (networks resampled) because 16 networks lea
 
 ``--signal-supernet DIR`` (repeatable) adds candidate signals from other supernets, e.g. a longer-trained one:
 for each finished network, the validation loss and the foreground loss (``foreground_loss``) of the subnet in
-QAT and in float arithmetic, and in QAT after ``--finetune-steps`` steps of training from the inherited weights, kept in ``OUT/signals.json`` and correlated beside the others. Scoring takes
+QAT and in float arithmetic, and in QAT after ``--finetune-steps`` steps of training from the inherited
+weights, kept in ``OUT/signals.json`` and correlated beside the others. Scoring takes
 seconds per network and no training, so it can be rerun on a finished ``results.json`` at any time.
 """
 
@@ -64,8 +65,11 @@ def spread_networks(net, budget, count: int, seed: int, floor_count: int = 0) ->
     first = [get_arch("tiny-hw")] if _in_space(net, get_arch("tiny-hw")) else []
     picks = _quantile_picks(net, budget, rng, max(0, count - len(first)), lowest)
     floor = _quantile_picks(net, budget, np.random.default_rng(seed + 1), floor_count, None)
-    return (first + [spec.renamed(f"fid{i:02d}") for i, spec in enumerate(picks, start=1)]
-            + [spec.renamed(f"fidF{i:02d}") for i, spec in enumerate(floor, start=1)])  # fmt: skip
+    return (
+        first
+        + [spec.renamed(f"fid{i:02d}") for i, spec in enumerate(picks, start=1)]
+        + [spec.renamed(f"fidF{i:02d}") for i, spec in enumerate(floor, start=1)]
+    )
 
 
 def _quantile_picks(net, budget, rng: np.random.Generator, count: int, lowest_bits: int | None) -> list[ArchSpec]:
@@ -99,8 +103,9 @@ def main() -> None:
     parser.add_argument("--teacher", help="a prepared teacher folder (posenas teacher) for both schedules")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--networks", type=int, default=16)
-    parser.add_argument("--floor-networks", type=int, default=0,
-                        help="more networks drawn as the search draws them (lowest bits first)")
+    parser.add_argument(
+        "--floor-networks", type=int, default=0, help="more networks drawn as the search draws them (lowest bits first)"
+    )
     parser.add_argument("--only", default=None, help="a slice of the networks, e.g. 0:4")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--qat-epochs", type=int, default=4)
@@ -108,10 +113,19 @@ def main() -> None:
     parser.add_argument("--trial-qat-epochs", type=int, default=2)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--finetune-steps", type=int, nargs="*", default=[30],
-                        help="candidate signals after this many QAT fine-tuning steps from the inherited weights")
-    parser.add_argument("--signal-supernet", action="append", default=[],
-                        help="another supernet folder whose candidate signals are correlated too (repeatable)")
+    parser.add_argument(
+        "--finetune-steps",
+        type=int,
+        nargs="*",
+        default=[30],
+        help="candidate signals after this many QAT fine-tuning steps from the inherited weights",
+    )
+    parser.add_argument(
+        "--signal-supernet",
+        action="append",
+        default=[],
+        help="another supernet folder whose candidate signals are correlated too (repeatable)",
+    )
     args = parser.parse_args()
 
     from posenas.posenet.nets.distill import load_prepared_teacher
@@ -125,17 +139,26 @@ def main() -> None:
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     scorer = SubnetScorer(net, args.data, val_images=args.val_images)
-    full = TrainConfig(epochs=args.epochs, qat_start=args.epochs - args.qat_epochs if args.qat_epochs else None,
-                       val_images=args.val_images, alpha=0.7)  # fmt: skip
-    trial = TrainConfig(epochs=args.trial_epochs, val_images=args.val_images, alpha=0.7,
-                        qat_start=args.trial_epochs - args.trial_qat_epochs if args.trial_qat_epochs else None)  # fmt: skip
+    full = TrainConfig(
+        epochs=args.epochs,
+        qat_start=args.epochs - args.qat_epochs if args.qat_epochs else None,
+        val_images=args.val_images,
+        alpha=0.7,
+    )
+    trial = TrainConfig(
+        epochs=args.trial_epochs,
+        val_images=args.val_images,
+        alpha=0.7,
+        qat_start=args.trial_epochs - args.trial_qat_epochs if args.trial_qat_epochs else None,
+    )
     start, stop = (int(x) if x else None for x in (args.only or ":").split(":"))
     for index, spec in list(enumerate(specs))[slice(start, stop)]:
         key = f"{index:02d}-{spec.spec_hash()[:10]}"
         row = results.get(key, {})
         report = check(spec, budget)
-        row.update(name=spec.name, params=report.params, macs=report.macs, latency_ms=report.latency_ms,
-                   spec=spec.to_dict())  # fmt: skip
+        row.update(
+            name=spec.name, params=report.params, macs=report.macs, latency_ms=report.latency_ms, spec=spec.to_dict()
+        )
         if "supernet_ap" not in row:
             score = scorer.score(spec)
             row.update(supernet_ap=score.ap, supernet_val_loss=score.val_loss, supernet_seconds=score.seconds)
@@ -148,8 +171,11 @@ def main() -> None:
         results = json.loads(results_path.read_text()) if results_path.is_file() else {}
         results[key] = row
         atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
-        print(f"{key} {spec.name}: params {row['params']:,} supernet {row['supernet_ap']:.4f} "
-              f"trial {row['trial_ap']:.4f} stand-alone {row['standalone_ap']:.4f}", flush=True)  # fmt: skip
+        print(
+            f"{key} {spec.name}: params {row['params']:,} supernet {row['supernet_ap']:.4f} "
+            f"trial {row['trial_ap']:.4f} stand-alone {row['standalone_ap']:.4f}",
+            flush=True,
+        )
     signals = candidate_signals(args, results)
     done = {key: r for key, r in results.items() if "standalone_ap" in r}
     if len(done) >= 3:
@@ -173,7 +199,9 @@ def candidate_signals(args: argparse.Namespace, results: dict) -> dict[str, dict
         net = None
         for mode, steps in variants:
             prefix = f"{mode.value}_ft{steps}" if steps else mode.value
-            todo = [key for key, r in results.items() if "standalone_ap" in r and f"{prefix}_loss" not in table.get(key, {})]
+            todo = [
+                key for key, r in results.items() if "standalone_ap" in r and f"{prefix}_loss" not in table.get(key, {})
+            ]
             if not todo:
                 continue
             if net is None:
@@ -185,8 +213,11 @@ def candidate_signals(args: argparse.Namespace, results: dict) -> dict[str, dict
                 row = table.setdefault(key, {})
                 row[f"{prefix}_loss"], row[f"{prefix}_fg_loss"] = score.val_loss, score.fg_loss
                 atomic_write_text(path, json.dumps(signals, indent=2) + "\n")
-                print(f"{label} {key} {prefix}: loss {score.val_loss:.5f}, fg loss {score.fg_loss:.4f} "
-                      f"({score.seconds:.1f} s)", flush=True)  # fmt: skip
+                print(
+                    f"{label} {key} {prefix}: loss {score.val_loss:.5f}, fg loss {score.fg_loss:.4f} "
+                    f"({score.seconds:.1f} s)",
+                    flush=True,
+                )
     return signals
 
 
@@ -199,10 +230,14 @@ def correlations(done: dict[str, dict], signals: dict, out: Path, of: int, seed:
     keys = sorted(done)
     truth = np.array([done[k]["standalone_ap"] for k in keys])
     float_truth = np.array([best_aps(load_checkpoint(out / k / "full" / "last.pt").history)[1] for k in keys])
-    table = {"supernet_ap": [done[k]["supernet_ap"] for k in keys],
-             "supernet_val_loss": [done[k]["supernet_val_loss"] for k in keys],
-             "trial_ap": [done[k]["trial_ap"] for k in keys], "params": [done[k]["params"] for k in keys],
-             "macs": [done[k]["macs"] for k in keys], "latency_ms": [done[k]["latency_ms"] for k in keys]}  # fmt: skip
+    table = {
+        "supernet_ap": [done[k]["supernet_ap"] for k in keys],
+        "supernet_val_loss": [done[k]["supernet_val_loss"] for k in keys],
+        "trial_ap": [done[k]["trial_ap"] for k in keys],
+        "params": [done[k]["params"] for k in keys],
+        "macs": [done[k]["macs"] for k in keys],
+        "latency_ms": [done[k]["latency_ms"] for k in keys],
+    }
     short = _short_labels(list(signals))
     for label, rows in signals.items():
         names = set.intersection(*(set(rows.get(k, {})) for k in keys))  # signals every finished network has
@@ -215,13 +250,20 @@ def correlations(done: dict[str, dict], signals: dict, out: Path, of: int, seed:
         x = np.array(values, dtype=float) * (-1 if name.endswith(LOWER_IS_BETTER) else 1)
         boot = [kendalltau(x[d], truth[d]).statistic for d in draws]
         boot = np.array([b for b in boot if np.isfinite(b)])
-        result[name] = {"kendall_tau": _finite(kendalltau(x, truth).statistic),
-                        "tau_90": [_finite(np.quantile(boot, 0.05)), _finite(np.quantile(boot, 0.95))] if len(boot) else None,
-                        "spearman_rho": _finite(spearmanr(x, truth).statistic),
-                        "kendall_tau_vs_float_ap": _finite(kendalltau(x, float_truth).statistic)}  # fmt: skip
-    return {"networks": len(keys), "of": of, "lower_is_better_negated": list(LOWER_IS_BETTER),
-            "standalone_ap": dict(zip(keys, truth.tolist())), "standalone_float_ap": dict(zip(keys, float_truth.tolist())),
-            "correlation_with_standalone_ap": result}  # fmt: skip
+        result[name] = {
+            "kendall_tau": _finite(kendalltau(x, truth).statistic),
+            "tau_90": [_finite(np.quantile(boot, 0.05)), _finite(np.quantile(boot, 0.95))] if len(boot) else None,
+            "spearman_rho": _finite(spearmanr(x, truth).statistic),
+            "kendall_tau_vs_float_ap": _finite(kendalltau(x, float_truth).statistic),
+        }
+    return {
+        "networks": len(keys),
+        "of": of,
+        "lower_is_better_negated": list(LOWER_IS_BETTER),
+        "standalone_ap": dict(zip(keys, truth.tolist())),
+        "standalone_float_ap": dict(zip(keys, float_truth.tolist())),
+        "correlation_with_standalone_ap": result,
+    }
 
 
 def _short_labels(folders: list[str]) -> dict[str, str]:

@@ -33,7 +33,8 @@ RAISED = ["-DPG_MAX_CANDIDATES=256", "-DPG_MAX_PEAKS_PER_KEYPOINT=256", "-DPG_MA
 
 def same(a, b) -> bool:
     return len(a) == len(b) and all(
-        x.count == y.count and np.array_equal(x.keypoints, y.keypoints) for x, y in zip(a, b))
+        x.count == y.count and np.array_equal(x.keypoints, y.keypoints) for x, y in zip(a, b)
+    )
 
 
 def main() -> int:
@@ -58,8 +59,21 @@ def main() -> int:
         tools = {}
         for name, extra in {"chip": [], "raised": RAISED}.items():
             tools[name] = Path(tmp) / name
-            subprocess.run(["gcc", "-std=c99", "-O2", "-ffp-contract=off", *extra, str(CSRC / "pose_grid.c"),
-                            str(CSRC / "pose_grid_main.c"), "-lm", "-o", str(tools[name])], check=True)  # fmt: skip
+            subprocess.run(
+                [
+                    "gcc",
+                    "-std=c99",
+                    "-O2",
+                    "-ffp-contract=off",
+                    *extra,
+                    str(CSRC / "pose_grid.c"),
+                    str(CSRC / "pose_grid_main.c"),
+                    "-lm",
+                    "-o",
+                    str(tools[name]),
+                ],
+                check=True,
+            )
         maps_file = Path(tmp) / "maps.bin"
         for image_id, matrix in _letterboxed(dataset):
             image = warp_image(dataset.load_image(image_id), matrix, dataset.input_size)
@@ -67,16 +81,26 @@ def main() -> int:
             expected = decode(heatmaps, pafs, config)
             np.concatenate([heatmaps, pafs]).astype(np.float32).tofile(maps_file)
             h, w = heatmaps.shape[1:]
-            found = {name: parse_poses(subprocess.run([str(tool), "-n", "1000", str(h), str(w), str(maps_file)],
-                                                      capture_output=True, text=True, check=True).stdout)
-                     for name, tool in tools.items()}  # fmt: skip
+            found = {
+                name: parse_poses(
+                    subprocess.run(
+                        [str(tool), "-n", "1000", str(h), str(w), str(maps_file)],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
+                )
+                for name, tool in tools.items()
+            }
             counts["images"] += 1
             counts["with people"] += bool(expected)
             counts["people"] += len(expected)
             counts["same (chip limits)"] += same(found["chip"], expected)
             counts["same (raised limits)"] += same(found["raised"], expected)
-    print(f"{args.checkpoint} ({checkpoint.spec.name}, {args.mode}) on {args.data} val: "
-          + ", ".join(f"{k} {v}" for k, v in counts.items()))  # fmt: skip
+    print(
+        f"{args.checkpoint} ({checkpoint.spec.name}, {args.mode}) on {args.data} val: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
     return 0
 
 

@@ -53,7 +53,7 @@ from posenas.space.graph import layer_graph
 from posenas.space.spec import ArchSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fidelity import spread_networks  # noqa: E402  (a sibling script)
+from bench_fidelity import spread_networks
 
 DEFAULT_VARIANT = "recipe"
 ALL_8BIT = "8bit"  # the folder of the runs that no recipe changes (all-8-bit networks)
@@ -66,15 +66,20 @@ REFERENCE = {"student-hw-mixed": "student-hw", "tiny-hw-w4": "tiny-hw", "tiny-hw
 def networks(seeds: list[int]) -> list[tuple[ArchSpec, list[int]]]:
     """(spec, seeds) of every network of the benchmark, in training order."""
     tiny = get_arch("tiny-hw")
-    nets = [(get_arch("student-hw"), seeds), (get_arch("student-hw-mixed"), seeds), (tiny, seeds),
-            (lowered(tiny, 4), seeds), (lowered(tiny, 2), seeds)]  # fmt: skip
+    nets = [
+        (get_arch("student-hw"), seeds),
+        (get_arch("student-hw-mixed"), seeds),
+        (tiny, seeds),
+        (lowered(tiny, 4), seeds),
+        (lowered(tiny, 2), seeds),
+    ]
     settings = load_settings("max78000")
     drawn = {spec.name: spec for spec in spread_networks(SuperNet(settings.space), load_budget("max78000"), 16, 0)}
     return nets + [(drawn[name], [0]) for name in COLLAPSED_FIDELITY]
 
 
 def bits_summary(spec: ArchSpec) -> str:
-    """"8" for an all-8-bit network, else the weight bits of its layers in execution order, run-length
+    """ "8" for an all-8-bit network, else the weight bits of its layers in execution order, run-length
     coded ("8 4x9 8 4 8": conv1 at 8, nine layers at 4, ...)."""
     bits = [node.weight_bits for node in layer_graph(spec)]
     if set(bits) == {8}:
@@ -90,11 +95,14 @@ def bits_summary(spec: ArchSpec) -> str:
 
 def all_8bit(spec: ArchSpec) -> ArchSpec:
     """The spec with every layer at 8 bits: its float phase is the same network's."""
+
     def chain(layers):
         return tuple(dataclasses.replace(x, weight_bits=8) for x in layers)
 
     heads = tuple(dataclasses.replace(h, hidden=chain(h.hidden), out_bits=8) for h in spec.heads)
-    return dataclasses.replace(spec, name="float-phase", backbone=chain(spec.backbone), cpm=chain(spec.cpm), heads=heads)
+    return dataclasses.replace(
+        spec, name="float-phase", backbone=chain(spec.backbone), cpm=chain(spec.cpm), heads=heads
+    )
 
 
 def float_phase(spec: ArchSpec, config: TrainConfig, data: str, out: Path) -> Path:
@@ -103,8 +111,13 @@ def float_phase(spec: ArchSpec, config: TrainConfig, data: str, out: Path) -> Pa
     assert config.qat_start is not None
     # A float phase knows no recipe; its settings name one (disabled) all the same, with the fields' values
     # of the first measurements (bias_bits 8 then), so that the folders keyed by them stay found.
-    float_config = dataclasses.replace(config, epochs=config.qat_start, qat_start=None, qat_lr=TrainConfig.qat_lr,
-                                       lowbit=LowBitRecipe(enabled=False, bias_bits=8))  # fmt: skip
+    float_config = dataclasses.replace(
+        config,
+        epochs=config.qat_start,
+        qat_start=None,
+        qat_lr=TrainConfig.qat_lr,
+        lowbit=LowBitRecipe(enabled=False, bias_bits=8),
+    )
     twin = all_8bit(spec)
     key = hashlib.sha256(json.dumps([twin.spec_hash(), float_config.to_dict()], sort_keys=True).encode()).hexdigest()
     folder = out / "float" / key[:16]  # the same for every bit width of the network
@@ -113,7 +126,9 @@ def float_phase(spec: ArchSpec, config: TrainConfig, data: str, out: Path) -> Pa
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first's float phase, then reuses it
         last = folder / "last.pt"
         if not last.is_file() or load_checkpoint(last).epoch + 1 < float_config.epochs:
-            print(f"float phase of {spec.name} (seed {config.seed}, {float_config.epochs} epochs) -> {folder}", flush=True)
+            print(
+                f"float phase of {spec.name} (seed {config.seed}, {float_config.epochs} epochs) -> {folder}", flush=True
+            )
             Trainer(twin, data, folder, float_config, device="cpu").run()
     return folder
 
@@ -140,8 +155,15 @@ def train(spec: ArchSpec, seed: int, schedule: TrainConfig, data: str, out: Path
     Trainer(spec, data, run, config, device="cpu").run()
     history = load_checkpoint(run / "last.pt").history
     qat_ap, float_ap = best_aps(history)
-    return {"variant": variant, "net": spec.name, "seed": seed, "bits": bits_summary(spec), "float_ap": float_ap,
-            "qat_ap": qat_ap, "train_s": sum(h["seconds"] for h in history)}  # fmt: skip
+    return {
+        "variant": variant,
+        "net": spec.name,
+        "seed": seed,
+        "bits": bits_summary(spec),
+        "float_ap": float_ap,
+        "qat_ap": qat_ap,
+        "train_s": sum(h["seconds"] for h in history),
+    }
 
 
 def summary(rows: list[dict], variant: str) -> list[str]:
@@ -150,30 +172,41 @@ def summary(rows: list[dict], variant: str) -> list[str]:
     by_net: dict[str, list[dict]] = {}
     for r in mine:
         by_net.setdefault(r["net"], []).append(r)
-    lines = [f"variant {variant}", f"{'network':20s} {'bits':>18s} {'seeds':>5s} {'float AP':>8s} {'QAT AP':>7s} "
-             f"{'min':>7s} {'QAT/float':>9s} {'train s':>8s}"]  # fmt: skip
+    lines = [
+        f"variant {variant}",
+        f"{'network':20s} {'bits':>18s} {'seeds':>5s} {'float AP':>8s} {'QAT AP':>7s} "
+        f"{'min':>7s} {'QAT/float':>9s} {'train s':>8s}",
+    ]
     mean = {}
     for net, rs in by_net.items():
         q = [r["qat_ap"] for r in rs]
         f = [r["float_ap"] for r in rs]
         mean[net] = statistics.mean(q)
-        lines.append(f"{net:20s} {rs[0]['bits']:>18s} {len(rs):5d} {statistics.mean(f):8.4f} {mean[net]:7.4f} "
-                     f"{min(q):7.4f} {mean[net] / max(statistics.mean(f), 1e-9):9.2f} "
-                     f"{statistics.mean(r['train_s'] for r in rs):8.0f}")  # fmt: skip
+        lines.append(
+            f"{net:20s} {rs[0]['bits']:>18s} {len(rs):5d} {statistics.mean(f):8.4f} {mean[net]:7.4f} "
+            f"{min(q):7.4f} {mean[net] / max(statistics.mean(f), 1e-9):9.2f} "
+            f"{statistics.mean(r['train_s'] for r in rs):8.0f}"
+        )
     for net, ref in REFERENCE.items():
         if net in by_net and ref in by_net:
             ratio = mean[net] / max(mean[ref], 1e-9)
             seeds = {r["seed"]: r["qat_ap"] for r in by_net[ref]}
-            worst = min((r["qat_ap"] / max(seeds[r["seed"]], 1e-9) for r in by_net[net] if r["seed"] in seeds), default=0)
+            worst = min(
+                (r["qat_ap"] / max(seeds[r["seed"]], 1e-9) for r in by_net[net] if r["seed"] in seeds), default=0
+            )
             lines.append(f"{net}: mean QAT AP {ratio:.2f} x {ref}'s (worst seed {worst:.2f} x)")
     for net in COLLAPSED_FIDELITY:
         if net in by_net:
             r = by_net[net][0]
-            lines.append(f"{net}: QAT AP {r['qat_ap']:.4f} = {r['qat_ap'] / max(r['float_ap'], 1e-9):.2f} x its float AP")
+            lines.append(
+                f"{net}: QAT AP {r['qat_ap']:.4f} = {r['qat_ap'] / max(r['float_ap'], 1e-9):.2f} x its float AP"
+            )
     return lines
 
 
-def step_seconds(spec: ArchSpec, recipe: LowBitRecipe | None, qat: bool, rounds: int = 5, batch: int = 16) -> list[float]:
+def step_seconds(
+    spec: ArchSpec, recipe: LowBitRecipe | None, qat: bool, rounds: int = 5, batch: int = 16
+) -> list[float]:
     """Wall seconds of ``rounds`` training steps (forward, loss, backward, Adam) of ``spec`` on one batch: in
     float, or in QAT under ``recipe`` (None: ai8x v1), with the float network's forward when the recipe
     distils from it. One value per round, after warm-up steps."""
@@ -225,10 +258,12 @@ def timing(spec: ArchSpec, recipe: LowBitRecipe, schedule: TrainConfig, rounds: 
     float_epochs = base.qat_start or base.epochs
     v1_total = float_epochs * f + (base.epochs - float_epochs) * v
     recipe_total = float_epochs * f + (low.epochs - float_epochs) * r
-    return [f"{spec.name}: step seconds (median of {len(float_s)}) float {f:.3f}, QAT ai8x v1 {v:.3f}, QAT recipe {r:.3f}",
-            f"per network: {float_epochs} float + {base.epochs - float_epochs} QAT epochs (v1) -> {v1_total:.2f} step-s, "
-            f"{float_epochs} float + {low.epochs - float_epochs} QAT epochs (recipe) -> {recipe_total:.2f} step-s: "
-            f"recipe / v1 = {recipe_total / v1_total:.2f}"]  # fmt: skip
+    return [
+        f"{spec.name}: step seconds (median of {len(float_s)}) float {f:.3f}, QAT ai8x v1 {v:.3f}, QAT recipe {r:.3f}",
+        f"per network: {float_epochs} float + {base.epochs - float_epochs} QAT epochs (v1) -> {v1_total:.2f} step-s, "
+        f"{float_epochs} float + {low.epochs - float_epochs} QAT epochs (recipe) -> {recipe_total:.2f} step-s: "
+        f"recipe / v1 = {recipe_total / v1_total:.2f}",
+    ]
 
 
 def ablation(rows: list[dict]) -> list[str]:
@@ -237,13 +272,17 @@ def ablation(rows: list[dict]) -> list[str]:
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["net"], r["variant"]), []).append(r)
-    lines = [f"{'network':18s} {'variant':14s} {'seeds':>5s} {'float AP':>8s} {'QAT AP':>7s}  per seed (QAT)       train s"]
+    lines = [
+        f"{'network':18s} {'variant':14s} {'seeds':>5s} {'float AP':>8s} {'QAT AP':>7s}  per seed (QAT)       train s"
+    ]
     for (net, variant), rs in sorted(groups.items()):
         rs = sorted(rs, key=lambda r: r["seed"])
         per_seed = " ".join(f"{r['qat_ap']:.4f}" for r in rs)
-        lines.append(f"{net:18s} {variant:14s} {len(rs):5d} {statistics.mean(r['float_ap'] for r in rs):8.4f} "
-                     f"{statistics.mean(r['qat_ap'] for r in rs):7.4f}  {per_seed:20s} "
-                     f"{statistics.mean(r['train_s'] for r in rs):7.0f}")  # fmt: skip
+        lines.append(
+            f"{net:18s} {variant:14s} {len(rs):5d} {statistics.mean(r['float_ap'] for r in rs):8.4f} "
+            f"{statistics.mean(r['qat_ap'] for r in rs):7.4f}  {per_seed:20s} "
+            f"{statistics.mean(r['train_s'] for r in rs):7.0f}"
+        )
     return lines
 
 
@@ -261,12 +300,21 @@ def main() -> None:
     parser.add_argument("--train-images", type=int)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--ablation", action="store_true", help="also print every network under every variant")
-    parser.add_argument("--timing", type=int, metavar="ROUNDS",
-                        help="only measure the recipe's training time per network against ai8x v1's (no training)")
+    parser.add_argument(
+        "--timing",
+        type=int,
+        metavar="ROUNDS",
+        help="only measure the recipe's training time per network against ai8x v1's (no training)",
+    )
     args = parser.parse_args()
     recipe = LowBitRecipe.from_value(json.loads(args.recipe))
-    schedule = TrainConfig(epochs=args.epochs, qat_start=args.epochs - args.qat_epochs, val_images=args.val_images,
-                           train_images=args.train_images, lowbit=recipe)  # fmt: skip
+    schedule = TrainConfig(
+        epochs=args.epochs,
+        qat_start=args.epochs - args.qat_epochs,
+        val_images=args.val_images,
+        train_images=args.train_images,
+        lowbit=recipe,
+    )
     if args.timing:
         for spec, _ in networks(args.seeds)[:5]:
             if spec.lowest_bits < 8 and (not args.only or spec.name in args.only):
@@ -282,15 +330,21 @@ def main() -> None:
             rows = json.loads(path.read_text()) if path.is_file() else []  # re-read: parallel --only runs share OUT
             rows = [r for r in rows if (r["variant"], r["net"], r["seed"]) != (args.variant, row["net"], seed)]
             atomic_write_text(path, json.dumps(rows + [row], indent=1) + "\n")
-            print(f"{args.variant} {row['net']}/seed{seed}: float AP {row['float_ap']:.4f}, QAT AP {row['qat_ap']:.4f} "
-                  f"in {row['train_s']:.0f} s", flush=True)  # fmt: skip
+            print(
+                f"{args.variant} {row['net']}/seed{seed}: float AP {row['float_ap']:.4f}, QAT AP {row['qat_ap']:.4f} "
+                f"in {row['train_s']:.0f} s",
+                flush=True,
+            )
     rows = json.loads(path.read_text()) if path.is_file() else []
     print("\n".join(summary(rows, args.variant)))
     if args.ablation:
         print("\n".join(ablation(rows)))
     if args.results and args.variant == DEFAULT_VARIANT:
-        keep = [{k: r[k] for k in ("net", "seed", "bits", "float_ap", "qat_ap", "train_s")}
-                for r in rows if r["variant"] == DEFAULT_VARIANT]  # fmt: skip
+        keep = [
+            {k: r[k] for k in ("net", "seed", "bits", "float_ap", "qat_ap", "train_s")}
+            for r in rows
+            if r["variant"] == DEFAULT_VARIANT
+        ]
         args.results.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.results, json.dumps(keep, indent=1) + "\n")
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_c_decode import person, target_maps  # noqa: E402  (the tests' people and targets)
+from test_c_decode import person, target_maps
 
-from posenas.posenet.nets.export import m4  # noqa: E402
-from posenas.posenet.nets.export.firmware import write_posenas_sources  # noqa: E402
-from posenas.posenet.pose.decode import DecodeConfig, decode  # noqa: E402
+from posenas.posenet.nets.export import m4
+from posenas.posenet.nets.export.firmware import write_posenas_sources
+from posenas.posenet.pose.decode import DecodeConfig, decode
 
 SCENES = {
     0: [],
@@ -49,10 +49,18 @@ SCALE = 16384.0  # the accumulators' scale for 8-bit weights
 
 
 def _row(name: str, count: int, run: m4.M4Run, same: bool, sizes: m4.SectionSizes) -> dict:
-    return {"decoder": name, "people_planted": count, "people_found": len(run.poses), "same_as_python": same,
-            "instructions": run.instructions, "ms_cpi_1": round(run.milliseconds(cpi=1.0), 3),
-            f"ms_cpi_{m4.M4_CPI}": round(run.milliseconds(), 3), "text": sizes.text, "data": sizes.data,
-            "bss": sizes.bss}
+    return {
+        "decoder": name,
+        "people_planted": count,
+        "people_found": len(run.poses),
+        "same_as_python": same,
+        "instructions": run.instructions,
+        "ms_cpi_1": round(run.milliseconds(cpi=1.0), 3),
+        f"ms_cpi_{m4.M4_CPI}": round(run.milliseconds(), 3),
+        "text": sizes.text,
+        "data": sizes.data,
+        "bss": sizes.bss,
+    }
 
 
 def main() -> int:
@@ -74,7 +82,8 @@ def main() -> int:
                 expected = decode(heatmaps, pafs, DecodeConfig.for_input(128, decoder=name))
                 run = m4.run(m4.build(folder / f"{name}-{count}", name, heatmaps, pafs))
                 same = len(run.poses) == len(expected) and all(
-                    np.abs(a.keypoints - b.keypoints).max() <= 0.5 for a, b in zip(run.poses, expected))
+                    np.abs(a.keypoints - b.keypoints).max() <= 0.5 for a, b in zip(run.poses, expected)
+                )
                 rows.append(_row(name, count, run, same, sizes[name]))
             # The firmware's path: the grid decoder on the heads' int32 accumulators (pg_decode_int32).
             heat, paf = (np.rint(m * SCALE).astype(np.int64) for m in (heatmaps, pafs))
@@ -83,21 +92,27 @@ def main() -> int:
             run = m4.run(m4.build_app(folder / f"app-{count}", folder / "app", heat, paf, defines=defines))
             expected = decode(heat / SCALE, paf / SCALE, DecodeConfig.for_input(128, decoder="grid"))
             same = len(run.poses) == len(expected) and all(
-                np.array_equal(a.keypoints, b.keypoints) for a, b in zip(run.poses, expected))
+                np.array_equal(a.keypoints, b.keypoints) for a, b in zip(run.poses, expected)
+            )
             rows.append({**_row("grid-int32", count, run, same, sizes["grid"]), **m4.phase_instructions(run)})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"Cortex-M4 (qemu-system-arm -M mps2-an386 -icount shift=0), maps with noise {args.noise}; "
-          f"ms at 100 MHz for CPI 1.0 and {m4.M4_CPI}")
-    print(f"{'decoder':11} {'people':>6} {'found':>5} {'=py':>4} {'instructions':>13} {'ms@1.0':>8} "
-          f"{'ms@' + str(m4.M4_CPI):>8} {'text':>6} {'data':>5} {'bss':>7}")
+    print(
+        f"Cortex-M4 (qemu-system-arm -M mps2-an386 -icount shift=0), maps with noise {args.noise}; "
+        f"ms at 100 MHz for CPI 1.0 and {m4.M4_CPI}"
+    )
+    print(
+        f"{'decoder':11} {'people':>6} {'found':>5} {'=py':>4} {'instructions':>13} {'ms@1.0':>8} "
+        f"{'ms@' + str(m4.M4_CPI):>8} {'text':>6} {'data':>5} {'bss':>7}"
+    )
     for r in rows:
         same = "yes" if r["same_as_python"] else "NO"
-        print(f"{r['decoder']:11} {r['people_planted']:>6} {r['people_found']:>5} {same:>4} "
-              f"{r['instructions']:>13,} {r['ms_cpi_1']:>8.2f} {r[f'ms_cpi_{m4.M4_CPI}']:>8.2f} {r['text']:>6} "
-              f"{r['data']:>5} {r['bss']:>7}"
-              + (f"  peaks {r['peaks']:,} limbs {r['limbs']:,}" if "peaks" in r else ""))
+        print(
+            f"{r['decoder']:11} {r['people_planted']:>6} {r['people_found']:>5} {same:>4} "
+            f"{r['instructions']:>13,} {r['ms_cpi_1']:>8.2f} {r[f'ms_cpi_{m4.M4_CPI}']:>8.2f} {r['text']:>6} "
+            f"{r['data']:>5} {r['bss']:>7}" + (f"  peaks {r['peaks']:,} limbs {r['limbs']:,}" if "peaks" in r else "")
+        )
     return 0
 
 

@@ -59,8 +59,11 @@ def merged_coco(datasets: list[CocoPoseDataset]) -> COCO:
         if len(ids) != len(set(ids)):
             raise SystemExit(f"the roots share {what} ids: they cannot be scored together")
     coco = COCO()
-    coco.dataset = {"images": images, "annotations": annotations,
-                    "categories": datasets[0].coco.dataset.get("categories", [{"id": 1, "name": "person"}])}  # fmt: skip
+    coco.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": datasets[0].coco.dataset.get("categories", [{"id": 1, "name": "person"}]),
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
@@ -93,8 +96,14 @@ def detection_counts(scores: np.ndarray, matched: np.ndarray, people: int, thres
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / people if people else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"tp": tp, "fp": fp, "fn": people - tp, "precision": round(precision, 4), "recall": round(recall, 4),
-            "f1": round(f1, 4)}  # fmt: skip
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": people - tp,
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+    }
 
 
 def sweep(teacher: str, teacher_input: int, roots: list[list[str]], datasets: list[CocoPoseDataset]) -> dict:
@@ -109,21 +118,34 @@ def sweep(teacher: str, teacher_input: int, roots: list[list[str]], datasets: li
     coco = merged_coco(datasets)
     image_ids = [i for dataset in datasets for i in dataset.image_ids]
     scores, matched, people = oks_matches(coco, candidates, image_ids)
-    set_matches = {name: oks_matches(dataset.coco, per_set[name], dataset.image_ids)
-                   for name, dataset in zip(per_set, datasets)}  # fmt: skip
+    set_matches = {
+        name: oks_matches(dataset.coco, per_set[name], dataset.image_ids) for name, dataset in zip(per_set, datasets)
+    }
     rows = []
     for threshold in THRESHOLDS:
         kept = [r for r in candidates if r["score"] >= threshold]
         metrics = evaluate_results(coco, kept, image_ids)
-        rows.append({"min_score": threshold, **detection_counts(scores, matched, people, threshold),
-                     "ap": round(metrics.ap, 4), "ap50": round(metrics.ap50, 4), "kept": len(kept),
-                     "kept_per_image": round(len(kept) / len(image_ids), 2),
-                     "f1_per_set": {name: detection_counts(*found, threshold)["f1"]
-                                    for name, found in set_matches.items()}})  # fmt: skip
-    return {"teacher_input": opened.input_size, "description": opened.description, "candidates": len(candidates),
-            "candidates_per_set": {name: len(records) for name, records in per_set.items()},
-            "people_labelled": people, "thresholds": rows, "best_min_score": max(rows, key=_best)["min_score"],
-            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+        rows.append(
+            {
+                "min_score": threshold,
+                **detection_counts(scores, matched, people, threshold),
+                "ap": round(metrics.ap, 4),
+                "ap50": round(metrics.ap50, 4),
+                "kept": len(kept),
+                "kept_per_image": round(len(kept) / len(image_ids), 2),
+                "f1_per_set": {name: detection_counts(*found, threshold)["f1"] for name, found in set_matches.items()},
+            }
+        )
+    return {
+        "teacher_input": opened.input_size,
+        "description": opened.description,
+        "candidates": len(candidates),
+        "candidates_per_set": {name: len(records) for name, records in per_set.items()},
+        "people_labelled": people,
+        "thresholds": rows,
+        "best_min_score": max(rows, key=_best)["min_score"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _best(row: dict) -> tuple[float, float]:
@@ -133,11 +155,18 @@ def _best(row: dict) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", action="append", help="ROOT:SPLIT, repeatable (default: the project's real "
-                        "images, " + " and ".join(DEFAULT_ROOTS) + ")")  # fmt: skip
+    parser.add_argument(
+        "--data",
+        action="append",
+        help="ROOT:SPLIT, repeatable (default: the project's real images, " + " and ".join(DEFAULT_ROOTS) + ")",
+    )
     parser.add_argument("--teacher", default=TEACHER)
-    parser.add_argument("--teacher-input", type=int, action="append", help="repeatable; default: predict's 256, "
-                        "and 128 (a student's input) and 432 (the teacher's best)")  # fmt: skip
+    parser.add_argument(
+        "--teacher-input",
+        type=int,
+        action="append",
+        help="repeatable; default: predict's 256, and 128 (a student's input) and 432 (the teacher's best)",
+    )
     parser.add_argument("--out", help="write the result JSON here")
     args = parser.parse_args()
     roots = [spec.rsplit(":", 1) for spec in (args.data or DEFAULT_ROOTS)]
@@ -145,37 +174,44 @@ def main() -> None:
     inputs = args.teacher_input or list(TEACHER_INPUTS)
     sweeps = [sweep(args.teacher, size, roots, datasets) for size in inputs]
     # The default must serve every input predict runs at: the threshold with the best F1 averaged over them.
-    mean_f1 = [round(float(np.mean([s["thresholds"][i]["f1"] for s in sweeps])), 4)
-               for i in range(len(THRESHOLDS))]  # fmt: skip
+    mean_f1 = [round(float(np.mean([s["thresholds"][i]["f1"] for s in sweeps])), 4) for i in range(len(THRESHOLDS))]
     chosen = max(zip(THRESHOLDS, mean_f1), key=lambda pair: (pair[1], -pair[0]))[0]
     for found in sweeps:
-        print(f"{found['description']}: {found['candidates']} candidates on {sum(len(d) for d in datasets)} images, "
-              f"{found['people_labelled']} labelled people (non-crowd, with keypoints); {found['seconds']} s")  # fmt: skip
+        print(
+            f"{found['description']}: {found['candidates']} candidates on {sum(len(d) for d in datasets)} images, "
+            f"{found['people_labelled']} labelled people (non-crowd, with keypoints); {found['seconds']} s"
+        )
         print("min score | F1 | precision | recall | TP | FP | AP | AP50 | kept | per image | F1 per set")
         for row in found["thresholds"]:
             sets = " / ".join(f"{f1:.3f}" for f1 in row["f1_per_set"].values())
-            print(f"{row['min_score']:>9} | {row['f1']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} | "
-                  f"{row['tp']} | {row['fp']} | {row['ap']:.3f} | {row['ap50']:.3f} | {row['kept']} | "
-                  f"{row['kept_per_image']:.2f} | {sets}")  # fmt: skip
+            print(
+                f"{row['min_score']:>9} | {row['f1']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                f"{row['tp']} | {row['fp']} | {row['ap']:.3f} | {row['ap50']:.3f} | {row['kept']} | "
+                f"{row['kept_per_image']:.2f} | {sets}"
+            )
         print(f"best at input {found['teacher_input']}: --min-score {found['best_min_score']}")
     print("min score | mean F1 | " + " | ".join(f"F1 at {s['teacher_input']}" for s in sweeps))
     for i, threshold in enumerate(THRESHOLDS):
-        print(f"{threshold:>9} | {mean_f1[i]:.3f} | "
-              + " | ".join(f"{s['thresholds'][i]['f1']:.3f}" for s in sweeps))  # fmt: skip
-    print(f"chosen: --min-score {chosen} (the best F1 averaged over the inputs); predict's default is "
-          f"{DEFAULT_MIN_SCORE:g}{'' if chosen == DEFAULT_MIN_SCORE else ': UPDATE IT'}")  # fmt: skip
+        print(f"{threshold:>9} | {mean_f1[i]:.3f} | " + " | ".join(f"{s['thresholds'][i]['f1']:.3f}" for s in sweeps))
+    print(
+        f"chosen: --min-score {chosen} (the best F1 averaged over the inputs); predict's default is "
+        f"{DEFAULT_MIN_SCORE:g}{'' if chosen == DEFAULT_MIN_SCORE else ': UPDATE IT'}"
+    )
     if args.out:
         record = {
             "benchmark": "benchmarks/bench_predict_threshold.py",
             "machine": f"{os.cpu_count()}-core CPU ({platform.machine()})",
-            "teacher": args.teacher, "decoder": "upsampled",
+            "teacher": args.teacher,
+            "decoder": "upsampled",
             "score": "the COCO results' person score (Pose.coco_score), which predict's --min-score compares",
             "match": "COCOeval's keypoint matching at OKS 0.5, maxDets 1000; crowds and people without keypoints "
-                     "ignored",
+            "ignored",
             "sets": {f"{root}:{split}": len(d) for (root, split), d in zip(roots, datasets)},
-            "images": sum(len(d) for d in datasets), "sweeps": sweeps,
-            "mean_f1": dict(zip(map(str, THRESHOLDS), mean_f1)), "chosen_min_score": chosen,
-        }  # fmt: skip
+            "images": sum(len(d) for d in datasets),
+            "sweeps": sweeps,
+            "mean_f1": dict(zip(map(str, THRESHOLDS), mean_f1)),
+            "chosen_min_score": chosen,
+        }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
 

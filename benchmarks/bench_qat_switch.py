@@ -47,7 +47,10 @@ def main() -> None:
         if qat:
             model.start_qat()
             for module in model.modules():
-                if hasattr(module, "shift_quantile") and int(getattr(module, "weight_bits", torch.zeros(1)).item()) == 2:
+                if (
+                    hasattr(module, "shift_quantile")
+                    and int(getattr(module, "weight_bits", torch.zeros(1)).item()) == 2
+                ):
                     module.shift_quantile.fill_(quantile)
         losses = validation_losses(model, samples)
         return f"loss {losses['loss']:.5f}  fg loss {losses['fg_loss']:.4f}  AP {evaluate_model(model, val).ap:.4f}"

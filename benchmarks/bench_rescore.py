@@ -59,13 +59,20 @@ def main() -> None:
         net, _ = load_supernet(folder)
         net.eval()
         for steps in args.steps:
-            scorer = SubnetScorer(net, args.data, finetune_steps=steps, finetune_batch=settings.train.batch_size,
-                                  finetune_lr=settings.train.qat_lr)  # fmt: skip
+            scorer = SubnetScorer(
+                net,
+                args.data,
+                finetune_steps=steps,
+                finetune_batch=settings.train.batch_size,
+                finetune_lr=settings.train.qat_lr,
+            )
             row = [scorer.score(spec, ap=False).fg_loss for spec in specs]
             scores.setdefault(str(steps), {})[folder] = row
             print(f"{folder}, {steps} steps: " + ", ".join(f"{s.name} {v:.4f}" for s, v in zip(specs, row)), flush=True)
-    agreement = {steps: {f"{a} ~ {b}": float(kendalltau(rows[a], rows[b]).statistic)
-                         for a, b in itertools.combinations(rows, 2)} for steps, rows in scores.items()}  # fmt: skip
+    agreement = {
+        steps: {f"{a} ~ {b}": float(kendalltau(rows[a], rows[b]).statistic) for a, b in itertools.combinations(rows, 2)}
+        for steps, rows in scores.items()
+    }
     for steps, pairs in agreement.items():
         print(f"{steps} steps, Kendall tau between supernets: " + "; ".join(f"{k}: {v:+.2f}" for k, v in pairs.items()))
     if args.out:

@@ -63,23 +63,31 @@ from posenas.space.baselines import get_arch
 from posenas.space.spec import ArchSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fidelity import spread_networks  # noqa: E402  (sibling scripts)
-from bench_lowbit import DEFAULT_VARIANT, bits_summary, train  # noqa: E402
-from schedules import REFERENCE, SCHEDULES, Schedule  # noqa: E402
+from bench_fidelity import spread_networks
+from bench_lowbit import DEFAULT_VARIANT, bits_summary, train
+from schedules import REFERENCE, SCHEDULES, Schedule
 
 SPECS = Path(__file__).resolve().parent / "specs"
 
 
 FIDELITY = ("fid01", "fid03", "fid05", "fid10")
-HAND = ("pick-trial98",  # file stems; the pick's network is named trial98
-        "wide-32-48-128-96-c8-cpm3x48-h32-b8", "wide-32-48-96-64-c8-cpm2x128-h32-b8")
+HAND = (
+    "pick-trial98",  # file stems; the pick's network is named trial98
+    "wide-32-48-128-96-c8-cpm3x48-h32-b8",
+    "wide-32-48-96-64-c8-cpm2x128-h32-b8",
+)
 
 
 def networks() -> list[ArchSpec]:
     """The benchmark's networks, cheapest first within each group."""
-    drawn = {s.name: s for s in spread_networks(SuperNet(load_settings("max78000").space), load_budget("max78000"), 16, 0)}
-    return ([get_arch(n) for n in ("tiny-hw", "student-hw", "student-hw-mixed")]
-            + [get_arch(SPECS / f"{n}.yaml") for n in HAND] + [drawn[n] for n in FIDELITY])  # fmt: skip
+    drawn = {
+        s.name: s for s in spread_networks(SuperNet(load_settings("max78000").space), load_budget("max78000"), 16, 0)
+    }
+    return (
+        [get_arch(n) for n in ("tiny-hw", "student-hw", "student-hw-mixed")]
+        + [get_arch(SPECS / f"{n}.yaml") for n in HAND]
+        + [drawn[n] for n in FIDELITY]
+    )
 
 
 def data_root(folder: Path, schedule: Schedule) -> Path:
@@ -105,8 +113,11 @@ def kendall(x: list[float], y: list[float], draws: int = 1000, seed: int = 0) ->
     boot = [kendalltau(a[d], b[d]).statistic for d in (rng.integers(0, len(a), len(a)) for _ in range(draws))]
     boot = np.array([t for t in boot if np.isfinite(t)])
     tau = kendalltau(a, b).statistic
-    return {"tau": float(tau) if np.isfinite(tau) else None, "networks": len(a),
-            "tau_90": [float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95))] if len(boot) else None}  # fmt: skip
+    return {
+        "tau": float(tau) if np.isfinite(tau) else None,
+        "networks": len(a),
+        "tau_90": [float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95))] if len(boot) else None,
+    }
 
 
 def mean_ap(rows: list[dict]) -> dict[tuple[str, str], float]:
@@ -125,15 +136,21 @@ def taus(rows: list[dict]) -> dict[str, dict]:
             continue
         nets = sorted({n for n, s in means if s == name} & {n for n, s in means if s == REFERENCE})
         if len(nets) >= 3:
-            out[f"{name}_{REFERENCE}"] = kendall([means[n, name] for n in nets], [means[n, REFERENCE] for n in nets]) | {"nets": nets}
+            out[f"{name}_{REFERENCE}"] = kendall(
+                [means[n, name] for n in nets], [means[n, REFERENCE] for n in nets]
+            ) | {"nets": nets}
     return out
 
 
 def table(rows: list[dict]) -> list[str]:
     means, names = mean_ap(rows), list(SCHEDULES)
     nets = list(dict.fromkeys(r["net"] for r in rows))
-    lines = [f"{'network':36} {'params':>8} {'bits':>24} " + " ".join(f"{n + ' AP':>9}" for n in names)
-             + "  rank " + " ".join(names)]  # fmt: skip
+    lines = [
+        f"{'network':36} {'params':>8} {'bits':>24} "
+        + " ".join(f"{n + ' AP':>9}" for n in names)
+        + "  rank "
+        + " ".join(names)
+    ]
     ranks = {}
     for name in names:
         order = sorted((n for n in nets if (n, name) in means), key=lambda n: -means[n, name])
@@ -145,7 +162,10 @@ def table(rows: list[dict]) -> list[str]:
         lines.append(f"{net:36} {row['params']:>8,} {row['bits']:>24} {aps}  {rank}")
     for key, t in taus(rows).items():
         low, high = t["tau_90"] or (float("nan"), float("nan"))
-        lines.append(f"Kendall tau {key.replace('_', ' vs ')}: {t['tau']:+.2f} (90 % interval {low:+.2f} .. {high:+.2f}, {t['networks']} networks)")
+        lines.append(
+            f"Kendall tau {key.replace('_', ' vs ')}: {t['tau']:+.2f} "
+            f"(90 % interval {low:+.2f} .. {high:+.2f}, {t['networks']} networks)"
+        )
     return lines
 
 
@@ -162,13 +182,27 @@ def plot(rows: list[dict], path: Path) -> None:
         lines.append((-means[net, names[-1]], net, names))
     for _, net, names in sorted(lines):
         last = names[-1]
-        figure.add_trace(go.Scatter(x=[SCHEDULES[n].samples for n in names], y=[means[net, n] for n in names],
-                                    mode="lines+markers", name=f"{net} ({last} {means[net, last]:.3f})"))  # fmt: skip
-    figure.update_layout(title="QAT AP against training samples (synthetic people; 100 validation images)",
-                         xaxis={"title": "training samples (images x epochs)", "type": "log",
-                                "tickvals": [s.samples for s in SCHEDULES.values()],
-                                "ticktext": [f"{s.name}: {s.train_images:,} x {s.epochs}" for s in SCHEDULES.values()]},
-                         yaxis={"title": "QAT AP (best QAT epoch)"}, template="plotly_white", width=1100, height=650)  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=[SCHEDULES[n].samples for n in names],
+                y=[means[net, n] for n in names],
+                mode="lines+markers",
+                name=f"{net} ({last} {means[net, last]:.3f})",
+            )
+        )
+    figure.update_layout(
+        title="QAT AP against training samples (synthetic people; 100 validation images)",
+        xaxis={
+            "title": "training samples (images x epochs)",
+            "type": "log",
+            "tickvals": [s.samples for s in SCHEDULES.values()],
+            "ticktext": [f"{s.name}: {s.train_images:,} x {s.epochs}" for s in SCHEDULES.values()],
+        },
+        yaxis={"title": "QAT AP (best QAT epoch)"},
+        template="plotly_white",
+        width=1100,
+        height=650,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, figure.to_html(include_plotlyjs=True, full_html=True))
 
@@ -194,17 +228,29 @@ def main() -> None:
             report = check(spec, budget)
             for seed in args.seeds:
                 trained = train(spec, seed, schedule.config(), str(data), args.out / name, DEFAULT_VARIANT)
-                row = {"net": spec.name, "schedule": name, "seed": seed, "qat_ap": trained["qat_ap"],
-                       "float_ap": trained["float_ap"], "train_s": trained["train_s"], "samples": schedule.samples,
-                       "bits": bits_summary(spec), "params": report.params, "latency_ms": report.latency_ms,
-                       "fits": report.fits}  # fmt: skip
+                row = {
+                    "net": spec.name,
+                    "schedule": name,
+                    "seed": seed,
+                    "qat_ap": trained["qat_ap"],
+                    "float_ap": trained["float_ap"],
+                    "train_s": trained["train_s"],
+                    "samples": schedule.samples,
+                    "bits": bits_summary(spec),
+                    "params": report.params,
+                    "latency_ms": report.latency_ms,
+                    "fits": report.fits,
+                }
                 with open(args.out / ".results.lock", "w") as lock:  # parallel --only runs share OUT
                     fcntl.flock(lock, fcntl.LOCK_EX)
                     rows = json.loads(path.read_text()) if path.is_file() else []
                     rows = [r for r in rows if (r["net"], r["schedule"], r["seed"]) != (spec.name, name, seed)]
                     atomic_write_text(path, json.dumps(rows + [row], indent=1) + "\n")
-                print(f"{name} {spec.name}/seed{seed}: QAT AP {row['qat_ap']:.4f} (float {row['float_ap']:.4f}) "
-                      f"in {row['train_s']:.0f} s", flush=True)  # fmt: skip
+                print(
+                    f"{name} {spec.name}/seed{seed}: QAT AP {row['qat_ap']:.4f} (float {row['float_ap']:.4f}) "
+                    f"in {row['train_s']:.0f} s",
+                    flush=True,
+                )
     rows = json.loads(path.read_text()) if path.is_file() else []
     order = {n: i for i, n in enumerate(SCHEDULES)}
     rows.sort(key=lambda r: (r["net"], order[r["schedule"]], r["seed"]))
@@ -213,11 +259,15 @@ def main() -> None:
         plot(rows, args.plot)
     if args.results:
         found = taus(rows)
-        result = {"rows": rows, "tau_1x_10x": (found.get("1x_10x") or {}).get("tau"),
-                  "tau_3x_10x": (found.get("3x_10x") or {}).get("tau"), "taus": found,
-                  "schedules": {n: dataclasses.asdict(s) | {"samples": s.samples} for n, s in SCHEDULES.items()},
-                  "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-                  "date": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
+        result = {
+            "rows": rows,
+            "tau_1x_10x": (found.get("1x_10x") or {}).get("tau"),
+            "tau_3x_10x": (found.get("3x_10x") or {}).get("tau"),
+            "taus": found,
+            "schedules": {n: dataclasses.asdict(s) | {"samples": s.samples} for n, s in SCHEDULES.items()},
+            "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
         args.results.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.results, json.dumps(result, indent=1) + "\n")
 

@@ -59,8 +59,11 @@ def training_per_trial(study_db: Path | None, folder: Path) -> tuple[float, str]
     if study_db is not None:
         storage = f"sqlite:///{study_db.resolve()}"
         name = optuna.get_all_study_names(storage)[0]
-        records = [r for r in records_of(optuna.load_study(study_name=name, storage=storage).trials)
-                   if r.trained and r.reused_from is None]  # fmt: skip
+        records = [
+            r
+            for r in records_of(optuna.load_study(study_name=name, storage=storage).trials)
+            if r.trained and r.reused_from is None
+        ]
         return sum(r.seconds for r in records) / len(records), f"mean of {len(records)} trained trials of {study_db}"
     from posenas.posenet.nets.train import Trainer
     from posenas.posenet.pose import synth
@@ -83,17 +86,26 @@ def scored_study_report(study_db: Path, cores: int | None = None) -> list[str]:
     name = optuna.get_all_study_names(storage)[0]
     trials = sorted(optuna.load_study(study_name=name, storage=storage).trials, key=lambda t: t.number)
     records = {r.number: r for r in records_of(trials)}
-    scored = [records[t.number] for t in trials if t.number in records and records[t.number].trained
-              and records[t.number].reused_from is None]  # fmt: skip
+    scored = [
+        records[t.number]
+        for t in trials
+        if t.number in records and records[t.number].trained and records[t.number].reused_from is None
+    ]
     cores = cores or os.cpu_count() or 1  # the cores the scoring ran on (OMP_NUM_THREADS=1: 1)
     per_score = sum(r.seconds for r in scored) / max(1, len(scored))
-    inside = [(t.datetime_complete - t.datetime_start).total_seconds()
-              - (records[t.number].seconds if t.number in records and records[t.number].reused_from is None else 0.0)
-              for t in trials if t.datetime_complete is not None]  # fmt: skip
+    inside = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        - (records[t.number].seconds if t.number in records and records[t.number].reused_from is None else 0.0)
+        for t in trials
+        if t.datetime_complete is not None
+    ]
     field = "fg_loss" if any(r.fg_loss == r.fg_loss for r in scored) else "val_loss"  # the study's loss
     with_loss = [r for r in scored if getattr(r, field) == getattr(r, field)]
-    tau = (kendalltau([r.params for r in with_loss], [getattr(r, field) for r in with_loss]).statistic
-           if len(with_loss) > 2 else float("nan"))  # fmt: skip
+    tau = (
+        kendalltau([r.params for r in with_loss], [getattr(r, field) for r in with_loss]).statistic
+        if len(with_loss) > 2
+        else float("nan")
+    )
     return [
         f"{study_db}: {len(trials)} trials, {len(scored)} scored by {scored[0].scorer if scored else '-'}",
         f"scorer: {per_score:.2f} s per score, {3600 / (per_score * cores):,.0f} scores per CPU-hour ({cores} cores)",
@@ -112,8 +124,11 @@ def _by_lowest_bits(trials: list, records: list, field: str) -> list[str]:
     for r in records:
         lowest = ArchSpec.from_dict(trials[r.number].user_attrs["spec"]).lowest_bits
         groups.setdefault(lowest, []).append(getattr(r, field))
-    return [f"lowest bits {bits}: {len(v)} searched networks, {field} best {min(v):.4f} median "
-            f"{statistics.median(v):.4f} worst {max(v):.4f}" for bits, v in sorted(groups.items(), reverse=True)]  # fmt: skip
+    return [
+        f"lowest bits {bits}: {len(v)} searched networks, {field} best {min(v):.4f} median "
+        f"{statistics.median(v):.4f} worst {max(v):.4f}"
+        for bits, v in sorted(groups.items(), reverse=True)
+    ]
 
 
 def main() -> None:
@@ -130,7 +145,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         overhead = overhead_per_trial(args.trials, Path(tmp))
         training, what = training_per_trial(args.study_db, Path(tmp))
-    print(f"search overhead per trial: {overhead * 1000:8.1f} ms  (NSGA-II + SQLite storage + budget check, {args.trials} trials)")
+    print(
+        f"search overhead per trial: {overhead * 1000:8.1f} ms  "
+        f"(NSGA-II + SQLite storage + budget check, {args.trials} trials)"
+    )
     print(f"training per trial:        {training:8.1f} s   ({what})")
     print(f"overhead / training:       {overhead / training:8.5f}")
 

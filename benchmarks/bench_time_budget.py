@@ -1,7 +1,9 @@
 """Does the default search keep its time budget on a busy machine? (issue 24)
 
-    python benchmarks/bench_time_budget.py --busy 4 --out /tmp/budget-busy --results benchmarks/results/search_budget.json
-    python benchmarks/bench_time_budget.py --busy 0 --out /tmp/budget-idle --results benchmarks/results/search_budget.json
+    python benchmarks/bench_time_budget.py --busy 4 --out /tmp/budget-busy \
+        --results benchmarks/results/search_budget.json
+    python benchmarks/bench_time_budget.py --busy 0 --out /tmp/budget-idle \
+        --results benchmarks/results/search_budget.json
 
 Runs the README's main job (``posenas search``, the built-in default study: 19 minutes) in a fresh
 folder beside ``--busy`` CPU-bound processes (each a Python busy loop, started before the search and
@@ -77,15 +79,24 @@ def run(busy: int, out: Path, minutes: float | None) -> dict:
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
     budget_min = summary.get("budget_minutes") or minutes or 19.0
     return {
-        "busy_processes": busy, "exit_code": code, "wall_s": round(wall, 1), "budget_s": budget_min * 60,
-        "within_budget_plus_5pct": wall <= budget_min * 60 * 1.05, "ratio_to_budget": round(wall / (budget_min * 60), 3),
-        "load_average_1min": {"mean": round(sum(samples) / len(samples), 2) if samples else None,
-                              "max": max(samples) if samples else None},
-        "phases": _phases(lines), "cuts": summary.get("cuts", []), "counts": summary.get("counts"),
-        "recommended": summary.get("recommended"), "reason": summary.get("reason"),
+        "busy_processes": busy,
+        "exit_code": code,
+        "wall_s": round(wall, 1),
+        "budget_s": budget_min * 60,
+        "within_budget_plus_5pct": wall <= budget_min * 60 * 1.05,
+        "ratio_to_budget": round(wall / (budget_min * 60), 3),
+        "load_average_1min": {
+            "mean": round(sum(samples) / len(samples), 2) if samples else None,
+            "max": max(samples) if samples else None,
+        },
+        "phases": _phases(lines),
+        "cuts": summary.get("cuts", []),
+        "counts": summary.get("counts"),
+        "recommended": summary.get("recommended"),
+        "reason": summary.get("reason"),
         "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}",
         "date": time.strftime("%Y-%m-%d %H:%M"),
-    }  # fmt: skip
+    }
 
 
 def _phases(lines: list[tuple[float, str]]) -> dict[str, dict[str, float]]:

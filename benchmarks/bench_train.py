@@ -90,8 +90,10 @@ def main() -> None:
         for arch in archs:
             plain = plain_loop(arch, samples, args.batch_size, device)
             float_rate, qat_rate = trainer_rates(arch, root, args.batch_size, device, Path(tmp) / arch)
-            print(f"{arch:<12}{plain:>12.1f}{float_rate:>12.1f}{float_rate / plain:>11.2f}x"
-                  f"{qat_rate:>11.1f}{float_rate / qat_rate:>9.2f}x")  # fmt: skip
+            print(
+                f"{arch:<12}{plain:>12.1f}{float_rate:>12.1f}{float_rate / plain:>11.2f}x"
+                f"{qat_rate:>11.1f}{float_rate / qat_rate:>9.2f}x"
+            )
 
 
 if __name__ == "__main__":

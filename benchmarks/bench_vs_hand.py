@@ -5,7 +5,8 @@
         [--arch NAME_OR_SPEC ...] [--only NAME ...]
 
 The networks: from the study's Pareto front (fixed in ``OUT/picks.json`` by the first run given
-``--study-db``; without it only the baselines train, so they can start before the search has run) (its quality against parameters, or latency when the study has a
+``--study-db``; without it only the baselines train, so they can start before the search has run) (its
+quality against parameters, or latency when the study has a
 latency objective), ``fast``, the best network whose latency is at most tiny-hw's, and ``best``, the best
 network of any latency that fits the budget ("best" by the stand-alone AP of the search's last stage where it
 trained one, else by the study's quality); beside them tiny-hw, student-hw (8-bit, which does not fit the
@@ -51,8 +52,11 @@ def front_picks(study_db: str, study: str) -> dict[str, ArchSpec]:
     storage = open_storage(study_db if "://" in study_db else f"sqlite:///{Path(study_db).resolve()}")
     loaded = optuna.load_study(study_name=settings.name, storage=storage)
     records = records_of(loaded.trials, loaded.user_attrs.get(ATTR_STANDALONE))
-    front = [r for r in pareto_front(records, latency="latency" in settings.objectives, objective=settings.quality)
-             if r.baseline is None]  # fmt: skip
+    front = [
+        r
+        for r in pareto_front(records, latency="latency" in settings.objectives, objective=settings.quality)
+        if r.baseline is None
+    ]
     tiny = next((r for r in records if r.baseline == "tiny-hw"), None)
     if not front or tiny is None:
         raise SystemExit(f"{study_db}: no searched network on the front, or no tiny-hw trial to compare with")
@@ -66,7 +70,9 @@ def front_picks(study_db: str, study: str) -> dict[str, ArchSpec]:
     best = sorted(front, key=rank)
     chosen = {"best": best[0]} | ({"fast": fast[0]} if fast else {})
     # one network may be both: it is trained once, under a name that says so
-    names = {role: f"{'fast-best' if fast and fast[0] is best[0] else role}-trial{r.number}" for role, r in chosen.items()}
+    names = {
+        role: f"{'fast-best' if fast and fast[0] is best[0] else role}-trial{r.number}" for role, r in chosen.items()
+    }
     return {role: specs[r.number].renamed(names[role]) for role, r in chosen.items()}
 
 
@@ -86,14 +92,18 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     picks_path = args.out / "picks.json"
-    if picks_path.is_file():  # the picks are fixed by the first run that named a study: a resumed one must not move them
+    if (
+        picks_path.is_file()
+    ):  # the picks are fixed by the first run that named a study: a resumed one must not move them
         picks = {role: ArchSpec.from_dict(spec) for role, spec in json.loads(picks_path.read_text()).items()}
     elif args.study_db:
         picks = front_picks(args.study_db, args.study)
         atomic_write_text(picks_path, json.dumps({r: s.to_dict() for r, s in picks.items()}, indent=2) + "\n")
     else:  # the baselines alone (they can start before the search has run)
         picks = {}
-    networks = list({spec.name: spec for spec in (*picks.values(), *(get_arch(n) for n in (*BASELINES, *args.arch)))}.values())
+    networks = list(
+        {spec.name: spec for spec in (*picks.values(), *(get_arch(n) for n in (*BASELINES, *args.arch)))}.values()
+    )
     budget = load_budget(load_settings(args.study).budget)
     teacher = load_prepared_teacher(args.teacher) if args.teacher else None
     results_path = args.out / "results.json"
@@ -120,34 +130,52 @@ def main() -> None:
     print(summary(networks, picks, results, args.seeds, budget, args.out))
 
 
-def summary(networks: list[ArchSpec], picks: dict[str, ArchSpec], results: dict, seeds: list[int], budget,
-            out: Path) -> str:  # fmt: skip
+def summary(
+    networks: list[ArchSpec], picks: dict[str, ArchSpec], results: dict, seeds: list[int], budget, out: Path
+) -> str:
     """A table of mean, min and max AP per network over the seeds done, the training seconds per seed (the
     epochs' own seconds from each run's checkpoint, whole across resumes), and the goals where they can be
     judged."""
     width = max(24, *(len(spec.name) for spec in networks))
-    lines = [f"{'network':{width}s} {'params':>9s} {'latency ms':>10s} {'fits':>5s} {'seeds':>5s} "
-             f"{'mean AP':>8s} {'min':>7s} {'max':>7s} {'train s per seed':>17s}"]  # fmt: skip
+    lines = [
+        f"{'network':{width}s} {'params':>9s} {'latency ms':>10s} {'fits':>5s} {'seeds':>5s} "
+        f"{'mean AP':>8s} {'min':>7s} {'max':>7s} {'train s per seed':>17s}"
+    ]
     aps: dict[str, list[float]] = {}
     for spec in networks:
         report = check(spec, budget)
-        aps[spec.name] = values = [results[f"{spec.name}/seed{s}"]["ap"] for s in seeds if f"{spec.name}/seed{s}" in results]
-        stats = (f"{np.mean(values):8.4f} {min(values):7.4f} {max(values):7.4f}" if values else f"{'-':>8s} {'-':>7s} {'-':>7s}")
-        spent = [sum(e["seconds"] for e in load_checkpoint(out / spec.name / f"seed{s}" / "last.pt").history)
-                 for s in seeds if f"{spec.name}/seed{s}" in results]  # fmt: skip
+        aps[spec.name] = values = [
+            results[f"{spec.name}/seed{s}"]["ap"] for s in seeds if f"{spec.name}/seed{s}" in results
+        ]
+        stats = (
+            f"{np.mean(values):8.4f} {min(values):7.4f} {max(values):7.4f}"
+            if values
+            else f"{'-':>8s} {'-':>7s} {'-':>7s}"
+        )
+        spent = [
+            sum(e["seconds"] for e in load_checkpoint(out / spec.name / f"seed{s}" / "last.pt").history)
+            for s in seeds
+            if f"{spec.name}/seed{s}" in results
+        ]
         stats += f" {f'{min(spent):.0f}-{max(spent):.0f}' if spent else '-':>17s}"
-        lines.append(f"{spec.name:{width}s} {report.params:9,d} {report.latency_ms or float('nan'):10.2f} "
-                     f"{'yes' if report.fits else 'no':>5s} {len(values):5d} {stats}")  # fmt: skip
+        lines.append(
+            f"{spec.name:{width}s} {report.params:9,d} {report.latency_ms or float('nan'):10.2f} "
+            f"{'yes' if report.fits else 'no':>5s} {len(values):5d} {stats}"
+        )
     complete = {name: v for name, v in aps.items() if len(v) == len(seeds)}
     if "fast" in picks and {picks["fast"].name, "tiny-hw"} <= complete.keys():
         fast, tiny = complete[picks["fast"].name], complete["tiny-hw"]
-        lines.append(f"goal 1, {picks['fast'].name}: mean {np.mean(fast):.4f} vs 1.3 x tiny-hw {1.3 * np.mean(tiny):.4f}; "
-                     f"worst seed {min(fast):.4f} vs tiny-hw's best {max(tiny):.4f}: "
-                     f"{'met' if np.mean(fast) >= 1.3 * np.mean(tiny) and min(fast) > max(tiny) else 'missed'}")  # fmt: skip
+        lines.append(
+            f"goal 1, {picks['fast'].name}: mean {np.mean(fast):.4f} vs 1.3 x tiny-hw {1.3 * np.mean(tiny):.4f}; "
+            f"worst seed {min(fast):.4f} vs tiny-hw's best {max(tiny):.4f}: "
+            f"{'met' if np.mean(fast) >= 1.3 * np.mean(tiny) and min(fast) > max(tiny) else 'missed'}"
+        )
     if "best" in picks and {picks["best"].name, "student-hw"} <= complete.keys():
         best, student = complete[picks["best"].name], complete["student-hw"]
-        lines.append(f"goal 2, {picks['best'].name}: mean {np.mean(best):.4f} vs student-hw (8-bit) {np.mean(student):.4f}: "
-                     f"{'met' if np.mean(best) >= np.mean(student) else 'missed'}")  # fmt: skip
+        lines.append(
+            f"goal 2, {picks['best'].name}: mean {np.mean(best):.4f} vs student-hw (8-bit) {np.mean(student):.4f}: "
+            f"{'met' if np.mean(best) >= np.mean(student) else 'missed'}"
+        )
     return "\n".join(lines)
 
 

@@ -28,5 +28,7 @@ class Schedule:
         return TrainConfig(epochs=self.epochs, qat_start=self.epochs - self.qat_epochs, val_images=100)
 
 
-SCHEDULES = {s.name: s for s in (Schedule("1x", 2000, 20, 4), Schedule("3x", 4000, 30, 6), Schedule("10x", 8000, 50, 10))}
+SCHEDULES = {
+    s.name: s for s in (Schedule("1x", 2000, 20, 4), Schedule("3x", 4000, 30, 6), Schedule("10x", 8000, 50, 10))
+}
 REFERENCE = "10x"  # the schedule the others' orders are compared with

@@ -2,13 +2,14 @@
 
 A layer's bias (8-bit, one byte per output channel) must sit contiguously in a single quadrant's memory.
 The candidates are the quadrants the network touches at all; the largest biases are placed first, each
-into the candidate with the fewest bytes used so far (shared/docs/max78000.md section 2).
+into the candidate with the fewest bytes used so far (docs/max78000.md section 2).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 
 class BiasRequest(NamedTuple):  # a NamedTuple: the checker builds thousands per second
@@ -31,8 +32,9 @@ class BiasAllocation:
     failures: tuple[BiasFailure, ...]
 
 
-def allocate_bias(requests: Sequence[BiasRequest], quadrants: Sequence[int], n_quadrants: int,
-                  capacity: int) -> BiasAllocation:
+def allocate_bias(
+    requests: Sequence[BiasRequest], quadrants: Sequence[int], n_quadrants: int, capacity: int
+) -> BiasAllocation:
     """Place each request the way izer does; a request that does not fit is reported, not placed."""
     used = [0] * n_quadrants
     placement: dict[int, tuple[int, int]] = {}

@@ -3,14 +3,15 @@
 The MAX78000 has 16 data memories of 32 KiB; a tensor lives in the memories of its processors, at the
 same offset in each. izer only checks that a layer's output does not overwrite that layer's own input or
 an ``output: true`` result, but a tensor that a later layer still reads (the CPM output that the second
-head consumes) must survive too (shared/docs/max78000.md section 3.3), so this allocator works from
+head consumes) must survive too (docs/max78000.md section 3.3), so this allocator works from
 lifetimes: two tensors whose lifetimes overlap and that share a memory must not overlap in bytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 
 class TensorRequest(NamedTuple):  # a NamedTuple: the checker builds thousands per second
@@ -45,8 +46,11 @@ def allocate_data(requests: Sequence[TensorRequest], n_memories: int, capacity: 
     offsets: dict[int, int] = {}
     failures: list[TensorFailure] = []
     for req in sorted(requests, key=lambda r: (r.birth, r.tensor)):
-        rivals = [(o, o + r.nbytes) for r, o in placed  # shares a memory and a moment of life
-                  if r.memories & req.memories and r.birth <= req.death and req.birth <= r.death]
+        rivals = [
+            (o, o + r.nbytes)
+            for r, o in placed  # shares a memory and a moment of life
+            if r.memories & req.memories and r.birth <= req.death and req.birth <= r.death
+        ]
         offset = _lowest_gap(rivals, req.nbytes, capacity)
         if offset is None:
             failures.append(_failure(req, requests, capacity))
@@ -72,8 +76,9 @@ def _failure(req: TensorRequest, requests: Sequence[TensorRequest], capacity: in
     while bits:
         if bits & 1:
             for step in range(req.birth, req.death + 1):
-                live = sum(r.nbytes for r in requests if r is not req and r.memories >> mem & 1
-                           and r.birth <= step <= r.death)
+                live = sum(
+                    r.nbytes for r in requests if r is not req and r.memories >> mem & 1 and r.birth <= step <= r.death
+                )
                 best = max(best, (live, mem))
         bits >>= 1
         mem += 1

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -28,7 +29,7 @@ class Limits:
     max_latency_ms: float | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "Limits":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Limits:
         data = dict(data or {})
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
@@ -39,8 +40,9 @@ class Limits:
         # NaN compares False with everything: unchecked, a NaN limit would silently mean "no limit".
         for key in ("max_macs", "max_latency_ms"):
             value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value) or value <= 0):  # fmt: skip
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+            ):
                 raise BudgetError(f"limits: {key} must be a positive finite number, got {value!r}")
 
 
@@ -86,7 +88,7 @@ class Device:
         return tuple(self.words_at(p) for p in range(self.processors))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Device":
+    def from_dict(cls, data: Mapping[str, Any]) -> Device:
         known = {f.name for f in fields(cls)}
         body = {k: v for k, v in data.items() if k != "limits"}
         unknown = sorted(set(body) - known)
@@ -102,17 +104,34 @@ class Device:
             device = cls(**body)
         except (TypeError, ValueError) as exc:
             raise BudgetError(f"device: {exc}") from exc
-        ints = ("processors", "processors_per_quadrant", "processors_per_memory", "kernel_words",
-                "kernel_column_alignment", "bias_bytes_per_quadrant", "data_memory_bytes", "max_layers",
-                "max_channels", "max_dim", "max_padding", "max_pool")
+        ints = (
+            "processors",
+            "processors_per_quadrant",
+            "processors_per_memory",
+            "kernel_words",
+            "kernel_column_alignment",
+            "bias_bytes_per_quadrant",
+            "data_memory_bytes",
+            "max_layers",
+            "max_channels",
+            "max_dim",
+            "max_padding",
+            "max_pool",
+        )
         may_be_zero = ("max_padding", "max_pool")
         for key in ints:
             value, low = getattr(device, key), 0 if key in may_be_zero else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise BudgetError(f"device {device.name}: {key} must be an integer >= {low}, got {value!r}")
-        if isinstance(device.clock_mhz, bool) or not isinstance(device.clock_mhz, (int, float)) \
-                or not math.isfinite(device.clock_mhz) or device.clock_mhz <= 0:  # fmt: skip
-            raise BudgetError(f"device {device.name}: clock_mhz must be a positive finite number, got {device.clock_mhz!r}")
+        if (
+            isinstance(device.clock_mhz, bool)
+            or not isinstance(device.clock_mhz, (int, float))
+            or not math.isfinite(device.clock_mhz)
+            or device.clock_mhz <= 0
+        ):
+            raise BudgetError(
+                f"device {device.name}: clock_mhz must be a positive finite number, got {device.clock_mhz!r}"
+            )
         if not device.weight_bits or not device.kernel_sizes or not device.conv_strides:
             raise BudgetError(f"device {device.name}: weight_bits, kernel_sizes and conv_strides must not be empty")
         if device.processors % device.processors_per_quadrant or device.processors % device.processors_per_memory:
@@ -127,7 +146,7 @@ class Budget:
     device: Device
     limits: Limits = Limits()
 
-    def with_limits(self, **overrides: Any) -> "Budget":
+    def with_limits(self, **overrides: Any) -> Budget:
         """A copy whose limits take the given non-None overrides (command-line flags beat the file)."""
         chosen = {k: v for k, v in overrides.items() if v is not None}
         return replace(self, limits=replace(self.limits, **chosen)) if chosen else self

@@ -5,7 +5,7 @@ Here rather than in ``space.subnets`` because it needs the checker: data flows s
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -18,10 +18,16 @@ from posenas.space.subnets import random_arch
 
 
 def feasible_random_arch(
-    space: SearchSpace, budget: Budget, rng: np.random.Generator, *, bits: Sequence[int] | None = None,
-    lowest_bits: int | None = None, max_tries: int = 2000, name: str = "random",
+    space: SearchSpace,
+    budget: Budget,
+    rng: np.random.Generator,
+    *,
+    bits: Sequence[int] | None = None,
+    lowest_bits: int | None = None,
+    max_tries: int = 2000,
+    name: str = "random",
     accept: Callable[[ArchSpec], bool] | None = None,
-) -> ArchSpec:  # fmt: skip
+) -> ArchSpec:
     """A random network of ``space`` that ``budget`` accepts (rejection sampling against the checker).
 
     Weight bits may differ from the space's (``bits``, ``lowest_bits``: see ``random_arch``); ``accept``

@@ -3,22 +3,21 @@
 Each processor owns its own column of ``kernel_words`` 72-bit words. A layer's kernels live only on its
 *input* processors, all starting at the same column, a multiple of 4. izer places the layers that read
 all 64 processors first, then the others, each at the lowest column free on every one of its input
-processors (shared/docs/max78000.md sections 1.3-1.4). Occupancy is kept as one Python int bitmask per
+processors (docs/max78000.md sections 1.3-1.4). Occupancy is kept as one Python int bitmask per
 processor, so checking a window of columns is a shift and a mask.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 WORD_BITS = 72
 
 
-def kernel_words(
-    in_passes: int, out_passes: int, out_span: int, kernel_size: int, weight_bits: int
-) -> int:
+def kernel_words(in_passes: int, out_passes: int, out_span: int, kernel_size: int, weight_bits: int) -> int:
     """72-bit words one input processor needs for a layer (izer's packing of sub-8-bit kernels included).
 
     ``out_span`` is last minus first output processor plus one (gaps count).

@@ -1,4 +1,4 @@
-"""izer's per-layer cycle estimate for the MAX78000 (shared/docs/max78000.md section 6.2).
+"""izer's per-layer cycle estimate for the MAX78000 (docs/max78000.md section 6.2).
 
 The accelerator writes about one output value (one channel of one pixel, per input pass) per clock, plus
 the cycles spent reading padded and pooled input rows. This is our own implementation of that published
@@ -35,7 +35,9 @@ def layer_cycles(
     first_pad_row = 2 * pad * (pad_read + 1) + cols * (pad_read + 1)
     row_no_conv = 2 * pad * (pad_read + 1) + cols * (data_read + 1)
     row_conv = pad * (pad_read + 1) + (k - 1 - pad) * (data_read + 1) + (out_width - pad) * data_read + pad_read * pad
-    bottom_pad_row = pad * (pad_read + 1) + (k - 1 - pad) * (pad_read + 1) + (out_width - pad) * pad_read + pad_read * pad
+    bottom_pad_row = (
+        pad * (pad_read + 1) + (k - 1 - pad) * (pad_read + 1) + (out_width - pad) * pad_read + pad_read * pad
+    )
     single = 1 if hw_out_channels == 1 and m == 1 else 0
     out_row = m * out_width * hw_out_channels + hw_out_channels * single
     return (

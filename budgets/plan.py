@@ -13,8 +13,9 @@ could fit more weights, but every plan made here is one izer accepts.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 from posenas.budgets.bias import BiasAllocation, BiasRequest, allocate_bias
 from posenas.budgets.datamem import DataAllocation, TensorRequest, allocate_data
@@ -109,8 +110,9 @@ def input_layout(inp: InputNode, device: Device, input_format: str | None = None
     h, w = inp.size
     hwc = hwc_layout(inp.channels, device.processors)
     hwc_bytes = h * w * hwc.passes * WORD_BYTES
-    if input_format == "HWC" or (input_format is None and (hwc_bytes <= device.data_memory_bytes
-                                                            or inp.channels > device.data_memories)):
+    if input_format == "HWC" or (
+        input_format is None and (hwc_bytes <= device.data_memory_bytes or inp.channels > device.data_memories)
+    ):
         return "HWC", hwc, hwc_bytes
     return "CHW", chw_layout(inp.channels), h * w
 
@@ -141,8 +143,17 @@ def build_plan(
         out_bytes = _tensor_bytes(node, out)
         death = end if node.is_output else last_use.get(node.index, node.index)
         tensors.append(TensorRequest(node.index, out.memories, out_bytes, node.index, death))
-        cycles.append(layer_cycles(src.passes, node.pool, node.pooled_size, node.kernel_size, node.padding,
-                                   node.out_size[1], out.per_pass * out.passes))
+        cycles.append(
+            layer_cycles(
+                src.passes,
+                node.pool,
+                node.pooled_size,
+                node.kernel_size,
+                node.padding,
+                node.out_size[1],
+                out.per_pass * out.passes,
+            )
+        )
 
     kernels = allocate_kernels(kernel_requests, device.kernel_capacities, device.kernel_column_alignment)
     touched = in_layout.processors
@@ -159,15 +170,37 @@ def build_plan(
         src = layout_of(node.source)
         quadrant, bias_offset = bias_at.get(node.index, (None, None))
         # Positional: LayerPlacement's field order (this loop runs for every layer of every check).
-        layers.append(LayerPlacement(
-            node.index, node.name, node.source, src.processors, out.processors, src.passes, out.passes,
-            offsets.get(node.source), offsets.get(node.index), tensor.nbytes, w, columns.get(node.index),
-            node.out_channels, quadrant, bias_offset, cyc,
-        ))
+        layers.append(
+            LayerPlacement(
+                node.index,
+                node.name,
+                node.source,
+                src.processors,
+                out.processors,
+                src.passes,
+                out.passes,
+                offsets.get(node.source),
+                offsets.get(node.index),
+                tensor.nbytes,
+                w,
+                columns.get(node.index),
+                node.out_channels,
+                quadrant,
+                bias_offset,
+                cyc,
+            )
+        )
     latency = sum(cycles) + NETWORK_STARTUP_CYCLES if device.latency_model else None
     return PlacementPlan(
-        device=device.name, input_format=fmt, input_channels=inp.channels, input_size=inp.size,
-        input_bytes=in_bytes, layers=tuple(layers), kernels=kernels, bias=bias, data=data,
+        device=device.name,
+        input_format=fmt,
+        input_channels=inp.channels,
+        input_size=inp.size,
+        input_bytes=in_bytes,
+        layers=tuple(layers),
+        kernels=kernels,
+        bias=bias,
+        data=data,
         latency_cycles=latency,
     )
 

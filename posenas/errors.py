@@ -97,7 +97,20 @@ class TrainingError(PosenasError):
 
 
 __all__ = [
-    "BudgetError", "CheckFailed", "CheckpointError", "DataError", "DoesNotFit", "ExitCode", "OutputError", "PosenasError",
-    "SpecError", "SpecOutsideSpace", "StudyError", "TeacherError", "ToolError", "TrainingError", "UsageError",
+    "BudgetError",
+    "CheckFailed",
+    "CheckpointError",
+    "DataError",
+    "DoesNotFit",
+    "ExitCode",
+    "OutputError",
+    "PosenasError",
+    "SpecError",
+    "SpecOutsideSpace",
+    "StudyError",
+    "TeacherError",
+    "ToolError",
+    "TrainingError",
+    "UsageError",
     "WeightsError",
-]  # fmt: skip
+]

@@ -39,28 +39,55 @@ def in_interval(flag: str, value: float | None, low: float, high: float, *, low_
 
 # -- the low-bit QAT recipe (posenet.nets.config.LowBitRecipe): the same flags for train and search
 LOWBIT_FLAGS = {  # recipe field -> flag
-    "enabled": "--lowbit", "bias_bits": "--lowbit-bias-bits", "shift": "--lowbit-shift",
-    "shift_quantile": "--shift-quantile", "float_distill": "--float-distill", "qat_factor": "--lowbit-qat-factor",
+    "enabled": "--lowbit",
+    "bias_bits": "--lowbit-bias-bits",
+    "shift": "--lowbit-shift",
+    "shift_quantile": "--shift-quantile",
+    "float_distill": "--float-distill",
+    "qat_factor": "--lowbit-qat-factor",
     "qat_lr": "--lowbit-qat-lr",
-}  # fmt: skip
+}
 
 
 def add_lowbit_arguments(parser) -> None:
     """The recipe's flags; each defaults to None (the study's or the recipe's default)."""
     group = parser.add_argument_group("low-bit QAT recipe (networks with weights below 8 bits)")
     group.add_argument("--lowbit", choices=("on", "off"), help="the recipe on (default) or off (ai8x v1 QAT)")
-    group.add_argument("--lowbit-bias-bits", type=int, choices=(8, 0),
-                       help="a low-bit layer's bias: 0 = the weights' bits (default, as ai8x v1) or 8 bits")  # fmt: skip
-    group.add_argument("--lowbit-shift", choices=("mse", "quantile"),
-                       help="a low-bit layer's shift: least quantization error (default) or ai8x v1's quantile")  # fmt: skip
-    group.add_argument("--shift-quantile", type=options.Number(0, 1, low_open=True), metavar="Q",
-                       help="with --lowbit-shift quantile: the quantile of |w, b| in (0, 1] (ai8x default 1)")  # fmt: skip
-    group.add_argument("--float-distill", type=options.Number(0, 1), metavar="F",
-                       help="share of the QAT loss spent on the float network's maps, in [0, 1]")  # fmt: skip
-    group.add_argument("--lowbit-qat-factor", type=options.Number(1, 10), metavar="K",
-                       help="a low-bit network's QAT phase is K times the schedule's, after its float phase (K in [1, 10])")  # fmt: skip
-    group.add_argument("--lowbit-qat-lr", type=options.Number(0, 1), metavar="LR",
-                       help="QAT learning rate of a low-bit network (0: the schedule's)")  # fmt: skip
+    group.add_argument(
+        "--lowbit-bias-bits",
+        type=int,
+        choices=(8, 0),
+        help="a low-bit layer's bias: 0 = the weights' bits (default, as ai8x v1) or 8 bits",
+    )
+    group.add_argument(
+        "--lowbit-shift",
+        choices=("mse", "quantile"),
+        help="a low-bit layer's shift: least quantization error (default) or ai8x v1's quantile",
+    )
+    group.add_argument(
+        "--shift-quantile",
+        type=options.Number(0, 1, low_open=True),
+        metavar="Q",
+        help="with --lowbit-shift quantile: the quantile of |w, b| in (0, 1] (ai8x default 1)",
+    )
+    group.add_argument(
+        "--float-distill",
+        type=options.Number(0, 1),
+        metavar="F",
+        help="share of the QAT loss spent on the float network's maps, in [0, 1]",
+    )
+    group.add_argument(
+        "--lowbit-qat-factor",
+        type=options.Number(1, 10),
+        metavar="K",
+        help="a low-bit network's QAT phase is K times the schedule's, after its float phase (K in [1, 10])",
+    )
+    group.add_argument(
+        "--lowbit-qat-lr",
+        type=options.Number(0, 1),
+        metavar="LR",
+        help="QAT learning rate of a low-bit network (0: the schedule's)",
+    )
 
 
 def lowbit_overrides(args) -> dict[str, object]:

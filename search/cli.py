@@ -18,8 +18,7 @@ import contextlib
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
-from typing import Sequence
+from collections.abc import Iterator, Sequence
 
 from posenas.errors import ExitCode, PosenasError, UsageError
 from posenas.files import WRITE_FAILURES
@@ -83,13 +82,17 @@ def _run(argv: Sequence[str] | None) -> int:
         if exc.errno not in WRITE_FAILURES:
             return _storage_failed_or_raise(exc)
         where = f"{exc.filename}: " if exc.filename else ""
-        return _fail(f"posenas: error: {where}{exc.strerror.lower()}; what was finished is kept: make room and rerun "
-                     "the same command", ExitCode.BAD_INPUT)  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - a database error from any depth; anything else propagates
+        return _fail(
+            f"posenas: error: {where}{exc.strerror.lower()}; what was finished is kept: make room and rerun "
+            "the same command",
+            ExitCode.BAD_INPUT,
+        )
+    except Exception as exc:
         return _storage_failed_or_raise(exc)
     except KeyboardInterrupt:
-        return _fail("posenas: interrupted; finished work is kept, rerun the same command to resume",
-                     ExitCode.INTERRUPTED)  # fmt: skip
+        return _fail(
+            "posenas: interrupted; finished work is kept, rerun the same command to resume", ExitCode.INTERRUPTED
+        )
 
 
 @contextlib.contextmanager

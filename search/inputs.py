@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from posenas.search.timeplan import Clock
 
 
-def study_data_root(settings: "StudySettings", data: str | None, out: Path, console: "Console") -> Path:
+def study_data_root(settings: StudySettings, data: str | None, out: Path, console: Console) -> Path:
     """``data`` if given, else the study's root, else the built-in synthetic people made under ``out``."""
     from posenas.posenet.pose import synth
     from posenas.posenet.pose.coco import annotation_path
@@ -44,8 +44,10 @@ def _check_root(root: Path, *, read: bool = False) -> None:
 
     for split in ("train", "val"):
         if not annotation_path(root, split).is_file():
-            raise DataError(f"data root {root}: no {annotation_path(root, split).relative_to(root)} (a COCO 2017 "
-                            "person-keypoints root is needed)")  # fmt: skip
+            raise DataError(
+                f"data root {root}: no {annotation_path(root, split).relative_to(root)} (a COCO 2017 "
+                "person-keypoints root is needed)"
+            )
     for split in ("train", "val") if read else ():
         dataset = CocoPoseDataset(root, split, people_only=split == "train")
         if not len(dataset):
@@ -53,7 +55,7 @@ def _check_root(root: Path, *, read: bool = False) -> None:
         dataset.load_image(dataset.image_ids[0])
 
 
-def check_study_inputs(settings: "StudySettings", data: str | None, teacher: str | None) -> None:
+def check_study_inputs(settings: StudySettings, data: str | None, teacher: str | None) -> None:
     """Refuse a data root or a teacher folder that cannot be used, before anything is written (the output
     folder, the study's database, the synthetic data)."""
     from posenas.errors import TeacherError
@@ -64,8 +66,15 @@ def check_study_inputs(settings: "StudySettings", data: str | None, teacher: str
         raise TeacherError(f"{teacher}: not a prepared teacher (no teacher.json; make one with posenas teacher)")
 
 
-def study_teacher(settings: "StudySettings", teacher: str | None, data: Path, out: Path, console: "Console",
-                  device: str | None = None, clock: "Clock | None" = None) -> "PreparedTeacher | None":  # fmt: skip
+def study_teacher(
+    settings: StudySettings,
+    teacher: str | None,
+    data: Path,
+    out: Path,
+    console: Console,
+    device: str | None = None,
+    clock: Clock | None = None,
+) -> PreparedTeacher | None:
     """The prepared teacher of ``--teacher`` (a folder, or 'none'), else the study's, prepared once under
     ``out``; None without one. With a time-limited ``clock``, a teacher the study trains is sized to the
     teacher's share (training images per epoch), or skipped (a cut) when even a few batches do not fit."""
@@ -87,8 +96,17 @@ def study_teacher(settings: "StudySettings", teacher: str | None, data: Path, ou
                 if sized is None:
                     return None
                 train_images, deadline = sized
-            prepare_teacher_with_progress(data, folder, console, checkpoint=t.checkpoint, arch=t.arch, epochs=t.epochs,
-                                          train_images=train_images, device=device, deadline=deadline)  # fmt: skip
+            prepare_teacher_with_progress(
+                data,
+                folder,
+                console,
+                checkpoint=t.checkpoint,
+                arch=t.arch,
+                epochs=t.epochs,
+                train_images=train_images,
+                device=device,
+                deadline=deadline,
+            )
     if clock is not None:
         clock.finish("teacher")
     return load_prepared_teacher(folder)
@@ -97,8 +115,7 @@ def study_teacher(settings: "StudySettings", teacher: str | None, data: Path, ou
 TEACHER_MIN_BATCHES = 8
 
 
-def _sized_teacher(settings: "StudySettings", data: Path, clock: "Clock",
-                   device: str | None) -> tuple[int, float] | None:  # fmt: skip
+def _sized_teacher(settings: StudySettings, data: Path, clock: Clock, device: str | None) -> tuple[int, float] | None:
     """Training images per epoch for the study's teacher within its share of ``clock``, and the deadline
     (``time.monotonic()``) its training is paced to; None: skipped, cut.
 
@@ -129,15 +146,20 @@ def _sized_teacher(settings: "StudySettings", data: Path, clock: "Clock",
     fixed = caching + per_image * t.epochs * (settings.train.val_images or 200) / 3
     fit = images_that_fit(seconds - fixed, per_image, t.epochs, available, TEACHER_MIN_BATCHES * batch)
     if fit is None:
-        clock.skip("teacher", f"the study's teacher ({t.arch}, {t.epochs} epochs): needs more than its {seconds:.0f} s "
-                   f"({per_image:.2f} s per image measured); distillation from it skipped")  # fmt: skip
+        clock.skip(
+            "teacher",
+            f"the study's teacher ({t.arch}, {t.epochs} epochs): needs more than its {seconds:.0f} s "
+            f"({per_image:.2f} s per image measured); distillation from it skipped",
+        )
         return None
     if fit < available:
-        clock.cut(f"the study's teacher ({t.arch}): trained on {fit} of {available} images per epoch to fit {seconds:.0f} s")
+        clock.cut(
+            f"the study's teacher ({t.arch}): trained on {fit} of {available} images per epoch to fit {seconds:.0f} s"
+        )
     return fit, time.monotonic() + max(0.0, seconds - caching)
 
 
-def cache_for(prepared: "PreparedTeacher | None", data: Path, input_size: int) -> Any:
+def cache_for(prepared: PreparedTeacher | None, data: Path, input_size: int) -> Any:
     """The prepared teacher's map cache when it was made on ``data`` at ``input_size``, else None."""
     if prepared is None:
         return None

@@ -106,7 +106,9 @@ def path_form(text: str) -> Path:
         raise argparse.ArgumentTypeError("a path with a NUL byte")
     name_max, path_max = _limits()
     if len(os.fsencode(text)) >= path_max:
-        raise argparse.ArgumentTypeError(f"the path is too long ({len(os.fsencode(text))} bytes; the limit is {path_max - 1})")
+        raise argparse.ArgumentTypeError(
+            f"the path is too long ({len(os.fsencode(text))} bytes; the limit is {path_max - 1})"
+        )
     longest = max((len(os.fsencode(part)) for part in Path(text).parts), default=0)
     if longest > name_max:
         raise argparse.ArgumentTypeError(f"a name in the path is too long ({longest} bytes; the limit is {name_max})")
@@ -201,12 +203,14 @@ class Storage(OptionType):
         if not url:
             raise argparse.ArgumentTypeError("an empty storage URL (use sqlite:///FILE or postgresql://...)")
         if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:") or url.startswith("sqlite:///:memory:"):
-            raise argparse.ArgumentTypeError(f"{url}: an in-memory database loses the study when the command ends; "
-                                             "use sqlite:///FILE or postgresql://...")  # fmt: skip
+            raise argparse.ArgumentTypeError(
+                f"{url}: an in-memory database loses the study when the command ends; "
+                "use sqlite:///FILE or postgresql://..."
+            )
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresql+")):
             raise argparse.ArgumentTypeError(f"{url}: not a storage URL (use sqlite:///FILE or postgresql://...)")
         if url.startswith("sqlite:///"):
-            path_form(url[len("sqlite:///"):].split("?")[0] or "x")
+            path_form(url[len("sqlite:///") :].split("?")[0] or "x")
         return url
 
     def describe(self) -> str:

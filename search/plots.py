@@ -39,9 +39,18 @@ FIGURES = ("ap_vs_params", "ap_vs_latency", "hypervolume")  # an AP study's figu
 STANDALONE_FIGURE = "standalone_ap_vs_latency"  # on the page wherever a network was trained stand-alone
 _MAX_VIOLATIONS_SHOWN = 6
 
-_COLORS = {"supernet": "#4c78a8", "train": "#2e8b57", "front": "#e45756", "baseline": "#f58518",
-           "rejected": "#b3362c", "untrained": "#888888", "reused": "#9ecae9", "hypervolume": "#54a24b",
-           "label": "#333333", "link": "#aaaaaa"}  # fmt: skip
+_COLORS = {
+    "supernet": "#4c78a8",
+    "train": "#2e8b57",
+    "front": "#e45756",
+    "baseline": "#f58518",
+    "rejected": "#b3362c",
+    "untrained": "#888888",
+    "reused": "#9ecae9",
+    "hypervolume": "#54a24b",
+    "label": "#333333",
+    "link": "#aaaaaa",
+}
 
 # Legend names: what a point's score is. "trained" alone was ambiguous (a supernet's subnet is not trained).
 REJECTED = "rejected by the budget"
@@ -61,11 +70,15 @@ def figures_of(records: list[TrialRecord], title: str, objective: str = "ap") ->
     latency; in a study ranked by a loss, also AP against both where some networks have an AP; AP
     trained stand-alone against latency where a network was trained stand-alone; and (AP studies) the
     hypervolume by trial (defined on AP, so a study ranked by a loss has none)."""
-    figures = {f"{objective}_vs_params": ap_figure(records, "params", title, objective),
-               f"{objective}_vs_latency": ap_figure(records, "latency_ms", title, objective)}  # fmt: skip
+    figures = {
+        f"{objective}_vs_params": ap_figure(records, "params", title, objective),
+        f"{objective}_vs_latency": ap_figure(records, "latency_ms", title, objective),
+    }
     if objective != "ap" and any(r.trained and math.isfinite(r.ap) for r in records):
-        figures |= {"ap_vs_params": ap_figure(records, "params", title),
-                    "ap_vs_latency": ap_figure(records, "latency_ms", title)}  # fmt: skip
+        figures |= {
+            "ap_vs_params": ap_figure(records, "params", title),
+            "ap_vs_latency": ap_figure(records, "latency_ms", title),
+        }
     if any(math.isfinite(r.standalone_ap) for r in records):
         figures[STANDALONE_FIGURE] = standalone_figure(records, title, objective)
     if objective == "ap":
@@ -73,8 +86,9 @@ def figures_of(records: list[TrialRecord], title: str, objective: str = "ap") ->
     return figures
 
 
-def write_plots(records: list[TrialRecord], out_dir: Path, title: str, png: bool = True,
-                objective: str = "ap") -> list[Path]:  # fmt: skip
+def write_plots(
+    records: list[TrialRecord], out_dir: Path, title: str, png: bool = True, objective: str = "ap"
+) -> list[Path]:
     """Write ``report.html`` into ``out_dir`` (created if missing): every figure of ``figures_of`` on one
     self-contained page (plotly.js embedded once, so it opens offline; each figure as wide as the window),
     with the counts and the stand-alone results above them. With ``png``, also one PNG per figure when
@@ -83,9 +97,15 @@ def write_plots(records: list[TrialRecord], out_dir: Path, title: str, png: bool
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = figures_of(records, title, objective)
-    parts = [figure.to_html(full_html=False, include_plotlyjs=(i == 0), default_width="100%",
-                            config={"responsive": True, "displaylogo": False})
-             for i, figure in enumerate(figures.values())]  # fmt: skip
+    parts = [
+        figure.to_html(
+            full_html=False,
+            include_plotlyjs=(i == 0),
+            default_width="100%",
+            config={"responsive": True, "displaylogo": False},
+        )
+        for i, figure in enumerate(figures.values())
+    ]
     path = out_dir / "report.html"
     atomic_write_text(path, _page(title, records, parts, objective))  # a killed run leaves the old page or the new
     paths = [path]
@@ -110,9 +130,15 @@ def _page(title: str, records: list[TrialRecord], parts: list[str], objective: s
         f"<td>{_number(quality_value(r, objective))}</td><td>{r.params:,}</td>"
         f"<td>{r.latency_ms:.2f}</td></tr>"
         for r in retrained
-    )  # fmt: skip
-    table = ("<h2>Trained stand-alone</h2><table><tr><th>trial</th><th>name</th><th>AP stand-alone (QAT)</th>"
-             f"<th>search's {QUALITY_NAMES[objective]}</th><th>parameters</th><th>latency ms</th></tr>{rows}</table>") if retrained else ""
+    )
+    table = (
+        (
+            "<h2>Trained stand-alone</h2><table><tr><th>trial</th><th>name</th><th>AP stand-alone (QAT)</th>"
+            f"<th>search's {QUALITY_NAMES[objective]}</th><th>parameters</th><th>latency ms</th></tr>{rows}</table>"
+        )
+        if retrained
+        else ""
+    )
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -135,7 +161,7 @@ def _write_pngs(figures: dict[str, go.Figure], out_dir: Path) -> list[Path]:
         path = out_dir / f"{stem}.png"
         try:
             figure.write_image(path, width=1200, height=figure.layout.height or 650)
-        except Exception:  # noqa: BLE001 - any export failure means "no PNGs here", never a failed plot
+        except Exception:
             path.unlink(missing_ok=True)
             break
         written.append(path)
@@ -145,14 +171,18 @@ def _write_pngs(figures: dict[str, go.Figure], out_dir: Path) -> list[Path]:
 # --- fronts and hypervolume --------------------------------------------------------------------------
 
 
-def front_2d(records: Iterable[TrialRecord], cost: Callable[[TrialRecord], float],
-             objective: str = "ap") -> list[TrialRecord]:  # fmt: skip
+def front_2d(
+    records: Iterable[TrialRecord], cost: Callable[[TrialRecord], float], objective: str = "ap"
+) -> list[TrialRecord]:
     """Trained records (reused ones left out, as in ``pareto_front``) that no other such record beats on
     both ``objective`` (AP up or loss down) and ``cost`` (down), sorted by cost; records whose cost or
     quality is not finite are left out. Ties in both keep the lowest trial number. With ``cost`` =
     parameters this is ``pareto_front(records, objective=objective)``."""
-    pool = [r for r in records if r.trained and r.reused_from is None and math.isfinite(cost(r))
-            and math.isfinite(quality(r, objective))]  # fmt: skip
+    pool = [
+        r
+        for r in records
+        if r.trained and r.reused_from is None and math.isfinite(cost(r)) and math.isfinite(quality(r, objective))
+    ]
     front, best = [], -math.inf
     for r in sorted(pool, key=lambda r: (cost(r), -quality(r, objective), r.number)):
         if quality(r, objective) > best:
@@ -185,8 +215,11 @@ def hypervolume_2d(records: Iterable[TrialRecord], reference_params: float) -> f
     ``reference_params`` add nothing."""
     if not reference_params > 0:
         return 0.0
-    points = sorted((float(r.params), r.ap) for r in records
-                    if r.trained and r.reused_from is None and r.ap > 0 and r.params < reference_params)
+    points = sorted(
+        (float(r.params), r.ap)
+        for r in records
+        if r.trained and r.reused_from is None and r.ap > 0 and r.params < reference_params
+    )
     area, best, last = 0.0, 0.0, 0.0
     for params, ap in points:
         if ap > best:  # dominated points neither add area nor split a step (so the sum is the front's alone)
@@ -250,13 +283,19 @@ def _overlap(a: Box, b: Box) -> bool:
 
 
 def _candidates() -> list[tuple[float, float]]:
-    return [(round(r * math.cos(math.radians(a)), 1), round(-r * math.sin(math.radians(a)), 1))
-            for r in _RADII_PX for a in _ANGLES_DEG]  # fmt: skip
+    return [
+        (round(r * math.cos(math.radians(a)), 1), round(-r * math.sin(math.radians(a)), 1))
+        for r in _RADII_PX
+        for a in _ANGLES_DEG
+    ]
 
 
-def place_labels(labels: Sequence[tuple[float, float, str]], frame: Frame,
-                 others: Sequence[tuple[float, float]] = (),
-                 fixed: Callable[[float], Sequence[Box]] | None = None) -> list[tuple[float, float]]:  # fmt: skip
+def place_labels(
+    labels: Sequence[tuple[float, float, str]],
+    frame: Frame,
+    others: Sequence[tuple[float, float]] = (),
+    fixed: Callable[[float], Sequence[Box]] | None = None,
+) -> list[tuple[float, float]]:
     """Pixel offsets (ax, ay) from each labelled point (x, y, text) to its label's centre, as plotly's
     annotation arrows take them, such that at every width of ``LABEL_WIDTHS_PX`` no two labels overlap,
     no label covers a labelled point, and each stays inside the panel where it can. Greedy, in the
@@ -266,14 +305,18 @@ def place_labels(labels: Sequence[tuple[float, float, str]], frame: Frame,
     widths = LABEL_WIDTHS_PX
     marks = {w: [frame.pixel(x, y, w) for x, y, _ in labels] for w in widths}
     crowd = {w: [frame.pixel(x, y, w) for x, y in others] for w in widths}
-    taken: dict[float, list[Box]] = {w: [(px - _MARKER_PX, py - _MARKER_PX, px + _MARKER_PX, py + _MARKER_PX)
-                                         for px, py in marks[w]] + list(fixed(w) if fixed else ())
-                                     for w in widths}  # fmt: skip
+    taken: dict[float, list[Box]] = {
+        w: [(px - _MARKER_PX, py - _MARKER_PX, px + _MARKER_PX, py + _MARKER_PX) for px, py in marks[w]]
+        + list(fixed(w) if fixed else ())
+        for w in widths
+    }
     offsets, candidates = [], _candidates()
     for i, (_, _, text) in enumerate(labels):
         anchor = {w: marks[w][i] for w in widths}
-        costs = [_placement_cost(anchor, text, offset, rank, taken, crowd, frame.height_px)
-                 for rank, offset in enumerate(candidates)]  # fmt: skip
+        costs = [
+            _placement_cost(anchor, text, offset, rank, taken, crowd, frame.height_px)
+            for rank, offset in enumerate(candidates)
+        ]
         best = candidates[costs.index(min(costs))]
         offsets.append(best)
         for w in widths:
@@ -281,9 +324,15 @@ def place_labels(labels: Sequence[tuple[float, float, str]], frame: Frame,
     return offsets
 
 
-def _placement_cost(anchor: dict[float, tuple[float, float]], text: str, offset: tuple[float, float], rank: int,
-                    taken: dict[float, list[Box]], crowd: dict[float, list[tuple[float, float]]],
-                    height_px: float) -> float:  # fmt: skip
+def _placement_cost(
+    anchor: dict[float, tuple[float, float]],
+    text: str,
+    offset: tuple[float, float],
+    rank: int,
+    taken: dict[float, list[Box]],
+    crowd: dict[float, list[tuple[float, float]]],
+    height_px: float,
+) -> float:
     """How bad a label at ``offset`` from its point (``anchor``, pixels at each width) is: 100 for each
     box it overlaps or for leaving the panel, at each width; 1 for each unlabelled point it covers; and a
     hundredth for each candidate ranked before it (the preferred direction and the nearest win ties)."""
@@ -298,22 +347,41 @@ def _placement_cost(anchor: dict[float, tuple[float, float]], text: str, offset:
 
 def _right_notes(frame: Frame, notes: Sequence[tuple[float, str]]) -> Callable[[float], list[Box]]:
     """The boxes of one-line notes (y, text) right-aligned at the panel's right edge, at a given width."""
-    return lambda w: [(w - len(text) * _CHAR_PX - 6, py - _LINE_PX / 2, w, py + _LINE_PX / 2)
-                      for y, text in notes for py in (frame.pixel(0.0, y, w)[1],)]  # fmt: skip
+    return lambda w: [
+        (w - len(text) * _CHAR_PX - 6, py - _LINE_PX / 2, w, py + _LINE_PX / 2)
+        for y, text in notes
+        for py in (frame.pixel(0.0, y, w)[1],)
+    ]
 
 
-def _label_annotations(rows: Sequence[TrialRecord], xs: Sequence[float], ys: Sequence[float], frame: Frame,
-                       others: Sequence[tuple[float, float]] = (),
-                       fixed: Callable[[float], Sequence[Box]] | None = None, row: int = 1) -> list[dict]:  # fmt: skip
+def _label_annotations(
+    rows: Sequence[TrialRecord],
+    xs: Sequence[float],
+    ys: Sequence[float],
+    frame: Frame,
+    others: Sequence[tuple[float, float]] = (),
+    fixed: Callable[[float], Sequence[Box]] | None = None,
+    row: int = 1,
+) -> list[dict]:
     """Name labels for ``rows`` (trial name, or baseline name) with short leader lines, placed by
     ``place_labels`` in subplot ``row``; hovering a label gives the record."""
     names = [_name(r) for r in rows]
     offsets = place_labels(list(zip(xs, ys, names)), frame, others, fixed)
     axes = {"xref": "x", "yref": "y"} if row == 1 else {"xref": f"x{row}", "yref": f"y{row}"}
-    style = {"showarrow": True, "arrowhead": 0, "arrowwidth": 1, "arrowcolor": _COLORS["link"], "standoff": 5,
-             "font": {"size": 11, "color": _COLORS["label"]}, "bgcolor": "rgba(255,255,255,0.75)", "borderpad": 1}
-    return [{"x": x, "y": y, "text": html.escape(name), "ax": ax, "ay": ay, "hovertext": _hover(r), **style, **axes}
-            for r, x, y, name, (ax, ay) in zip(rows, xs, ys, names, offsets)]  # fmt: skip
+    style = {
+        "showarrow": True,
+        "arrowhead": 0,
+        "arrowwidth": 1,
+        "arrowcolor": _COLORS["link"],
+        "standoff": 5,
+        "font": {"size": 11, "color": _COLORS["label"]},
+        "bgcolor": "rgba(255,255,255,0.75)",
+        "borderpad": 1,
+    }
+    return [
+        {"x": x, "y": y, "text": html.escape(name), "ax": ax, "ay": ay, "hovertext": _hover(r), **style, **axes}
+        for r, x, y, name, (ax, ay) in zip(rows, xs, ys, names, offsets)
+    ]
 
 
 # --- figures -----------------------------------------------------------------------------------------
@@ -407,13 +475,18 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
     xr = x_range(fitted, [_xval(r, x) for r in scored + unscored])
     y_range, y_title = _y_frame([quality_value(r, objective) for r in scored], objective)
 
-    rows = tuple(name for name, present in ((REJECTED, any(not r.feasible for r in unscored)),
-                                            (NOT_SCORED, any(r.feasible for r in unscored))) if present)  # fmt: skip
+    rows = tuple(
+        name
+        for name, present in (
+            (REJECTED, any(not r.feasible for r in unscored)),
+            (NOT_SCORED, any(r.feasible for r in unscored)),
+        )
+        if present
+    )
     strip = _Strip(rows, tuple(_wrap(_off_axis_note(unscored, x, xr[1]), _NOTE_CHARS))) if rows else None
     if strip:
         share = strip.height_px / _PLOT_PX
-        figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.02,
-                               row_heights=[1 - share, share])  # fmt: skip
+        figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.02, row_heights=[1 - share, share])
         main_px = _PLOT_PX * (1 - share - 0.02)
     else:
         figure, main_px = go.Figure(), float(_PLOT_PX)
@@ -430,92 +503,192 @@ def ap_figure(records: Sequence[TrialRecord], x: str, title: str, objective: str
     which = "" if x == "params" else f" (the {what}-vs-latency front, not the 3-D one)"
     note = f", {missing} scored without an {what} not drawn" if missing else ""
     figure.update_layout(
-        title={"text": f"{html.escape(title)}: {what} vs {_X_TITLES[x]}<br><sup>{len(scored) - reused} scored "
-                       f"({reused} more reused), {rejected} {REJECTED}, {len(front)} on the front{which}{note}</sup>",
-               "x": 0.01, "xanchor": "left"},
-        template="plotly_white", hovermode="closest", autosize=True, height=_HEIGHT_PX, margin=_MARGIN,
-        legend=_LEGEND, annotations=annotations,
-    )  # fmt: skip
+        title={
+            "text": f"{html.escape(title)}: {what} vs {_X_TITLES[x]}<br><sup>{len(scored) - reused} scored "
+            f"({reused} more reused), {rejected} {REJECTED}, {len(front)} on the front{which}{note}</sup>",
+            "x": 0.01,
+            "xanchor": "left",
+        },
+        template="plotly_white",
+        hovermode="closest",
+        autosize=True,
+        height=_HEIGHT_PX,
+        margin=_MARGIN,
+        legend=_LEGEND,
+        annotations=annotations,
+    )
     figure.update_xaxes(range=list(xr))
     figure.update_xaxes(title_text=_X_TITLES[x], **({"row": 2, "col": 1} if strip else {}))
-    figure.update_yaxes(range=list(y_range), zeroline=objective == "ap",
-                        title_text=_score_title(y_title, {r.scorer for r in scored}), **main)  # fmt: skip
+    figure.update_yaxes(
+        range=list(y_range),
+        zeroline=objective == "ap",
+        title_text=_score_title(y_title, {r.scorer for r in scored}),
+        **main,
+    )
     return figure
 
 
-def _add_score_traces(figure: go.Figure, where: dict, scored: Sequence[TrialRecord], front: Sequence[TrialRecord],
-                      x: str, objective: str) -> None:  # fmt: skip
+def _add_score_traces(
+    figure: go.Figure, where: dict, scored: Sequence[TrialRecord], front: Sequence[TrialRecord], x: str, objective: str
+) -> None:
     """The top panel's points: baselines first (so the front is drawn over their stars), then the scored
     trials by scorer, the reused ones, and the front."""
     on_front = {r.number for r in front}
 
     def add(name: str, rows: Sequence[TrialRecord], **style) -> None:
         if rows:
-            figure.add_trace(_scatter(name, rows, [_xval(r, x) for r in rows],
-                                      [quality_value(r, objective) for r in rows], **style), **where)  # fmt: skip
+            figure.add_trace(
+                _scatter(name, rows, [_xval(r, x) for r in rows], [quality_value(r, objective) for r in rows], **style),
+                **where,
+            )
 
-    add("baselines", [r for r in scored if r.baseline is not None], mode="markers",
-        marker={"color": _COLORS["baseline"], "symbol": "star", "size": 18, "opacity": 0.7,
-                "line": {"color": "black", "width": 1}})  # fmt: skip
+    add(
+        "baselines",
+        [r for r in scored if r.baseline is not None],
+        mode="markers",
+        marker={
+            "color": _COLORS["baseline"],
+            "symbol": "star",
+            "size": 18,
+            "opacity": 0.7,
+            "line": {"color": "black", "width": 1},
+        },
+    )
     plain = [r for r in scored if r.reused_from is None and r.number not in on_front and r.baseline is None]
     for scorer in sorted({r.scorer for r in plain}, key=lambda s: s != "supernet"):
-        add(scored_name(scorer, objective), [r for r in plain if r.scorer == scorer], mode="markers",
-            marker={"color": _COLORS.get(scorer, _COLORS["train"]), "size": 8})
-    add(REUSED, [r for r in scored if r.reused_from is not None], mode="markers",
-        marker={"color": _COLORS["reused"], "size": 7}, opacity=0.4)
+        add(
+            scored_name(scorer, objective),
+            [r for r in plain if r.scorer == scorer],
+            mode="markers",
+            marker={"color": _COLORS.get(scorer, _COLORS["train"]), "size": 8},
+        )
+    add(
+        REUSED,
+        [r for r in scored if r.reused_from is not None],
+        mode="markers",
+        marker={"color": _COLORS["reused"], "size": 7},
+        opacity=0.4,
+    )
     # The names ride along as text (the visible labels are annotations, placed to keep clear of each other).
-    add("Pareto front" if x == "params" else f"front ({QUALITY_NAMES[objective]} vs latency)", front,
-        mode="lines+markers", text=[_name(r) for r in front],
-        line={"color": _COLORS["front"], "shape": "hv", "width": 2}, marker={"color": _COLORS["front"], "size": 11})
+    add(
+        "Pareto front" if x == "params" else f"front ({QUALITY_NAMES[objective]} vs latency)",
+        front,
+        mode="lines+markers",
+        text=[_name(r) for r in front],
+        line={"color": _COLORS["front"], "shape": "hv", "width": 2},
+        marker={"color": _COLORS["front"], "size": 11},
+    )
 
 
-def _score_annotations(scored: Sequence[TrialRecord], front: Sequence[TrialRecord], x: str, objective: str,
-                       frame: Frame) -> list[dict]:  # fmt: skip
+def _score_annotations(
+    scored: Sequence[TrialRecord], front: Sequence[TrialRecord], x: str, objective: str, frame: Frame
+) -> list[dict]:
     """The top panel's notes: the scored networks beyond the x axis (big baselines), named at its right
     edge at their score, then the names of the front and the baselines on the axis, placed around those
     notes."""
     top = frame.x_range[1]
-    beyond = [(quality_value(r, objective), f"{_name(r)}: {_x_amount(_xval(r, x), x)}, off the axis →", r)
-              for r in scored if _xval(r, x) > top]  # fmt: skip
-    notes = [{"x": 1, "xref": "x domain", "y": y, "yref": "y", "xanchor": "right", "showarrow": False,
-              "text": html.escape(text), "hovertext": _hover(r), "font": {"size": 11, "color": _COLORS["label"]},
-              "bgcolor": "rgba(255,255,255,0.6)"} for y, text, r in beyond]  # fmt: skip
+    beyond = [
+        (quality_value(r, objective), f"{_name(r)}: {_x_amount(_xval(r, x), x)}, off the axis →", r)
+        for r in scored
+        if _xval(r, x) > top
+    ]
+    notes = [
+        {
+            "x": 1,
+            "xref": "x domain",
+            "y": y,
+            "yref": "y",
+            "xanchor": "right",
+            "showarrow": False,
+            "text": html.escape(text),
+            "hovertext": _hover(r),
+            "font": {"size": 11, "color": _COLORS["label"]},
+            "bgcolor": "rgba(255,255,255,0.6)",
+        }
+        for y, text, r in beyond
+    ]
     named = list(front) + [r for r in scored if r.baseline is not None and r not in front and _xval(r, x) <= top]
     others = [(_xval(r, x), quality_value(r, objective)) for r in scored if r not in named]
-    labels = _label_annotations(named, [_xval(r, x) for r in named], [quality_value(r, objective) for r in named],
-                                frame, others, _right_notes(frame, [(y, text) for y, text, _ in beyond]))  # fmt: skip
+    labels = _label_annotations(
+        named,
+        [_xval(r, x) for r in named],
+        [quality_value(r, objective) for r in named],
+        frame,
+        others,
+        _right_notes(frame, [(y, text) for y, text, _ in beyond]),
+    )
     return notes + labels
 
 
-def _add_strip(figure: go.Figure, strip: _Strip, unscored: Sequence[TrialRecord], x: str,
-               xr: tuple[float, float]) -> list[dict]:  # fmt: skip
+def _add_strip(
+    figure: go.Figure, strip: _Strip, unscored: Sequence[TrialRecord], x: str, xr: tuple[float, float]
+) -> list[dict]:
     """Draw the networks without a score on the strip (row 2): a category row per kind, never a value on
     the score axis. Returns the strip's notes: what lies beyond the x axis (at the top right, above the
     rows) and the names of its baselines."""
     for name, group, marker in (
-        (REJECTED, [r for r in unscored if not r.feasible],
-         {"color": _COLORS["rejected"], "symbol": "x", "size": 8, "opacity": 0.75}),
-        (NOT_SCORED, [r for r in unscored if r.feasible],
-         {"color": _COLORS["untrained"], "symbol": "circle-open", "size": 9}),
-    ):  # fmt: skip
+        (
+            REJECTED,
+            [r for r in unscored if not r.feasible],
+            {"color": _COLORS["rejected"], "symbol": "x", "size": 8, "opacity": 0.75},
+        ),
+        (
+            NOT_SCORED,
+            [r for r in unscored if r.feasible],
+            {"color": _COLORS["untrained"], "symbol": "circle-open", "size": 9},
+        ),
+    ):
         if group:
-            figure.add_trace(_scatter(name, group, [_xval(r, x) for r in group], [name] * len(group), mode="markers",
-                                      marker=marker), row=2, col=1)  # fmt: skip
+            figure.add_trace(
+                _scatter(name, group, [_xval(r, x) for r in group], [name] * len(group), mode="markers", marker=marker),
+                row=2,
+                col=1,
+            )
     # Short tick labels: long ones push the left margin and take width from the plot (the legend says more).
-    figure.update_yaxes(type="category", categoryorder="array", categoryarray=list(strip.rows[::-1]),
-                        tickvals=list(strip.rows), ticktext=[_STRIP_TICKS[row] for row in strip.rows],
-                        range=list(strip.y_range), showgrid=False, tickfont={"size": 11}, row=2, col=1)  # fmt: skip
+    figure.update_yaxes(
+        type="category",
+        categoryorder="array",
+        categoryarray=list(strip.rows[::-1]),
+        tickvals=list(strip.rows),
+        ticktext=[_STRIP_TICKS[row] for row in strip.rows],
+        range=list(strip.y_range),
+        showgrid=False,
+        tickfont={"size": 11},
+        row=2,
+        col=1,
+    )
     frame = Frame(xr, strip.y_range, strip.height_px)
     note_y = len(strip.rows) - 0.4 + (_NOTE_LINE_PX * len(strip.note) / 2 + 3) / _ROW_PX
-    notes = [{"x": 1, "xref": "x2 domain", "y": note_y, "yref": "y2", "xanchor": "right", "yanchor": "middle",
-              "showarrow": False, "align": "right", "text": "<br>".join(html.escape(line) for line in strip.note),
-              "font": {"size": 11, "color": _COLORS["label"]}}] if strip.note else []  # fmt: skip
+    notes = (
+        [
+            {
+                "x": 1,
+                "xref": "x2 domain",
+                "y": note_y,
+                "yref": "y2",
+                "xanchor": "right",
+                "yanchor": "middle",
+                "showarrow": False,
+                "align": "right",
+                "text": "<br>".join(html.escape(line) for line in strip.note),
+                "font": {"size": 11, "color": _COLORS["label"]},
+            }
+        ]
+        if strip.note
+        else []
+    )
     named = [r for r in unscored if r.baseline is not None and _xval(r, x) <= xr[1]]
     ys = [strip.index(REJECTED if not r.feasible else NOT_SCORED) for r in named]
-    others = [(_xval(r, x), strip.index(REJECTED if not r.feasible else NOT_SCORED)) for r in unscored
-              if r not in named]  # fmt: skip
-    taken = _right_notes(frame, [(note_y + (len(strip.note) - 1 - 2 * i) * _NOTE_LINE_PX / 2 / _ROW_PX, line)
-                                 for i, line in enumerate(strip.note)])  # fmt: skip
+    others = [
+        (_xval(r, x), strip.index(REJECTED if not r.feasible else NOT_SCORED)) for r in unscored if r not in named
+    ]
+    taken = _right_notes(
+        frame,
+        [
+            (note_y + (len(strip.note) - 1 - 2 * i) * _NOTE_LINE_PX / 2 / _ROW_PX, line)
+            for i, line in enumerate(strip.note)
+        ],
+    )
     return notes + _label_annotations(named, [_xval(r, x) for r in named], ys, frame, others, taken, row=2)
 
 
@@ -535,8 +708,11 @@ def _off_axis_note(unscored: Sequence[TrialRecord], x: str, top: float) -> str:
     parts = [f"{', '.join(names)}: {amount}" for amount, names in sizes.items()]
     rest = [r for r in beyond if not r.baseline]
     if rest:
-        parts.append(f"{len(rest)} more up to {_x_amount(_xval(rest[-1], x), x)}" if len(rest) > 1
-                     else f"1 more: {_x_amount(_xval(rest[0], x), x)}")  # fmt: skip
+        parts.append(
+            f"{len(rest)} more up to {_x_amount(_xval(rest[-1], x), x)}"
+            if len(rest) > 1
+            else f"1 more: {_x_amount(_xval(rest[0], x), x)}"
+        )
     return "; ".join(parts) + ", off the axis →"
 
 
@@ -563,36 +739,78 @@ def standalone_figure(records: Sequence[TrialRecord], title: str, objective: str
     if estimated:
         link_x = [v for r in estimated for v in (r.latency_ms, r.latency_ms, None)]
         link_y = [v for r in estimated for v in (r.ap, r.standalone_ap, None)]
-        figure.add_trace(go.Scatter(x=link_x, y=link_y, mode="lines", hoverinfo="skip", showlegend=False,
-                                    line={"color": _COLORS["link"], "dash": "dot", "width": 1}))  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=link_x,
+                y=link_y,
+                mode="lines",
+                hoverinfo="skip",
+                showlegend=False,
+                line={"color": _COLORS["link"], "dash": "dot", "width": 1},
+            )
+        )
         hollow = {"color": _COLORS["supernet"], "symbol": "circle-open", "size": 10}
-        figure.add_trace(_scatter(scored_name("supernet"), estimated, [r.latency_ms for r in estimated],
-                                  [r.ap for r in estimated], mode="markers", marker=hollow))  # fmt: skip
+        figure.add_trace(
+            _scatter(
+                scored_name("supernet"),
+                estimated,
+                [r.latency_ms for r in estimated],
+                [r.ap for r in estimated],
+                mode="markers",
+                marker=hollow,
+            )
+        )
     for name, group, marker in (
-        ("trained stand-alone (search trials)", [r for r in rows if r.baseline is None],
-         {"color": _COLORS["train"], "size": 11}),
-        ("baselines trained stand-alone", [r for r in rows if r.baseline is not None],
-         {"color": _COLORS["baseline"], "symbol": "star", "size": 18, "line": {"color": "black", "width": 1}}),
-    ):  # fmt: skip
+        (
+            "trained stand-alone (search trials)",
+            [r for r in rows if r.baseline is None],
+            {"color": _COLORS["train"], "size": 11},
+        ),
+        (
+            "baselines trained stand-alone",
+            [r for r in rows if r.baseline is not None],
+            {"color": _COLORS["baseline"], "symbol": "star", "size": 18, "line": {"color": "black", "width": 1}},
+        ),
+    ):
         if group:
-            figure.add_trace(_scatter(name, group, [r.latency_ms for r in group], [r.standalone_ap for r in group],
-                                      mode="markers", text=[_name(r) for r in group], marker=marker))  # fmt: skip
+            figure.add_trace(
+                _scatter(
+                    name,
+                    group,
+                    [r.latency_ms for r in group],
+                    [r.standalone_ap for r in group],
+                    mode="markers",
+                    text=[_name(r) for r in group],
+                    marker=marker,
+                )
+            )
     top = max([r.standalone_ap for r in rows] + [r.ap for r in estimated] + [1e-3])
     height = 540
-    frame = Frame((0.0, 1.12 * max([r.latency_ms for r in rows] + [1.0])), (0.0, 1.25 * top),
-                  height - _MARGIN["t"] - _MARGIN["b"] - 90)  # fmt: skip
+    frame = Frame(
+        (0.0, 1.12 * max([r.latency_ms for r in rows] + [1.0])),
+        (0.0, 1.25 * top),
+        height - _MARGIN["t"] - _MARGIN["b"] - 90,
+    )
     others = [(r.latency_ms, r.ap) for r in estimated]
     labels = _label_annotations(rows, [r.latency_ms for r in rows], [r.standalone_ap for r in rows], frame, others)
     figure.update_layout(
-        title={"text": f"{html.escape(title)}: AP trained stand-alone vs latency<br><sup>{len(rows)} networks "
-                       f"trained stand-alone ({sum(r.baseline is not None for r in rows)} baselines)"
-                       f"{'; hollow: the supernet estimate for the same network' if estimated else ''}</sup>",
-               "x": 0.01, "xanchor": "left"},
+        title={
+            "text": f"{html.escape(title)}: AP trained stand-alone vs latency<br><sup>{len(rows)} networks "
+            f"trained stand-alone ({sum(r.baseline is not None for r in rows)} baselines)"
+            f"{'; hollow: the supernet estimate for the same network' if estimated else ''}</sup>",
+            "x": 0.01,
+            "xanchor": "left",
+        },
         xaxis={"title": _X_TITLES["latency_ms"], "range": list(frame.x_range)},
         yaxis={"title": "AP trained stand-alone (QAT, validation)", "range": list(frame.y_range)},
-        template="plotly_white", hovermode="closest", autosize=True, height=height, margin=_MARGIN,
-        legend=_LEGEND | {"y": -0.16}, annotations=labels,
-    )  # fmt: skip
+        template="plotly_white",
+        hovermode="closest",
+        autosize=True,
+        height=height,
+        margin=_MARGIN,
+        legend=_LEGEND | {"y": -0.16},
+        annotations=labels,
+    )
     return figure
 
 
@@ -602,35 +820,66 @@ def hypervolume_figure(records: Sequence[TrialRecord], title: str) -> go.Figure:
     reference = reference_params(records)
     curve = hypervolume_curve(records, reference)
     by_number = {r.number: r for r in records}
-    figure = go.Figure(go.Scatter(
-        x=[n for n, _ in curve], y=[v for _, v in curve], mode="lines", name="hypervolume",
-        line={"color": _COLORS["hypervolume"], "shape": "hv", "width": 2}, hoverinfo="x+y",
-    ))  # fmt: skip
+    figure = go.Figure(
+        go.Scatter(
+            x=[n for n, _ in curve],
+            y=[v for _, v in curve],
+            mode="lines",
+            name="hypervolume",
+            line={"color": _COLORS["hypervolume"], "shape": "hv", "width": 2},
+            hoverinfo="x+y",
+        )
+    )
     raised = [(n, v) for i, (n, v) in enumerate(curve) if v > (curve[i - 1][1] if i else 0.0)]
-    figure.add_trace(go.Scatter(
-        x=[n for n, _ in raised], y=[v for _, v in raised], mode="markers", name="raised by this trial",
-        marker={"color": _COLORS["front"], "size": 9}, customdata=[n for n, _ in raised], hoverinfo="text",
-        hovertext=[f"{_hover(by_number[n])}<br>hypervolume {v:.4f}" for n, v in raised],
-    ))  # fmt: skip
+    figure.add_trace(
+        go.Scatter(
+            x=[n for n, _ in raised],
+            y=[v for _, v in raised],
+            mode="markers",
+            name="raised by this trial",
+            marker={"color": _COLORS["front"], "size": 9},
+            customdata=[n for n, _ in raised],
+            hoverinfo="text",
+            hovertext=[f"{_hover(by_number[n])}<br>hypervolume {v:.4f}" for n, v in raised],
+        )
+    )
     estimates = " of the supernet's AP estimates" if any(r.trained and r.scorer == "supernet" for r in records) else ""
-    note = (f"reference: AP 0, {reference:,.0f} parameters (1.1 x the largest trained); area / reference, in AP"
-            if reference > 0 else "no trained feasible trial yet")
+    note = (
+        f"reference: AP 0, {reference:,.0f} parameters (1.1 x the largest trained); area / reference, in AP"
+        if reference > 0
+        else "no trained feasible trial yet"
+    )
     figure.update_layout(
-        title={"text": f"{html.escape(title)}: hypervolume of the AP-vs-parameters front{estimates}<br>"
-                       f"<sup>{note}</sup>", "x": 0.01, "xanchor": "left"},
-        xaxis_title="trial number", yaxis_title="hypervolume (mean best AP over parameter budgets)",
-        template="plotly_white", yaxis={"rangemode": "tozero"}, autosize=True, height=480, margin=_MARGIN,
+        title={
+            "text": f"{html.escape(title)}: hypervolume of the AP-vs-parameters front{estimates}<br><sup>{note}</sup>",
+            "x": 0.01,
+            "xanchor": "left",
+        },
+        xaxis_title="trial number",
+        yaxis_title="hypervolume (mean best AP over parameter budgets)",
+        template="plotly_white",
+        yaxis={"rangemode": "tozero"},
+        autosize=True,
+        height=480,
+        margin=_MARGIN,
         legend=_LEGEND | {"y": -0.16},
         # whole trial numbers only (plotly would put ticks at 0.5 with a few trials)
         xaxis={"tickmode": "linear", "dtick": max(1, math.ceil(len(curve) / 12)), "tickformat": "d"},
-    )  # fmt: skip
+    )
     return figure
 
 
 def _scatter(name: str, rows: Sequence[TrialRecord], xs: Sequence[float], ys: Sequence, **style) -> go.Scatter:
     """A trace of records: hover gives each record, customdata its trial number."""
-    return go.Scatter(x=list(xs), y=list(ys), name=name, hovertext=[_hover(r) for r in rows], hoverinfo="text",
-                      customdata=[r.number for r in rows], **style)  # fmt: skip
+    return go.Scatter(
+        x=list(xs),
+        y=list(ys),
+        name=name,
+        hovertext=[_hover(r) for r in rows],
+        hoverinfo="text",
+        customdata=[r.number for r in rows],
+        **style,
+    )
 
 
 def _name(r: TrialRecord) -> str:

@@ -7,8 +7,9 @@ of records, so it can be tested without a study and never depends on how the dri
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import optuna
 
@@ -32,12 +33,12 @@ QUALITY_FIELDS = {"ap": ("ap", 1.0), "loss": ("val_loss", -1.0), "fg_loss": ("fg
 QUALITY_NAMES = {"ap": "AP", "loss": "validation loss", "fg_loss": "foreground loss"}  # for people
 
 
-def quality_value(record: "TrialRecord", objective: str = "ap") -> float:
+def quality_value(record: TrialRecord, objective: str = "ap") -> float:
     """The record's value of the study's first objective as stored: AP, the loss or the foreground loss."""
     return float(getattr(record, QUALITY_FIELDS[objective][0]))
 
 
-def quality(record: "TrialRecord", objective: str = "ap") -> float:
+def quality(record: TrialRecord, objective: str = "ap") -> float:
     """How good ``record`` is by the study's first objective, higher better: AP, or minus a loss."""
     return QUALITY_FIELDS[objective][1] * quality_value(record, objective)
 
@@ -75,8 +76,9 @@ class TrialRecord:
         return self.state == "COMPLETE" and self.feasible and not (math.isnan(self.ap) and math.isnan(self.val_loss))
 
 
-def records_of(trials: Iterable[optuna.trial.FrozenTrial],
-               standalone: Mapping[str, Mapping[str, Any]] | None = None) -> list[TrialRecord]:  # fmt: skip
+def records_of(
+    trials: Iterable[optuna.trial.FrozenTrial], standalone: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[TrialRecord]:
     """The records of every trial that got as far as a budget check, in trial-number order. ``standalone``
     is the study's ``ATTR_STANDALONE`` user attribute (trial number as text -> its stand-alone result)."""
     standalone = standalone or {}
@@ -87,17 +89,27 @@ def records_of(trials: Iterable[optuna.trial.FrozenTrial],
             continue
         metrics = attrs.get(ATTR_METRICS) or {}
         spec = attrs.get(ATTR_SPEC) or {}
-        records.append(TrialRecord(
-            number=trial.number, state=trial.state.name, spec_hash=attrs[ATTR_SPEC_HASH],
-            name=str(spec.get("name", f"trial{trial.number}")), ap=float(metrics.get("ap", float("nan"))),
-            params=int(metrics.get("params", 0)), latency_ms=float(metrics.get("latency_ms", float("nan"))),
-            feasible=bool(attrs.get(ATTR_FEASIBLE, False)), baseline=attrs.get(ATTR_BASELINE),
-            violations=tuple(attrs.get(ATTR_VIOLATIONS, ())), reused_from=attrs.get(ATTR_REUSED_FROM),
-            float_ap=float(metrics.get("float_ap", float("nan"))), seconds=float(metrics.get("seconds", 0.0)),
-            val_loss=float(metrics.get("val_loss", float("nan"))), scorer=str(metrics.get("scorer", "train")),
-            standalone_ap=float((standalone.get(str(trial.number)) or {}).get("ap", float("nan"))),
-            fg_loss=float(metrics.get("fg_loss", float("nan"))),
-        ))  # fmt: skip
+        records.append(
+            TrialRecord(
+                number=trial.number,
+                state=trial.state.name,
+                spec_hash=attrs[ATTR_SPEC_HASH],
+                name=str(spec.get("name", f"trial{trial.number}")),
+                ap=float(metrics.get("ap", float("nan"))),
+                params=int(metrics.get("params", 0)),
+                latency_ms=float(metrics.get("latency_ms", float("nan"))),
+                feasible=bool(attrs.get(ATTR_FEASIBLE, False)),
+                baseline=attrs.get(ATTR_BASELINE),
+                violations=tuple(attrs.get(ATTR_VIOLATIONS, ())),
+                reused_from=attrs.get(ATTR_REUSED_FROM),
+                float_ap=float(metrics.get("float_ap", float("nan"))),
+                seconds=float(metrics.get("seconds", 0.0)),
+                val_loss=float(metrics.get("val_loss", float("nan"))),
+                scorer=str(metrics.get("scorer", "train")),
+                standalone_ap=float((standalone.get(str(trial.number)) or {}).get("ap", float("nan"))),
+                fg_loss=float(metrics.get("fg_loss", float("nan"))),
+            )
+        )
     return records
 
 
@@ -114,9 +126,9 @@ def pareto_front(records: Iterable[TrialRecord], latency: bool = False, objectiv
     front = []
     for r in pool:
         kr = key(r)
-        dominated = any(
-            all(a <= b for a, b in zip(key(o), kr)) and key(o) != kr for o in pool
-        ) or any(key(o) == kr and o.number < r.number for o in pool)
+        dominated = any(all(a <= b for a, b in zip(key(o), kr)) and key(o) != kr for o in pool) or any(
+            key(o) == kr and o.number < r.number for o in pool
+        )
         if not dominated:
             front.append(r)
     return sorted(front, key=lambda r: r.params)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -19,11 +20,17 @@ if TYPE_CHECKING:
     from posenas.budgets.checker import BudgetReport
     from posenas.posenet.pose.evaluate import KeypointMetrics
 
-METRIC_COLUMNS = (("AP", "ap"), ("AP50", "ap50"), ("AP75", "ap75"), ("AP_M", "ap_medium"),
-                  ("AP_L", "ap_large"), ("AR", "ar"))  # fmt: skip
+METRIC_COLUMNS = (
+    ("AP", "ap"),
+    ("AP50", "ap50"),
+    ("AP75", "ap75"),
+    ("AP_M", "ap_medium"),
+    ("AP_L", "ap_large"),
+    ("AR", "ar"),
+)
 
 
-def progress_bar(console: Console, *, status: bool = False) -> "Progress":
+def progress_bar(console: Console, *, status: bool = False) -> Progress:
     """A bar with count, elapsed time and ETA; with ``status``, a free text field (loss, img/s) after it.
     It disappears when done, and is invisible when the output is not a terminal (logs stay clean)."""
     from rich.progress import (
@@ -35,14 +42,20 @@ def progress_bar(console: Console, *, status: bool = False) -> "Progress":
         TimeRemainingColumn,
     )
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn()]  # fmt: skip
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
     if status:
         columns.append(TextColumn("{task.fields[status]}"))
     return Progress(*columns, console=console, transient=True)
 
 
-def metrics_table(metrics: "KeypointMetrics", title: str) -> Table:
+def metrics_table(metrics: KeypointMetrics, title: str) -> Table:
     """COCO keypoint metrics as one row."""
     table = Table(*(name for name, _ in METRIC_COLUMNS), "images", "detections", title=title)
     values = metrics.to_dict()
@@ -55,9 +68,14 @@ def history_table(history: list[dict], title: str) -> Table:
     """A training run's epochs, as stored in its checkpoint."""
     table = Table("epoch", "mode", "loss", "img/s", "s", "AP", "AP50", title=title)
     for record in history:
-        table.add_row(str(record["epoch"] + 1), record["mode"], f"{record['loss']:.5f}",
-                      f"{record['images_per_s']:,.0f}", f"{record['seconds']:.1f}",
-                      *("-" if math.isnan(record[k]) else f"{record[k]:.3f}" for k in ("ap", "ap50")))  # fmt: skip
+        table.add_row(
+            str(record["epoch"] + 1),
+            record["mode"],
+            f"{record['loss']:.5f}",
+            f"{record['images_per_s']:,.0f}",
+            f"{record['seconds']:.1f}",
+            *("-" if math.isnan(record[k]) else f"{record[k]:.3f}" for k in ("ap", "ap50")),
+        )
     return table
 
 
@@ -66,9 +84,16 @@ def quantization_table(rows: list[dict], title: str) -> Table:
     table = Table("layer", "weight bits", "bias bits", "shift", "nonzero", "weight cos", "output cos", title=title)
     for row in rows:
         style = "bold" if row["weight_bits"] < 8 else None
-        table.add_row(row["layer"], str(row["weight_bits"]), str(row["bias_bits"]), str(row["shift"]),
-                      f"{row['nonzero']:.0%}", f"{row['weight_cosine']:.3f}", f"{row['output_cosine']:.3f}",
-                      style=style)  # fmt: skip
+        table.add_row(
+            row["layer"],
+            str(row["weight_bits"]),
+            str(row["bias_bits"]),
+            str(row["shift"]),
+            f"{row['nonzero']:.0%}",
+            f"{row['weight_cosine']:.3f}",
+            f"{row['output_cosine']:.3f}",
+            style=style,
+        )
     return table
 
 
@@ -82,7 +107,7 @@ class TrainingDisplay:
         self.task = self.progress.add_task(f"epoch 1/{epochs}", total=None, status="")
         self.started = time.perf_counter()
 
-    def __enter__(self) -> "TrainingDisplay":
+    def __enter__(self) -> TrainingDisplay:
         self.progress.__enter__()
         return self
 
@@ -94,8 +119,9 @@ class TrainingDisplay:
             self.started = time.perf_counter()
         if step % 10 == 0 or step == steps:  # reading the loss syncs a GPU: only every 10 steps
             rate = step * self.batch_size / max(1e-9, time.perf_counter() - self.started)
-            self.progress.update(self.task, total=steps, completed=step,
-                                 status=f"loss {float(loss):.5f}  {rate:,.0f} img/s")  # fmt: skip
+            self.progress.update(
+                self.task, total=steps, completed=step, status=f"loss {float(loss):.5f}  {rate:,.0f} img/s"
+            )
 
     def on_epoch(self, record: Any) -> None:
         self.progress.reset(self.task, total=None, status="")
@@ -105,7 +131,7 @@ class TrainingDisplay:
             f"{record.images_per_s:,.0f} img/s  {record.seconds:.1f} s  "
             + (f"val AP {record.ap:.3f}  AP50 {record.ap50:.3f}" if record.ap == record.ap else "not validated (time)")
             + f"{self.eta(record)}"
-        )  # fmt: skip
+        )
 
     def eta(self, record: Any) -> str:
         """The time the remaining epochs will take at this epoch's pace, for logs (the bar is not shown there)."""
@@ -113,7 +139,7 @@ class TrainingDisplay:
         return f"  eta {left * record.seconds:.0f} s" if left > 0 else ""
 
 
-def counting(progress: "Progress", description: str, total: int | None) -> Callable[[int], None]:
+def counting(progress: Progress, description: str, total: int | None) -> Callable[[int], None]:
     """A ``progress(n)`` callback that advances a new task of ``progress`` by n."""
     task = progress.add_task(description, total=total, status="")
     return lambda n: progress.advance(task, n)
@@ -122,8 +148,11 @@ def counting(progress: "Progress", description: str, total: int | None) -> Calla
 def layer_table(spec: ArchSpec) -> Table:
     """One row per hardware layer: shapes, kernel, pooling, bits, parameters and MACs."""
     inp = network_input(spec)
-    title = (f"{spec.name}  (hash {spec.spec_hash()}; input {spec.in_channels}x{spec.input_size}x{spec.input_size}"
-             + (f", folded x{spec.fold} to {inp.channels}x{inp.size[0]}x{inp.size[1]}" if spec.fold > 1 else "") + ")")
+    title = (
+        f"{spec.name}  (hash {spec.spec_hash()}; input {spec.in_channels}x{spec.input_size}x{spec.input_size}"
+        + (f", folded x{spec.fold} to {inp.channels}x{inp.size[0]}x{inp.size[1]}" if spec.fold > 1 else "")
+        + ")"
+    )
     table = Table(title=title, title_justify="left")
     for col in ("#", "layer", "reads", "input", "op", "output", "bits", "params", "MACs"):
         table.add_column(col, justify="right" if col in ("#", "bits", "params", "MACs") else "left")
@@ -136,15 +165,25 @@ def layer_table(spec: ArchSpec) -> Table:
         if n.pool:
             op = f"{n.pool_type}pool {n.pool} + " + op
         op += " wide" if n.wide else " BN ReLU"
-        table.add_row(str(n.index), n.name, reads, _shape(n.in_channels, n.in_size), op,
-                      _shape(n.out_channels, n.out_size), str(n.weight_bits), f"{n.params:,}", f"{n.macs:,}")
+        table.add_row(
+            str(n.index),
+            n.name,
+            reads,
+            _shape(n.in_channels, n.in_size),
+            op,
+            _shape(n.out_channels, n.out_size),
+            str(n.weight_bits),
+            f"{n.params:,}",
+            f"{n.macs:,}",
+        )
     table.add_section()
-    table.add_row("", "total", "", "", "", "", "", f"{sum(n.params for n in nodes):,}",
-                  f"{sum(n.macs for n in nodes):,}")
+    table.add_row(
+        "", "total", "", "", "", "", "", f"{sum(n.params for n in nodes):,}", f"{sum(n.macs for n in nodes):,}"
+    )
     return table
 
 
-def print_budget_report(result: "BudgetReport", console: Console) -> None:
+def print_budget_report(result: BudgetReport, console: Console) -> None:
     verdict = "[bold green]fits[/]" if result.fits else "[bold red]does not fit[/]"
     console.print(f"{result.arch} on {result.device}: {verdict}")
     usage = Table(title="usage", title_justify="left")
@@ -156,20 +195,42 @@ def print_budget_report(result: "BudgetReport", console: Console) -> None:
         pct = "-" if u.fraction is None else f"{100 * u.fraction:.1f}"
         usage.add_row(f"{u.resource} ({u.unit})", used, avail, pct, u.detail)
     console.print(usage)
-    plan = Table(title=f"placement plan (input {result.plan.input_format}, {result.plan.input_channels}x"
-                       f"{result.plan.input_size[0]}x{result.plan.input_size[1]})", title_justify="left")
-    for col in ("layer", "in procs", "out procs", "passes", "in/out offset", "kernel words @ col", "bias q@off",
-                "cycles"):
+    plan = Table(
+        title=f"placement plan (input {result.plan.input_format}, {result.plan.input_channels}x"
+        f"{result.plan.input_size[0]}x{result.plan.input_size[1]})",
+        title_justify="left",
+    )
+    for col in (
+        "layer",
+        "in procs",
+        "out procs",
+        "passes",
+        "in/out offset",
+        "kernel words @ col",
+        "bias q@off",
+        "cycles",
+    ):
         plan.add_column(col, justify="left" if col == "layer" else "right")
     for p in result.plan.layers:
         kernel = f"{p.kernel_words} @ {'-' if p.kernel_offset is None else p.kernel_offset}"
         bias = "-" if p.bias_quadrant is None else f"{p.bias_quadrant}@{p.bias_offset}"
         offsets = f"{_hex(p.in_offset)}/{_hex(p.out_offset)}"
-        plan.add_row(p.name, processor_ranges(p.in_processors), processor_ranges(p.out_processors),
-                     f"{p.in_passes}/{p.out_passes}", offsets, kernel, bias, f"{p.cycles:,}")
+        plan.add_row(
+            p.name,
+            processor_ranges(p.in_processors),
+            processor_ranges(p.out_processors),
+            f"{p.in_passes}/{p.out_passes}",
+            offsets,
+            kernel,
+            bias,
+            f"{p.cycles:,}",
+        )
     console.print(plan)
-    latency = ("no cycle model" if result.latency_ms is None
-               else f"{result.latency_cycles:,} cycles = {result.latency_ms:.3f} ms")
+    latency = (
+        "no cycle model"
+        if result.latency_ms is None
+        else f"{result.latency_cycles:,} cycles = {result.latency_ms:.3f} ms"
+    )
     console.print(f"params {result.params:,}   MACs {result.macs:,}   latency {latency}")
     if result.violations:
         console.print(f"[bold red]{len(result.violations)} violation(s):[/]")
@@ -199,11 +260,21 @@ def _hex(value: int | None) -> str:
 
 
 def prepare_teacher_with_progress(
-    data: Any, out: Any, console: Console, *, checkpoint: str | None = None, arch: str | None = None,
-    epochs: int = 12, train_images: int | None = None, refinement_stages: int = 1, input_size: int = 128,
-    device: str | None = None, teacher_input: int | None = None, images: str | None = None,
+    data: Any,
+    out: Any,
+    console: Console,
+    *,
+    checkpoint: str | None = None,
+    arch: str | None = None,
+    epochs: int = 12,
+    train_images: int | None = None,
+    refinement_stages: int = 1,
+    input_size: int = 128,
+    device: str | None = None,
+    teacher_input: int | None = None,
+    images: str | None = None,
     deadline: float | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     """``posenet.nets.distill.prepare_teacher`` with the teacher's training and its map cache shown."""
     import numpy as np
 
@@ -216,11 +287,22 @@ def prepare_teacher_with_progress(
         console.print(f"training the teacher {spec.name} (float, {epochs} epochs) -> {out}/run")
     with TrainingDisplay(console, epochs, TrainConfig().batch_size) as display:
         folder = prepare_teacher(
-            data, out, checkpoint=checkpoint, arch=spec, epochs=epochs, train_images=train_images,
-            refinement_stages=refinement_stages, input_size=input_size, device=device, on_batch=display.on_batch,
-            on_epoch=display.on_epoch, progress=counting(display.progress, "teacher maps", None),
-            teacher_input=teacher_input, images=images, deadline=deadline,
-        )  # fmt: skip
+            data,
+            out,
+            checkpoint=checkpoint,
+            arch=spec,
+            epochs=epochs,
+            train_images=train_images,
+            refinement_stages=refinement_stages,
+            input_size=input_size,
+            device=device,
+            on_batch=display.on_batch,
+            on_epoch=display.on_epoch,
+            progress=counting(display.progress, "teacher maps", None),
+            teacher_input=teacher_input,
+            images=images,
+            deadline=deadline,
+        )
     maps = np.load(folder / "maps.npy", mmap_mode="r")
     console.print(f"wrote {folder}: teacher maps of {len(maps):,} images ({maps.nbytes / 2**20:.1f} MiB float16)")
     return folder
@@ -234,5 +316,6 @@ class SupernetDisplay(TrainingDisplay):
         self.progress.update(self.task, description=f"epoch {record.epoch + 2}/{self.epochs}")
         self.console.print(
             f"supernet epoch {record.epoch + 1}/{self.epochs} {record.mode:<5} loss largest {record.loss_largest:.5f}"
-            f"  subnets {record.loss_subnets:.5f}  {record.subnets} subnet steps  {record.seconds:.1f} s{self.eta(record)}"
-        )  # fmt: skip
+            f"  subnets {record.loss_subnets:.5f}  {record.subnets} subnet steps  "
+            f"{record.seconds:.1f} s{self.eta(record)}"
+        )

@@ -4,7 +4,8 @@ A supernet score ranks networks; it is not the AP a network reaches on its own. 
 supernet scorer ends by training its front's best few networks (by the study's first objective) as
 stand-alone posenas runs: weights inherited from the supernet (BN re-estimated), then the study's
 schedule with distillation and QAT, each sized to its share of the time left. The study's baselines that
-fit (tiny-hw, the mixed-precision student-hw) are trained the same way beside them, as the reference. The results go into the
+fit (tiny-hw, the mixed-precision student-hw) are trained the same way beside them, as the reference. The
+results go into the
 study's ``ATTR_STANDALONE`` attribute, which the front table and the plots read, and the runs into
 ``OUT/retrain/trial-NNNN`` (``best.pt`` is an ordinary checkpoint: ``posenas eval``/``export`` take it).
 
@@ -18,8 +19,10 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -43,7 +46,7 @@ MARGIN_S = 20.0  # kept back from the budget for the summary, the table and the 
 MIN_BATCHES = 4
 
 
-def picks(records: list[TrialRecord], settings: "StudySettings", count: int = RETRAIN_COUNT) -> list[TrialRecord]:
+def picks(records: list[TrialRecord], settings: StudySettings, count: int = RETRAIN_COUNT) -> list[TrialRecord]:
     """The front's ``count`` best networks by the study's first objective (ties: the smaller network), then
     the scored baselines that fit (tiny-hw, ...): trained with the same schedule, they are the reference
     the searched networks' stand-alone AP is read against."""
@@ -54,7 +57,9 @@ def picks(records: list[TrialRecord], settings: "StudySettings", count: int = RE
     return best + sorted(references, key=lambda r: r.params)
 
 
-def _claim(study: optuna.Study, chosen: list[TrialRecord], lock: Callable[[], ContextManager[Any]]) -> list[TrialRecord]:
+def _claim(
+    study: optuna.Study, chosen: list[TrialRecord], lock: Callable[[], AbstractContextManager[Any]]
+) -> list[TrialRecord]:
     """The networks of ``chosen`` that no worker has trained or is training, now claimed by this one. A
     claim left by a killed worker of this machine (its process is gone) is taken over: its run folder
     resumes."""
@@ -75,8 +80,9 @@ def _abandoned(entry: dict[str, Any]) -> bool:
     return bool(worker) and worker.get("host") == socket.gethostname() and not pid_alive(int(worker.get("pid", 0)))
 
 
-def _record(study: optuna.Study, number: int, result: dict[str, Any] | None,
-            lock: Callable[[], ContextManager[Any]]) -> None:  # fmt: skip
+def _record(
+    study: optuna.Study, number: int, result: dict[str, Any] | None, lock: Callable[[], AbstractContextManager[Any]]
+) -> None:
     """Store ``result`` for trial ``number`` (None: release the claim, so a later run trains it)."""
     with lock():
         done = dict(study.user_attrs.get(ATTR_STANDALONE) or {})
@@ -88,11 +94,21 @@ def _record(study: optuna.Study, number: int, result: dict[str, Any] | None,
 
 
 def retrain_front(
-    study: optuna.Study, settings: "StudySettings", records: list[TrialRecord], scorer: "SubnetScorer",
-    data: Path, out: Path, clock: Clock, *, lock: Callable[[], ContextManager[Any]],
-    teacher_cache: "TeacherCache | None", device: str | None, say: Callable[[str], None],
-    display: Callable[[int], Any] | None = None, count: int = RETRAIN_COUNT,
-) -> list[int]:  # fmt: skip
+    study: optuna.Study,
+    settings: StudySettings,
+    records: list[TrialRecord],
+    scorer: SubnetScorer,
+    data: Path,
+    out: Path,
+    clock: Clock,
+    *,
+    lock: Callable[[], AbstractContextManager[Any]],
+    teacher_cache: TeacherCache | None,
+    device: str | None,
+    say: Callable[[str], None],
+    display: Callable[[int], Any] | None = None,
+    count: int = RETRAIN_COUNT,
+) -> list[int]:
     """Train the front's best ``count`` networks, and the baselines that fit, stand-alone in the time
     ``clock`` leaves; returns the trial numbers trained. Each is paced to its share of the time left. When
     a network's share does not fit even ``MIN_BATCHES`` batches per epoch, the lowest-ranked networks
@@ -102,7 +118,10 @@ def retrain_front(
     mine = _claim(study, picks(records, settings, count), lock)
     if mine:  # at once: measuring the first network's speed takes seconds on a busy machine
         left = f" in the {clock.left():.0f} s left" if clock.limited else ""
-        say(f"retraining {len(mine)} networks stand-alone{left}: " + ", ".join(f"trial {r.number} {r.name}" for r in mine))
+        say(
+            f"retraining {len(mine)} networks stand-alone{left}: "
+            + ", ".join(f"trial {r.number} {r.name}" for r in mine)
+        )
     trained, pending = [], list(mine)
     while pending:
         record = pending.pop(0)
@@ -120,15 +139,19 @@ def retrain_front(
                 _record(study, record.number, None, lock)
                 continue
             for dropped in pending[keep:]:
-                clock.cut(f"retraining trial {dropped.number} ({dropped.name}): left out, so that the better-ranked "
-                          f"trial {record.number} ({record.name}) fits ({cut.needed:.0f} s at least)")  # fmt: skip
+                clock.cut(
+                    f"retraining trial {dropped.number} ({dropped.name}): left out, so that the better-ranked "
+                    f"trial {record.number} ({record.name}) fits ({cut.needed:.0f} s at least)"
+                )
                 _record(study, dropped.number, None, lock)
             pending = pending[:keep]
             seconds, config = (clock.left() - MARGIN_S) / (len(pending) + 1), settings.train
         images = config.train_images or "all training"
-        say(f"retraining trial {record.number} {record.name} stand-alone from its supernet weights: {config.epochs} "
+        say(
+            f"retraining trial {record.number} {record.name} stand-alone from its supernet weights: {config.epochs} "
             f"epochs ({config.epochs - (config.qat_start or config.epochs)} QAT) on {images} images"
-            + (f", paced to end in {seconds:.0f} s" if clock.limited else ""))  # fmt: skip
+            + (f", paced to end in {seconds:.0f} s" if clock.limited else "")
+        )
         # paced to its share: it measures its own speed as it goes, so a machine that gets busier midway
         # shortens its epochs instead of running over the budget
         deadline = time.monotonic() + seconds if clock.limited else None
@@ -137,12 +160,26 @@ def retrain_front(
         except BaseException:
             _record(study, record.number, None, lock)
             raise
-        result = train_standalone(study, record.number, spec, config, data, folder, lock=lock, init_state=inherited,
-                                  teacher_cache=teacher_cache, device=device, deadline=deadline, display=display)  # fmt: skip
+        result = train_standalone(
+            study,
+            record.number,
+            spec,
+            config,
+            data,
+            folder,
+            lock=lock,
+            init_state=inherited,
+            teacher_cache=teacher_cache,
+            device=device,
+            deadline=deadline,
+            display=display,
+        )
         full = result["full_epoch_images"]
         if result["images_per_epoch"] < full:
-            clock.cut(f"retraining trial {record.number} ({record.name}): paced to {seconds:.0f} s, "
-                      f"{result['images_per_epoch']:.0f} of {full} training images per epoch on average")  # fmt: skip
+            clock.cut(
+                f"retraining trial {record.number} ({record.name}): paced to {seconds:.0f} s, "
+                f"{result['images_per_epoch']:.0f} of {full} training images per epoch on average"
+            )
         say(f"trial {record.number} {record.name}: AP {result['ap']:.3f} stand-alone (QAT), {result['seconds']:.0f} s")
         trained.append(record.number)
     clock.finish("retrain")
@@ -150,17 +187,35 @@ def retrain_front(
 
 
 def train_standalone(
-    study: optuna.Study, number: int, spec: ArchSpec, config: TrainConfig, data: Path, folder: Path, *,
-    lock: Callable[[], ContextManager[Any]], init_state: dict[str, Any] | None, teacher_cache: "TeacherCache | None",
-    device: str | None, deadline: float | None = None, display: Callable[[int], Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    study: optuna.Study,
+    number: int,
+    spec: ArchSpec,
+    config: TrainConfig,
+    data: Path,
+    folder: Path,
+    *,
+    lock: Callable[[], AbstractContextManager[Any]],
+    init_state: dict[str, Any] | None,
+    teacher_cache: TeacherCache | None,
+    device: str | None,
+    deadline: float | None = None,
+    display: Callable[[int], Any] | None = None,
+) -> dict[str, Any]:
     """Train trial ``number``'s network ``spec`` stand-alone into ``folder`` (resuming it) and record the
     result in the study's ``ATTR_STANDALONE``, where ``posenas export --trial`` finds its weights. The
     caller has claimed the trial; on any failure the claim is released, so a rerun trains it."""
     started = time.perf_counter()
     try:
-        trainer = Trainer(spec, data, folder, config, teacher_cache=teacher_cache, device=device,
-                          init_state=init_state, deadline=deadline)  # fmt: skip
+        trainer = Trainer(
+            spec,
+            data,
+            folder,
+            config,
+            teacher_cache=teacher_cache,
+            device=device,
+            init_state=init_state,
+            deadline=deadline,
+        )
         if display is not None:
             with display(config.epochs) as shown:
                 trainer.on_batch, trainer.on_epoch = shown.on_batch, shown.on_epoch
@@ -174,15 +229,21 @@ def train_standalone(
     ap, float_ap = best_aps(history)
     full = len(trainer.train_set) // config.batch_size * config.batch_size
     seen = [int(e.get("images") or full) for e in history]
-    result = {"ap": ap, "float_ap": float_ap, "seconds": time.perf_counter() - started,
-              "train_images": config.train_images, "images_per_epoch": sum(seen) / max(1, len(seen)),
-              "full_epoch_images": full, "epochs": config.epochs,
-              "checkpoint": str((folder / "best.pt").resolve())}  # fmt: skip
+    result = {
+        "ap": ap,
+        "float_ap": float_ap,
+        "seconds": time.perf_counter() - started,
+        "train_images": config.train_images,
+        "images_per_epoch": sum(seen) / max(1, len(seen)),
+        "full_epoch_images": full,
+        "epochs": config.epochs,
+        "checkpoint": str((folder / "best.pt").resolve()),
+    }
     _record(study, number, result, lock)
     return result
 
 
-def claim(study: optuna.Study, number: int, lock: Callable[[], ContextManager[Any]]) -> bool:
+def claim(study: optuna.Study, number: int, lock: Callable[[], AbstractContextManager[Any]]) -> bool:
     """Claim trial ``number`` for stand-alone training by this worker (False: another holds it or it is done)."""
     with lock():
         done = dict(study.user_attrs.get(ATTR_STANDALONE) or {})
@@ -205,7 +266,7 @@ def networks_that_fit(seconds: float, needed: float) -> int:
     return max(0, int(seconds // needed)) if needed > 0 else 0
 
 
-def _config(base: TrainConfig, spec: ArchSpec, scorer: "SubnetScorer", folder: Path, seconds: float) -> TrainConfig:
+def _config(base: TrainConfig, spec: ArchSpec, scorer: SubnetScorer, folder: Path, seconds: float) -> TrainConfig:
     """The stand-alone schedule: an interrupted run's own (it resumes), else ``base``. With ``seconds``
     finite, ``_DoesNotFit`` unless at least ``MIN_BATCHES`` batches per epoch (and each epoch's validation)
     fit in them at a measured step's speed; the run itself is then paced to them (``Trainer(deadline=)``)."""
@@ -229,7 +290,7 @@ def _config(base: TrainConfig, spec: ArchSpec, scorer: "SubnetScorer", folder: P
     return base
 
 
-def _train_images(scorer: "SubnetScorer") -> int:
+def _train_images(scorer: SubnetScorer) -> int:
     """The training images of the scorer's data root (the calibration set is drawn from them)."""
     from posenas.posenet.pose.coco import CocoPoseDataset
 

@@ -5,7 +5,8 @@ A study file is read here, strictly (an unknown key at any level is refused with
 * ``space``: the search space (parsed by ``posenas.space.sampling.SearchSpace.from_dict``);
 
 * ``objectives``: a quality first, ``ap`` (QAT AP, up), ``loss`` (validation loss against the targets,
-  down) or ``fg_loss`` (the same on the cells near keypoints and limbs only, down), then ``params`` and/or ``latency`` (down);
+  down) or ``fg_loss`` (the same on the cells near keypoints and limbs only, down), then ``params`` and/or
+  ``latency`` (down);
 * ``search``: ``sampler`` (nsga2 | tpe), ``seed``, ``trials`` (completed trials in all, rejected ones
   included), ``timeout_minutes`` (the wall-clock budget of one worker's whole command: data, teacher,
   supernet, scoring and retraining are sized to fit it; None for none), ``population`` (NSGA-II),
@@ -24,10 +25,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -84,10 +86,10 @@ class StudySettings:
         """The first objective: ``ap``, ``loss`` or ``fg_loss``."""
         return self.objectives[0]
 
-    def with_overrides(self, **overrides: Any) -> "StudySettings":
+    def with_overrides(self, **overrides: Any) -> StudySettings:
         """Command-line flags win over the file; None means 'not given'."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        train = {k[len("train_"):]: given.pop(k) for k in list(given) if k.startswith("train_")}
+        train = {k[len("train_") :]: given.pop(k) for k in list(given) if k.startswith("train_")}
         settings = dataclasses.replace(self, **given)
         if train:
             settings = dataclasses.replace(settings, train=_train_config({**_train_dict(self.train), **train}))
@@ -96,10 +98,17 @@ class StudySettings:
 
     def validate(self) -> None:
         objectives = self.objectives
-        if (not objectives or objectives[0] not in QUALITIES or any(o not in OBJECTIVES for o in objectives)
-                or any(o in QUALITIES for o in objectives[1:]) or len(set(objectives)) != len(objectives)):  # fmt: skip
-            raise StudyError(f"objectives {list(objectives)}: must start with one of {', '.join(QUALITIES)}, then "
-                             "params and/or latency")  # fmt: skip
+        if (
+            not objectives
+            or objectives[0] not in QUALITIES
+            or any(o not in OBJECTIVES for o in objectives)
+            or any(o in QUALITIES for o in objectives[1:])
+            or len(set(objectives)) != len(objectives)
+        ):
+            raise StudyError(
+                f"objectives {list(objectives)}: must start with one of {', '.join(QUALITIES)}, then "
+                "params and/or latency"
+            )
         if self.scorer not in SCORERS:
             raise StudyError(f"scorer {self.scorer!r}: must be one of {', '.join(SCORERS)}")
         if self.score_arithmetic not in ARITHMETICS:
@@ -109,22 +118,37 @@ class StudySettings:
         if self.sampler not in SAMPLERS:
             raise StudyError(f"sampler {self.sampler!r}: must be one of {', '.join(SAMPLERS)}")
         if self.trials < 1 or self.population < 2:
-            raise StudyError(f"search: trials must be >= 1 and population >= 2, got {self.trials} and {self.population}")
+            raise StudyError(
+                f"search: trials must be >= 1 and population >= 2, got {self.trials} and {self.population}"
+            )
         if self.timeout_minutes is not None and not (math.isfinite(self.timeout_minutes) and self.timeout_minutes > 0):
             raise StudyError(f"search: timeout_minutes must be a positive finite number, got {self.timeout_minutes}")
 
 
 # The range of every numeric key of a study file: the same types as the command line's flags, so a key and
 # its flag accept the same values (search/options.py).
-SEARCH_TYPES = {"seed": options.SEED, "trials": options.COUNT, "population": options.Integer(2, 10_000),
-                "finetune_steps": options.Integer(0, 100_000),
-                "timeout_minutes": options.Number(0, 10**5, low_open=True)}  # fmt: skip
+SEARCH_TYPES = {
+    "seed": options.SEED,
+    "trials": options.COUNT,
+    "population": options.Integer(2, 10_000),
+    "finetune_steps": options.Integer(0, 100_000),
+    "timeout_minutes": options.Number(0, 10**5, low_open=True),
+}
 SYNTHETIC_TYPES = {"train": options.SYNTH_IMAGES, "val": options.SYNTH_IMAGES, "seed": options.SEED}
 TEACHER_TYPES = {"epochs": options.EPOCHS, "train_images": options.COUNT}
-TRAIN_TYPES = {"epochs": options.EPOCHS, "qat_epochs": options.QAT_EPOCHS, "batch_size": options.BATCH,
-               "lr": options.LEARNING_RATE, "qat_lr": options.LEARNING_RATE, "alpha": options.Number(0, 1),
-               "seed": options.SEED, "workers": options.Integer(0, 64), "val_images": options.COUNT,
-               "train_images": options.COUNT, "weight_decay": options.Number(0, 1)}  # fmt: skip
+TRAIN_TYPES = {
+    "epochs": options.EPOCHS,
+    "qat_epochs": options.QAT_EPOCHS,
+    "batch_size": options.BATCH,
+    "lr": options.LEARNING_RATE,
+    "qat_lr": options.LEARNING_RATE,
+    "alpha": options.Number(0, 1),
+    "seed": options.SEED,
+    "workers": options.Integer(0, 64),
+    "val_images": options.COUNT,
+    "train_images": options.COUNT,
+    "weight_decay": options.Number(0, 1),
+}
 TRAIN_FLAGS = ("augment", "amp")
 
 
@@ -183,7 +207,16 @@ def _train_config(values: Mapping[str, Any]) -> TrainConfig:
 
 
 TOP_KEYS = ("name", "budget", "space", "objectives", "search", "data", "teacher", "train")
-SEARCH_KEYS = ("sampler", "seed", "trials", "timeout_minutes", "population", "scorer", "score_arithmetic", "finetune_steps")
+SEARCH_KEYS = (
+    "sampler",
+    "seed",
+    "trials",
+    "timeout_minutes",
+    "population",
+    "scorer",
+    "score_arithmetic",
+    "finetune_steps",
+)
 DATA_KEYS = ("root", "synthetic")
 SYNTHETIC_KEYS = ("train", "val", "seed")
 TEACHER_KEYS = {"checkpoint": ("checkpoint",), "arch": ("arch", "epochs", "train_images")}
@@ -248,10 +281,17 @@ def load_settings(name_or_path: str | Path) -> StudySettings:
 
     root = data.get("root")
     settings = StudySettings(
-        name=_text("name", raw.get("name", str(name_or_path))), budget=_text("budget", raw.get("budget", default["budget"])),
-        space=space, objectives=tuple(_text("objectives", o) for o in _list(raw.get("objectives", list(default["objectives"])), "objectives")),
-        sampler=_text("search.sampler", search.get("sampler", default["sampler"])), seed=number("seed"),
-        trials=number("trials"), timeout_minutes=number("timeout_minutes"), population=number("population"),
+        name=_text("name", raw.get("name", str(name_or_path))),
+        budget=_text("budget", raw.get("budget", default["budget"])),
+        space=space,
+        objectives=tuple(
+            _text("objectives", o) for o in _list(raw.get("objectives", list(default["objectives"])), "objectives")
+        ),
+        sampler=_text("search.sampler", search.get("sampler", default["sampler"])),
+        seed=number("seed"),
+        trials=number("trials"),
+        timeout_minutes=number("timeout_minutes"),
+        population=number("population"),
         scorer=_text("search.scorer", search.get("scorer", default["scorer"])),
         score_arithmetic=_text("search.score_arithmetic", search.get("score_arithmetic", default["score_arithmetic"])),
         finetune_steps=number("finetune_steps"),
@@ -261,8 +301,9 @@ def load_settings(name_or_path: str | Path) -> StudySettings:
             synthetic_val=synthetic_count("val", "synthetic_val"),
             synthetic_seed=synthetic_count("seed", "synthetic_seed"),
         ),
-        teacher=_teacher(raw.get("teacher", "none")), train=_train_config(train),
-    )  # fmt: skip
+        teacher=_teacher(raw.get("teacher", "none")),
+        train=_train_config(train),
+    )
     settings.validate()
     return settings
 
@@ -316,6 +357,9 @@ def _teacher(raw: Any) -> TeacherSettings:
     if kind == "checkpoint":
         return TeacherSettings(kind="checkpoint", checkpoint=_text("teacher.checkpoint", raw["checkpoint"]))
     limit = raw.get("train_images")
-    return TeacherSettings(kind="arch", arch=_text("teacher.arch", raw["arch"]),
-                           epochs=typed("teacher.epochs", raw.get("epochs", TeacherSettings.epochs), TEACHER_TYPES["epochs"]),
-                           train_images=None if limit is None else typed("teacher.train_images", limit, TEACHER_TYPES["train_images"]))  # fmt: skip
+    return TeacherSettings(
+        kind="arch",
+        arch=_text("teacher.arch", raw["arch"]),
+        epochs=typed("teacher.epochs", raw.get("epochs", TeacherSettings.epochs), TEACHER_TYPES["epochs"]),
+        train_images=None if limit is None else typed("teacher.train_images", limit, TEACHER_TYPES["train_images"]),
+    )

@@ -11,8 +11,9 @@ import hashlib
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import optuna
 
@@ -38,7 +39,7 @@ def storage_url(url: str) -> str:
     (a dependency of posenas), whereas SQLAlchemy 2 would pick psycopg 3 for a bare ``postgresql://``."""
     for bare in ("postgresql://", "postgres://"):
         if url.startswith(bare):
-            return "postgresql+psycopg2://" + url[len(bare):]
+            return "postgresql+psycopg2://" + url[len(bare) :]
     return url
 
 
@@ -46,7 +47,7 @@ def shown(url: str) -> str:
     """``url`` as messages show it: as the user wrote it (no driver added), its password masked."""
     for driver in ("postgresql+psycopg2://",):
         if url.startswith(driver):
-            url = "postgresql://" + url[len(driver):]
+            url = "postgresql://" + url[len(driver) :]
     return re.sub(r"^([a-z0-9+]+://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
@@ -55,9 +56,9 @@ def sqlite_path(url: str) -> Path | None:
     else None."""
     if not url.startswith(SQLITE):
         return None
-    path = url[len(SQLITE):]
+    path = url[len(SQLITE) :]
     if path.startswith("file:"):
-        path = path[len("file:"):].split("?", 1)[0]
+        path = path[len("file:") :].split("?", 1)[0]
     return Path(path)
 
 
@@ -78,9 +79,14 @@ def open_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120
     try:
         with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                                                 grace_period=grace_period, **retry_kwargs)  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - any driver/connection error is one line for the user
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                **retry_kwargs,
+            )
+    except Exception as exc:
         raise StudyError(f"storage {shown(url)}: cannot be opened ({_first_line(exc)})") from None
     if sqlite:
         _serialise_sqlite_transactions(storage)
@@ -142,11 +148,13 @@ def study_lock(url: str, study_name: str) -> Iterator[None]:
     import sqlalchemy
 
     key = int.from_bytes(hashlib.sha256(f"posenas:{study_name}".encode()).digest()[:8], "big", signed=True)
-    engine = sqlalchemy.create_engine(storage_url(url), poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args(url))
+    engine = sqlalchemy.create_engine(
+        storage_url(url), poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args(url)
+    )
     try:
         try:
             connection = engine.connect()
-        except Exception as exc:  # noqa: BLE001 - any driver/connection error is one line for the user
+        except Exception as exc:
             raise StudyError(f"storage {shown(url)}: cannot be opened ({_first_line(exc)})") from None
         with connection:
             connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
@@ -166,13 +174,22 @@ def storage_failure(exc: BaseException) -> StudyError | None:
     while exc is not None and exc not in chain:
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    database = next((e for e in reversed(chain) if type(e).__module__.split(".")[0] in ("sqlite3", "sqlalchemy", "psycopg2")
-                     or isinstance(e, optuna.exceptions.StorageInternalError)), None)  # fmt: skip
+    database = next(
+        (
+            e
+            for e in reversed(chain)
+            if type(e).__module__.split(".")[0] in ("sqlite3", "sqlalchemy", "psycopg2")
+            or isinstance(e, optuna.exceptions.StorageInternalError)
+        ),
+        None,
+    )
     if database is None:
         return None
     detail = _first_line(getattr(database, "orig", None) or database)  # type: ignore[arg-type]
-    return StudyError(f"the study's storage failed ({detail}); the trials it recorded are kept: make room or "
-                      "bring the database back, and rerun the same command")  # fmt: skip
+    return StudyError(
+        f"the study's storage failed ({detail}); the trials it recorded are kept: make room or "
+        "bring the database back, and rerun the same command"
+    )
 
 
 def _first_line(exc: Exception) -> str:

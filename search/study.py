@@ -1,7 +1,7 @@
 """The search: an Optuna study whose trials are budget-checked before any training, memoised by spec hash,
 and scored on distilled QAT AP.
 
-What posenas adds to Optuna (shared/docs/anchors_nas.md): a sampled spec is placed on the device first;
+What posenas adds to Optuna (docs/peers.md): a sampled spec is placed on the device first;
 an infeasible one is not trained, and its violations become Optuna constraint values (one per resource,
 the relative excess), so NSGA-II and TPE learn where the boundary is. A spec whose hash was already
 scored reuses the score. Baselines enter as enqueued fixed trials and go through the same objective.
@@ -15,9 +15,10 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import optuna
 
@@ -38,7 +39,7 @@ from posenas.search.records import (
     ATTR_SPEC,
     ATTR_SPEC_HASH,
     ATTR_VIOLATIONS,
-)  # fmt: skip
+)
 from posenas.search.settings import StudySettings
 from posenas.space.baselines import baseline_names, get_arch
 from posenas.space.sampling import SearchSpace, fixed_params, sample_arch
@@ -126,29 +127,46 @@ class TrialObjective:
         atomic_write_text(out / "spec.yaml", spec.to_yaml())
         atomic_write_text(out / "budget.json", json.dumps(report.to_dict(), indent=2) + "\n")
         trial.set_user_attr(ATTR_ARTIFACTS, str(out))
-        self._say(f"trial {trial.number} {spec.name}: training ({report.params:,} parameters, "
-                  f"{report.latency_ms or float('nan'):.2f} ms)")  # fmt: skip
+        self._say(
+            f"trial {trial.number} {spec.name}: training ({report.params:,} parameters, "
+            f"{report.latency_ms or float('nan'):.2f} ms)"
+        )
         started = time.perf_counter()
-        trainer = Trainer(spec, self.data_root, out, self.settings.train, teacher=self.teacher,
-                          teacher_cache=self.teacher_cache, device=self.device)  # fmt: skip
+        trainer = Trainer(
+            spec,
+            self.data_root,
+            out,
+            self.settings.train,
+            teacher=self.teacher,
+            teacher_cache=self.teacher_cache,
+            device=self.device,
+        )
         trainer.run()
         history = load_checkpoint(out / "last.pt").history  # every epoch, also those of an earlier attempt
         best = model_for(load_checkpoint(out / "best.pt"), str(out / "best.pt"))
         ap, float_ap = best_aps(history)
         losses = validation_losses(best, PreloadedSamples(trainer.val_set).tensors)
         metrics = {
-            "ap": ap, "float_ap": float_ap, "val_loss": losses["loss"], "fg_loss": losses["fg_loss"],
-            "seconds": time.perf_counter() - started, "checkpoint": str((out / "best.pt").resolve()),
-        }  # fmt: skip
+            "ap": ap,
+            "float_ap": float_ap,
+            "val_loss": losses["loss"],
+            "fg_loss": losses["fg_loss"],
+            "seconds": time.perf_counter() - started,
+            "checkpoint": str((out / "best.pt").resolve()),
+        }
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         self._say(f"trial {trial.number} {spec.name}: AP {metrics['ap']:.3f} in {metrics['seconds']:.0f} s")
         return metrics
 
     def _values(self, metrics: dict[str, Any]) -> tuple[float, ...]:
         """The objective values; a rejected network has AP 0 and losses +inf (the constraints reject it too)."""
-        by_name = {"ap": float(metrics["ap"]), "loss": float(metrics.get("val_loss", math.inf)),
-                   "fg_loss": float(metrics.get("fg_loss", math.inf)),
-                   "params": float(metrics["params"]), "latency": float(metrics["latency_ms"] or math.inf)}  # fmt: skip
+        by_name = {
+            "ap": float(metrics["ap"]),
+            "loss": float(metrics.get("val_loss", math.inf)),
+            "fg_loss": float(metrics.get("fg_loss", math.inf)),
+            "params": float(metrics["params"]),
+            "latency": float(metrics["latency_ms"] or math.inf),
+        }
         return tuple(by_name[o] for o in self.settings.objectives)
 
     def _say(self, line: str) -> None:
@@ -160,7 +178,11 @@ def _scored_twin(study: optuna.Study, spec_hash: str, number: int) -> optuna.tri
     """An earlier completed, trained trial of the same network (same spec hash), if any."""
     for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         attrs = other.user_attrs
-        if other.number != number and attrs.get(ATTR_SPEC_HASH) == spec_hash and "ap" in (attrs.get(ATTR_METRICS) or {}):
+        if (
+            other.number != number
+            and attrs.get(ATTR_SPEC_HASH) == spec_hash
+            and "ap" in (attrs.get(ATTR_METRICS) or {})
+        ):
             return other
     return None
 
@@ -195,7 +217,13 @@ def enqueue_baselines(study: optuna.Study, space: SearchSpace, names: Sequence[s
     return enqueued
 
 
-OBJECTIVE_LABELS = {"ap": "AP (QAT)", "loss": "validation loss", "fg_loss": "foreground loss", "params": "parameters", "latency": "latency ms"}
+OBJECTIVE_LABELS = {
+    "ap": "AP (QAT)",
+    "loss": "validation loss",
+    "fg_loss": "foreground loss",
+    "params": "parameters",
+    "latency": "latency ms",
+}
 
 
 def name_objectives(study: optuna.Study, objectives: Sequence[str]) -> None:

@@ -56,16 +56,24 @@ class SupernetObjective(TrialObjective):
                 raise optuna.TrialPruned(f"{spec.name}: non-finite {name}")
         losses = f"loss {score.val_loss:.5f}, foreground loss {score.fg_loss:.4f}"
         scored = f"AP {score.ap:.3f}, {losses}" if with_ap else losses
-        self._say(f"trial {trial.number} {spec.name}: supernet {scored} ({report.params:,} parameters, "
-                  f"{report.latency_ms or float('nan'):.2f} ms) in {score.seconds:.1f} s")  # fmt: skip
+        self._say(
+            f"trial {trial.number} {spec.name}: supernet {scored} ({report.params:,} parameters, "
+            f"{report.latency_ms or float('nan'):.2f} ms) in {score.seconds:.1f} s"
+        )
         ap = score.ap if with_ap else float("nan")
-        return {"ap": ap, "ap50": score.ap50 if with_ap else float("nan"), "val_loss": score.val_loss,
-                "fg_loss": score.fg_loss, "arithmetic": self.scorer.mode.value,
-                "finetune_steps": self.scorer.finetune_steps,
-                "seconds": score.seconds, "scorer": "supernet"}  # fmt: skip
+        return {
+            "ap": ap,
+            "ap50": score.ap50 if with_ap else float("nan"),
+            "val_loss": score.val_loss,
+            "fg_loss": score.fg_loss,
+            "arithmetic": self.scorer.mode.value,
+            "finetune_steps": self.scorer.finetune_steps,
+            "seconds": score.seconds,
+            "scorer": "supernet",
+        }
 
 
-def supernet_config(settings: "StudySettings", folder: Path) -> SupernetConfig:
+def supernet_config(settings: StudySettings, folder: Path) -> SupernetConfig:
     """The schedule of the study's supernet: the one already in ``folder`` (a rerun resumes it), else the
     default on the study's training images. A time budget does not change the schedule: the training is
     paced to its deadline instead (fewer steps per epoch on a slower or busier machine), so its shape, the
@@ -82,10 +90,18 @@ def supernet_config(settings: "StudySettings", folder: Path) -> SupernetConfig:
 
 
 def supernet_objective(
-    settings: "StudySettings", budget: Budget, data: Path, out: Path, *, supernet: str | None,
-    teacher_cache: "TeacherCache | None", console: "Console", device: str | None = None,
-    config: SupernetConfig | None = None, clock: "Clock | None" = None,
-) -> SupernetObjective:  # fmt: skip
+    settings: StudySettings,
+    budget: Budget,
+    data: Path,
+    out: Path,
+    *,
+    supernet: str | None,
+    teacher_cache: TeacherCache | None,
+    console: Console,
+    device: str | None = None,
+    config: SupernetConfig | None = None,
+    clock: Clock | None = None,
+) -> SupernetObjective:
     """Train (or load) the study's supernet and make the objective that scores trials with it. With a
     ``clock``, the supernet is sized to its share of the time budget."""
     from posenas.search.report import SupernetDisplay
@@ -98,30 +114,56 @@ def supernet_objective(
         seconds = clock.seconds_for("supernet")
         paced = f", paced to end in {seconds:.0f} s" if clock.limited else ""
         verb = "resuming" if (folder / WEIGHTS).is_file() else "training"
-        console.print(f"{verb} the study's supernet -> {folder} ({config.epochs} epochs, the last "
-                      f"{config.qat_epochs} QAT{paced})", highlight=False)  # fmt: skip
+        console.print(
+            f"{verb} the study's supernet -> {folder} ({config.epochs} epochs, the last "
+            f"{config.qat_epochs} QAT{paced})",
+            highlight=False,
+        )
         deadline = time.monotonic() + seconds if clock.limited else None
         with SupernetDisplay(console, config.epochs, config.batch_size) as display:
-            trainer = SupernetTrainer(settings.space, budget, data, folder, config, study=settings.name,
-                                      teacher_cache=teacher_cache, device=device, on_batch=display.on_batch,
-                                      on_epoch=display.on_epoch, deadline=deadline)  # fmt: skip
+            trainer = SupernetTrainer(
+                settings.space,
+                budget,
+                data,
+                folder,
+                config,
+                study=settings.name,
+                teacher_cache=teacher_cache,
+                device=device,
+                on_batch=display.on_batch,
+                on_epoch=display.on_epoch,
+                deadline=deadline,
+            )
             trainer.run()
         full = len(trainer.train_set) // config.batch_size * config.batch_size
         cut = [e for e in json.loads((folder / INFO).read_text())["history"] if 0 < e.get("images", full) < full]
         if cut and clock.limited:
             seen = sum(e["images"] for e in cut) / len(cut)
-            clock.cut(f"supernet: {len(cut)} of {config.epochs} epochs paced to its {seconds:.0f} s, {seen:.0f} of "
-                      f"{len(trainer.train_set)} training images each on average")  # fmt: skip
+            clock.cut(
+                f"supernet: {len(cut)} of {config.epochs} epochs paced to its {seconds:.0f} s, {seen:.0f} of "
+                f"{len(trainer.train_set)} training images each on average"
+            )
     clock.finish("supernet")
     net, info = load_supernet(folder, settings.space)
     net.eval()
-    scorer = SubnetScorer(net, data, calibration_images=CALIBRATION_IMAGES, val_images=settings.train.val_images,
-                          seed=settings.seed, device=device, mode=QuantMode(settings.score_arithmetic),
-                          finetune_steps=settings.finetune_steps, finetune_batch=settings.train.batch_size,
-                          finetune_lr=settings.train.qat_lr, recipe=settings.train.lowbit)  # fmt: skip
+    scorer = SubnetScorer(
+        net,
+        data,
+        calibration_images=CALIBRATION_IMAGES,
+        val_images=settings.train.val_images,
+        seed=settings.seed,
+        device=device,
+        mode=QuantMode(settings.score_arithmetic),
+        finetune_steps=settings.finetune_steps,
+        finetune_batch=settings.train.batch_size,
+        finetune_lr=settings.train.qat_lr,
+        recipe=settings.train.lowbit,
+    )
     what = QUALITY_NAMES[settings.quality]
     tuned = f", {settings.finetune_steps} fine-tuning steps" if settings.finetune_steps else ""
-    console.print(f"scoring trials with the supernet in {folder} (trained {info['epoch'] + 1} epochs; BN recalibrated "
-                  f"on {len(scorer.calibration)} training images{tuned}, {settings.score_arithmetic.upper()} {what} on "
-                  f"{len(scorer.val.image_ids)} validation images)")  # fmt: skip
+    console.print(
+        f"scoring trials with the supernet in {folder} (trained {info['epoch'] + 1} epochs; BN recalibrated "
+        f"on {len(scorer.calibration)} training images{tuned}, {settings.score_arithmetic.upper()} {what} on "
+        f"{len(scorer.val.image_ids)} validation images)"
+    )
     return SupernetObjective(settings, budget, data, out / "trials", scorer=scorer, device=device)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 PHASES = ("teacher", "supernet", "search", "retrain")
 
@@ -93,8 +93,9 @@ class Clock:
             self.on_cut(what)
 
 
-def images_that_fit(seconds: float, seconds_per_image: float, epochs: float, available: int,
-                    minimum: int) -> int | None:  # fmt: skip
+def images_that_fit(
+    seconds: float, seconds_per_image: float, epochs: float, available: int, minimum: int
+) -> int | None:
     """Training images per epoch so that ``epochs`` epochs take at most ``seconds`` at ``seconds_per_image``
     (``epochs`` may weigh slower epochs more, e.g. QAT ones): at most ``available``, and None when even
     ``minimum`` images do not fit."""

@@ -15,9 +15,10 @@ search's last stage would have.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import optuna
 
@@ -30,7 +31,7 @@ from posenas.search.records import (
     ATTR_SPEC,
     ATTR_STANDALONE,
     ATTR_VIOLATIONS,
-)  # fmt: skip
+)
 from posenas.search.storage import open_storage, sqlite_path
 from posenas.space.spec import ArchSpec
 
@@ -101,7 +102,10 @@ def trial_weights(study: optuna.Study, number: int, storage_url: str | None = No
         raise DoesNotFit(f"trial {number} of {study.study_name} does not fit its budget and was not trained: {reasons}")
     standalone: Mapping[str, Any] = study.user_attrs.get(ATTR_STANDALONE) or {}
     reused = attrs.get(ATTR_REUSED_FROM)
-    candidates = [(standalone.get(str(number)) or {}).get("checkpoint"), (attrs.get(ATTR_METRICS) or {}).get("checkpoint")]
+    candidates = [
+        (standalone.get(str(number)) or {}).get("checkpoint"),
+        (attrs.get(ATTR_METRICS) or {}).get("checkpoint"),
+    ]
     if reused is not None:  # the same network, scored (and perhaps trained) as that trial
         candidates.append((standalone.get(str(reused)) or {}).get("checkpoint"))
     for recorded in filter(None, candidates):
@@ -112,10 +116,16 @@ def trial_weights(study: optuna.Study, number: int, storage_url: str | None = No
     command = trial_command("train", number, study.study_name, storage_url)
     entry = standalone.get(str(number)) or {}
     if "worker" in entry:
-        raise NoWeights(f"trial {number} of {study.study_name} is being trained stand-alone by {entry['worker']}; "
-                        f"wait for it, or if that worker is gone, run: {command}", command)  # fmt: skip
-    raise NoWeights(f"trial {number} of {study.study_name} has no stand-alone weights (the supernet scored it, nobody "
-                    f"trained it); train it with the study's schedule: {command}", command)  # fmt: skip
+        raise NoWeights(
+            f"trial {number} of {study.study_name} is being trained stand-alone by {entry['worker']}; "
+            f"wait for it, or if that worker is gone, run: {command}",
+            command,
+        )
+    raise NoWeights(
+        f"trial {number} of {study.study_name} has no stand-alone weights (the supernet scored it, nobody "
+        f"trained it); train it with the study's schedule: {command}",
+        command,
+    )
 
 
 def _existing(path: Path, storage_url: str | None) -> Path | None:
@@ -145,8 +155,15 @@ class StudyRun:
     calibration_images: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out": self.out, "data": self.data, "teacher": self.teacher, "supernet": self.supernet,
-                "train": self.train, "seed": self.seed, "calibration_images": self.calibration_images}  # fmt: skip
+        return {
+            "out": self.out,
+            "data": self.data,
+            "teacher": self.teacher,
+            "supernet": self.supernet,
+            "train": self.train,
+            "seed": self.seed,
+            "calibration_images": self.calibration_images,
+        }
 
     @property
     def train_config(self) -> TrainConfig:
@@ -165,8 +182,10 @@ def record_run(study: optuna.Study, run: StudyRun) -> None:
 def study_run(study: optuna.Study) -> StudyRun:
     raw = study.user_attrs.get(ATTR_RUN)
     if not isinstance(raw, Mapping):
-        raise StudyError(f"study {study.study_name} does not record its data, teacher and schedule (a search made "
-                         "before posenas recorded them); rerun posenas search with the same --out to record them")  # fmt: skip
+        raise StudyError(
+            f"study {study.study_name} does not record its data, teacher and schedule (a search made "
+            "before posenas recorded them); rerun posenas search with the same --out to record them"
+        )
     try:
         return StudyRun(**raw)
     except TypeError:
@@ -174,7 +193,16 @@ def study_run(study: optuna.Study) -> StudyRun:
 
 
 __all__ = [
-    "ATTR_RUN", "NoWeights", "RETRAIN_FOLDER", "StudyRun", "default_storage", "get_trial", "load_study", "record_run",
+    "ATTR_RUN",
+    "NoWeights",
+    "RETRAIN_FOLDER",
+    "StudyRun",
+    "default_storage",
+    "get_trial",
+    "load_study",
+    "record_run",
     "study_run",
-    "trial_command", "trial_spec", "trial_weights",
-]  # fmt: skip
+    "trial_command",
+    "trial_spec",
+    "trial_weights",
+]

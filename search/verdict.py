@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from posenas.search.records import QUALITY_NAMES, TrialRecord, pareto_front, quality
 from posenas.search.trials import trial_command
@@ -36,19 +37,32 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         r = self.record
-        chosen = None if r is None else {
-            "trial": r.number, "name": r.baseline or r.name, "standalone_ap": _json_number(standalone_ap(r)),
-            "params": r.params, "latency_ms": _json_number(r.latency_ms),
-        }  # fmt: skip
-        return {"recommended": chosen, "reason": self.reason, "measured": self.measured,
-                "next_steps": list(self.next_steps)}  # fmt: skip
+        chosen = (
+            None
+            if r is None
+            else {
+                "trial": r.number,
+                "name": r.baseline or r.name,
+                "standalone_ap": _json_number(standalone_ap(r)),
+                "params": r.params,
+                "latency_ms": _json_number(r.latency_ms),
+            }
+        )
+        return {
+            "recommended": chosen,
+            "reason": self.reason,
+            "measured": self.measured,
+            "next_steps": list(self.next_steps),
+        }
 
 
 def _json_number(value: float) -> float | None:
     return None if value != value or math.isinf(value) else float(value)
 
 
-def recommend(records: list[TrialRecord], objective: str = "ap", latency: bool = False) -> tuple[TrialRecord | None, str, bool]:
+def recommend(
+    records: list[TrialRecord], objective: str = "ap", latency: bool = False
+) -> tuple[TrialRecord | None, str, bool]:
     """The network to take: the best stand-alone AP among those that fit (ties: lower latency, then fewer
     parameters); else the front's best by ``objective`` (an estimate). Returns (record, reason, measured)."""
     measured = [r for r in records if r.feasible and r.state == "COMPLETE" and standalone_ap(r) == standalone_ap(r)]
@@ -56,23 +70,43 @@ def recommend(records: list[TrialRecord], objective: str = "ap", latency: bool =
         best = min(measured, key=lambda r: (-standalone_ap(r), _latency(r), r.params, r.number))
         ties = [r for r in measured if standalone_ap(r) == standalone_ap(best) and r is not best]
         tie = f"; tied with {', '.join(r.baseline or r.name for r in ties)}, lower latency" if ties else ""
-        return best, (f"the best stand-alone AP ({standalone_ap(best):.3f}) of the {len(measured)} networks that fit "
-                      f"and were trained stand-alone{tie}"), True  # fmt: skip
+        return (
+            best,
+            (
+                f"the best stand-alone AP ({standalone_ap(best):.3f}) of the {len(measured)} networks that fit "
+                f"and were trained stand-alone{tie}"
+            ),
+            True,
+        )
     front = pareto_front(records, latency=latency, objective=objective)
     if not front:
         return None, "no network that fits was scored", False
     best = min(front, key=lambda r: (-quality(r, objective), _latency(r), r.params, r.number))
-    return best, (f"the best {QUALITY_NAMES[objective]} on the front as the scorer estimated it (no network was "
-                  "trained stand-alone: train it before trusting it)"), False  # fmt: skip
+    return (
+        best,
+        (
+            f"the best {QUALITY_NAMES[objective]} on the front as the scorer estimated it (no network was "
+            "trained stand-alone: train it before trusting it)"
+        ),
+        False,
+    )
 
 
 def _latency(record: TrialRecord) -> float:
     return record.latency_ms if record.latency_ms == record.latency_ms else math.inf
 
 
-def verdict(records: list[TrialRecord], *, study: str, storage_url: str | None, data: str | None, report: str | None,
-            checkpoint: Callable[[int], str | None] = lambda number: None, objective: str = "ap",
-            latency: bool = False) -> Verdict:  # fmt: skip
+def verdict(
+    records: list[TrialRecord],
+    *,
+    study: str,
+    storage_url: str | None,
+    data: str | None,
+    report: str | None,
+    checkpoint: Callable[[int], str | None] = lambda number: None,
+    objective: str = "ap",
+    latency: bool = False,
+) -> Verdict:
     """The recommendation with the commands of the next steps: train it (when it has no stand-alone
     weights), export it, predict with it on the study's validation images (``checkpoint(trial)``: its
     stand-alone ``best.pt``, or where training will put it), open the report."""
@@ -87,7 +121,9 @@ def verdict(records: list[TrialRecord], *, study: str, storage_url: str | None, 
     steps.append(trial_command("export", record.number, study, storage_url, "--out", export))
     weights = checkpoint(record.number)
     if data and weights:
-        steps.append(shlex.join(["posenas", "predict", "--checkpoint", weights, "--data", data, "--out", f"predict-{name}"]))
+        steps.append(
+            shlex.join(["posenas", "predict", "--checkpoint", weights, "--data", data, "--out", f"predict-{name}"])
+        )
     if report:
         steps.append(shlex.join(["open", report]))
     return Verdict(record, reason, measured, tuple(steps))

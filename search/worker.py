@@ -20,8 +20,10 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -79,8 +81,10 @@ def recover_dead_trials(study: optuna.Study, say: Callable[[str], None]) -> list
         study.tell(trial.number, state=TrialState.FAIL)
         retry(study, trial)
         recovered.append(trial.number)
-        say(f"trial {trial.number} was left running by a stopped worker (pid {worker['pid']}): failed, and queued "
-            "again for this run")  # fmt: skip
+        say(
+            f"trial {trial.number} was left running by a stopped worker (pid {worker['pid']}): failed, and queued "
+            "again for this run"
+        )
     return recovered
 
 
@@ -113,9 +117,14 @@ class _GatedObjective:
 
 
 def run_worker(
-    study: optuna.Study, objective: Callable[[optuna.Trial], Any], trials: int, *, timeout_s: float | None,
-    lock: Callable[[], ContextManager[Any]], say: Callable[[str], None],
-) -> WorkerReport:  # fmt: skip
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    trials: int,
+    *,
+    timeout_s: float | None,
+    lock: Callable[[], AbstractContextManager[Any]],
+    say: Callable[[str], None],
+) -> WorkerReport:
     """Run trials of ``study`` until it holds ``trials`` distinct networks, no trial starting after
     ``timeout_s`` or when the next would likely end past it. ``lock()`` serialises recovery with the other
     workers' start."""
@@ -143,7 +152,7 @@ def run_worker(
             started = time.monotonic()
             try:
                 study.optimize(gated, n_trials=1, catch=(Exception,))
-            except Exception as exc:  # noqa: BLE001 - the storage could not record the trial: stop, in one line
+            except Exception as exc:
                 raise (storage_failure(exc) or exc) from None
             durations.append(time.monotonic() - started)
             if gated.fatal is not None:
@@ -159,11 +168,13 @@ def run_worker(
 
 def _retry_last(study: optuna.Study) -> None:
     """Queue this process's last failed trial again, if the storage still takes writes."""
-    mine = [t for t in study.get_trials(deepcopy=False) if (t.user_attrs.get(ATTR_WORKER) or {}).get("pid") == os.getpid()]
+    mine = [
+        t for t in study.get_trials(deepcopy=False) if (t.user_attrs.get(ATTR_WORKER) or {}).get("pid") == os.getpid()
+    ]
     if mine and mine[-1].state == TrialState.FAIL:
         try:
             retry(study, mine[-1])
-        except Exception:  # noqa: BLE001 - a full disk may refuse this too; the rerun samples afresh
+        except Exception:
             pass
 
 
@@ -175,7 +186,9 @@ def expected_seconds(durations: list[float], window: int = PACE_WINDOW) -> float
 
 def _requeue_interrupted(study: optuna.Study) -> None:
     """This process's last trial, interrupted by Ctrl-C: failed (Optuna does that) and queued again."""
-    mine = [t for t in study.get_trials(deepcopy=False) if (t.user_attrs.get(ATTR_WORKER) or {}).get("pid") == os.getpid()]
+    mine = [
+        t for t in study.get_trials(deepcopy=False) if (t.user_attrs.get(ATTR_WORKER) or {}).get("pid") == os.getpid()
+    ]
     if mine and mine[-1].state in (TrialState.FAIL, TrialState.RUNNING):
         if mine[-1].state == TrialState.RUNNING:
             study.tell(mine[-1].number, state=TrialState.FAIL)

@@ -42,8 +42,10 @@ def _pose_net(
 _STUDENT = dict(widths=[32, 32, 64, 64, 96, 96, 128, 128], cpm_width=96, cpm_depth=3, head_width=64)
 _TINY = dict(widths=[16, 24, 32, 32, 48, 48, 64], cpm_width=48, cpm_depth=2, head_width=32)
 
+
 def _with_bits(spec: ArchSpec, name: str, bits: int, layers: set[str]) -> ArchSpec:
     """``spec`` renamed, with ``bits``-bit weights in ``layers``."""
+
     def chain(layer_specs: tuple[LayerSpec, ...]) -> tuple[LayerSpec, ...]:
         return tuple(dataclasses.replace(x, weight_bits=bits) if x.name in layers else x for x in layer_specs)
 
@@ -56,8 +58,10 @@ def lowered(spec: ArchSpec, bits: int) -> ArchSpec:
     first = spec.backbone[0].name
     layers = {layer.name for layer in spec.layers()} - {first}
     lowered_spec = _with_bits(spec, f"{spec.name}-w{bits}", bits, layers)
-    heads = tuple(dataclasses.replace(head, hidden=tuple(dataclasses.replace(x, weight_bits=bits) for x in head.hidden))
-                  for head in lowered_spec.heads)  # fmt: skip
+    heads = tuple(
+        dataclasses.replace(head, hidden=tuple(dataclasses.replace(x, weight_bits=bits) for x in head.hidden))
+        for head in lowered_spec.heads
+    )
     return dataclasses.replace(lowered_spec, heads=heads)
 
 

@@ -86,10 +86,23 @@ def layer_graph(spec: ArchSpec) -> tuple[LayerNode, ...]:
 
     def add(layer: LayerSpec, role: str, source: int, in_ch: int, in_size: tuple[int, int]) -> LayerNode:
         node = LayerNode(
-            index=len(nodes), name=layer.name, role=role, source=source, in_channels=in_ch, in_size=in_size,
-            out_channels=layer.out_channels, kernel_size=layer.kernel_size, padding=layer.kernel_size // 2,
-            stride=layer.stride, pool=layer.pool, pool_type=layer.pool_type, weight_bits=layer.weight_bits,
-            batchnorm=True, relu=True, wide=False, is_output=False,
+            index=len(nodes),
+            name=layer.name,
+            role=role,
+            source=source,
+            in_channels=in_ch,
+            in_size=in_size,
+            out_channels=layer.out_channels,
+            kernel_size=layer.kernel_size,
+            padding=layer.kernel_size // 2,
+            stride=layer.stride,
+            pool=layer.pool,
+            pool_type=layer.pool_type,
+            weight_bits=layer.weight_bits,
+            batchnorm=True,
+            relu=True,
+            wide=False,
+            is_output=False,
         )
         nodes.append(node)
         return node
@@ -106,9 +119,22 @@ def layer_graph(spec: ArchSpec) -> tuple[LayerNode, ...]:
             source, channels = node.index, node.out_channels
         nodes.append(
             LayerNode(
-                index=len(nodes), name=head.out_name, role="output", source=source, in_channels=channels,
-                in_size=trunk.out_size, out_channels=head.out_channels, kernel_size=1, padding=0, stride=1,
-                pool=0, pool_type="max", weight_bits=head.out_bits, batchnorm=False, relu=False, wide=True,
+                index=len(nodes),
+                name=head.out_name,
+                role="output",
+                source=source,
+                in_channels=channels,
+                in_size=trunk.out_size,
+                out_channels=head.out_channels,
+                kernel_size=1,
+                padding=0,
+                stride=1,
+                pool=0,
+                pool_type="max",
+                weight_bits=head.out_bits,
+                batchnorm=False,
+                relu=False,
+                wide=True,
                 is_output=True,
             )
         )

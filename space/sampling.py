@@ -16,8 +16,9 @@ draws are all at the top bits, a third at or above the middle, and mixed precisi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from posenas.errors import SpecOutsideSpace
 from posenas.space.spec import WEIGHT_BITS, ArchSpec, HeadSpec, LayerSpec, SpecError
@@ -30,8 +31,6 @@ HEAD_KEYS = ("width",)
 HEAD_OUTPUTS = (("heat", 19), ("paf", 38))
 MAX_WIDTH = 1024  # channels of a layer, and the input's side: the MAX78000 has 64 processors x 16 channels
 LOWEST_BITS = "lowest.bits"  # the trial parameter of a network's lowest weight bits (a floor for every layer)
-
-
 
 
 class TrialLike(Protocol):
@@ -68,7 +67,7 @@ class SearchSpace:
     head_width: tuple[int, int]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SearchSpace":
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
         """Parse the ``space`` section of a study file; SpecError names the key and its place.
 
         Unknown keys are refused at every level (a typo such as ``widht`` must not silently fall back to a
@@ -86,12 +85,16 @@ class SearchSpace:
             _known_keys(cpm, CPM_KEYS, "space.cpm")
             _known_keys(head, HEAD_KEYS, "space.head")
             space = cls(
-                input_size=_int(data.get("input_size", 128), "space.input_size", 8, MAX_WIDTH, multiple=8), stems=stems,
+                input_size=_int(data.get("input_size", 128), "space.input_size", 8, MAX_WIDTH, multiple=8),
+                stems=stems,
                 width_step=_int(data.get("width_step", 8), "space.width_step", 1, MAX_WIDTH),
-                bits=_bits(data.get("bits", [8])), backbone=slots,
-                cpm_depth=_range(cpm["depth"], "cpm.depth"), cpm_width=_range(cpm["width"], "cpm.width"),
-                cpm_kernels=_kernels(cpm.get("kernels", [3]), "cpm.kernels"), head_width=_range(head["width"], "head.width"),
-            )  # fmt: skip
+                bits=_bits(data.get("bits", [8])),
+                backbone=slots,
+                cpm_depth=_range(cpm["depth"], "cpm.depth"),
+                cpm_width=_range(cpm["width"], "cpm.width"),
+                cpm_kernels=_kernels(cpm.get("kernels", [3]), "cpm.kernels"),
+                head_width=_range(head["width"], "head.width"),
+            )
         except KeyError as exc:
             raise SpecError(f"space: missing key {exc.args[0]!r}") from None
         except (TypeError, ValueError) as exc:
@@ -136,28 +139,45 @@ def sample_arch(trial: TrialLike, space: SearchSpace, name: str | None = None) -
             pool = 2
         elif i == 0 and stem == "stride2":
             stride = 2
-        backbone.append(LayerSpec(
-            slot.name, _width(trial, f"{slot.name}.width", slot.width, space.width_step),
-            kernel_size=_choice(trial, f"{slot.name}.kernel", slot.kernels), stride=stride, pool=pool,
-            weight_bits=bits(f"{slot.name}.bits"),
-        ))
+        backbone.append(
+            LayerSpec(
+                slot.name,
+                _width(trial, f"{slot.name}.width", slot.width, space.width_step),
+                kernel_size=_choice(trial, f"{slot.name}.kernel", slot.kernels),
+                stride=stride,
+                pool=pool,
+                weight_bits=bits(f"{slot.name}.bits"),
+            )
+        )
     depth = trial.suggest_int("cpm.depth", *space.cpm_depth)
     cpm_width = _width(trial, "cpm.width", space.cpm_width, space.width_step)
     cpm = tuple(
-        LayerSpec(f"cpm{j}", cpm_width, kernel_size=_choice(trial, f"cpm{j}.kernel", space.cpm_kernels),
-                  weight_bits=bits(f"cpm{j}.bits"))
+        LayerSpec(
+            f"cpm{j}",
+            cpm_width,
+            kernel_size=_choice(trial, f"cpm{j}.kernel", space.cpm_kernels),
+            weight_bits=bits(f"cpm{j}.bits"),
+        )
         for j in range(1, depth + 1)
     )
     head_width = _width(trial, "head.width", space.head_width, space.width_step)
     heads = tuple(
-        HeadSpec(head, channels,
-                 hidden=(LayerSpec(f"{head}_conv", head_width, kernel_size=1,
-                                   weight_bits=bits(f"{head}_conv.bits")),),
-                 out_bits=bits(f"{head}_out.bits"))
+        HeadSpec(
+            head,
+            channels,
+            hidden=(LayerSpec(f"{head}_conv", head_width, kernel_size=1, weight_bits=bits(f"{head}_conv.bits")),),
+            out_bits=bits(f"{head}_out.bits"),
+        )
         for head, channels in HEAD_OUTPUTS
     )
-    return ArchSpec(name=name or f"trial{trial.number}", backbone=tuple(backbone), cpm=cpm, heads=heads,
-                    input_size=space.input_size, fold=2 if stem == "fold" else 1)
+    return ArchSpec(
+        name=name or f"trial{trial.number}",
+        backbone=tuple(backbone),
+        cpm=cpm,
+        heads=heads,
+        input_size=space.input_size,
+        fold=2 if stem == "fold" else 1,
+    )
 
 
 def fixed_params(spec: ArchSpec, space: SearchSpace) -> dict[str, Any]:
@@ -243,9 +263,13 @@ def _slot(raw: Any, where: str) -> SlotBounds:
     optional = raw.get("optional", False)
     if not isinstance(optional, bool):
         raise SpecError(f"space: {name}.optional must be true or false, got {optional!r}")
-    return SlotBounds(name=name, width=_range(raw["width"], f"{name}.width"),
-                      kernels=_kernels(raw.get("kernels", [3]), f"{name}.kernels"),
-                      pool=_int(raw.get("pool", 0), f"space: {name}.pool", 0, 16), optional=optional)  # fmt: skip
+    return SlotBounds(
+        name=name,
+        width=_range(raw["width"], f"{name}.width"),
+        kernels=_kernels(raw.get("kernels", [3]), f"{name}.kernels"),
+        pool=_int(raw.get("pool", 0), f"space: {name}.pool", 0, 16),
+        optional=optional,
+    )
 
 
 def _int(value: Any, key: str, low: int, high: int, multiple: int = 1) -> int:
@@ -281,8 +305,12 @@ def _bits(value: Any) -> tuple[int, ...]:
 
 
 def _range(value: Any, key: str) -> tuple[int, int]:
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            and 0 < value[0] <= value[1] <= MAX_WIDTH):  # fmt: skip
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and 0 < value[0] <= value[1] <= MAX_WIDTH
+    ):
         raise SpecError(f"space: {key} must be [low, high] with 0 < low <= high <= {MAX_WIDTH}, got {value!r}")
     return value[0], value[1]
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -31,8 +32,6 @@ POOL_TYPES = ("max", "avg")
 MAX_CHANNELS = 1024
 FOLD_FACTORS = (1, 2, 4)
 HEAD_NAMES = ("heat", "paf")
-
-
 
 
 @dataclass(frozen=True)
@@ -154,7 +153,7 @@ class ArchSpec:
         return _plain(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ArchSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> ArchSpec:
         """Build and validate a spec from its dict form; unknown or missing keys raise SpecError."""
         if not isinstance(data, Mapping):
             raise SpecError("an architecture must be a mapping")
@@ -168,18 +167,18 @@ class ArchSpec:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "ArchSpec":
+    def from_yaml(cls, text: str) -> ArchSpec:
         return cls.from_dict(_parse_text(text, yaml.safe_load, yaml.YAMLError, "YAML"))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ArchSpec":
+    def from_json(cls, text: str) -> ArchSpec:
         return cls.from_dict(_parse_text(text, json.loads, json.JSONDecodeError, "JSON"))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "ArchSpec":
+    def from_file(cls, path: str | Path) -> ArchSpec:
         """Read a spec from a .yaml/.yml or .json file."""
         path = Path(path)
         if path.is_dir():
@@ -203,7 +202,7 @@ class ArchSpec:
         body = (self.backbone, self.cpm, self.heads, self.input_size, self.in_channels, self.fold)
         return hashlib.sha256(repr(body).encode()).hexdigest()[:16]
 
-    def renamed(self, name: str) -> "ArchSpec":
+    def renamed(self, name: str) -> ArchSpec:
         return ArchSpec(**{**{f.name: getattr(self, f.name) for f in fields(self)}, "name": name})
 
 
@@ -213,8 +212,10 @@ def _check_arch_name(name: Any) -> None:
     printed shell commands, and they come from untrusted checkpoints: letters, digits, '.', '_' and '-'
     only, starting with a letter or digit, no '..', at most 64 characters."""
     if not isinstance(name, str) or not ARCH_NAME.fullmatch(name) or ".." in name:
-        raise SpecError(f"architecture name {name!r} must be 1-64 letters, digits, '.', '_' or '-', "
-                        "starting with a letter or digit (it names files)")  # fmt: skip
+        raise SpecError(
+            f"architecture name {name!r} must be 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (it names files)"
+        )
 
 
 def _check_name(name: Any) -> None:

@@ -11,7 +11,8 @@ of networks per second.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,9 +83,15 @@ def smallest_arch(space: SearchSpace, stem: str | None = None, bits: int | None 
     return sample_arch(_Extreme(False, fixed, bits or max(space.bits)), space, name=f"smallest-{fixed['stem']}")
 
 
-def random_arch(space: SearchSpace, rng: np.random.Generator, *, stems: Sequence[str] | None = None,
-                bits: Sequence[int] | None = None, lowest_bits: int | None = None,
-                name: str = "random") -> ArchSpec:  # fmt: skip
+def random_arch(
+    space: SearchSpace,
+    rng: np.random.Generator,
+    *,
+    stems: Sequence[str] | None = None,
+    bits: Sequence[int] | None = None,
+    lowest_bits: int | None = None,
+    name: str = "random",
+) -> ArchSpec:
     """A uniformly random network of ``space`` (optionally only ``stems``; ``bits`` per layer from ``bits``,
     default the space's own), drawn as ``sample_arch`` asks: the network's lowest bits, then each layer's.
     ``lowest_bits`` fixes that floor instead; ``min(space.bits)`` gives every layer a uniform draw."""
@@ -113,6 +120,7 @@ class _BitsOverride:
 
 def with_random_bits(spec: ArchSpec, rng: np.random.Generator, bits: Sequence[int]) -> ArchSpec:
     """``spec`` with every layer's weight bits (head outputs included) drawn uniformly from ``bits``."""
+
     def draw() -> int:
         return int(bits[int(rng.integers(0, len(bits)))])
 

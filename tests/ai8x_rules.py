@@ -1,5 +1,5 @@
 """The rules an ai8x-synthesis network YAML and integer checkpoint must obey, written independently of
-the exporter from shared/docs/max78000.md sections 3, 4, 5, 8.2 and 8.4, so tests can check exports
+the exporter from docs/max78000.md sections 3, 4, 5, 8.2 and 8.4, so tests can check exports
 against the documentation rather than against the exporter's own assumptions.
 
 Each function returns a list of broken rules (empty = compliant).
@@ -13,12 +13,43 @@ import torch
 
 TOP_LEVEL_KEYS = {"arch", "dataset", "layers", "output_map", "unload", "data_buffer", "bias", "weights", "snoop"}
 LAYER_KEYS = {
-    "processors", "out_offset", "op", "operation", "kernel_size", "pad", "activate", "activation", "max_pool",
-    "avg_pool", "pool_stride", "data_format", "output_width", "flatten", "output_processors", "in_offset",
-    "in_sequences", "in_dim", "in_crop", "in_channels", "out_channels", "name", "output", "write_gap",
-    "eltwise", "operands", "pool_first", "quantization", "output_shift", "streaming", "bias_group",
-    "weight_source", "groups", "dilation", "pool_dilation", "next_sequence",
-}  # fmt: skip
+    "processors",
+    "out_offset",
+    "op",
+    "operation",
+    "kernel_size",
+    "pad",
+    "activate",
+    "activation",
+    "max_pool",
+    "avg_pool",
+    "pool_stride",
+    "data_format",
+    "output_width",
+    "flatten",
+    "output_processors",
+    "in_offset",
+    "in_sequences",
+    "in_dim",
+    "in_crop",
+    "in_channels",
+    "out_channels",
+    "name",
+    "output",
+    "write_gap",
+    "eltwise",
+    "operands",
+    "pool_first",
+    "quantization",
+    "output_shift",
+    "streaming",
+    "bias_group",
+    "weight_source",
+    "groups",
+    "dilation",
+    "pool_dilation",
+    "next_sequence",
+}
 OPS = {"conv2d", "conv1d", "convtranspose2d", "linear", "mlp", "fc", "passthrough", "none", "add", "sub", "xor", "or"}
 MEMORY_BYTES = {"MAX78000": 32768, "MAX78002": 81920}
 
@@ -140,7 +171,11 @@ def yaml_violations(doc: dict[str, Any], nodes: list, arch: str, device: str = "
                 o = layers[j]
                 oh, ow = nodes[j].out_size
                 o_end = o["out_offset"] + oh * ow * _passes(nodes[j].out_channels)[0] * 4 * (4 if nodes[j].wide else 1)
-                if _memories(o.get("output_processors", o["processors"])) & s_mem and o["out_offset"] < s_end and s_start < o_end:
+                if (
+                    _memories(o.get("output_processors", o["processors"])) & s_mem
+                    and o["out_offset"] < s_end
+                    and s_start < o_end
+                ):
                     broken.append(f"layer {j} overwrites layer {node.source}'s output, which layer {i} still reads")
     return broken
 

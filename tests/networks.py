@@ -32,8 +32,9 @@ def random_model(spec: ArchSpec, seed: int) -> PoseNet:
     return model
 
 
-def random_checkpoint(spec: ArchSpec, seed: int, mode: QuantMode = QuantMode.QAT,
-                      recipe: LowBitRecipe | None = None) -> RunCheckpoint:  # fmt: skip
+def random_checkpoint(
+    spec: ArchSpec, seed: int, mode: QuantMode = QuantMode.QAT, recipe: LowBitRecipe | None = None
+) -> RunCheckpoint:
     """A run checkpoint with random weights (batch-norm folded for QAT), its low-bit layers made with
     ``recipe`` (None: ai8x v1), which the checkpoint records as training does."""
     model = random_model(spec, seed)

@@ -224,7 +224,9 @@ def _wait_for_connection(url: str, timeout: float) -> sqlalchemy.Engine:
         except sqlalchemy.exc.OperationalError as error:
             if time.monotonic() > deadline:
                 engine.dispose()
-                raise PostgresUnavailable(f"PostgreSQL started but refuses connections: {_last_line(str(error))}")
+                raise PostgresUnavailable(
+                    f"PostgreSQL started but refuses connections: {_last_line(str(error))}"
+                ) from None
             time.sleep(0.1)
 
 
@@ -316,7 +318,7 @@ class PostgresServer:
 
     url: str
     binaries: PostgresBinaries
-    account: "_Account"
+    account: _Account
     root: Path
     env: dict[str, str]
     start_timeout: int
@@ -327,10 +329,23 @@ class PostgresServer:
     def start(self) -> None:
         port = re.search(r":(\d+)/", self.url).group(1)  # type: ignore[union-attr]
         started = self.account.run(
-            [self.binaries.tool("pg_ctl"), "start", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
-             "-o", f"-p {port}", "-w", "-t", str(self.start_timeout)],
-            cwd=self.root, env=self.env, timeout=self.start_timeout + 30,
-        )  # fmt: skip
+            [
+                self.binaries.tool("pg_ctl"),
+                "start",
+                "-D",
+                str(self.root / "data"),
+                "-l",
+                str(self.root / "server.log"),
+                "-o",
+                f"-p {port}",
+                "-w",
+                "-t",
+                str(self.start_timeout),
+            ],
+            cwd=self.root,
+            env=self.env,
+            timeout=self.start_timeout + 30,
+        )
         if started.returncode != 0:
             raise PostgresUnavailable(f"PostgreSQL did not restart: {_last_line(started.stderr or started.stdout)}")
         _wait_for_connection(self.url, timeout=self.start_timeout).dispose()

@@ -1,4 +1,4 @@
-"""The budget checker against the facts of shared/docs/max78000.md (sections 1.3, 1.4, 2, 3, 6.2, 9)."""
+"""The budget checker against the facts of docs/max78000.md (sections 1.3, 1.4, 2, 3, 6.2, 9)."""
 
 from __future__ import annotations
 
@@ -111,9 +111,19 @@ def test_kernel_offsets_of_every_tiny_hw_layer():
     plan = check(BASELINES["tiny-hw"], MAX78000).plan
     offsets = {layer.name: (layer.kernel_offset, layer.kernel_words) for layer in plan.layers}
     assert offsets == {
-        "conv1": (8, 16), "conv2": (24, 24), "conv3": (48, 32), "conv4": (80, 32), "conv5": (112, 48),
-        "conv6": (160, 48), "conv7": (208, 64), "cpm1": (0, 6), "cpm2": (272, 48), "heat_conv": (320, 4),
-        "heat_out": (324, 3), "paf_conv": (328, 4), "paf_out": (332, 5),
+        "conv1": (8, 16),
+        "conv2": (24, 24),
+        "conv3": (48, 32),
+        "conv4": (80, 32),
+        "conv5": (112, 48),
+        "conv6": (160, 48),
+        "conv7": (208, 64),
+        "cpm1": (0, 6),
+        "cpm2": (272, 48),
+        "heat_conv": (320, 4),
+        "heat_out": (324, 3),
+        "paf_conv": (328, 4),
+        "paf_out": (332, 5),
     }
 
 
@@ -185,8 +195,9 @@ def test_more_than_32_layers_is_a_violation():
 
 # -- latency (section 6.2) -----------------------------------------------------------------------------
 def test_latency_formula_matches_izer_for_mnist_layer_0():
-    cycles = layer_cycles(in_passes=1, pool=0, pooled_size=(28, 28), kernel_size=3, padding=1, out_width=28,
-                          hw_out_channels=60)
+    cycles = layer_cycles(
+        in_passes=1, pool=0, pooled_size=(28, 28), kernel_size=3, padding=1, out_width=28, hw_out_channels=60
+    )
     assert cycles == 48956
 
 

@@ -191,8 +191,10 @@ SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stack
 
 def _compile(commands: dict[str, list[str]]) -> dict[str, str]:
     """Run the compile commands in parallel: {name: compiler output} of those that failed."""
-    jobs = {name: subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for name, cmd in commands.items()}  # fmt: skip
+    jobs = {
+        name: subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, cmd in commands.items()
+    }
     failed = {}
     for name, job in jobs.items():
         output, _ = job.communicate()
@@ -315,10 +317,28 @@ def assert_same_poses(
 
 # A standing person facing the camera, in input pixels relative to the neck (body-18 order).
 TEMPLATE = np.array(
-    [(0, -16), (0, 0), (-13, 1), (-17, 19), (-19, 35), (13, 1), (17, 19), (19, 35), (-8, 36),
-     (-9, 58), (-10, 80), (8, 36), (9, 58), (10, 80), (-8, -25), (8, -25), (-16, -18), (16, -18)],
+    [
+        (0, -16),
+        (0, 0),
+        (-13, 1),
+        (-17, 19),
+        (-19, 35),
+        (13, 1),
+        (17, 19),
+        (19, 35),
+        (-8, 36),
+        (-9, 58),
+        (-10, 80),
+        (8, 36),
+        (9, 58),
+        (10, 80),
+        (-8, -25),
+        (8, -25),
+        (-16, -18),
+        (16, -18),
+    ],
     dtype=np.float64,
-)  # fmt: skip
+)
 
 
 def person(neck: tuple[float, float], scale: float, seed: int, missing: tuple[int, ...] = ()) -> np.ndarray:
@@ -362,9 +382,11 @@ def random_maps(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_tables_and_static_memory_match_python_and_the_header(built: Built):
     lines = dict(
-        line.split(" ", 1) for line in subprocess.run([str(built.tool), "--tables"], capture_output=True,
-                                                      text=True, check=True).stdout.splitlines()
-    )  # fmt: skip
+        line.split(" ", 1)
+        for line in subprocess.run(
+            [str(built.tool), "--tables"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    )
     assert [tuple(int(v) for v in pair.split(",")) for pair in lines["limbs"].split()] == list(LIMBS)
     assert [int(v) for v in lines["grouping_order"].split()] == list(GROUPING_ORDER)
     assert [int(v) for v in lines["redundant_limbs"].split()] == sorted(REDUNDANT_LIMBS)
@@ -455,8 +477,10 @@ def test_peak_limits_keep_the_highest_peaks(built: Built):
     expected = [p[:32, :3] for p in extract_peaks(maps, config)]
     assert [len(p) for p in extract_peaks(maps, config)][3:8] == [256, 0, 128, 0, 14]
     maps.tofile(built.workdir / "crowded.bin")
-    found = [line.split() for line in run_internals(
-        built, "peaks", 128, 128, 8, 8, 3.5, 0.1, built.workdir / "crowded.bin").splitlines()]  # fmt: skip
+    found = [
+        line.split()
+        for line in run_internals(built, "peaks", 128, 128, 8, 8, 3.5, 0.1, built.workdir / "crowded.bin").splitlines()
+    ]
     table = np.array([[np.float32(v) for v in line[1:]] for line in found], dtype=np.float32)
     for k in range(18):
         np.testing.assert_array_equal(table[table[:, 0] == k, 1:], expected[k])
@@ -514,9 +538,19 @@ def test_connections_equal_score_limbs(built: Built, name: str):
     np.concatenate([heatmaps, pafs]).astype(np.float32).tofile(built.workdir / "limb_maps.bin")
     ordered = np.concatenate([np.column_stack([np.full(len(t), k), t[:, :3]]) for k, t in enumerate(tables)])
     ordered.astype(np.float32).tofile(built.workdir / "limb_peaks.bin")
-    found = [line.split() for line in run_internals(
-        built, "limbs", 16, 16, config.upsample, config.stride, built.workdir / "limb_maps.bin",
-        built.workdir / "limb_peaks.bin").splitlines()]  # fmt: skip
+    found = [
+        line.split()
+        for line in run_internals(
+            built,
+            "limbs",
+            16,
+            16,
+            config.upsample,
+            config.stride,
+            built.workdir / "limb_maps.bin",
+            built.workdir / "limb_peaks.bin",
+        ).splitlines()
+    ]
     assert all(line[0] == "conn" for line in found)
     np.testing.assert_array_equal(np.array([[np.float32(v) for v in line[1:]] for line in found]), expected)
 
@@ -617,8 +651,10 @@ def test_random_maps_other_sizes_and_upsampling(built: Built, h, w, upsample, in
 def test_crowded_maps_need_the_raised_limits(built: Built):
     """Six people under heavy noise: over 32 peaks of a keypoint and over 32 people. With raised
     limits (-D) the C decoder still equals Python; with the defaults it keeps at most 32 people."""
-    people = [person((x, y), 0.5, seed=10 + i) for i, (x, y) in enumerate(
-        [(20, 20), (64, 20), (108, 20), (20, 80), (64, 80), (108, 80)])]  # fmt: skip
+    people = [
+        person((x, y), 0.5, seed=10 + i)
+        for i, (x, y) in enumerate([(20, 20), (64, 20), (108, 20), (20, 80), (64, 80), (108, 80)])
+    ]
     heatmaps, pafs = target_maps(people, noise=0.2, seed=5)
     expected = decode(heatmaps, pafs, DecodeConfig.for_input(INPUT_SIZE))
     assert len(expected) > 32

@@ -52,19 +52,28 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     sources = [str(CSRC / "pose_grid.c"), str(CSRC / "pose_grid_main.c")]
     builds = {"tool": [], "checked": SANITIZERS, "raised": SANITIZERS + RAISED_LIMITS}
     for name, extra in builds.items():
-        done = subprocess.run([gcc, *CFLAGS, *extra, *sources, "-lm", "-o", str(out / name)], capture_output=True,
-                              text=True)  # fmt: skip
+        done = subprocess.run(
+            [gcc, *CFLAGS, *extra, *sources, "-lm", "-o", str(out / name)], capture_output=True, text=True
+        )
         if done.returncode != 0 and extra[:1] == SANITIZERS[:1]:  # no sanitizer runtime: build plainly
             plain = [e for e in extra if e not in SANITIZERS]
-            done = subprocess.run([gcc, *CFLAGS, *plain, *sources, "-lm", "-o", str(out / name)], capture_output=True,
-                                  text=True)  # fmt: skip
+            done = subprocess.run(
+                [gcc, *CFLAGS, *plain, *sources, "-lm", "-o", str(out / name)], capture_output=True, text=True
+            )
         assert done.returncode == 0, f"compiling {name} failed (warnings are errors):\n{done.stderr}"
     return Built(out / "tool", out / "checked", out / "raised", out)
 
 
-def run_c(built: Built, heatmaps: np.ndarray, pafs: np.ndarray, *, build: str = "checked", max_poses: int = 1000,
-          scales: tuple[float, float] | None = None,
-          shape: tuple[int, int] | None = None) -> list[Pose] | int:  # fmt: skip
+def run_c(
+    built: Built,
+    heatmaps: np.ndarray,
+    pafs: np.ndarray,
+    *,
+    build: str = "checked",
+    max_poses: int = 1000,
+    scales: tuple[float, float] | None = None,
+    shape: tuple[int, int] | None = None,
+) -> list[Pose] | int:
     """Decode with the host tool: the people, or the negative error code it reports."""
     h, w = shape if shape is not None else heatmaps.shape[1:]
     path = built.workdir / "maps.bin"
@@ -72,8 +81,13 @@ def run_c(built: Built, heatmaps: np.ndarray, pafs: np.ndarray, *, build: str = 
     args = [str(getattr(built, build)), "-n", str(max_poses)]
     if scales:
         args += ["-q", repr(float(scales[0])), repr(float(scales[1]))]
-    done = subprocess.run([*args, str(h), str(w), str(path)], capture_output=True, text=True, timeout=30,
-                          env={**SANITIZER_ENV, "PATH": "/usr/bin:/bin"})  # fmt: skip
+    done = subprocess.run(
+        [*args, str(h), str(w), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**SANITIZER_ENV, "PATH": "/usr/bin:/bin"},
+    )
     assert "Sanitizer" not in done.stderr and "runtime error" not in done.stderr, done.stderr
     if done.stdout.startswith("error"):
         assert done.returncode == 1
@@ -97,8 +111,12 @@ def assert_same_people(c_poses: list[Pose] | int, py_poses: list[Pose]) -> None:
 
 def test_tables_and_static_memory(built: Built):
     """Limb tables as Python's; the static bytes as documented in the header, and within the 24 KB goal."""
-    lines = dict(line.split(" ", 1) for line in subprocess.run(
-        [str(built.tool), "--tables"], capture_output=True, text=True, check=True).stdout.splitlines())  # fmt: skip
+    lines = dict(
+        line.split(" ", 1)
+        for line in subprocess.run(
+            [str(built.tool), "--tables"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    )
     assert [tuple(int(v) for v in pair.split(",")) for pair in lines["limbs"].split()] == list(LIMBS)
     assert [int(v) for v in lines["grouping_order"].split()] == list(GROUPING_ORDER)
     assert [int(v) for v in lines["redundant_limbs"].split()] == sorted(REDUNDANT_LIMBS)
@@ -193,10 +211,15 @@ def test_max_poses_and_empty_maps(built: Built):
 
 @pytest.mark.parametrize(
     "shape, options, code",
-    [((0, 16), {}, PG_ERR_SIZE), ((16, 0), {}, PG_ERR_SIZE), ((256, 1), {}, PG_ERR_SIZE),
-     ((16, 16), {"max_poses": -1}, PG_ERR_ARGUMENT), ((16, 16), {"scales": (0.0, ACC_SCALE)}, PG_ERR_ARGUMENT),
-     ((16, 16), {"scales": (ACC_SCALE, float("inf"))}, PG_ERR_ARGUMENT)],
-)  # fmt: skip
+    [
+        ((0, 16), {}, PG_ERR_SIZE),
+        ((16, 0), {}, PG_ERR_SIZE),
+        ((256, 1), {}, PG_ERR_SIZE),
+        ((16, 16), {"max_poses": -1}, PG_ERR_ARGUMENT),
+        ((16, 16), {"scales": (0.0, ACC_SCALE)}, PG_ERR_ARGUMENT),
+        ((16, 16), {"scales": (ACC_SCALE, float("inf"))}, PG_ERR_ARGUMENT),
+    ],
+)
 def test_bad_sizes_and_arguments_give_error_codes(built: Built, shape, options, code):
     """256 rows exceed PG_MAX_MAP_SIDE (255: cell indices are stored in a byte)."""
     rows, cols = max(shape[0], 1), max(shape[1], 1)

@@ -57,8 +57,7 @@ def test_keypoints_move_with_the_image():
     blob = 250 * np.exp(-((xx - 50.5) ** 2 + (yy - 30.5) ** 2) / (2 * 3.0**2))
     image = np.repeat(np.round(blob).astype(np.uint8)[..., None], 3, axis=2)
     rng = np.random.default_rng(1)
-    for matrix in (letterbox_matrix(200, 100, 128),
-                   _random_matrix(200, 100, rng), _random_matrix(200, 100, rng)):  # fmt: skip
+    for matrix in (letterbox_matrix(200, 100, 128), _random_matrix(200, 100, rng), _random_matrix(200, 100, rng)):
         warped = warp_image(image, matrix, 128, border=0)[..., 0].astype(np.float64)
         ys, xs = np.nonzero(warped)
         centroid = np.array([(xs + 0.5) @ warped[ys, xs], (ys + 0.5) @ warped[ys, xs]]) / warped.sum()
@@ -79,7 +78,9 @@ def test_inverse_matrix_maps_back():
 
 
 def test_flip_mirrors_targets_and_swaps_sides(sample):
-    no_flip = CocoPoseDataset(sample.root, "val", augmentation=Augmentation(flip=0.0, scale=(1, 1), rotation=0, shift=0))
+    no_flip = CocoPoseDataset(
+        sample.root, "val", augmentation=Augmentation(flip=0.0, scale=(1, 1), rotation=0, shift=0)
+    )
     flip = CocoPoseDataset(sample.root, "val", augmentation=Augmentation(flip=1.0, scale=(1, 1), rotation=0, shift=0))
     for index in range(len(sample)):
         a, b = no_flip[index], flip[index]
@@ -122,8 +123,14 @@ def _labelled_person(x0: float) -> dict:
     keypoints[:, 0] = x0 + np.arange(17)
     keypoints[:, 1] = 20 + 4 * np.arange(17)
     keypoints[:, 2] = 2
-    return {"keypoints": keypoints.ravel().tolist(), "num_keypoints": 17, "iscrowd": 0, "area": 2000.0,
-            "bbox": [x0, 20, 17, 68], "segmentation": [[x0, 20, x0 + 17, 20, x0 + 17, 88, x0, 88]]}  # fmt: skip
+    return {
+        "keypoints": keypoints.ravel().tolist(),
+        "num_keypoints": 17,
+        "iscrowd": 0,
+        "area": 2000.0,
+        "bbox": [x0, 20, 17, 68],
+        "segmentation": [[x0, 20, x0 + 17, 20, x0 + 17, 88, x0, 88]],
+    }
 
 
 def test_crowd_region_is_masked(tmp_path):
@@ -131,9 +138,15 @@ def test_crowd_region_is_masked(tmp_path):
     crowd[0:40, 100:160] = 1  # at scale 0.8 -> input rows 0-32, cols 80-128: cells my 0-3, mx 10-15
     annotations = [
         _labelled_person(10),
-        {"keypoints": [0] * 51, "num_keypoints": 0, "iscrowd": 1, "area": 2400.0,
-         "bbox": [100, 0, 60, 40], "segmentation": _uncompressed_rle(crowd)},
-    ]  # fmt: skip
+        {
+            "keypoints": [0] * 51,
+            "num_keypoints": 0,
+            "iscrowd": 1,
+            "area": 2400.0,
+            "bbox": [100, 0, 60, 40],
+            "segmentation": _uncompressed_rle(crowd),
+        },
+    ]
     item = CocoPoseDataset(_root(tmp_path, annotations), "val")[0]
     expected = np.ones((16, 16), np.float32)
     expected[0:4, 10:16] = 0
@@ -196,8 +209,9 @@ def test_a_damaged_image_is_one_error_and_the_codecs_print_nothing(tmp_path):
         for name, data in (("half", whole[: len(whole) // 2]), ("scrambled", bytes(scrambled))):
             damaged.append(tmp_path / f"{name}{suffix}")
             damaged[-1].write_bytes(data)
-    run = subprocess.run([sys.executable, "-c", READ_DAMAGED, *map(str, damaged)], capture_output=True, text=True,
-                         timeout=60)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", READ_DAMAGED, *map(str, damaged)], capture_output=True, text=True, timeout=60
+    )
     assert run.stdout.count("unreadable or corrupt image") == len(damaged), run.stdout
     assert run.stderr == "after\n"  # stderr works again after the decodes, and held nothing else
 
@@ -212,7 +226,9 @@ def test_json_without_keypoints(tmp_path):
 
 
 def test_people_only_drops_empty_images(tmp_path):
-    root = _root(tmp_path, [{"keypoints": [0] * 51, "num_keypoints": 0, "iscrowd": 0, "area": 10.0, "bbox": [0, 0, 2, 5]}])
+    root = _root(
+        tmp_path, [{"keypoints": [0] * 51, "num_keypoints": 0, "iscrowd": 0, "area": 10.0, "bbox": [0, 0, 2, 5]}]
+    )
     assert len(CocoPoseDataset(root, "val")) == 1
     with pytest.raises(DataError, match="the val split has no images with people"):  # nothing to train on
         CocoPoseDataset(root, "val", people_only=True)
@@ -224,8 +240,10 @@ def test_people_only_drops_empty_images(tmp_path):
 def _train_only_root(source: Path, root: Path) -> Path:
     """The coco_sample's val annotations and images as the only split, train: a root like coco_mini_train."""
     (root / "annotations").mkdir(parents=True)
-    shutil.copy(source / "annotations" / "person_keypoints_val2017.json",
-                root / "annotations" / "person_keypoints_train2017.json")  # fmt: skip
+    shutil.copy(
+        source / "annotations" / "person_keypoints_val2017.json",
+        root / "annotations" / "person_keypoints_train2017.json",
+    )
     shutil.copytree(source / "val2017", root / "train2017")
     return root
 

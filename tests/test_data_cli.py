@@ -54,7 +54,9 @@ def test_show_writes_a_png(synth_root, tmp_path, capsys):
     # Results from a file: the ground truth fed back through --results.
     results = tmp_path / "results.json"
     records = json.loads((synth_root / "annotations" / "person_keypoints_val2017.json").read_text())["annotations"]
-    results.write_text(json.dumps([{"image_id": a["image_id"], "keypoints": a["keypoints"], "score": 1} for a in records]))
+    results.write_text(
+        json.dumps([{"image_id": a["image_id"], "keypoints": a["keypoints"], "score": 1} for a in records])
+    )
     assert main(["data", "show", str(synth_root), "--out", str(out), "--count", "2", "--results", str(results)]) == 0
 
 
@@ -62,9 +64,18 @@ def test_show_writes_a_png(synth_root, tmp_path, capsys):
     "argv, message",
     [
         (["eval", "--data", "{missing}", "--oracle"], "person_keypoints_val2017.json: annotation file not found"),
-        (["eval", "--data", "{root}"], "one of the arguments --oracle --ground-truth --checkpoint --results --teacher is required"),
-        (["data", "show", "{root}", "--out", "{tmp}/x.png", "--results", "{tmp}/none.json"], "none.json: not a readable"),
-        (["data", "synth", "--out", "{tmp}/s", "--train", "-1"], "argument --train: must be an integer in [0, 999999], got -1"),
+        (
+            ["eval", "--data", "{root}"],
+            "one of the arguments --oracle --ground-truth --checkpoint --results --teacher is required",
+        ),
+        (
+            ["data", "show", "{root}", "--out", "{tmp}/x.png", "--results", "{tmp}/none.json"],
+            "none.json: not a readable",
+        ),
+        (
+            ["data", "synth", "--out", "{tmp}/s", "--train", "-1"],
+            "argument --train: must be an integer in [0, 999999], got -1",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, synth_root, tmp_path, capsys):

@@ -33,10 +33,28 @@ SIGMA = 7.0  # max(7 * 128 / 368, 7 / 8 * STRIDE)
 # Body-18 order: nose, neck, r_sho, r_elb, r_wri, l_sho, l_elb, l_wri, r_hip, r_knee, r_ank,
 # l_hip, l_knee, l_ank, r_eye, l_eye, r_ear, l_ear.
 TEMPLATE = np.array(
-    [(0, -16), (0, 0), (-13, 1), (-17, 19), (-19, 35), (13, 1), (17, 19), (19, 35), (-8, 36),
-     (-9, 58), (-10, 80), (8, 36), (9, 58), (10, 80), (-8, -25), (8, -25), (-16, -18), (16, -18)],
+    [
+        (0, -16),
+        (0, 0),
+        (-13, 1),
+        (-17, 19),
+        (-19, 35),
+        (13, 1),
+        (17, 19),
+        (19, 35),
+        (-8, 36),
+        (-9, 58),
+        (-10, 80),
+        (8, 36),
+        (9, 58),
+        (10, 80),
+        (-8, -25),
+        (8, -25),
+        (-16, -18),
+        (16, -18),
+    ],
     dtype=np.float64,
-)  # fmt: skip
+)
 LEGS = (8, 9, 10, 11, 12, 13)
 
 
@@ -100,8 +118,7 @@ def assignment(poses: list[Pose], people: list[np.ndarray]) -> list[int]:
         nearest = set()
         for k in found:
             distances = [
-                np.hypot(*(pose.keypoints[k, :2] - person[k, :2])) if person[k, 2] > 0 else np.inf
-                for person in people
+                np.hypot(*(pose.keypoints[k, :2] - person[k, :2])) if person[k, 2] > 0 else np.inf for person in people
             ]
             nearest.add(int(np.argmin(distances)))
         assert len(nearest) == 1, f"a pose mixes people {sorted(nearest)}"
@@ -156,7 +173,7 @@ def test_one_person_is_recovered_keypoint_by_keypoint():
         [make_person((22, 44), 0.6, seed=3), make_person((64, 26), 0.9, seed=4), make_person((106, 56), 0.55, seed=5)],
     ],
     ids=["two", "three-scales"],
-)  # fmt: skip
+)
 def test_side_by_side_people_come_out_as_separate_poses(people):
     poses = decode(*draw_maps(people))
     assert len(poses) == len(people)

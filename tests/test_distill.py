@@ -17,7 +17,7 @@ from posenas.posenet.nets.distill import (
     load_prepared_teacher,
     load_teacher,
     write_prepared_teacher,
-)  # fmt: skip
+)
 from posenas.posenet.nets.model import build_model
 from posenas.posenet.nets.teacher import LightweightOpenPose, TeacherError
 from posenas.posenet.nets.train import TrainConfig, Trainer
@@ -87,13 +87,15 @@ def test_unaugmented_training_reads_the_cache_and_never_runs_the_teacher(root, t
     prepared = load_prepared_teacher(folder)
     counting = _CountingTeacher(prepared.teacher)
     config = TrainConfig(epochs=1, qat_start=None, batch_size=2, val_images=1, augment=False)
-    records = Trainer(get_arch("tiny-hw"), root, tmp_path / "cached", config, teacher=counting,
-                      teacher_cache=prepared.cache).run()  # fmt: skip
+    records = Trainer(
+        get_arch("tiny-hw"), root, tmp_path / "cached", config, teacher=counting, teacher_cache=prepared.cache
+    ).run()
     assert counting.calls == 0 and np.isfinite(records[0].loss)
     # With augmentation the cache cannot be used: the teacher runs on every batch (6 images / 2).
     augmented = TrainConfig(epochs=1, qat_start=None, batch_size=2, val_images=1, augment=True)
-    Trainer(get_arch("tiny-hw"), root, tmp_path / "live", augmented, teacher=counting,
-            teacher_cache=prepared.cache).run()  # fmt: skip
+    Trainer(
+        get_arch("tiny-hw"), root, tmp_path / "live", augmented, teacher=counting, teacher_cache=prepared.cache
+    ).run()
     assert counting.calls == 3
 
 

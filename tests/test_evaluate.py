@@ -15,7 +15,7 @@ from posenas.posenet.pose.evaluate import (
     oracle_results,
     poses_to_results,
     prediction_results,
-)  # fmt: skip
+)
 from posenas.posenet.pose.keypoints import coco_to_body
 from posenas.posenet.pose.targets import heatmap_targets, paf_targets
 from posenas.posenet.pose.transforms import letterbox_matrix, transform_points
@@ -124,13 +124,37 @@ def test_eval_json_records_the_teachers_resolved_input_and_decoder(mobilenet_thi
     assert config["nms_radius"] == pytest.approx(6 * 256 / 368) and config["paf_samples"] == 10
     assert (config["peak_threshold"], config["min_keypoints"], config["min_mean_score"]) == (0.1, 3, 0.2)
     assert _nulls(record) == {"limit", "pooled_input"}  # the two options that were off, and only those
-    grid = _eval_json(capsys, ["--data", str(coco_sample_root), "--teacher", str(mobilenet_thin_graph),
-                               "--decoder", "grid", "--pooled-input", "128", "--limit", "2"])  # fmt: skip
+    grid = _eval_json(
+        capsys,
+        [
+            "--data",
+            str(coco_sample_root),
+            "--teacher",
+            str(mobilenet_thin_graph),
+            "--decoder",
+            "grid",
+            "--pooled-input",
+            "128",
+            "--limit",
+            "2",
+        ],
+    )
     assert grid["decode_config"]["decoder"] == "grid" and grid["decode_config"]["paf_samples"] == 5
     assert grid["pooled_input"] == 128 and grid["maps"] == [16, 16] and grid["decode_config"]["stride"] == 16
     assert grid["limit"] == 2 and grid["images"] == 2 and _nulls(grid) == set()
-    pooled = _eval_json(capsys, ["--data", str(coco_sample_root), "--teacher", str(mobilenet_thin_graph),
-                                 "--pooled-input", "128", "--limit", "2"])  # fmt: skip
+    pooled = _eval_json(
+        capsys,
+        [
+            "--data",
+            str(coco_sample_root),
+            "--teacher",
+            str(mobilenet_thin_graph),
+            "--pooled-input",
+            "128",
+            "--limit",
+            "2",
+        ],
+    )
     assert grid["ap"] != pooled["ap"]  # the grid decoder really decoded (the upsampled one scores otherwise)
 
 

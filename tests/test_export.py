@@ -21,6 +21,7 @@ from networks import random_checkpoint
 from posenas.budgets.checker import check
 from posenas.budgets.device import load_budget
 from posenas.posenet.nets.checkpoint import load_checkpoint, save_checkpoint
+from posenas.posenet.nets.config import LowBitRecipe
 from posenas.posenet.nets.export import m4
 from posenas.posenet.nets.export.bundle import DoesNotFitError, export_run
 from posenas.posenet.nets.export.c_source import sample_source, write_c_project
@@ -28,7 +29,6 @@ from posenas.posenet.nets.export.host import build_host, decoder_limits_exceeded
 from posenas.posenet.nets.export.integer import integer_layers, simulation_model
 from posenas.posenet.nets.export.izer import synthesis_figures
 from posenas.posenet.nets.export.sample import random_input, simulate
-from posenas.posenet.nets.config import LowBitRecipe
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.train import TrainConfig, Trainer
 from posenas.posenet.pose.decode import DecodeConfig
@@ -170,8 +170,10 @@ def test_c_is_bit_exact_with_random_weights(seed, tmp_path):
 
 
 @needs_cc
-@pytest.mark.parametrize("name, bits, bias_bits", [("tiny-hw", 2, 8), ("tiny-hw", 4, 8), ("student-hw-mixed", None, 8),
-                                                   ("student-hw-mixed", None, 0)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, bits, bias_bits",
+    [("tiny-hw", 2, 8), ("tiny-hw", 4, 8), ("student-hw-mixed", None, 8), ("student-hw-mixed", None, 0)],
+)
 def test_c_is_bit_exact_with_the_low_bit_recipe(name, bits, bias_bits, tmp_path):
     """2- and 4-bit layers with the recipe's held shifts (and the 8-bit bias option): QAT == simulate == C."""
     spec = get_arch(name) if bits is None else lowered(get_arch(name), bits)
@@ -223,7 +225,7 @@ def test_c_is_bit_exact_on_searched_networks(tmp_path):
     bits = {node.weight_bits for spec in specs for node in layer_graph(spec)}
     assert len(bits) > 1  # the sample covers sub-8-bit layers
     people = 0
-    for i, spec in enumerate(specs):
+    for spec in specs:
         result = export_run(random_checkpoint(spec, 2), MAX78000, tmp_path / spec.name)
         _c_outputs_match(result)
         people += len(result.python_poses)
@@ -242,10 +244,13 @@ def test_microcontroller_limits_keep_the_strongest_peaks_and_are_explained(tmp_p
     subprocess.run(["make", "-s", "CC=gcc", "HOST_LIMITS=", "posenas_host"], cwd=c_folder, check=True)
     small = run_host(c_folder / "posenas_host")
     assert small.bit_exact and 0 < len(small.poses) <= 32
-    heat_layer, paf_layer = (layer for layer in integer_layers(simulation_model(random_checkpoint(spec, 1))[0])
-                             if layer.node.is_output)  # fmt: skip
-    maps = (np.load(result.files["expected_heatmaps"]) / heat_layer.wide_scale,
-            np.load(result.files["expected_pafs"]) / paf_layer.wide_scale)
+    heat_layer, paf_layer = (
+        layer for layer in integer_layers(simulation_model(random_checkpoint(spec, 1))[0]) if layer.node.is_output
+    )
+    maps = (
+        np.load(result.files["expected_heatmaps"]) / heat_layer.wide_scale,
+        np.load(result.files["expected_pafs"]) / paf_layer.wide_scale,
+    )
     header = {"PD_MAX_CANDIDATES": 128, "PD_MAX_PEAKS_PER_KEYPOINT": 32, "PD_MAX_PEOPLE": 32}
     assert "past the C decoder's" in decoder_limits_exceeded(*maps, DecodeConfig.for_input(128), header)
     assert decoder_limits_exceeded(*maps, DecodeConfig.for_input(128), {k: 10**6 for k in header}) is None
@@ -261,12 +266,16 @@ def test_ai8xize_accepts_the_export_and_simulates_the_same_outputs(trained_tiny,
     result = export_run(load_checkpoint(trained_tiny), MAX78000, tmp_path, build_c=False, izer_root=Path(izer_root))
     assert result.izer is not None and result.izer.ok, result.izer.summary
     assert result.izer_agrees == {"pafs": True, "heatmaps": True}
-    assert synthesis_figures(result.izer.output / "log.txt")["latency_cycles"] == check(get_arch("tiny-hw"), MAX78000).latency_cycles
+    assert (
+        synthesis_figures(result.izer.output / "log.txt")["latency_cycles"]
+        == check(get_arch("tiny-hw"), MAX78000).latency_cycles
+    )
     # The firmware project: izer's files, its main.c moved aside, posenas' main and decoder beside them.
     firmware = result.firmware
     assert firmware is not None and (firmware / "izer" / "main.c").is_file() and (firmware / "cnn.c").is_file()
     assert {"main.c", "izer_sample.c", "posenas_app.c", "pose_grid.c", "posenas_firmware.h"} <= {
-        p.name for p in firmware.iterdir()}
+        p.name for p in firmware.iterdir()
+    }
     assert "posenas" in (firmware / "project.mk").read_text()
     assert result.performance is not None and result.performance.cnn_cycles_source == "ai8x-synthesis"
 
@@ -313,7 +322,10 @@ def test_cli_refuses_an_over_budget_network(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "does not fit MAX78000: nothing exported" in out and out.count("kernel memory exhausted") >= 3
     assert not (tmp_path / "out").exists()
-    assert main(["export", "--checkpoint", str(path), "--budget", "max78002", "--out", str(tmp_path / "b"), "--no-build"]) == 0
+    assert (
+        main(["export", "--checkpoint", str(path), "--budget", "max78002", "--out", str(tmp_path / "b"), "--no-build"])
+        == 0
+    )
 
 
 def test_cli_bad_input_gives_one_line_and_exit_2(trained_tiny, tmp_path, capsys):
@@ -350,8 +362,9 @@ def test_host_check_fails_on_one_wrong_value(tmp_path):
     c = result.files["c"]
     pafs = np.load(result.files["expected_pafs"])
     pafs.flat[123] += 1
-    (c / "sample.c").write_text(sample_source(np.load(result.files["sample"]),
-                                              (np.load(result.files["expected_heatmaps"]), pafs)))  # fmt: skip
+    (c / "sample.c").write_text(
+        sample_source(np.load(result.files["sample"]), (np.load(result.files["expected_heatmaps"]), pafs))
+    )
     run = run_host(build_host(c, "gcc"))
     assert run.mismatches == 1 and run.returncode == 1 and not run.bit_exact
     assert not dataclasses.replace(result, host=run).passed
@@ -377,12 +390,16 @@ def test_cli_says_which_decoder_counted_which_people(tmp_path, capsys, monkeypat
     assert (report["python_poses"], report["grid_poses"]) == (49, 1)
     assert report["performance"]["people"] == report["grid_poses"]
     assert report["person_filters"] == {"min_keypoints": 3, "min_mean_score": 0.2, "min_person_score": None}
-    assert "upsampled decoder (peaks on the maps upsampled x8; posenet/pose/decode.py and its C port " \
-           "c/pose_decode.c): Python 49 people\n" in out  # fmt: skip
-    assert "grid decoder (the M4's pose_grid.c, peaks on the stride-8 cells; the decoder time below is for it): " \
-           "1 people; 49 vs 1 because these are two decoders, not two thresholds: both keep every person with 3+ " \
-           "keypoints and mean keypoint score >= 0.2, no person-score threshold (21 and 1 at score >= 20, " \
-           "predict's default)" in out  # fmt: skip
+    assert (
+        "upsampled decoder (peaks on the maps upsampled x8; posenet/pose/decode.py and its C port "
+        "c/pose_decode.c): Python 49 people\n" in out
+    )
+    assert (
+        "grid decoder (the M4's pose_grid.c, peaks on the stride-8 cells; the decoder time below is for it): "
+        "1 people; 49 vs 1 because these are two decoders, not two thresholds: both keep every person with 3+ "
+        "keypoints and mean keypoint score >= 0.2, no person-score threshold (21 and 1 at score >= 20, "
+        "predict's default)" in out
+    )
     assert "decoder 0.82 ms (1 people" in out  # the performance line counts the grid decoder's people
     assert "m4" not in report["files"] and "Cortex-M4 grid decoder" not in out  # not built: no m4/ to list
 
@@ -394,8 +411,13 @@ def test_cli_lists_the_m4_folder_and_its_program_reruns(tmp_path, capsys, monkey
     out, report = _export_cli(tmp_path, capsys)
     folder = tmp_path / "out" / "m4"
     assert report["files"]["m4"] == str(folder) and "Cortex-M4 grid decoder" in out
-    assert {p.name for p in (folder / "src").iterdir()} == {"posenas_app.c", "posenas_app.h", "posenas_firmware.h",
-                                                           "pose_grid.c", "pose_grid.h"}  # fmt: skip
+    assert {p.name for p in (folder / "src").iterdir()} == {
+        "posenas_app.c",
+        "posenas_app.h",
+        "posenas_firmware.h",
+        "pose_grid.c",
+        "pose_grid.h",
+    }
     assert "Python 49 people, C 49; same keypoints within 0.000 px" in out
     # The program the export timed runs again under QEMU and finds the grid decoder's one person.
     run = m4.run(folder / "qemu" / "app.elf")

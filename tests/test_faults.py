@@ -33,8 +33,16 @@ def _posenas(args: list[str], cwd: Path, file_limit: int | None = None, **kwargs
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    return subprocess.run([*POSENAS, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600,
-                          preexec_fn=limit if file_limit else None, **kwargs)  # fmt: skip
+    return subprocess.run(
+        [*POSENAS, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        preexec_fn=limit if file_limit else None,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +50,24 @@ def small(synth_root, tmp_path_factory) -> dict[str, Path]:
     """A tiny data root and a trained tiny-hw run (for export), made once."""
     root = synth_root(16, 4, 21)
     runs = tmp_path_factory.mktemp("faults")
-    done = _posenas(["train", "--arch", "tiny-hw", "--data", str(root), "--epochs", "2", "--qat-epochs", "1",
-                     "--val-images", "2", "--out", str(runs / "run")], runs)  # fmt: skip
+    done = _posenas(
+        [
+            "train",
+            "--arch",
+            "tiny-hw",
+            "--data",
+            str(root),
+            "--epochs",
+            "2",
+            "--qat-epochs",
+            "1",
+            "--val-images",
+            "2",
+            "--out",
+            str(runs / "run"),
+        ],
+        runs,
+    )
     assert done.returncode == 0, done.stderr
     return {"root": root, "run": runs / "run"}
 
@@ -56,20 +80,65 @@ def _no_partial_files(folder: Path) -> None:
 
 CASES = {  # command -> (arguments, file size limit in bytes)
     "data synth": (["data", "synth", "--out", "OUT", "--train", "40", "--val", "4"], 8_000),
-    "train": (["train", "--arch", "tiny-hw", "--data", "ROOT", "--epochs", "1", "--qat-epochs", "0",
-               "--val-images", "2", "--out", "OUT"], 300_000),  # fmt: skip
+    "train": (
+        [
+            "train",
+            "--arch",
+            "tiny-hw",
+            "--data",
+            "ROOT",
+            "--epochs",
+            "1",
+            "--qat-epochs",
+            "0",
+            "--val-images",
+            "2",
+            "--out",
+            "OUT",
+        ],
+        300_000,
+    ),
     "teacher": (["teacher", "--data", "ROOT", "--arch", "tiny-hw", "--epochs", "1", "--out", "OUT"], 300_000),
     "export": (["export", "--checkpoint", "RUN/best.pt", "--no-build", "--out", "OUT"], 50_000),
-    "search": (["search", "--data", "ROOT", "--teacher", "none", "--trials", "2", "--scorer", "train", "--epochs", "1",
-                "--qat-epochs", "0", "--val-images", "2", "--no-baselines", "--retrain", "0", "--out", "OUT"], 300_000),
-}  # fmt: skip
+    "search": (
+        [
+            "search",
+            "--data",
+            "ROOT",
+            "--teacher",
+            "none",
+            "--trials",
+            "2",
+            "--scorer",
+            "train",
+            "--epochs",
+            "1",
+            "--qat-epochs",
+            "0",
+            "--val-images",
+            "2",
+            "--no-baselines",
+            "--retrain",
+            "0",
+            "--out",
+            "OUT",
+        ],
+        300_000,
+    ),
+}
 
 
 @pytest.mark.parametrize("command", list(CASES))
 def test_a_disk_that_takes_no_more_is_one_line_and_the_rerun_finishes(command, small, tmp_path) -> None:
     args, limit = CASES[command]
-    args = [str(small["root"]) if a == "ROOT" else str(tmp_path / "out") if a == "OUT"
-            else a.replace("RUN", str(small["run"])) for a in args]  # fmt: skip
+    args = [
+        str(small["root"])
+        if a == "ROOT"
+        else str(tmp_path / "out")
+        if a == "OUT"
+        else a.replace("RUN", str(small["run"]))
+        for a in args
+    ]
     failed = _posenas(args, tmp_path, file_limit=limit)
     assert failed.returncode == 2, failed.stderr[-2000:]
     assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("posenas: error: "), failed.stderr
@@ -97,8 +166,9 @@ def tiny_disk(tmp_path):
     folder.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root; the file-size-limit tests above cover the same paths")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)], capture_output=True,
-                             check=False)  # fmt: skip
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)], capture_output=True, check=False
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()[:80]!r}); the file-size-limit tests cover it")
     yield folder
@@ -137,11 +207,14 @@ def test_a_damaged_study_database_is_named_and_never_overwritten(damage, tmp_pat
         db.write_bytes(os.urandom(5000))
     before = _digest(db)
     url = f"sqlite:///{db}"
-    for args in (["search", "--out", str(db.parent), "--trials", "1"], ["search", "--storage", url, "--out", "o"],
-                 ["plot", "--study", "max78000", "--storage", url, "--out", "p"],
-                 ["export", "--trial", "1", "--study", "max78000", "--storage", url, "--out", "e"],
-                 ["spec", "--trial", "1", "--study", "max78000", "--storage", url, "--out", "t.yaml"],
-                 ["train", "--trial", "1", "--study", "max78000", "--storage", url]):  # fmt: skip
+    for args in (
+        ["search", "--out", str(db.parent), "--trials", "1"],
+        ["search", "--storage", url, "--out", "o"],
+        ["plot", "--study", "max78000", "--storage", url, "--out", "p"],
+        ["export", "--trial", "1", "--study", "max78000", "--storage", url, "--out", "e"],
+        ["spec", "--trial", "1", "--study", "max78000", "--storage", url, "--out", "t.yaml"],
+        ["train", "--trial", "1", "--study", "max78000", "--storage", url],
+    ):
         done = _posenas(args, tmp_path)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, (args, done.stderr[-1500:])
         assert str(db) in done.stderr and ("malformed" in done.stderr or "not a database" in done.stderr), done.stderr
@@ -187,12 +260,21 @@ def test_a_teacher_killed_while_caching_is_not_a_teacher_and_the_rerun_completes
     for index in range(1, FRAMES):
         (images / f"frame-{index:03d}.jpg").write_bytes(photo.read_bytes())
     out = tmp_path / "t"
-    args = [*POSENAS, "teacher", "--data", str(small["root"]), "--checkpoint", str(small["run"] / "best-float.pt"),
-            "--out", str(out)]  # fmt: skip
+    args = [
+        *POSENAS,
+        "teacher",
+        "--data",
+        str(small["root"]),
+        "--checkpoint",
+        str(small["run"] / "best-float.pt"),
+        "--out",
+        str(out),
+    ]
     assert subprocess.run(args, cwd=tmp_path, capture_output=True).returncode == 0
     assert (out / "teacher.json").is_file()
-    process = subprocess.Popen([*args, "--images", str(images)], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [*args, "--images", str(images)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     _kill_when(process, lambda: not (out / "teacher.json").exists() or any(out.glob("*.partial")))
     from posenas.errors import TeacherError
     from posenas.posenet.nets.distill import load_prepared_teacher
@@ -213,8 +295,22 @@ def test_a_report_write_that_dies_leaves_the_old_page(tmp_path, monkeypatch) -> 
     from posenas.search import plots
     from posenas.search.records import TrialRecord
 
-    records = [TrialRecord(n, "COMPLETE", f"h{n}", f"t{n}", 0.1 * n, 1000 * (n + 1), 1.0 + n, True, val_loss=0.1,
-                           fg_loss=1.0 - 0.1 * n, scorer="train") for n in range(3)]  # fmt: skip
+    records = [
+        TrialRecord(
+            n,
+            "COMPLETE",
+            f"h{n}",
+            f"t{n}",
+            0.1 * n,
+            1000 * (n + 1),
+            1.0 + n,
+            True,
+            val_loss=0.1,
+            fg_loss=1.0 - 0.1 * n,
+            scorer="train",
+        )
+        for n in range(3)
+    ]
     plots.write_plots(records, tmp_path, "s", png=False)
     old = (tmp_path / "report.html").read_text()
 
@@ -250,15 +346,19 @@ sys.exit(cli.main([]))
 """
 
 
-@pytest.mark.parametrize("error, silent", [
-    ("sqlalchemy.exc.OperationalError('COMMIT', {}, Exception('server closed the connection'))", True),
-    ("ValueError('a bug in a thread')", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "error, silent",
+    [
+        ("sqlalchemy.exc.OperationalError('COMMIT', {}, Exception('server closed the connection'))", True),
+        ("ValueError('a bug in a thread')", False),
+    ],
+)
 def test_a_thread_that_dies_of_the_database_prints_nothing_and_a_bug_keeps_its_traceback(error, silent) -> None:
     """Issue 26: optuna's heartbeat thread dies when a PostgreSQL server stops; its traceback must not join the
     command's one line (the command meets the failure itself, or rides it out). A bug in a thread still shows."""
-    run = subprocess.run([sys.executable, "-c", THREAD_DIES.format(error=error)], capture_output=True, text=True,
-                         timeout=120)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", THREAD_DIES.format(error=error)], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr
     if silent:
         assert run.stderr == ""

@@ -29,8 +29,13 @@ def accumulators(noise: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
 
 def test_posenas_sources_are_written_with_the_networks_sizes(tmp_path):
     written = write_posenas_sources(tmp_path, "tiny-hw", 128, (16, 16), SCALE, SCALE / 2)
-    assert {p.name for p in written} == {"posenas_app.c", "posenas_app.h", "pose_grid.c", "pose_grid.h",
-                                         "posenas_firmware.h"}  # fmt: skip
+    assert {p.name for p in written} == {
+        "posenas_app.c",
+        "posenas_app.h",
+        "pose_grid.c",
+        "pose_grid.h",
+        "posenas_firmware.h",
+    }
     header = (tmp_path / "posenas_firmware.h").read_text()
     assert "#define POSENAS_MAP_H 16" in header and "#define POSENAS_PAF_SCALE 8192.0f" in header
     assert '"nose", "neck"' in header
@@ -71,8 +76,11 @@ def test_phase_profile_splits_the_decoders_instructions(tmp_path):
 def test_firmware_app_compiles_with_strict_warnings_for_the_m4(tmp_path):
     write_posenas_sources(tmp_path, "tiny-hw", 128, (16, 16), SCALE, SCALE)
     for source in ("posenas_app.c", "pose_grid.c"):
-        subprocess.run(["arm-none-eabi-gcc", *m4.M4_CFLAGS, "-pedantic", "-c", source, "-o", f"{source}.o"],
-                       cwd=tmp_path, check=True)  # fmt: skip
+        subprocess.run(
+            ["arm-none-eabi-gcc", *m4.M4_CFLAGS, "-pedantic", "-c", source, "-o", f"{source}.o"],
+            cwd=tmp_path,
+            check=True,
+        )
 
 
 def test_decoder_model_and_frames_per_second():

@@ -21,7 +21,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_gpu_run_measures_trains_and_checks_bit_exactness_on_a_cpu(tmp_path: Path) -> None:
-    done = _run("--device", "cpu", "--tiny", "--out", str(tmp_path / "scratch"), "--results", str(tmp_path / "gpu.json"))
+    done = _run(
+        "--device", "cpu", "--tiny", "--out", str(tmp_path / "scratch"), "--results", str(tmp_path / "gpu.json")
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "gpu.json").read_text())
     assert result["tiny"] is True and result["device"].startswith("CPU")

@@ -16,7 +16,7 @@ from posenas.posenet.pose.keypoints import (
     REDUNDANT_LIMBS,
     body_to_coco,
     coco_to_body,
-)  # fmt: skip
+)
 
 
 def _coco_person() -> np.ndarray:

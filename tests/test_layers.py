@@ -1,4 +1,5 @@
 """Tests for posenet.layers: ai8x v1 layer semantics, BN folding, integer checkpoint, QAT == SIMULATE."""
+
 from __future__ import annotations
 
 import math
@@ -92,8 +93,13 @@ def test_state_dict_layout_before_and_after_start_qat() -> None:
     model = _OneLayer()
     state = model.state_dict()
     expected_meta = [f"conv1.{name}" for name, _ in META_KEYS]
-    bn_keys = ["conv1.bn.weight", "conv1.bn.bias", "conv1.bn.running_mean", "conv1.bn.running_var",
-               "conv1.bn.num_batches_tracked"]
+    bn_keys = [
+        "conv1.bn.weight",
+        "conv1.bn.bias",
+        "conv1.bn.running_mean",
+        "conv1.bn.running_var",
+        "conv1.bn.num_batches_tracked",
+    ]
     assert list(state) == expected_meta + ["conv1.op.weight", "conv1.op.bias"] + bn_keys
     for name, dtype in META_KEYS:
         assert state[f"conv1.{name}"].shape == (1,)
@@ -236,8 +242,15 @@ def test_simulate_equals_scaled_qat(bits: int, kernel: int, pool: str, regime: s
     in_channels = 8
     wide = activation == "wide"
     layer = HwConv2d(
-        in_channels, 6, kernel, batchnorm=False, relu=activation == "relu", wide=wide, weight_bits=bits,
-        pool_size=0 if pool == "none" else 2, pool_type="max" if pool == "none" else pool,
+        in_channels,
+        6,
+        kernel,
+        batchnorm=False,
+        relu=activation == "relu",
+        wide=wide,
+        weight_bits=bits,
+        pool_size=0 if pool == "none" else 2,
+        pool_type="max" if pool == "none" else pool,
     )
     _set_params(layer, scale, g)
     x_int = _random_input(in_channels, _input_amplitude(scale, in_channels * kernel * kernel), g, size=10)
@@ -296,8 +309,16 @@ def test_simulate_equals_scaled_qat_with_held_shift_and_8bit_bias(bits: int, poo
     case = ("recipe", bits, pool, activation)
     g = torch.Generator().manual_seed(zlib.crc32(repr(case).encode()))
     wide = activation == "wide"
-    layer = HwConv2d(8, 6, 3, relu=activation == "relu", wide=wide, weight_bits=bits,
-                     pool_size=0 if pool == "none" else 2, pool_type="max" if pool == "none" else pool)  # fmt: skip
+    layer = HwConv2d(
+        8,
+        6,
+        3,
+        relu=activation == "relu",
+        wide=wide,
+        weight_bits=bits,
+        pool_size=0 if pool == "none" else 2,
+        pool_type="max" if pool == "none" else pool,
+    )
     _set_params(layer, 0.05, g)
     _randomize_bn(layer.bn, g)
     with torch.no_grad():  # biases of many weight steps, as folded batch-norm offsets are
@@ -335,7 +356,7 @@ def test_mse_shift_is_the_least_error_power_of_two(bits: int) -> None:
         weight.view(-1)[:trial] *= 6
         chosen = int(mse_shift(weight, bits).item())
 
-        def error(shift: int) -> float:
+        def error(shift: int, weight: torch.Tensor = weight) -> float:
             scale = 2.0**shift
             q = torch.clamp(torch.floor(weight / scale * steps + 0.5) / steps, -1, 1 - 1 / steps) * scale
             return float(((weight - q) ** 2).sum())
@@ -379,6 +400,7 @@ def test_a_held_shift_checkpoint_loads_only_into_a_layer_that_holds_it() -> None
     source = _OneLayer(batchnorm=False, weight_bits=2)
     _set_params(source.conv1, 0.5, g)
     source.conv1.start_qat(bias_bits=8, fixed_shift=True)
+
     def v1_layer() -> _OneLayer:  # a failed load has already overwritten the target's values: a fresh one each
         v1 = _OneLayer(batchnorm=False, weight_bits=2)
         v1.conv1.start_qat()

@@ -120,7 +120,9 @@ def root(synth_root):
 
 def test_training_a_2bit_network_records_its_quantization_and_resumes(root, tmp_path):
     spec = lowered(get_arch("tiny-hw"), 2)
-    config = TrainConfig(epochs=2, qat_start=1, batch_size=8, val_images=2, lowbit={"float_distill": 0.5, "qat_factor": 2})
+    config = TrainConfig(
+        epochs=2, qat_start=1, batch_size=8, val_images=2, lowbit={"float_distill": 0.5, "qat_factor": 2}
+    )
     seen = []
     trainer = Trainer(spec, root, tmp_path, config, on_quantization=lambda when, rows: seen.append(when))
     trainer.run()
@@ -178,8 +180,9 @@ def test_recipe_flags_out_of_range_exit_2_in_one_line(command, flags, message, r
 
 
 def test_a_study_file_with_a_bad_recipe_exits_2_naming_the_setting(tmp_path, capsys):
-    import yaml
     from importlib import resources
+
+    import yaml
 
     study = yaml.safe_load(resources.files("posenas.studies").joinpath("max78000.yaml").read_text())
     study.setdefault("train", {})["lowbit"] = {"shift_quantile": 2}

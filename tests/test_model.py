@@ -15,8 +15,9 @@ from posenas.space.graph import count_macs, layer_graph
 from posenas.space.spec import ArchSpec
 
 
-@pytest.mark.parametrize("name, params", [("student", 659_001), ("tiny", 112_257),
-                                          ("student-hw", 659_001), ("tiny-hw", 112_257)])
+@pytest.mark.parametrize(
+    "name, params", [("student", 659_001), ("tiny", 112_257), ("student-hw", 659_001), ("tiny-hw", 112_257)]
+)
 def test_built_models_have_the_seed_parameter_counts(name, params):
     assert trainable_parameters(build_model(BASELINES[name])) == params
 
@@ -39,9 +40,18 @@ def test_state_dict_keys_follow_ai8x_names_in_execution_order():
     model = build_model(BASELINES["tiny-hw"])
     keys = list(model.state_dict())
     assert keys[:13] == [
-        "conv1.output_shift", "conv1.weight_bits", "conv1.bias_bits", "conv1.quantize_activation",
-        "conv1.adjust_output_shift", "conv1.shift_quantile", "conv1.op.weight", "conv1.op.bias",
-        "conv1.bn.weight", "conv1.bn.bias", "conv1.bn.running_mean", "conv1.bn.running_var",
+        "conv1.output_shift",
+        "conv1.weight_bits",
+        "conv1.bias_bits",
+        "conv1.quantize_activation",
+        "conv1.adjust_output_shift",
+        "conv1.shift_quantile",
+        "conv1.op.weight",
+        "conv1.op.bias",
+        "conv1.bn.weight",
+        "conv1.bn.bias",
+        "conv1.bn.running_mean",
+        "conv1.bn.running_var",
         "conv1.bn.num_batches_tracked",
     ]
     # ai8x-synthesis assigns weights to YAML layers in the order of the *.weight keys.

@@ -63,9 +63,14 @@ def _refused(capsys, argv: list[str], flag: str) -> str:
 
 
 def test_every_option_declares_what_it_accepts() -> None:
-    undeclared = [f"{' '.join(words)} {(a.option_strings or [a.dest])[0]}" for words, a in OPTIONS
-                  if not isinstance(a, FLAGS) and a.choices is None and not isinstance(a.type, options.OptionType)
-                  and a.dest != "command"]  # fmt: skip
+    undeclared = [
+        f"{' '.join(words)} {(a.option_strings or [a.dest])[0]}"
+        for words, a in OPTIONS
+        if not isinstance(a, FLAGS)
+        and a.choices is None
+        and not isinstance(a.type, options.OptionType)
+        and a.dest != "command"
+    ]
     assert not undeclared, f"options without a type from posenas.search.options: {undeclared}"
     assert len(OPTIONS) > 120  # the walk reached every command
 
@@ -113,8 +118,9 @@ def read_only_folder(tmp_path_factory) -> Path:
         yield folder
         folder.chmod(0o755)
         return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True,
-                             check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True, check=False
+    )
     if mounted.returncode != 0:
         pytest.skip(f"root, and cannot mount a read-only tmpfs here ({mounted.stderr.decode().strip()})")
     yield folder
@@ -126,8 +132,9 @@ OUTPUTS = _typed((options.OutputFolder, options.OutputFile))
 
 
 @pytest.mark.parametrize("words, flag, action", OUTPUTS, ids=[_id(c) for c in OUTPUTS])
-def test_a_bad_output_path_is_one_line_and_writes_nothing(words, flag, action, tmp_path, read_only_folder,
-                                                          monkeypatch, capsys) -> None:  # fmt: skip
+def test_a_bad_output_path_is_one_line_and_writes_nothing(
+    words, flag, action, tmp_path, read_only_folder, monkeypatch, capsys
+) -> None:
     monkeypatch.chdir(tmp_path)
     folder_wanted = isinstance(action.type, options.OutputFolder)
     (tmp_path / "a-file").write_text("x")
@@ -160,8 +167,15 @@ def test_an_input_path_no_file_system_takes_is_one_line(words, flag, action, tmp
     """Too long, empty, a NUL byte; and what would be read forever or means nothing: a device, a FIFO, /proc."""
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for path in (str(tmp_path / ("n" * 300)), "/".join(["p" * 200] * 25), "", "a\0b", "/dev/zero", str(fifo),
-                 "/proc/self/status"):  # fmt: skip
+    for path in (
+        str(tmp_path / ("n" * 300)),
+        "/".join(["p" * 200] * 25),
+        "",
+        "a\0b",
+        "/dev/zero",
+        str(fifo),
+        "/proc/self/status",
+    ):
         if "\0" in path:  # argv cannot carry a NUL byte; the type still refuses it
             with pytest.raises(argparse.ArgumentTypeError):
                 action.type(path)
@@ -174,8 +188,14 @@ STORAGES = _typed(options.Storage)
 
 @pytest.mark.parametrize("words, flag, action", STORAGES, ids=[_id(c) for c in STORAGES])
 def test_a_storage_that_would_lose_the_study_is_refused(words, flag, action, capsys) -> None:
-    for url, says in (("", "empty"), (" ", "empty"), ("sqlite://", "in-memory"), ("sqlite:///:memory:", "in-memory"),
-                      ("mysql://x/y", "not a storage URL"), ("study.db", "not a storage URL")):  # fmt: skip
+    for url, says in (
+        ("", "empty"),
+        (" ", "empty"),
+        ("sqlite://", "in-memory"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("mysql://x/y", "not a storage URL"),
+        ("study.db", "not a storage URL"),
+    ):
         assert says in _refused(capsys, [*words, flag, url], flag)
 
 
@@ -232,4 +252,6 @@ def test_a_good_output_path_passes(words, flag, action, tmp_path, monkeypatch) -
         good = [tmp_path / "new.yaml", tmp_path / "old.yaml", Path("rel.yaml")]
     for path in good:
         assert action.type(str(path)) == path
-    assert sorted(p.name for p in tmp_path.iterdir()) == [("old" if isinstance(action.type, options.OutputFolder) else "old.yaml")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ("old" if isinstance(action.type, options.OutputFolder) else "old.yaml")
+    ]

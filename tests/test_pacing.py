@@ -90,8 +90,12 @@ def test_validations_give_way_to_training_when_time_is_short_except_at_phase_end
 
 def test_unvalidated_epochs_are_not_scores() -> None:
     nan = float("nan")
-    history = [{"mode": "float", "ap": 0.02}, {"mode": "float", "ap": nan}, {"mode": "qat", "ap": nan},
-               {"mode": "qat", "ap": 0.01}]  # fmt: skip
+    history = [
+        {"mode": "float", "ap": 0.02},
+        {"mode": "float", "ap": nan},
+        {"mode": "qat", "ap": nan},
+        {"mode": "qat", "ap": 0.01},
+    ]
     assert best_aps(history) == (0.01, 0.02)
     ap, float_ap = best_aps([{"mode": "qat", "ap": nan}])
     assert ap != ap and float_ap != float_ap
@@ -107,8 +111,9 @@ def test_a_supernet_past_its_deadline_takes_one_sandwich_step_per_epoch(root, tm
     study = tmp_path / "small.yaml"
     study.write_text(SMALL_STUDY)
     config = SupernetConfig(epochs=2, qat_epochs=1, batch_size=8, random_subnets=1)
-    trainer = SupernetTrainer(load_settings(study).space, load_budget("max78000"), root, tmp_path / "sn", config,
-                              deadline=time.monotonic())  # fmt: skip
+    trainer = SupernetTrainer(
+        load_settings(study).space, load_budget("max78000"), root, tmp_path / "sn", config, deadline=time.monotonic()
+    )
     epochs = []
     trainer.on_epoch = epochs.append
     trainer.run()

@@ -21,8 +21,10 @@ def test_no_generic_top_level_module_is_installed(tmp_path, name):
 
 
 def test_every_stage_imports_under_posenas(tmp_path):
-    code = ("import posenas.space.spec, posenas.budgets.checker, posenas.posenet.pose.decode, "
-            "posenas.posenet.nets.model, posenas.search.cli, posenas.studies; print('ok')")  # fmt: skip
+    code = (
+        "import posenas.space.spec, posenas.budgets.checker, posenas.posenet.pose.decode, "
+        "posenas.posenet.nets.model, posenas.search.cli, posenas.studies; print('ok')"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.stdout.strip() == "ok", done.stderr
 
@@ -45,7 +47,7 @@ def _modules(folder: str) -> list[Path]:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_data_flows_one_way(stage):
-    later = [f"posenas.{s}" for s in STAGES[STAGES.index(stage) + 1:]]
+    later = [f"posenas.{s}" for s in STAGES[STAGES.index(stage) + 1 :]]
     for path in _modules(stage):
         upward = [m for m in _imports(path) if any(m == s or m.startswith(s + ".") for s in later)]
         assert not upward, f"{path.relative_to(ROOT)} imports a later stage: {upward}"
@@ -60,13 +62,16 @@ def test_pose_data_knows_nothing_of_networks():
 def test_command_modules_do_not_import_each_other():
     commands = {p.stem for p in _modules("search/commands")} - {"__init__"}
     for path in _modules("search/commands"):
-        siblings = [m for m in _imports(path)
-                    if m.startswith("posenas.search.commands.") and m.rsplit(".", 1)[-1] in commands]  # fmt: skip
+        siblings = [
+            m for m in _imports(path) if m.startswith("posenas.search.commands.") and m.rsplit(".", 1)[-1] in commands
+        ]
         assert not siblings, f"{path.relative_to(ROOT)} imports {siblings}"
 
 
 def test_help_does_not_import_heavy_libraries(tmp_path):
-    code = ("import sys; from posenas.search.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in ('torch', 'optuna', 'cv2', 'pycocotools', 'plotly') if m in sys.modules))")  # fmt: skip
+    code = (
+        "import sys; from posenas.search.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'optuna', 'cv2', 'pycocotools', 'plotly') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -19,7 +19,7 @@ from posenas.search.plots import (
     latency_front,
     reference_params,
     write_plots,
-)  # fmt: skip
+)
 from posenas.search.records import TrialRecord, pareto_front
 
 NAN = float("nan")
@@ -28,22 +28,37 @@ NAN = float("nan")
 def rec(number: int, ap: float, params: int, latency: float = 5.0, **kw) -> TrialRecord:
     kw.setdefault("state", "COMPLETE")
     kw.setdefault("feasible", True)
-    return TrialRecord(number=number, spec_hash=f"h{number}", name=kw.pop("name", f"cand{number}"), ap=ap,
-                       params=params, latency_ms=latency, **kw)  # fmt: skip
+    return TrialRecord(
+        number=number,
+        spec_hash=f"h{number}",
+        name=kw.pop("name", f"cand{number}"),
+        ap=ap,
+        params=params,
+        latency_ms=latency,
+        **kw,
+    )
 
 
 # Two baselines (one does not fit), a front, a dominated trial, an infeasible one and a reused one.
 RECORDS = [
     rec(0, 0.40, 112_257, 10.3, name="tiny-hw", baseline="tiny-hw"),
-    rec(1, NAN, 659_001, 40.1, name="student-hw", baseline="student-hw", feasible=False,
-        violations=("kernel_memory: conv6: kernel memory exhausted at processor 0",)),
+    rec(
+        1,
+        NAN,
+        659_001,
+        40.1,
+        name="student-hw",
+        baseline="student-hw",
+        feasible=False,
+        violations=("kernel_memory: conv6: kernel memory exhausted at processor 0",),
+    ),
     rec(2, 0.30, 50_000, 4.0),
     rec(3, 0.35, 200_000, 12.0),  # dominated by trial 0 (fewer params, higher AP)
     rec(4, 0.55, 300_000, 8.0),
     rec(5, 0.55, 300_000, 8.0, reused_from=4),
     rec(6, NAN, 80_000, 6.0, feasible=False, violations=("data_memory: conv3 <= 32768 bytes exceeded",)),
     rec(7, NAN, 90_000, 7.0, state="FAIL"),
-]  # fmt: skip
+]
 
 
 def test_write_plots_writes_one_self_contained_report_page(tmp_path):
@@ -113,8 +128,10 @@ def test_rejected_networks_are_never_drawn_on_the_score_axis():
             figure = ap_figure(records, x, "t", objective)
             for trace in figure.data:
                 if {1, 6, 7} & set(trace.customdata):  # the rejected trials and the failed one
-                    assert trace.yaxis == "y2" and set(trace.y) <= {"rejected by the budget",
-                                                                   "not scored (failed, pruned or running)"}
+                    assert trace.yaxis == "y2" and set(trace.y) <= {
+                        "rejected by the budget",
+                        "not scored (failed, pruned or running)",
+                    }
                 else:
                     assert trace.yaxis in (None, "y") and all(isinstance(y, float) for y in trace.y)
             assert figure.layout.yaxis2.type == "category"
@@ -130,10 +147,14 @@ def test_legend_tells_supernet_estimates_stand_alone_training_and_rejection_apar
         rec(2, 0.024, 60_000, 5.0, scorer="supernet"),  # dominated
         rec(3, 0.047, 120_000, 9.0),  # dominated, scored by training it stand-alone
         rec(4, NAN, 500_000, 30.0, feasible=False, violations=("latency: 41.0 ms > 30.0 ms",)),
-    ]  # fmt: skip
+    ]
     figure = ap_figure(records, "params", "t")
-    assert {t.name for t in figure.data} == {"scored by the supernet (AP estimate)", "trained stand-alone (AP)",
-                                             "Pareto front", "rejected by the budget"}  # fmt: skip
+    assert {t.name for t in figure.data} == {
+        "scored by the supernet (AP estimate)",
+        "trained stand-alone (AP)",
+        "Pareto front",
+        "rejected by the budget",
+    }
     assert list(_trace(figure, "scored by the supernet (AP estimate)").customdata) == [2]
     assert list(_trace(figure, "trained stand-alone (AP)").customdata) == [3]
     assert figure.layout.yaxis.title.text == "AP (QAT, validation)"  # two scorers: the legend says whose
@@ -170,9 +191,17 @@ def test_x_range_rule():
 
 def test_labels_of_a_crowded_front_do_not_overlap():
     # A front crowded next to the y axis (a supernet study's smallest networks), at both report widths.
-    points = [(20_803, 0.017, "trial45"), (21_165, 0.019, "trial109"), (22_360, 0.027, "trial115"),
-              (31_931, 0.029, "trial70"), (35_388, 0.031, "trial104"), (38_356, 0.037, "trial80"),
-              (52_470, 0.042, "trial33"), (73_081, 0.043, "trial86"), (82_468, 0.046, "trial51")]  # fmt: skip
+    points = [
+        (20_803, 0.017, "trial45"),
+        (21_165, 0.019, "trial109"),
+        (22_360, 0.027, "trial115"),
+        (31_931, 0.029, "trial70"),
+        (35_388, 0.031, "trial104"),
+        (38_356, 0.037, "trial80"),
+        (52_470, 0.042, "trial33"),
+        (73_081, 0.043, "trial86"),
+        (82_468, 0.046, "trial51"),
+    ]
     frame = plots.Frame((0.0, 350_000.0), (0.0, 0.09), 400.0)
     offsets = plots.place_labels(points, frame)
     for width in plots.LABEL_WIDTHS_PX:
@@ -183,8 +212,10 @@ def test_labels_of_a_crowded_front_do_not_overlap():
         for a, b in itertools.combinations(boxes, 2):
             assert not plots._overlap(a, b)
         for box in boxes:  # no label on a labelled point, none outside the panel
-            assert all(not plots._overlap(box, (px - 5, py - 5, px + 5, py + 5))
-                       for px, py in (frame.pixel(x, y, width) for x, y, _ in points))  # fmt: skip
+            assert all(
+                not plots._overlap(box, (px - 5, py - 5, px + 5, py + 5))
+                for px, py in (frame.pixel(x, y, width) for x, y, _ in points)
+            )
             assert box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= 400
 
 
@@ -194,7 +225,7 @@ def test_standalone_ap_against_latency():
         rec(1, 0.058, 92_529, 9.63, scorer="supernet", standalone_ap=0.049),
         rec(2, 0.080, 316_428, 28.83, scorer="supernet", standalone_ap=0.061),
         rec(3, 0.040, 38_356, 4.52, scorer="supernet"),  # not retrained: not on this panel
-    ]  # fmt: skip
+    ]
     figures = plots.figures_of(records, "t")
     assert list(figures) == ["ap_vs_params", "ap_vs_latency", plots.STANDALONE_FIGURE, "hypervolume"]
     figure = figures[plots.STANDALONE_FIGURE]
@@ -212,11 +243,20 @@ def test_standalone_ap_against_latency():
 def test_a_loss_ranked_study_shows_ap_where_there_is_one(tmp_path):
     # The supernet does not decode AP in a loss-ranked study; the stand-alone retraining measures it.
     records = [
-        rec(0, NAN, 112_257, 10.27, name="tiny-hw", baseline="tiny-hw", scorer="supernet", fg_loss=0.6158,
-            standalone_ap=0.052),
+        rec(
+            0,
+            NAN,
+            112_257,
+            10.27,
+            name="tiny-hw",
+            baseline="tiny-hw",
+            scorer="supernet",
+            fg_loss=0.6158,
+            standalone_ap=0.052,
+        ),
         rec(1, NAN, 156_041, 11.71, scorer="supernet", fg_loss=0.6184, standalone_ap=0.047),
         rec(2, NAN, 659_001, 23.11, name="student", baseline="student", feasible=False, violations=("stride 2",)),
-    ]  # fmt: skip
+    ]
     figures = plots.figures_of(records, "t", "fg_loss")
     assert list(figures) == ["fg_loss_vs_params", "fg_loss_vs_latency", plots.STANDALONE_FIGURE]
     assert figures["fg_loss_vs_params"].layout.yaxis.title.text.startswith("foreground loss (lower is better)")
@@ -271,7 +311,7 @@ def test_hypervolume_ignores_infeasible_untrained_and_reused():
         rec(4, 0.99, 10, state="RUNNING"),
         rec(5, NAN, 10),
         rec(6, 0.99, 10, reused_from=0),
-    ]  # fmt: skip
+    ]
     assert hypervolume_2d([a, b, *ignored], 1000) == pytest.approx(0.63)
 
 

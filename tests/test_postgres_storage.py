@@ -158,7 +158,9 @@ def test_workers_share_a_study_and_retry_the_trial_of_a_killed_worker(postgres_u
     # reached finish too: at most WORKERS - 1 more per wave.
     assert TOTAL + AFTER_KILL <= len(others) <= TOTAL + AFTER_KILL + 2 * (WORKERS - 1)
     pids = {trial.user_attrs["pid"] for trial in others}
-    assert len(pids) >= WORKERS + 1 and blocker_pid not in pids, "the surviving workers of both waves should have run trials"
+    assert len(pids) >= WORKERS + 1 and blocker_pid not in pids, (
+        "the surviving workers of both waves should have run trials"
+    )
     assert min(trial.duration.total_seconds() for trial in others if trial.duration) >= TRIAL_SECONDS
 
 
@@ -171,13 +173,40 @@ def test_posenas_search_workers_share_a_postgresql_study(postgres_url: str, tmp_
     root = tmp_path / "synth"
     synth.write_coco_root(root, train=6, val=2, seed=1)
     # The URL exactly as the README writes it (no +driver): posenas picks psycopg2 itself.
-    readme_url = postgres_url.replace("postgresql+psycopg2://", "postgresql://").replace("postgresql+psycopg://", "postgresql://")
+    readme_url = postgres_url.replace("postgresql+psycopg2://", "postgresql://").replace(
+        "postgresql+psycopg://", "postgresql://"
+    )
     assert readme_url.startswith("postgresql://")
-    command = [sys.executable, "-m", "posenas.search.cli", "search", "--storage", readme_url, "--data", str(root),
-               "--teacher", "none", "--scorer", "train", "--trials", "8", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "3",
-               "--val-images", "1"]  # fmt: skip
-    workers = [subprocess.Popen([*command, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for i in range(2)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "posenas.search.cli",
+        "search",
+        "--storage",
+        readme_url,
+        "--data",
+        str(root),
+        "--teacher",
+        "none",
+        "--scorer",
+        "train",
+        "--trials",
+        "8",
+        "--epochs",
+        "1",
+        "--qat-epochs",
+        "1",
+        "--batch-size",
+        "3",
+        "--val-images",
+        "1",
+    ]
+    workers = [
+        subprocess.Popen(
+            [*command, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for i in range(2)
+    ]
     outputs = [w.communicate(timeout=240)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     study = optuna.load_study(study_name="max78000", storage=postgres_url)
@@ -196,9 +225,8 @@ def test_a_database_server_restarted_mid_search_loses_no_completed_trial(tmp_pat
     """Issue 26: two `posenas search` workers on one PostgreSQL study; the server stops after the first trials
     complete and comes back 5 s later. Each worker either rides it out or stops with one line on stderr; no
     completed trial is lost; the next run continues the study to its count."""
-    from tests.postgres import PostgresUnavailable, postgres_server
-
     from posenas.posenet.pose import synth
+    from tests.postgres import PostgresUnavailable, postgres_server
 
     root = tmp_path / "synth"
     synth.write_coco_root(root, train=6, val=2, seed=1)
@@ -208,11 +236,39 @@ def test_a_database_server_restarted_mid_search_loses_no_completed_trial(tmp_pat
     except PostgresUnavailable as reason:
         pytest.skip(str(reason))
     try:
-        command = [sys.executable, "-m", "posenas.search.cli", "search", "--storage", server.url, "--data", str(root),
-                   "--teacher", "none", "--scorer", "train", "--trials", "8", "--epochs", "1", "--qat-epochs", "1",
-                   "--batch-size", "3", "--val-images", "1"]  # fmt: skip
-        workers = [subprocess.Popen([*command, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True) for i in range(2)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "posenas.search.cli",
+            "search",
+            "--storage",
+            server.url,
+            "--data",
+            str(root),
+            "--teacher",
+            "none",
+            "--scorer",
+            "train",
+            "--trials",
+            "8",
+            "--epochs",
+            "1",
+            "--qat-epochs",
+            "1",
+            "--batch-size",
+            "3",
+            "--val-images",
+            "1",
+        ]
+        workers = [
+            subprocess.Popen(
+                [*command, "--out", str(tmp_path / f"w{i}")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
         engine = sqlalchemy.create_engine(server.url, poolclass=sqlalchemy.pool.NullPool)
 
         def completed() -> set[int]:

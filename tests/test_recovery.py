@@ -34,17 +34,36 @@ def root(synth_root):
 
 
 def _search(root: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "posenas.search.cli", "search", "--data", str(root), "--teacher", "none",
-            "--scorer", "train", "--out", str(out), *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "posenas.search.cli",
+        "search",
+        "--data",
+        str(root),
+        "--teacher",
+        "none",
+        "--scorer",
+        "train",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _start(command: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     # SIGINT back to its default in the child: a suite started in the background by a non-interactive shell
     # (`pytest &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt for it.
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _wait_for(process: subprocess.Popen, text: str, timeout: float = 180) -> list[str]:
@@ -74,8 +93,13 @@ def _signal_a_training_search(root: Path, out: Path, sig: int) -> tuple[subproce
 
 
 def _rerun(root: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(_search(root, out, "--trials", "1", "--no-baselines", *TINY), capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    return subprocess.run(
+        _search(root, out, "--trials", "1", "--no-baselines", *TINY),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_a_killed_search_worker_s_trial_is_retried_by_the_immediate_rerun(root, tmp_path):
@@ -115,8 +139,26 @@ def test_ctrl_c_stops_a_search_in_one_line_and_the_rerun_resumes(root, tmp_path)
 
 def test_ctrl_c_stops_training_in_one_line_and_the_run_resumes(root, tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "posenas.search.cli", "train", "--arch", "tiny-hw", "--data", str(root),
-               "--out", str(out), "--epochs", "3", "--qat-epochs", "1", "--batch-size", "2", "--val-images", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "posenas.search.cli",
+        "train",
+        "--arch",
+        "tiny-hw",
+        "--data",
+        str(root),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--qat-epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--val-images",
+        "2",
+    ]
     run = _start(command)
     _wait_for(run, "epoch 1/3")
     os.killpg(run.pid, signal.SIGINT)
@@ -223,8 +265,22 @@ def test_a_nan_loss_fails_the_run_in_one_line_and_only_that_trial_of_a_study(roo
     assert not (tmp_path / "run" / "last.pt").exists()  # the diverged epoch is neither scored nor saved
 
     poisoned["on"] = True
-    code = main(["search", "--data", str(root), "--teacher", "none", "--scorer", "train", "--out", str(tmp_path / "s"), "--trials", "5",
-                 *TINY])  # fmt: skip
+    code = main(
+        [
+            "search",
+            "--data",
+            str(root),
+            "--teacher",
+            "none",
+            "--scorer",
+            "train",
+            "--out",
+            str(tmp_path / "s"),
+            "--trials",
+            "5",
+            *TINY,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "failed (tiny-hw: the training loss became NaN" in out  # tiny-hw trains first
     states = [t.state.name for t in _study(tmp_path / "s").trials]

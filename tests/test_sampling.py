@@ -106,8 +106,6 @@ def test_specs_outside_the_space_are_refused():
         fixed_params(ArchSpec.from_dict(data), SPACE)
 
 
-
-
 def _all_bits(spec) -> list[int]:
     heads = [b for h in spec.heads for b in (*(layer.weight_bits for layer in h.hidden), h.out_bits)]
     return [layer.weight_bits for layer in (*spec.backbone, *spec.cpm)] + heads

@@ -30,7 +30,8 @@ def root(synth_root):
 
 def _objective(root, tmp_path, settings=None):
     settings = (settings or load_settings("max78000")).with_overrides(
-        train_epochs=1, train_qat_epochs=1, train_batch_size=3, train_val_images=1)
+        train_epochs=1, train_qat_epochs=1, train_batch_size=3, train_val_images=1
+    )
     return TrialObjective(settings, load_budget(settings.budget), root, tmp_path / "trials")
 
 
@@ -66,8 +67,9 @@ def test_same_seed_same_trials_and_every_sample_is_checked():
     budget = load_budget(settings.budget)
 
     def sampled(seed: int) -> list[dict]:
-        study = optuna.create_study(directions=["maximize", "minimize"],
-                                    sampler=make_sampler(settings.with_overrides(seed=seed)))
+        study = optuna.create_study(
+            directions=["maximize", "minimize"], sampler=make_sampler(settings.with_overrides(seed=seed))
+        )
 
         def cheap(trial):  # the budget check alone: the sampler's decisions are what is compared
             report = check(sample_arch(trial, settings.space), budget)
@@ -97,12 +99,28 @@ def test_fixed_tiny_equals_posenas_train(root, tmp_path):
 
 def test_search_resumes_up_to_the_requested_trials(root, tmp_path, capsys):
     torch.set_num_threads(1)
-    args = ["search", "--data", str(root), "--teacher", "none", "--scorer", "train", "--out", str(tmp_path / "s"), *SCHEDULE]
+    args = [
+        "search",
+        "--data",
+        str(root),
+        "--teacher",
+        "none",
+        "--scorer",
+        "train",
+        "--out",
+        str(tmp_path / "s"),
+        *SCHEDULE,
+    ]
     assert main([*args, "--trials", "5"]) == 0
     storage = f"sqlite:///{tmp_path / 's' / 'study.db'}"
     study = optuna.load_study(study_name="max78000", storage=storage)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(done) == 5 and [t.user_attrs.get("baseline") for t in done[:4]] == ["student", "tiny", "student-hw", "tiny-hw"]
+    assert len(done) == 5 and [t.user_attrs.get("baseline") for t in done[:4]] == [
+        "student",
+        "tiny",
+        "student-hw",
+        "tiny-hw",
+    ]
     capsys.readouterr()
     assert main([*args, "--trials", "5"]) == 0  # nothing to do: no trial lost or added
     assert "5 of 5 networks done" in capsys.readouterr().out

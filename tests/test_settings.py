@@ -13,8 +13,11 @@ from posenas.search.cli import main
 from posenas.search.settings import DataSettings, StudySettings, TeacherSettings, load_settings, read_study_file
 
 MINIMAL_SPACE = {
-    "backbone": [{"name": "conv1", "width": [8, 16]}, {"name": "conv2", "width": [8, 16], "pool": 2},
-                 {"name": "conv3", "width": [8, 16], "pool": 2}],
+    "backbone": [
+        {"name": "conv1", "width": [8, 16]},
+        {"name": "conv2", "width": [8, 16], "pool": 2},
+        {"name": "conv3", "width": [8, 16], "pool": 2},
+    ],
     "cpm": {"depth": [1, 2], "width": [16, 32]},
     "head": {"width": [16, 32]},
 }
@@ -39,7 +42,11 @@ def test_a_minimal_study_takes_every_default_from_the_dataclasses(tmp_path):
 def test_the_builtin_study_is_read_by_name():
     settings = load_settings("max78000")
     assert settings.name == "max78000" and settings.trials == 1000 and settings.train.epochs == 8
-    assert settings.scorer == "supernet" and settings.objectives == ("fg_loss", "params") and settings.timeout_minutes == 19
+    assert (
+        settings.scorer == "supernet"
+        and settings.objectives == ("fg_loss", "params")
+        and settings.timeout_minutes == 19
+    )
     assert settings.finetune_steps == 30 and settings.score_arithmetic == "qat"
     assert read_study_file("max78000")["budget"] == "max78000"
 
@@ -54,12 +61,18 @@ TYPOS = [
     ("teacher checkpoint", {"teacher": {"checkpoint": "x.pth", "arch": "tiny"}}, "teacher: expected none"),
     ("train", {"train": {"epoch": 3}}, "train: unknown key 'epoch'"),
     ("space", {"space": {**MINIMAL_SPACE, "stem": ["pool"]}}, "space: unknown key 'stem'"),
-    ("slot", {"space": {**MINIMAL_SPACE, "backbone": [{"name": "conv1", "widht": [8, 16]}]}},
-     "space.backbone[0]: unknown key 'widht'"),
-    ("cpm", {"space": {**MINIMAL_SPACE, "cpm": {"depth": [1, 2], "width": [16, 32], "kernel": [3]}}},
-     "space.cpm: unknown key 'kernel'"),
+    (
+        "slot",
+        {"space": {**MINIMAL_SPACE, "backbone": [{"name": "conv1", "widht": [8, 16]}]}},
+        "space.backbone[0]: unknown key 'widht'",
+    ),
+    (
+        "cpm",
+        {"space": {**MINIMAL_SPACE, "cpm": {"depth": [1, 2], "width": [16, 32], "kernel": [3]}}},
+        "space.cpm: unknown key 'kernel'",
+    ),
     ("head", {"space": {**MINIMAL_SPACE, "head": {"width": [16, 32], "bits": [8]}}}, "space.head: unknown key 'bits'"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("where, change, message", TYPOS, ids=[t[0] for t in TYPOS])
@@ -74,12 +87,15 @@ def test_an_unknown_key_at_any_level_is_refused_with_its_place(tmp_path, capsys,
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    ("space: 5\n", "needs a 'space' mapping"),
-    ("- a\n- b\n", "must be a YAML mapping"),
-    ("space: {backbone: [}\n", "malformed YAML"),
-    ("name: x\nspace: {}\nsearch: 3\n", "search: must be a mapping"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("space: 5\n", "needs a 'space' mapping"),
+        ("- a\n- b\n", "must be a YAML mapping"),
+        ("space: {backbone: [}\n", "malformed YAML"),
+        ("name: x\nspace: {}\nsearch: 3\n", "search: must be a mapping"),
+    ],
+)
 def test_malformed_study_files(tmp_path, content, message):
     path = tmp_path / "study.yaml"
     path.write_text(content)

@@ -11,8 +11,9 @@ from posenas.space.graph import count_macs, count_params, layer_graph
 from posenas.space.spec import ArchSpec, LayerSpec, SpecError
 
 
-@pytest.mark.parametrize("name, params", [("student", 659_001), ("tiny", 112_257),
-                                          ("student-hw", 659_001), ("tiny-hw", 112_257)])
+@pytest.mark.parametrize(
+    "name, params", [("student", 659_001), ("tiny", 112_257), ("student-hw", 659_001), ("tiny-hw", 112_257)]
+)
 def test_baseline_parameter_counts(name, params):
     assert count_params(BASELINES[name]) == params
 

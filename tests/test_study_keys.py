@@ -20,8 +20,15 @@ from tests.study_values import get, leaves, out_of_range, replaced, wrong_type
 
 DEFAULT = yaml.safe_load((resources.files("posenas.studies") / "max78000.yaml").read_text())
 # Keys the default study leaves at their defaults, that a study file may set all the same.
-EXTRA = {("search", "population"): 16, ("train", "seed"): 0, ("train", "workers"): 0, ("train", "train_images"): 100,
-         ("train", "weight_decay"): 0.0, ("train", "amp"): True, ("teacher", "train_images"): 100}  # fmt: skip
+EXTRA = {
+    ("search", "population"): 16,
+    ("train", "seed"): 0,
+    ("train", "workers"): 0,
+    ("train", "train_images"): 100,
+    ("train", "weight_decay"): 0.0,
+    ("train", "amp"): True,
+    ("teacher", "train_images"): 100,
+}
 
 
 def _study() -> dict:

@@ -29,9 +29,33 @@ def searched(synth_root, tmp_path_factory):
     data = synth_root(16, 4, 0)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
-        code = main(["search", "--study", "small.yaml", "--data", str(data), "--teacher", "none", "--trials", "10",
-                     "--val-images", "4", "--seed", "2", "--retrain", "1", "--epochs", "2", "--qat-epochs", "1",
-                     "--batch-size", "4", "--objectives", "fg_loss,params"])  # fmt: skip
+        code = main(
+            [
+                "search",
+                "--study",
+                "small.yaml",
+                "--data",
+                str(data),
+                "--teacher",
+                "none",
+                "--trials",
+                "10",
+                "--val-images",
+                "4",
+                "--seed",
+                "2",
+                "--retrain",
+                "1",
+                "--epochs",
+                "2",
+                "--qat-epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--objectives",
+                "fg_loss,params",
+            ]
+        )
     assert code == 0
     return folder
 
@@ -44,7 +68,7 @@ def _study(folder: Path) -> optuna.Study:
 def test_the_search_ends_with_a_verdict_and_the_commands_that_follow(searched: Path) -> None:
     summary = json.loads((searched / "posenas-runs" / "small" / "summary.json").read_text())
     study = _study(searched)
-    (retrained, result), = study.user_attrs["standalone"].items()
+    ((retrained, result),) = study.user_attrs["standalone"].items()
     assert summary["measured"] is True and summary["recommended"]["trial"] == int(retrained)
     assert summary["recommended"]["standalone_ap"] == pytest.approx(result["ap"])
     assert "best stand-alone AP" in summary["reason"]
@@ -77,7 +101,10 @@ def test_export_train_and_spec_work_for_every_trial_of_the_search(searched: Path
     assert f"export it: posenas export --trial {untrained} --study small" in capsys.readouterr().out
     assert main(["export", "--trial", str(untrained), "--study", "small", "--out", "e2", "--no-build"]) == 0
     ran = _study(searched).user_attrs["standalone"][str(untrained)]
-    assert Path(ran["checkpoint"]).parent == searched.resolve() / "posenas-runs" / "small" / "retrain" / f"trial-{untrained:04d}"
+    assert (
+        Path(ran["checkpoint"]).parent
+        == searched.resolve() / "posenas-runs" / "small" / "retrain" / f"trial-{untrained:04d}"
+    )
     assert ran["epochs"] == 2 and 0.0 <= ran["ap"] <= 1.0
 
     # The spec file of any trial is an --arch: the same network, hash for hash.
@@ -108,23 +135,52 @@ def test_trial_commands_refuse_bad_input_in_one_line(searched: Path, monkeypatch
     assert not (searched / "x").exists() and not (searched / "t.txt").exists()
 
 
-def _record(number: int, *, standalone: float = math.nan, latency: float = 5.0, fg: float = 1.0,
-            params: int = 10_000, feasible: bool = True) -> TrialRecord:  # fmt: skip
-    return TrialRecord(number=number, state="COMPLETE", spec_hash=f"h{number}", name=f"trial{number}", ap=math.nan,
-                       params=params, latency_ms=latency, feasible=feasible, scorer="supernet", fg_loss=fg,
-                       val_loss=fg, standalone_ap=standalone)  # fmt: skip
+def _record(
+    number: int,
+    *,
+    standalone: float = math.nan,
+    latency: float = 5.0,
+    fg: float = 1.0,
+    params: int = 10_000,
+    feasible: bool = True,
+) -> TrialRecord:
+    return TrialRecord(
+        number=number,
+        state="COMPLETE",
+        spec_hash=f"h{number}",
+        name=f"trial{number}",
+        ap=math.nan,
+        params=params,
+        latency_ms=latency,
+        feasible=feasible,
+        scorer="supernet",
+        fg_loss=fg,
+        val_loss=fg,
+        standalone_ap=standalone,
+    )
 
 
 def test_the_recommendation_is_the_best_stand_alone_ap_that_fits_ties_by_latency() -> None:
-    records = [_record(0, standalone=0.05, latency=9.0), _record(1, standalone=0.05, latency=4.0),
-               _record(2, standalone=0.04, latency=1.0), _record(3, standalone=0.09, feasible=False),
-               _record(4, fg=0.5)]  # fmt: skip
+    records = [
+        _record(0, standalone=0.05, latency=9.0),
+        _record(1, standalone=0.05, latency=4.0),
+        _record(2, standalone=0.04, latency=1.0),
+        _record(3, standalone=0.09, feasible=False),
+        _record(4, fg=0.5),
+    ]
     best, reason, measured = recommend(records, "fg_loss")
     assert best.number == 1 and measured and "tied with trial0" in reason
     # Nobody trained stand-alone: the front's best estimate, and training comes first.
     unmeasured = [_record(5, fg=0.7, params=20_000), _record(6, fg=0.9, params=5_000)]
-    chosen = verdict(unmeasured, study="s", storage_url=None, data="/d", report="/r.html", objective="fg_loss",
-                     checkpoint=lambda n: f"/runs/trial-{n}/best.pt")  # fmt: skip
+    chosen = verdict(
+        unmeasured,
+        study="s",
+        storage_url=None,
+        data="/d",
+        report="/r.html",
+        objective="fg_loss",
+        checkpoint=lambda n: f"/runs/trial-{n}/best.pt",
+    )
     assert chosen.record.number == 5 and not chosen.measured and "estimated" in chosen.reason
     assert chosen.next_steps[0] == "posenas train --trial 5 --study s"
     assert chosen.next_steps[1] == "posenas export --trial 5 --study s --out export-trial5"

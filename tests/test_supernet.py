@@ -176,10 +176,12 @@ def test_qat_training_forward_folds_batch_statistics(space: SearchSpace, superne
 
 def test_specs_outside_the_space_are_refused(space: SearchSpace, supernet: SuperNet) -> None:
     tiny = get_arch("tiny-hw")
-    too_wide = dataclasses.replace(tiny, backbone=(dataclasses.replace(tiny.backbone[0], out_channels=40),)
-                                   + tiny.backbone[1:])  # fmt: skip
-    one_by_one_stem = dataclasses.replace(tiny, backbone=(dataclasses.replace(tiny.backbone[0], kernel_size=1),)
-                                          + tiny.backbone[1:])  # fmt: skip
+    too_wide = dataclasses.replace(
+        tiny, backbone=(dataclasses.replace(tiny.backbone[0], out_channels=40),) + tiny.backbone[1:]
+    )
+    one_by_one_stem = dataclasses.replace(
+        tiny, backbone=(dataclasses.replace(tiny.backbone[0], kernel_size=1),) + tiny.backbone[1:]
+    )
     extra = dataclasses.replace(tiny, backbone=tiny.backbone + (LayerSpec("conv9", 32),))
     for bad in (too_wide, one_by_one_stem, extra):
         with pytest.raises(SpecOutsideSpace) as caught:

@@ -48,7 +48,9 @@ def test_recalibration_gives_each_subnet_its_own_statistics(scorer: SubnetScorer
         if spec.fold > 1:
             x = torch.nn.functional.pixel_unshuffle(x, spec.fold)
         y = first.op(first.pool(x) if first.pool is not None else x)
-    assert torch.allclose(first.bn.running_mean, y.mean((0, 2, 3)), atol=1e-4)  # float32 sums over batches vs one mean: ~3e-5 apart
+    assert torch.allclose(
+        first.bn.running_mean, y.mean((0, 2, 3)), atol=1e-4
+    )  # float32 sums over batches vs one mean: ~3e-5 apart
     assert torch.allclose(first.bn.running_var, y.var((0, 2, 3), unbiased=True), rtol=1e-3, atol=1e-6)
     assert first.bn.momentum == 0.05  # restored after calibration
 
@@ -60,11 +62,23 @@ def test_spec_outside_the_space_is_refused(scorer: SubnetScorer) -> None:
 
 def test_finetuning_trains_the_extracted_subnet_deterministically_and_leaves_the_supernet_alone(scorer) -> None:
     spec = get_arch("tiny-hw")
-    tuned = SubnetScorer(scorer.supernet, scorer.data, calibration_images=12, val_images=6, batch_size=4,
-                         finetune_steps=5, finetune_batch=4, finetune_lr=1e-2)  # fmt: skip
+    tuned = SubnetScorer(
+        scorer.supernet,
+        scorer.data,
+        calibration_images=12,
+        val_images=6,
+        batch_size=4,
+        finetune_steps=5,
+        finetune_batch=4,
+        finetune_lr=1e-2,
+    )
     before = {k: v.clone() for k, v in scorer.supernet.state_dict().items()}
     inherited, trained = scorer.prepare(spec), tuned.prepare(spec)
-    changed = [k for k, v in trained.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, inherited.state_dict()[k])]
+    changed = [
+        k
+        for k, v in trained.state_dict().items()
+        if v.dtype.is_floating_point and not torch.equal(v, inherited.state_dict()[k])
+    ]
     assert any(k.endswith("op.weight") for k in changed)  # the steps trained the weights
     assert all(torch.equal(v, scorer.supernet.state_dict()[k]) for k, v in before.items())  # the supernet untouched
     first, second = tuned.score(spec, ap=False), tuned.score(spec, ap=False)

@@ -32,9 +32,33 @@ def setup(synth_root, tmp_path_factory) -> tuple[Path, Path, Path]:
 
 
 def _search(study: Path, data: Path, supernet: Path, out: Path, *extra: str) -> int:
-    return main(["search", "--study", str(study), "--scorer", "supernet", "--supernet", str(supernet), "--data",
-                 str(data), "--teacher", "none", "--trials", "8", "--val-images", "4", "--no-baselines", "--seed", "2", "--retrain", "0",
-                 "--out", str(out), *extra])  # fmt: skip
+    return main(
+        [
+            "search",
+            "--study",
+            str(study),
+            "--scorer",
+            "supernet",
+            "--supernet",
+            str(supernet),
+            "--data",
+            str(data),
+            "--teacher",
+            "none",
+            "--trials",
+            "8",
+            "--val-images",
+            "4",
+            "--no-baselines",
+            "--seed",
+            "2",
+            "--retrain",
+            "0",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def _trials(out: Path) -> list:
@@ -61,8 +85,25 @@ def test_search_scores_trials_with_the_supernet(setup, tmp_path: Path) -> None:
 
 def test_supernet_of_another_study_is_one_line_exit_2(setup, tmp_path: Path, capsys) -> None:
     study, data, supernet = setup
-    code = main(["search", "--study", "max78000", "--scorer", "supernet", "--supernet", str(supernet), "--data",
-                 str(data), "--teacher", "none", "--trials", "2", "--out", str(tmp_path / "c")])  # fmt: skip
+    code = main(
+        [
+            "search",
+            "--study",
+            "max78000",
+            "--scorer",
+            "supernet",
+            "--supernet",
+            str(supernet),
+            "--data",
+            str(data),
+            "--teacher",
+            "none",
+            "--trials",
+            "2",
+            "--out",
+            str(tmp_path / "c"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "another search space" in err
 
@@ -70,13 +111,15 @@ def test_supernet_of_another_study_is_one_line_exit_2(setup, tmp_path: Path, cap
 def test_the_last_stage_retrains_the_fronts_best_from_inherited_weights(setup, tmp_path: Path, capsys) -> None:
     study, data, supernet = setup
     out = tmp_path / "r"
-    assert _search(study, data, supernet, out, "--retrain", "1", "--epochs", "2", "--qat-epochs", "1",
-                   "--batch-size", "4") == 0  # fmt: skip
+    assert (
+        _search(study, data, supernet, out, "--retrain", "1", "--epochs", "2", "--qat-epochs", "1", "--batch-size", "4")
+        == 0
+    )
     printed = capsys.readouterr().out
     storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'study.db'}")
     standalone = optuna.load_study(study_name="small", storage=storage).user_attrs["standalone"]
     assert len(standalone) == 1
-    (number, result), = standalone.items()
+    ((number, result),) = standalone.items()
     assert 0.0 <= result["ap"] <= 1.0 and result["epochs"] == 2 and Path(result["checkpoint"]).is_file()
     records = records_of(_trials(out), standalone)
     retrained = [r for r in records if r.standalone_ap == r.standalone_ap]
@@ -90,10 +133,13 @@ def test_the_last_stage_retrains_the_fronts_best_from_inherited_weights(setup, t
     assert "retraining" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("objective", "metric", "label"),
-                         [("loss", "val_loss", "validation loss"), ("fg_loss", "fg_loss", "foreground loss")])  # fmt: skip
-def test_a_study_ranked_by_a_loss_skips_decoding_and_plots_that_loss(setup, tmp_path: Path, objective: str,
-                                                                      metric: str, label: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("objective", "metric", "label"),
+    [("loss", "val_loss", "validation loss"), ("fg_loss", "fg_loss", "foreground loss")],
+)
+def test_a_study_ranked_by_a_loss_skips_decoding_and_plots_that_loss(
+    setup, tmp_path: Path, objective: str, metric: str, label: str
+) -> None:
     study, data, supernet = setup
     out = tmp_path / "l"
     assert _search(study, data, supernet, out, "--objectives", f"{objective},params") == 0
@@ -107,17 +153,38 @@ def test_a_study_ranked_by_a_loss_skips_decoding_and_plots_that_loss(setup, tmp_
     assert all(t.user_attrs["metrics"]["arithmetic"] == "qat" for t in scored)  # the study's default
     assert f"{label} (lower is better)" in (out / "plots" / "report.html").read_text()
     # posenas plot finds the objective from the study's names
-    assert main(["plot", "--study", "small", "--storage", f"sqlite:///{out / 'study.db'}", "--out", str(tmp_path / "p")]) == 0
+    assert (
+        main(["plot", "--study", "small", "--storage", f"sqlite:///{out / 'study.db'}", "--out", str(tmp_path / "p")])
+        == 0
+    )
     assert f"{label} (lower is better)" in (tmp_path / "p" / "report.html").read_text()
 
 
 def test_float_arithmetic_and_finetuning_are_the_scorers(setup, tmp_path: Path) -> None:
     study, data, supernet = setup
     for arithmetic in ("qat", "float"):
-        assert _search(study, data, supernet, tmp_path / arithmetic, "--objectives", "fg_loss,params",
-                       "--score-arithmetic", arithmetic, *(["--finetune-steps", "2"] if arithmetic == "float" else [])) == 0  # fmt: skip
-    qat, floating = ({t.user_attrs["spec_hash"]: t.user_attrs["metrics"] for t in _trials(tmp_path / a)
-                      if t.user_attrs.get("metrics", {}).get("scorer") == "supernet"} for a in ("qat", "float"))  # fmt: skip
+        assert (
+            _search(
+                study,
+                data,
+                supernet,
+                tmp_path / arithmetic,
+                "--objectives",
+                "fg_loss,params",
+                "--score-arithmetic",
+                arithmetic,
+                *(["--finetune-steps", "2"] if arithmetic == "float" else []),
+            )
+            == 0
+        )
+    qat, floating = (
+        {
+            t.user_attrs["spec_hash"]: t.user_attrs["metrics"]
+            for t in _trials(tmp_path / a)
+            if t.user_attrs.get("metrics", {}).get("scorer") == "supernet"
+        }
+        for a in ("qat", "float")
+    )
     assert qat.keys() == floating.keys() and qat  # the same seed, the same networks
     assert all(floating[h]["arithmetic"] == "float" and floating[h]["finetune_steps"] == 2 for h in floating)
     assert all(qat[h]["finetune_steps"] == 0 for h in qat)
@@ -142,9 +209,31 @@ def test_a_time_budget_paces_the_supernet_and_says_what_it_cut(synth_root, tmp_p
     out = tmp_path / "paced"
     # 0.1 min = 6 s for everything: the supernet's share is ~2.7 s. A warm fast CPU trains 4 epochs of 64
     # images in that (CI did), never 4 of 512 (~750 images/s).
-    assert main(["search", "--study", str(study), "--data", str(data), "--teacher", "none", "--trials", "3",
-                 "--val-images", "2", "--no-baselines", "--retrain", "0", "--out", str(out),
-                 "--timeout-minutes", "0.1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "search",
+                "--study",
+                str(study),
+                "--data",
+                str(data),
+                "--teacher",
+                "none",
+                "--trials",
+                "3",
+                "--val-images",
+                "2",
+                "--no-baselines",
+                "--retrain",
+                "0",
+                "--out",
+                str(out),
+                "--timeout-minutes",
+                "0.1",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     history = json.loads((out / "supernet" / "supernet.json").read_text())["history"]
     assert len(history) == 4 and history[-1]["mode"] == "qat"  # the schedule's shape holds
@@ -160,16 +249,19 @@ def test_a_retraining_claim_left_by_a_killed_worker_is_taken_over(tmp_path: Path
     import subprocess
     import sys
 
-    from posenas.search.retrain import _claim
     from posenas.search.records import TrialRecord
+    from posenas.search.retrain import _claim
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     study = optuna.create_study()
-    study.set_user_attr("standalone", {
-        "1": {"worker": {"host": socket.gethostname(), "pid": int(dead.stdout)}},  # killed mid-training
-        "2": {"worker": {"host": socket.gethostname(), "pid": os.getpid()}},  # alive: another worker's
-        "3": {"ap": 0.1, "checkpoint": "x"},  # done
-    })  # fmt: skip
+    study.set_user_attr(
+        "standalone",
+        {
+            "1": {"worker": {"host": socket.gethostname(), "pid": int(dead.stdout)}},  # killed mid-training
+            "2": {"worker": {"host": socket.gethostname(), "pid": os.getpid()}},  # alive: another worker's
+            "3": {"ap": 0.1, "checkpoint": "x"},  # done
+        },
+    )
     records = [TrialRecord(n, "COMPLETE", f"h{n}", f"t{n}", 0.1, 1000, 1.0, True) for n in (1, 2, 3, 4)]
     mine = _claim(study, records, contextlib.nullcontext)
     assert [r.number for r in mine] == [1, 4]
@@ -193,27 +285,51 @@ def test_a_short_retraining_leaves_out_the_lowest_ranked_so_that_the_best_fits(t
     for _ in range(3):
         study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs={ATTR_SPEC: spec}))
     # all three on the front: the larger, the better and the slower
-    records = [TrialRecord(n, "COMPLETE", f"h{n}", f"t{n}", 0.1 * (n + 1), 1000 * (n + 1), 1.0 + n, True,
-                           val_loss=0.1, fg_loss=1.0 - 0.1 * n) for n in range(3)]  # fmt: skip
+    records = [
+        TrialRecord(
+            n,
+            "COMPLETE",
+            f"h{n}",
+            f"t{n}",
+            0.1 * (n + 1),
+            1000 * (n + 1),
+            1.0 + n,
+            True,
+            val_loss=0.1,
+            fg_loss=1.0 - 0.1 * n,
+        )
+        for n in range(3)
+    ]
     now = [0.0]
     clock = Clock((165 + retrain.MARGIN_S) / 60, now=lambda: now[0])
     offered: list[tuple[str, float]] = []
 
-    def sized(base, spec, scorer, folder: Path, seconds: float):  # noqa: ANN001, ANN202
+    def sized(base, spec, scorer, folder: Path, seconds: float):
         offered.append((folder.name, round(seconds)))
         if seconds < 105:
             raise retrain._DoesNotFit(105, seconds)
         return base
 
-    def trained(study, number, spec, config, data, folder, **_):  # noqa: ANN001, ANN003, ANN202
+    def trained(study, number, spec, config, data, folder, **_):
         now[0] += 160
         return {"ap": 0.1, "seconds": 160, "images_per_epoch": 100, "full_epoch_images": 100}
 
     monkeypatch.setattr(retrain, "_config", sized)
     monkeypatch.setattr(retrain, "train_standalone", trained)
     scorer = type("Scorer", (), {"inherited": lambda self, spec: torch.nn.Linear(1, 1)})()
-    done = retrain.retrain_front(study, settings, records, scorer, tmp_path, tmp_path, clock, lock=contextlib.nullcontext,
-                                 teacher_cache=None, device=None, say=lambda line: None)  # fmt: skip
+    done = retrain.retrain_front(
+        study,
+        settings,
+        records,
+        scorer,
+        tmp_path,
+        tmp_path,
+        clock,
+        lock=contextlib.nullcontext,
+        teacher_cache=None,
+        device=None,
+        say=lambda line: None,
+    )
     assert offered == [("trial-0002", 55)] and done == [2]  # the best, then given all 165 s
     assert [c.split(":")[0] for c in clock.cuts] == ["retraining trial 1 (t1)", "retraining trial 0 (t0)"]
     assert all("left out, so that the better-ranked trial 2 (t2) fits" in c for c in clock.cuts)

@@ -74,8 +74,9 @@ def test_sandwich_draws_only_feasible_random_networks() -> None:
 
 def _train(study: Path, data: Path, out: Path, **callbacks) -> torch.nn.Module:
     config = SupernetConfig(epochs=2, qat_epochs=1, batch_size=8, random_subnets=1, seed=3)
-    return SupernetTrainer(load_settings(study).space, load_budget("max78000"), data, out, config,
-                           study="small", **callbacks).run()  # fmt: skip
+    return SupernetTrainer(
+        load_settings(study).space, load_budget("max78000"), data, out, config, study="small", **callbacks
+    ).run()
 
 
 def test_killed_run_resumes_to_the_same_weights(small_study: Path, data: Path, tmp_path: Path) -> None:
@@ -107,14 +108,32 @@ def test_supernet_of_another_space_is_refused(small_study: Path, data: Path, tmp
 
 
 def _posenas(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "posenas.search.cli", *args], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "posenas.search.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_cli_trains_resumes_and_refuses_bad_input(small_study: Path, data: Path, tmp_path: Path) -> None:
     out = tmp_path / "sn"
-    args = ["supernet", "--study", str(small_study), "--data", str(data), "--teacher", "none", "--epochs", "1",
-            "--qat-epochs", "0", "--batch-size", "8", "--random-subnets", "1", "--out", str(out)]
+    args = [
+        "supernet",
+        "--study",
+        str(small_study),
+        "--data",
+        str(data),
+        "--teacher",
+        "none",
+        "--epochs",
+        "1",
+        "--qat-epochs",
+        "0",
+        "--batch-size",
+        "8",
+        "--random-subnets",
+        "1",
+        "--out",
+        str(out),
+    ]
     first = _posenas(*args)
     assert first.returncode == 0, first.stderr
     assert "supernet epoch 1/1" in first.stdout

@@ -61,10 +61,15 @@ def test_root_layout_counts_and_progress(root):
         assert counts[f"{split}_images"] == n
         assert counts[f"{split}_annotations"] == len(content["annotations"])
         assert content["info"]["version"] == synth.SYNTH_VERSION and content["licenses"] == []
-        assert content["categories"] == [{
-            "id": 1, "name": "person", "supercategory": "person", "keypoints": list(COCO_KEYPOINTS),
-            "skeleton": [list(p) for p in COCO_SKELETON],
-        }]  # fmt: skip
+        assert content["categories"] == [
+            {
+                "id": 1,
+                "name": "person",
+                "supercategory": "person",
+                "keypoints": list(COCO_KEYPOINTS),
+                "skeleton": [list(p) for p in COCO_SKELETON],
+            }
+        ]
         assert sorted(p.name for p in (out / f"{split}2017").iterdir()) == [
             f"{i:012d}.jpg" for i in range(first_id, first_id + n)
         ]
@@ -138,7 +143,7 @@ def test_variety_people_occlusion_truncation_and_sizes(rendered):
         height, width = item.labels.shape
         for number, a in enumerate(item.annotations, start=1):
             k = keypoints_of(a)
-            for x, y, v in k[k[:, 2] == 1]:
+            for x, y, _ in k[k[:, 2] == 1]:
                 label = int(item.labels[int(y), int(x)])
                 if label == synth.LABEL_OBJECT:
                     causes["object"] += 1

@@ -20,20 +20,27 @@ def test_parameter_and_key_counts_match_the_reference(stages, params, tensors):
 def test_key_names_and_shapes_of_the_released_layout():
     state = LightweightOpenPose(1).state_dict()
     expected = {
-        "model.0.0.weight": (32, 3, 3, 3), "model.0.1.running_var": (32,),
-        "model.1.0.weight": (32, 1, 3, 3), "model.1.3.weight": (64, 32, 1, 1), "model.11.4.bias": (512,),
-        "cpm.align.0.weight": (128, 512, 1, 1), "cpm.align.0.bias": (128,),
-        "cpm.trunk.2.0.weight": (128, 1, 3, 3), "cpm.trunk.2.2.weight": (128, 128, 1, 1),
+        "model.0.0.weight": (32, 3, 3, 3),
+        "model.0.1.running_var": (32,),
+        "model.1.0.weight": (32, 1, 3, 3),
+        "model.1.3.weight": (64, 32, 1, 1),
+        "model.11.4.bias": (512,),
+        "cpm.align.0.weight": (128, 512, 1, 1),
+        "cpm.align.0.bias": (128,),
+        "cpm.trunk.2.0.weight": (128, 1, 3, 3),
+        "cpm.trunk.2.2.weight": (128, 128, 1, 1),
         "cpm.conv.0.weight": (128, 128, 3, 3),
         "initial_stage.trunk.2.0.bias": (128,),
-        "initial_stage.heatmaps.0.0.weight": (512, 128, 1, 1), "initial_stage.heatmaps.1.0.weight": (19, 512, 1, 1),
+        "initial_stage.heatmaps.0.0.weight": (512, 128, 1, 1),
+        "initial_stage.heatmaps.1.0.weight": (19, 512, 1, 1),
         "initial_stage.pafs.1.0.weight": (38, 512, 1, 1),
         "refinement_stages.0.trunk.0.initial.0.weight": (128, 185, 1, 1),
         "refinement_stages.0.trunk.4.initial.0.weight": (128, 128, 1, 1),
         "refinement_stages.0.trunk.0.trunk.1.0.weight": (128, 128, 3, 3),
         "refinement_stages.0.trunk.0.trunk.1.1.running_mean": (128,),
-        "refinement_stages.0.heatmaps.1.0.weight": (19, 128, 1, 1), "refinement_stages.0.pafs.1.0.bias": (38,),
-    }  # fmt: skip
+        "refinement_stages.0.heatmaps.1.0.weight": (19, 128, 1, 1),
+        "refinement_stages.0.pafs.1.0.bias": (38,),
+    }
     for key, shape in expected.items():
         assert tuple(state[key].shape) == shape, key
     assert "model.0.0.bias" not in state and "cpm.trunk.0.0.bias" not in state  # bias-free convs
@@ -50,8 +57,13 @@ def _released_like(tmp_path, stages: int = 3, prefix: str = "", drop_tracked: bo
     state = collections.OrderedDict(
         (prefix + k, v) for k, v in source.state_dict().items() if not (drop_tracked and "num_batches" in k)
     )
-    checkpoint = {"state_dict": state, "optimizer": {"state": {}, "param_groups": [{"lr": 4e-5}]},
-                  "scheduler": {"milestones": {100: 1}}, "iter": 370000, "current_epoch": 280}  # fmt: skip
+    checkpoint = {
+        "state_dict": state,
+        "optimizer": {"state": {}, "param_groups": [{"lr": 4e-5}]},
+        "scheduler": {"milestones": {100: 1}},
+        "iter": 370000,
+        "current_epoch": 280,
+    }
     path = tmp_path / "checkpoint_iter_370000.pth"
     torch.save(checkpoint, path)
     return path, source
@@ -86,12 +98,16 @@ def test_teacher_input_is_bgr_centred_on_128():
 
 def test_wrong_checkpoints_are_refused_with_one_line(tmp_path):
     path, _ = _released_like(tmp_path, 0)  # no refinement stage: a 1-stage teacher misses keys
-    with pytest.raises(TeacherError, match=r"key\(s\) missing, first 'refinement_stages\.0\.trunk\.0\.initial\.0\.weight'"):
+    with pytest.raises(
+        TeacherError, match=r"key\(s\) missing, first 'refinement_stages\.0\.trunk\.0\.initial\.0\.weight'"
+    ):
         load_lightweight_openpose(path, refinement_stages=1)
     state = LightweightOpenPose(0).state_dict()
     state["cpm.align.0.weight"] = torch.zeros(128, 256, 1, 1)
     torch.save(state, tmp_path / "bad_shape.pth")
-    with pytest.raises(TeacherError, match=r"'cpm\.align\.0\.weight' has shape \(128, 256, 1, 1\), expected \(128, 512, 1, 1\)"):
+    with pytest.raises(
+        TeacherError, match=r"'cpm\.align\.0\.weight' has shape \(128, 256, 1, 1\), expected \(128, 512, 1, 1\)"
+    ):
         load_lightweight_openpose(tmp_path / "bad_shape.pth", refinement_stages=0)
     with pytest.raises(TeacherError, match="teacher checkpoint not found"):
         load_lightweight_openpose(tmp_path / "absent.pth")

@@ -22,7 +22,7 @@ from posenas.posenet.nets.distill import (
     load_prepared_teacher,
     pool_maps,
     prepare_teacher,
-)  # fmt: skip
+)
 from posenas.posenet.nets.train import Trainer
 from posenas.posenet.pose.coco import CocoPoseDataset
 from posenas.posenet.pose.images import ImageFolder, letterboxed
@@ -141,11 +141,10 @@ def test_a_folder_without_images_is_one_line(tmp_path):
         (["--teacher-input", "100"], "argument --teacher-input: must be a multiple of 8 in [8, 1024], got 100"),
         (["--images", "MISSING"], "image folder not found"),
     ],
-)  # fmt: skip
+)
 def test_teacher_cli_bad_input_is_one_line_exit_2(graph, real_root, tmp_path, capsys, extra, message):
     extra = [str(tmp_path / "nowhere") if e == "MISSING" else e for e in extra]
-    code = main(["teacher", "--checkpoint", str(graph), "--data", str(real_root), *extra,
-                 "--out", str(tmp_path / "T")])  # fmt: skip
+    code = main(["teacher", "--checkpoint", str(graph), "--data", str(real_root), *extra, "--out", str(tmp_path / "T")])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "T").exists()

@@ -129,7 +129,7 @@ def test_a_small_graph_of_the_family_runs_with_tensorflows_same_padding(tmp_path
         (lambda: b"\x0a\xff\xff\xff\xff\x0f garbage", "not a TensorFlow GraphDef"),
         (lambda: _only_input().SerializeToString(), "no 'Openpose/concat_stage7' output"),
     ],
-)  # fmt: skip
+)
 def test_graphs_that_are_not_this_family_are_refused_in_one_line(tmp_path, make, message):
     path = tmp_path / "bad.pb"
     path.write_bytes(make())
@@ -140,9 +140,10 @@ def test_graphs_that_are_not_this_family_are_refused_in_one_line(tmp_path, make,
 
 def test_the_cli_refuses_a_truncated_graph_with_exit_2(tmp_path, coco_sample_root, capsys, graph_path):
     truncated = tmp_path / "graph_opt.pb"
-    truncated.write_bytes(graph_path.read_bytes()[: 3_000_000])
-    code = main(["teacher", "--checkpoint", str(truncated), "--data", str(coco_sample_root), "--out",
-                 str(tmp_path / "T")])  # fmt: skip
+    truncated.write_bytes(graph_path.read_bytes()[:3_000_000])
+    code = main(
+        ["teacher", "--checkpoint", str(truncated), "--data", str(coco_sample_root), "--out", str(tmp_path / "T")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "graph_opt.pb" in err
     assert not (tmp_path / "T").exists()

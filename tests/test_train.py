@@ -81,7 +81,9 @@ def test_simulate_maps_equal_qat_maps(root, tmp_path):
 
 
 def _trained(root, tmp_path):
-    Trainer(get_arch("tiny-hw"), root, tmp_path / "run", TrainConfig(epochs=1, qat_start=0, batch_size=4, val_images=1)).run()
+    Trainer(
+        get_arch("tiny-hw"), root, tmp_path / "run", TrainConfig(epochs=1, qat_start=0, batch_size=4, val_images=1)
+    ).run()
     return tmp_path / "run" / "last.pt"
 
 
@@ -90,7 +92,9 @@ def test_loss_masks_and_mixes():
     batch = {"heatmaps": torch.zeros(shape_h), "pafs": torch.zeros(shape_p), "mask": torch.ones(2, 16, 16)}
     heatmaps, pafs = torch.ones(shape_h), torch.zeros(shape_p)
     loss, parts = pose_loss(heatmaps, pafs, batch, None, 0.3)
-    assert float(loss) == pytest.approx(1.0) and set(parts) == {"target"} and float(parts["target"]) == pytest.approx(1.0)
+    assert (
+        float(loss) == pytest.approx(1.0) and set(parts) == {"target"} and float(parts["target"]) == pytest.approx(1.0)
+    )
     batch["mask"][0] = 0  # the first image fully masked: half the cells count
     assert float(pose_loss(heatmaps, pafs, batch, None, 0.3)[0]) == pytest.approx(0.5)
     teacher = (torch.ones(shape_h), torch.zeros(shape_p))  # the student matches the teacher exactly
@@ -111,7 +115,10 @@ def test_foreground_loss_weighs_only_where_people_are(root):
     # Maps that paint nothing: tiny by the all-cells loss (people cover few cells), large by the foreground's.
     blank_h, blank_p = torch.zeros_like(heatmaps), torch.zeros_like(pafs)
     blank_h[:, 18] = targets["heatmaps"][:, 18]  # the background channel right
-    everywhere, foreground = float(pose_loss(blank_h, blank_p, targets, None, 1.0)[0]), float(foreground_loss(blank_h, blank_p, targets))
+    everywhere, foreground = (
+        float(pose_loss(blank_h, blank_p, targets, None, 1.0)[0]),
+        float(foreground_loss(blank_h, blank_p, targets)),
+    )
     assert foreground > 10 * everywhere > 0
     # Each part is averaged over its own cells: PAFs wrong everywhere they are set cost exactly their mean square.
     paf_cells = targets["pafs"] != 0

@@ -60,7 +60,9 @@ def test_eval_checkpoint_in_each_arithmetic(root, run, capsys):
 
 def test_teacher_from_a_run_then_cached_distillation(root, run, tmp_path, capsys):
     teacher = tmp_path / "T"
-    assert main(["teacher", "--data", str(root), "--checkpoint", str(run / "best-float.pt"), "--out", str(teacher)]) == 0
+    assert (
+        main(["teacher", "--data", str(root), "--checkpoint", str(run / "best-float.pt"), "--out", str(teacher)]) == 0
+    )
     info = json.loads((teacher / "teacher.json").read_text())
     assert info["kind"] == "posenas" and info["images"] == 6 and info["input_size"] == 128
     student = tmp_path / "distilled"
@@ -72,8 +74,21 @@ def test_teacher_from_a_run_then_cached_distillation(root, run, tmp_path, capsys
     other = tmp_path / "other"
     synth.write_coco_root(other, train=6, val=2, seed=9)
     capsys.readouterr()
-    code = main(["train", "--arch", "tiny-hw", "--data", str(other), "--teacher", str(teacher), "--no-augment",
-                 *SCHEDULE, "--out", str(tmp_path / "wrong")])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--arch",
+            "tiny-hw",
+            "--data",
+            str(other),
+            "--teacher",
+            str(teacher),
+            "--no-augment",
+            *SCHEDULE,
+            "--out",
+            str(tmp_path / "wrong"),
+        ]
+    )
     assert code == 2 and "cached on" in capsys.readouterr().err
 
 
@@ -91,8 +106,22 @@ def test_teacher_trained_from_an_architecture(root, tmp_path):
         (["eval", "--checkpoint", "{missing}", "--data", "{root}"], "checkpoint not found"),
         (["train", "--arch", "nonet", "--data", "{root}", "--out", "{tmp}/r"], "nonet"),
         (["train", "--arch", "tiny-hw", "--data", "{tmp}/none", "--out", "{tmp}/r"], "none"),
-        (["train", "--arch", "tiny-hw", "--data", "{root}", "--epochs", "2", "--qat-epochs", "3", "--out", "{tmp}/r"],
-         "--qat-epochs"),
+        (
+            [
+                "train",
+                "--arch",
+                "tiny-hw",
+                "--data",
+                "{root}",
+                "--epochs",
+                "2",
+                "--qat-epochs",
+                "3",
+                "--out",
+                "{tmp}/r",
+            ],
+            "--qat-epochs",
+        ),
         (["train", "--arch", "tiny-hw", "--data", "{root}", "--teacher", "{tmp}", "--out", "{tmp}/r"], "teacher.json"),
         (["teacher", "--data", "{root}", "--checkpoint", "{bad}", "--out", "{tmp}/T"], "not a loadable"),
     ],

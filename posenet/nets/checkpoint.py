@@ -27,8 +27,6 @@ from posenas.space.spec import ArchSpec, SpecError
 FORMAT_VERSION = 1
 
 
-
-
 @dataclass
 class RunCheckpoint:
     """What a run checkpoint holds, in memory."""
@@ -80,10 +78,15 @@ def load_checkpoint(path: str | os.PathLike) -> RunCheckpoint:
     except (SpecError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad spec or mode ({exc})") from None
     checkpoint = RunCheckpoint(
-        spec=spec, mode=mode, epoch=int(raw.get("epoch", 0)), state_dict=raw["state_dict"],
-        optimizer_state=raw.get("optimizer_state_dict") or None, extras=dict(raw.get("extras", {})),
-        history=list(meta.get("history", [])), train_config=dict(meta.get("train_config", {})),
-    )  # fmt: skip
+        spec=spec,
+        mode=mode,
+        epoch=int(raw.get("epoch", 0)),
+        state_dict=raw["state_dict"],
+        optimizer_state=raw.get("optimizer_state_dict") or None,
+        extras=dict(raw.get("extras", {})),
+        history=list(meta.get("history", [])),
+        train_config=dict(meta.get("train_config", {})),
+    )
     model_for(checkpoint, str(path))  # validates keys and shapes now, not at first use
     return checkpoint
 
@@ -112,8 +115,10 @@ def model_in_mode(checkpoint: RunCheckpoint, mode: QuantMode, source: str = "che
     is quantized post-training; a QAT checkpoint cannot go back to float (its batch-norm is folded)."""
     model = model_for(checkpoint, source)
     if mode is QuantMode.FLOAT and model.mode is not QuantMode.FLOAT:
-        raise CheckpointError(f"{source}: holds QAT weights (batch-norm folded); float needs a float-phase "
-                              "checkpoint such as RUN/best-float.pt")  # fmt: skip
+        raise CheckpointError(
+            f"{source}: holds QAT weights (batch-norm folded); float needs a float-phase "
+            "checkpoint such as RUN/best-float.pt"
+        )
     if mode is not QuantMode.FLOAT and model.mode is QuantMode.FLOAT:
         model.start_qat(recipe_of(checkpoint))  # post-training quantization of a float checkpoint
     if mode is QuantMode.SIMULATE:

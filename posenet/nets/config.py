@@ -82,8 +82,9 @@ class LowBitRecipe:
             raise UsageError(f"lowbit must be a mapping of {', '.join(f.name for f in dataclasses.fields(cls))}")
         unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise UsageError(f"lowbit: unknown setting {unknown[0]!r} (known: "
-                             f"{', '.join(f.name for f in dataclasses.fields(cls))})")  # fmt: skip
+            raise UsageError(
+                f"lowbit: unknown setting {unknown[0]!r} (known: {', '.join(f.name for f in dataclasses.fields(cls))})"
+            )
         return cls(**value)
 
     def applies_to(self, lowest_bits: int) -> bool:
@@ -160,7 +161,6 @@ class TrainConfig:
             return self
         epochs = self.qat_start + max(1, round((self.epochs - self.qat_start) * recipe.qat_factor))
         return dataclasses.replace(self, epochs=epochs, qat_lr=recipe.qat_lr or self.qat_lr)
-
 
 
 @dataclass(frozen=True)

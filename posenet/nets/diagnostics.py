@@ -58,8 +58,10 @@ def layer_diagnostics(model: PoseNet, x: torch.Tensor) -> list[LayerDiagnostics]
     if model.mode is not QuantMode.QAT:
         raise ValueError(f"layer diagnostics need a QAT-mode network, this one is {model.mode.value}")
     inputs: dict[str, torch.Tensor] = {}
-    hooks = [layer.register_forward_pre_hook(lambda module, args, name=name: inputs.__setitem__(name, args[0]))
-             for name, layer in hardware_layers(model)]  # fmt: skip
+    hooks = [
+        layer.register_forward_pre_hook(lambda module, args, name=name: inputs.__setitem__(name, args[0]))
+        for name, layer in hardware_layers(model)
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -79,10 +81,14 @@ def _diagnose(name: str, layer: HwConv2d, x: torch.Tensor) -> LayerDiagnostics:
     quantized = layer(x)
     exact = layer.exact_output(x)
     return LayerDiagnostics(
-        layer=name, weight_bits=layer.target_bits, bias_bits=int(layer.bias_bits.item()), shift=shift,
-        nonzero=float((levels != 0).double().mean()), weight_cosine=_cosine(weight, levels * scale),
+        layer=name,
+        weight_bits=layer.target_bits,
+        bias_bits=int(layer.bias_bits.item()),
+        shift=shift,
+        nonzero=float((levels != 0).double().mean()),
+        weight_cosine=_cosine(weight, levels * scale),
         output_cosine=_cosine(exact, quantized),
-    )  # fmt: skip
+    )
 
 
 def collapsing_layers(rows: list[LayerDiagnostics]) -> list[str]:
@@ -92,9 +98,13 @@ def collapsing_layers(rows: list[LayerDiagnostics]) -> list[str]:
         return []
     median_nonzero = statistics.median(r.nonzero for r in rows)
     median_cosine = statistics.median(r.output_cosine for r in rows)
-    return [r.layer for r in rows
-            if r.nonzero < COLLAPSE_NONZERO or r.nonzero < COLLAPSE_NONZERO_RATIO * median_nonzero
-            or (r.output_cosine < COLLAPSE_COSINE and r.output_cosine < median_cosine - COLLAPSE_MARGIN)]  # fmt: skip
+    return [
+        r.layer
+        for r in rows
+        if r.nonzero < COLLAPSE_NONZERO
+        or r.nonzero < COLLAPSE_NONZERO_RATIO * median_nonzero
+        or (r.output_cosine < COLLAPSE_COSINE and r.output_cosine < median_cosine - COLLAPSE_MARGIN)
+    ]
 
 
 def collapse_warning(rows: list[LayerDiagnostics]) -> str | None:
@@ -103,7 +113,9 @@ def collapse_warning(rows: list[LayerDiagnostics]) -> str | None:
     if not names:
         return None
     by_name = {r.layer: r for r in rows}
-    parts = [f"{n} ({by_name[n].weight_bits}-bit: {by_name[n].nonzero:.0%} nonzero, output cosine "
-             f"{by_name[n].output_cosine:.2f})" for n in names]  # fmt: skip
+    parts = [
+        f"{n} ({by_name[n].weight_bits}-bit: {by_name[n].nonzero:.0%} nonzero, output cosine "
+        f"{by_name[n].output_cosine:.2f})"
+        for n in names
+    ]
     return f"collapsing layer{'s' if len(names) > 1 else ''}: {', '.join(parts)}"
-

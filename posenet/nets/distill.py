@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,6 +56,7 @@ NUM_MAPS = NUM_HEATMAPS + NUM_PAFS
 DEFAULT_REAL_TEACHER_INPUT = 256
 # The prepared folder's copy of the teacher, by kind.
 WEIGHTS_FILE = {"posenas": "teacher.pt", "lwopenpose": "teacher.pt", "tfgraph": "teacher.pb"}
+
 
 class PoseNetTeacher(torch.nn.Module):
     """A trained posenas network as a teacher (the seeds' second level: student -> tiny), in the
@@ -96,8 +98,9 @@ class PooledTeacher(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         side = images.shape[-1] // 8
-        big = F.interpolate(images, size=(self.teacher_input, self.teacher_input), mode="bilinear",
-                            align_corners=False, antialias=False)  # fmt: skip
+        big = F.interpolate(
+            images, size=(self.teacher_input, self.teacher_input), mode="bilinear", align_corners=False, antialias=False
+        )
         heatmaps, pafs = self.teacher(big)
         return pool_maps(heatmaps, side), pool_maps(pafs, side)
 
@@ -170,8 +173,13 @@ class UnlabeledSet:
     maps: np.ndarray  # (N, 57, S/8, S/8) float16
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 4 or self.maps.ndim != 4 or len(self.images) != len(self.maps) \
-                or self.maps.shape[1] != NUM_MAPS or self.images.shape[1] != self.maps.shape[2] * 8:
+        if (
+            self.images.ndim != 4
+            or self.maps.ndim != 4
+            or len(self.images) != len(self.maps)
+            or self.maps.shape[1] != NUM_MAPS
+            or self.images.shape[1] != self.maps.shape[2] * 8
+        ):
             raise TeacherError(f"unlabeled images {self.images.shape} and maps {self.maps.shape} do not match")
 
     def __len__(self) -> int:
@@ -189,12 +197,23 @@ class PreparedTeacher:
 
 
 def prepare_teacher(
-    data: str | os.PathLike, out: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
-    arch: ArchSpec | None = None, epochs: int = 12, train_images: int | None = None, refinement_stages: int = 1,
-    input_size: int = 128, device: str | None = None, on_batch: Callable | None = None,
-    on_epoch: Callable | None = None, progress: Callable[[int], None] | None = None,
-    teacher_input: int | None = None, images: str | os.PathLike | None = None, deadline: float | None = None,
-) -> Path:  # fmt: skip
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    arch: ArchSpec | None = None,
+    epochs: int = 12,
+    train_images: int | None = None,
+    refinement_stages: int = 1,
+    input_size: int = 128,
+    device: str | None = None,
+    on_batch: Callable | None = None,
+    on_epoch: Callable | None = None,
+    progress: Callable[[int], None] | None = None,
+    teacher_input: int | None = None,
+    images: str | os.PathLike | None = None,
+    deadline: float | None = None,
+) -> Path:
     """Make a prepared-teacher folder ``out``: load ``checkpoint`` (or first train ``arch``, float, on
     ``data`` into ``out/run``), then cache its maps for every training image of ``data``.
 
@@ -211,8 +230,9 @@ def prepare_teacher(
     if arch is not None:
         input_size = arch.input_size
         config = TrainConfig(epochs=epochs, qat_start=None, train_images=train_images)
-        Trainer(arch, data, out / "run", config, device=device, on_batch=on_batch, on_epoch=on_epoch,
-                deadline=deadline).run()  # fmt: skip
+        Trainer(
+            arch, data, out / "run", config, device=device, on_batch=on_batch, on_epoch=on_epoch, deadline=deadline
+        ).run()
         checkpoint = out / "run" / "best.pt"
     elif checkpoint is None:
         raise TeacherError("a teacher needs a checkpoint or an architecture to train")
@@ -230,11 +250,18 @@ def prepare_teacher(
     unlabeled = None
     if folder is not None:
         unlabeled = cache_folder_maps(teacher, folder, input_size, teacher_input, device, progress=progress)
-    info = TeacherInfo(kind=kind, source=str(Path(checkpoint).resolve()), refinement_stages=refinement_stages,
-                       data=str(Path(data).resolve()), split="train", input_size=input_size,
-                       images=len(image_ids), teacher_input=teacher_input,
-                       unlabeled=str(folder.folder.resolve()) if folder else None,
-                       unlabeled_images=len(folder) if folder else 0)  # fmt: skip
+    info = TeacherInfo(
+        kind=kind,
+        source=str(Path(checkpoint).resolve()),
+        refinement_stages=refinement_stages,
+        data=str(Path(data).resolve()),
+        split="train",
+        input_size=input_size,
+        images=len(image_ids),
+        teacher_input=teacher_input,
+        unlabeled=str(folder.folder.resolve()) if folder else None,
+        unlabeled_images=len(folder) if folder else 0,
+    )
     return write_prepared_teacher(out, checkpoint, info, maps, image_ids, unlabeled)
 
 
@@ -251,9 +278,13 @@ def teacher_maps(teacher: torch.nn.Module, images: np.ndarray, side: int, device
 
 
 def cache_teacher_maps(
-    teacher: torch.nn.Module, dataset: CocoPoseDataset, device: torch.device | str = "cpu",
-    batch_size: int = 64, progress: Callable[[int], None] | None = None, teacher_input: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    teacher: torch.nn.Module,
+    dataset: CocoPoseDataset,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+    teacher_input: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The teacher's maps for every un-augmented sample of ``dataset`` (float16) and their image ids.
 
     With ``teacher_input`` the teacher sees each original image letterboxed at that size (the same
@@ -277,9 +308,14 @@ def cache_teacher_maps(
 
 
 def cache_folder_maps(
-    teacher: torch.nn.Module, folder: ImageFolder, input_size: int, teacher_input: int | None = None,
-    device: torch.device | str = "cpu", batch_size: int = 64, progress: Callable[[int], None] | None = None,
-) -> UnlabeledSet:  # fmt: skip
+    teacher: torch.nn.Module,
+    folder: ImageFolder,
+    input_size: int,
+    teacher_input: int | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> UnlabeledSet:
     """Every image of ``folder`` letterboxed at ``input_size`` (what the student sees) with the teacher's
     maps (the teacher run at ``teacher_input``, pooled onto the student's grid)."""
     device = torch.device(device)
@@ -299,9 +335,13 @@ def cache_folder_maps(
 
 
 def write_prepared_teacher(
-    out: str | os.PathLike, weights: str | os.PathLike, info: TeacherInfo, maps: np.ndarray, image_ids: np.ndarray,
+    out: str | os.PathLike,
+    weights: str | os.PathLike,
+    info: TeacherInfo,
+    maps: np.ndarray,
+    image_ids: np.ndarray,
     unlabeled: UnlabeledSet | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write a prepared-teacher folder: a copy of the teacher's checkpoint file ``weights`` and the cache.
 
     Every file is written beside and renamed, ``teacher.json`` (removed first) last, so a crash leaves a
@@ -379,8 +419,10 @@ def open_teacher(path: str | os.PathLike, refinement_stages: int = 1) -> tuple[t
 
 
 def teacher_predictor(
-    teacher: torch.nn.Module, device: torch.device | str = "cpu", pooled_side: int | None = None,
-) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    teacher: torch.nn.Module,
+    device: torch.device | str = "cpu",
+    pooled_side: int | None = None,
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """A ``posenet.pose.evaluate`` predictor running ``teacher`` on uint8 RGB images; with
     ``pooled_side`` its maps are average-pooled onto that grid (what a student distils from)."""
     device = torch.device(device)

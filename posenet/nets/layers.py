@@ -21,9 +21,10 @@ QAT, ``to_simulate`` to SIMULATE. Load checkpoints into a layer that is already 
 mode; a mismatch between the loaded meta parameters and the layer's mode raises instead of silently
 mis-computing.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +51,6 @@ _WIDE_LIMIT = 32768.0  # 2**(30 - 14 - 1), the training-scale clamp of a wide ou
 _ACC_MIN, _ACC_MAX = float(-(2**29)), float(2**29 - 1)  # hardware clamp of a 32-bit output
 _QAT_SHIFT_LIMIT = 15  # ai8x OutputShiftLimit
 _BN_OUTPUT_SCALE = 0.25  # v1 divides the BN output by 4 (and folds g/4, beta/4 accordingly)
-
-
 
 
 def _round_half_up(x: torch.Tensor) -> torch.Tensor:
@@ -216,7 +215,9 @@ class HwConv2d(nn.Module):
         """
         self._require(QuantMode.FLOAT, "start_qat")
         if bias_bits is not None and bias_bits not in (self._target_bits, MAX_BIAS_BITS):
-            raise ValueError(f"bias_bits must be the weight bits ({self._target_bits}) or {MAX_BIAS_BITS}, got {bias_bits}")
+            raise ValueError(
+                f"bias_bits must be the weight bits ({self._target_bits}) or {MAX_BIAS_BITS}, got {bias_bits}"
+            )
         if self.bn is not None:
             self._fold_batchnorm()
             self.bn = None
@@ -263,8 +264,9 @@ class HwConv2d(nn.Module):
         bn = self.bn
         assert bn is not None and self.op.bias is not None  # guaranteed by _validate_config
         with torch.no_grad():
-            weight, bias = fold_batchnorm(self.op.weight, self.op.bias, bn.weight, bn.bias, bn.running_mean,
-                                          bn.running_var, bn.eps)  # fmt: skip
+            weight, bias = fold_batchnorm(
+                self.op.weight, self.op.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps
+            )
             self.op.weight.copy_(weight)
             self.op.bias.copy_(bias)
 
@@ -335,9 +337,17 @@ class HwConv2d(nn.Module):
         return float_activation(y, wide=self.wide, relu=self.relu)
 
     def _forward_qat(self, x: torch.Tensor) -> torch.Tensor:
-        return qat_conv(x, self.op.weight, self.op.bias, self._target_bits, self._qat_shift(),
-                        wide=self.wide, relu=self.relu, conv=self._conv,
-                        bias_bits=self._bias_bits)  # fmt: skip
+        return qat_conv(
+            x,
+            self.op.weight,
+            self.op.bias,
+            self._target_bits,
+            self._qat_shift(),
+            wide=self.wide,
+            relu=self.relu,
+            conv=self._conv,
+            bias_bits=self._bias_bits,
+        )
 
     def _forward_simulate(self, x: torch.Tensor) -> torch.Tensor:
         w_int, b_int, shift = self.integer_weights()
@@ -352,9 +362,14 @@ class HwConv2d(nn.Module):
 # -- the arithmetic of one layer, as functions: HwConv2d uses them, and so does the weight-sharing supernet
 # (posenet/nets/supernet.py), which runs slices of its weights through exactly the same steps.
 def fold_batchnorm(
-    weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, mean: torch.Tensor,
-    var: torch.Tensor, eps: float,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, bias) of a conv with its batch-norm folded in (v1: the BN output is divided by 4)."""
     factor = gamma * _BN_OUTPUT_SCALE / torch.sqrt(var + eps)
     return weight * factor.view(-1, 1, 1, 1), (bias - mean) * factor + beta * _BN_OUTPUT_SCALE
@@ -434,10 +449,17 @@ def mse_shift(weight: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def qat_conv(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bits: int, shift: torch.Tensor, *,
-    wide: bool, relu: bool, conv: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    bits: int,
+    shift: torch.Tensor,
+    *,
+    wide: bool,
+    relu: bool,
+    conv: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
     bias_bits: int | None = None,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """QAT mode: fake-quantized (BN-folded) weights and bias, conv, output shift, activation quantization.
 
     ``shift``: weights are scaled by 2**-shift before rounding (``quantile_shift`` for ai8x v1, or a held

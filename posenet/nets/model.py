@@ -64,8 +64,11 @@ class PoseNet(nn.Module):
         Output (wide) layers keep the shift chosen at the switch: a wide layer has no output shift, so its
         maps come out scaled by 2**-shift, and a new shift would double or halve every map at once (measured:
         fid02's 2-bit PAF head, loss 0.027 -> 0.041 and AP 0.004 -> 0 at the epoch it moved)."""
-        return {name: layer.calibrate_shift() for name, layer in hardware_layers(self)
-                if layer.shift_is_fixed and not layer.wide}  # fmt: skip
+        return {
+            name: layer.calibrate_shift()
+            for name, layer in hardware_layers(self)
+            if layer.shift_is_fixed and not layer.wide
+        }
 
     def to_simulate(self) -> None:
         """Replace the weights by the integer checkpoint and compute as the chip does (eval only)."""
@@ -93,9 +96,17 @@ class PoseNet(nn.Module):
 
 def _layer(node: LayerNode) -> HwConv2d:
     return HwConv2d(
-        node.in_channels, node.out_channels, node.kernel_size, padding=node.padding, stride=node.stride,
-        pool_size=node.pool, pool_type=node.pool_type, batchnorm=node.batchnorm, relu=node.relu,
-        wide=node.wide, weight_bits=node.weight_bits,
+        node.in_channels,
+        node.out_channels,
+        node.kernel_size,
+        padding=node.padding,
+        stride=node.stride,
+        pool_size=node.pool,
+        pool_type=node.pool_type,
+        batchnorm=node.batchnorm,
+        relu=node.relu,
+        wide=node.wide,
+        weight_bits=node.weight_bits,
     )
 
 

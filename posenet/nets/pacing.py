@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 QAT_STEP_COST = 1.4  # a QAT training step against a float one (BENCHMARKS.md: 0.57 vs 0.40 img/s)
 
 
-def epoch_share(left_s: float, remaining_qat: Sequence[bool], validation_s: float,
-                qat_cost: float = QAT_STEP_COST) -> float:  # fmt: skip
+def epoch_share(
+    left_s: float, remaining_qat: Sequence[bool], validation_s: float, qat_cost: float = QAT_STEP_COST
+) -> float:
     """The training seconds of the next epoch: ``left_s`` less one validation per remaining epoch, split
     among the remaining epochs (``remaining_qat``: whether each is QAT, the next one first) by cost."""
     if not remaining_qat:

@@ -24,7 +24,7 @@ from posenas.posenet.nets.distill import (
     is_run_checkpoint,
     open_teacher,
     teacher_predictor,
-)  # fmt: skip
+)
 from posenas.posenet.nets.tf_teacher import looks_like_graphdef
 from posenas.posenet.nets.train import predictor_for
 from posenas.posenet.pose.decode import DecodeConfig, decode
@@ -40,9 +40,11 @@ class OpenedPredictor:
 
 
 def open_predictor(
-    path: str | os.PathLike, mode: QuantMode = QuantMode.QAT, device: str | torch.device = "cpu",
+    path: str | os.PathLike,
+    mode: QuantMode = QuantMode.QAT,
+    device: str | torch.device = "cpu",
     teacher_input: int | None = None,
-) -> OpenedPredictor:  # fmt: skip
+) -> OpenedPredictor:
     """The predictor of ``path``: a run checkpoint runs in ``mode``; a teacher at ``teacher_input``
     (default: the folder's, else ``DEFAULT_REAL_TEACHER_INPUT``)."""
     path = Path(path)

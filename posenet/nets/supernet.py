@@ -30,7 +30,8 @@ Arithmetic follows ``HwConv2d`` exactly, through the same functions (``posenet.n
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +39,16 @@ from torch import nn
 
 from posenas.errors import SpecOutsideSpace
 from posenas.posenet.nets.config import LowBitRecipe
-from posenas.posenet.nets.layers import (HwConv2d, QuantMode, apply_pool, float_activation, fold_batchnorm, mse_shift,
-                                         qat_conv, quantile_shift)  # fmt: skip
+from posenas.posenet.nets.layers import (
+    HwConv2d,
+    QuantMode,
+    apply_pool,
+    float_activation,
+    fold_batchnorm,
+    mse_shift,
+    qat_conv,
+    quantile_shift,
+)
 from posenas.posenet.nets.model import PoseNet, build_model
 from posenas.space.graph import INPUT, LayerNode, layer_graph
 from posenas.space.sampling import STEMS, SearchSpace, fixed_params
@@ -83,8 +92,9 @@ class SuperNet(nn.Module):
         for stem in space.stems:
             in_channels = IN_CHANNELS * (4 if stem == "fold" else 1)
             pool = 2 if stem == "pool" else first.pool
-            self.stems[stem] = _layer(in_channels, widths[0], _kernel(first.kernels), pool=pool,
-                                      stride=2 if stem == "stride2" else 1)  # fmt: skip
+            self.stems[stem] = _layer(
+                in_channels, widths[0], _kernel(first.kernels), pool=pool, stride=2 if stem == "stride2" else 1
+            )
         self.layers = nn.ModuleDict()
         for i, slot in enumerate(slots[1:], start=1):
             self.layers[slot.name] = _layer(widest_input(i), widths[i], _kernel(slot.kernels), pool=slot.pool)
@@ -160,8 +170,19 @@ class SuperNet(nn.Module):
                 if self.training:  # as nn.BatchNorm2d: count batches; momentum None is a cumulative average
                     bn.num_batches_tracked.add_(1)
                     momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-                y = F.batch_norm(y, bn.running_mean[:out], bn.running_var[:out], bn.weight[:out], bn.bias[:out],
-                                 self.training, momentum, bn.eps) * _BN_OUTPUT_SCALE  # fmt: skip
+                y = (
+                    F.batch_norm(
+                        y,
+                        bn.running_mean[:out],
+                        bn.running_var[:out],
+                        bn.weight[:out],
+                        bn.bias[:out],
+                        self.training,
+                        momentum,
+                        bn.eps,
+                    )
+                    * _BN_OUTPUT_SCALE
+                )
             return float_activation(y, wide=node.wide, relu=node.relu)
         if bn is not None:
             if self.training:
@@ -177,10 +198,27 @@ class SuperNet(nn.Module):
                 shift = mse_shift(weight, bits)
             else:
                 shift = quantile_shift(weight, bias, torch.tensor([recipe.shift_quantile]))
-            return qat_conv(x, weight, bias, bits, shift, wide=node.wide, relu=node.relu, conv=conv,
-                            bias_bits=recipe.bias_bits or bits)  # fmt: skip
-        return qat_conv(x, weight, bias, bits, quantile_shift(weight, bias, layer.shift_quantile), wide=node.wide,
-                        relu=node.relu, conv=conv)  # fmt: skip
+            return qat_conv(
+                x,
+                weight,
+                bias,
+                bits,
+                shift,
+                wide=node.wide,
+                relu=node.relu,
+                conv=conv,
+                bias_bits=recipe.bias_bits or bits,
+            )
+        return qat_conv(
+            x,
+            weight,
+            bias,
+            bits,
+            quantile_shift(weight, bias, layer.shift_quantile),
+            wide=node.wide,
+            relu=node.relu,
+            conv=conv,
+        )
 
     def extract(self, spec: ArchSpec) -> PoseNet:
         """A stand-alone FLOAT ``PoseNet`` of ``spec`` with the inherited weights and BN statistics."""
@@ -212,10 +250,12 @@ def stem_of(spec: ArchSpec) -> str:
     return "fold" if spec.fold == 2 else "stride2" if first.stride == 2 else "pool"
 
 
-def _layer(in_channels: int, out_channels: int, kernel: int, *, pool: int = 0, stride: int = 1,
-           wide: bool = False) -> HwConv2d:  # fmt: skip
-    return HwConv2d(in_channels, out_channels, kernel, stride=stride, pool_size=pool, batchnorm=not wide,
-                    relu=not wide, wide=wide)  # fmt: skip
+def _layer(
+    in_channels: int, out_channels: int, kernel: int, *, pool: int = 0, stride: int = 1, wide: bool = False
+) -> HwConv2d:
+    return HwConv2d(
+        in_channels, out_channels, kernel, stride=stride, pool_size=pool, batchnorm=not wide, relu=not wide, wide=wide
+    )
 
 
 def _kernel(kernels: Iterable[int]) -> int:

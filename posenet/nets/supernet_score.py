@@ -45,8 +45,13 @@ class SubnetScore:
     fg_loss: float = float("nan")
 
     def to_dict(self) -> dict[str, float]:
-        return {"ap": self.ap, "ap50": self.ap50, "val_loss": self.val_loss, "fg_loss": self.fg_loss,
-                "seconds": self.seconds}
+        return {
+            "ap": self.ap,
+            "ap50": self.ap50,
+            "val_loss": self.val_loss,
+            "fg_loss": self.fg_loss,
+            "seconds": self.seconds,
+        }
 
 
 class SubnetScorer:
@@ -60,11 +65,22 @@ class SubnetScorer:
     all broken after one QAT epoch (BENCHMARKS.md, "Fidelity")."""
 
     def __init__(
-        self, supernet: SuperNet, data: str | Path, *, calibration_images: int = 256, val_images: int | None = 100,
-        val_offset: int = 0, batch_size: int = 64, seed: int = 0, device: str | torch.device | None = None,
-        mode: QuantMode = QuantMode.QAT, finetune_steps: int = 0, finetune_batch: int = 16, finetune_lr: float = 1e-3,
+        self,
+        supernet: SuperNet,
+        data: str | Path,
+        *,
+        calibration_images: int = 256,
+        val_images: int | None = 100,
+        val_offset: int = 0,
+        batch_size: int = 64,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        mode: QuantMode = QuantMode.QAT,
+        finetune_steps: int = 0,
+        finetune_batch: int = 16,
+        finetune_lr: float = 1e-3,
         recipe: LowBitRecipe | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if mode not in (QuantMode.FLOAT, QuantMode.QAT):
             raise ValueError(f"subnets are scored in FLOAT or QAT, not {mode.value}")
         if finetune_steps < 0 or finetune_batch < 1 or not finetune_lr > 0:
@@ -72,26 +88,35 @@ class SubnetScorer:
         self.supernet, self.data, self.batch_size, self.mode = supernet, Path(data), batch_size, mode
         # the low-bit recipe of the fold and the fine-tuning steps: by default the supernet's own
         self.recipe = recipe if recipe is not None else supernet.lowbit
-        self.finetune_steps, self.finetune_batch, self.finetune_lr, self.seed = finetune_steps, finetune_batch, finetune_lr, seed
+        self.finetune_steps, self.finetune_batch, self.finetune_lr, self.seed = (
+            finetune_steps,
+            finetune_batch,
+            finetune_lr,
+            seed,
+        )
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         size = supernet.space.input_size
         train = CocoPoseDataset(data, "train", input_size=size, people_only=True)
         rng = np.random.default_rng(seed)
-        picked = sorted(rng.choice(len(train.image_ids), size=min(calibration_images, len(train.image_ids)),
-                                   replace=False).tolist())  # fmt: skip
+        picked = sorted(
+            rng.choice(len(train.image_ids), size=min(calibration_images, len(train.image_ids)), replace=False).tolist()
+        )
         train.image_ids = [train.image_ids[i] for i in picked]
         train_tensors = PreloadedSamples(train).tensors
         self.calibration = model_input(train_tensors["images"], QuantMode.FLOAT).to(self.device)
         # the same images, with their targets, for the few fine-tuning steps
         self.calibration_targets = {k: train_tensors[k].to(self.device) for k in ("heatmaps", "pafs", "mask")}
         val = CocoPoseDataset(data, "val", input_size=size)
-        val.image_ids = val.image_ids[val_offset:][:val_images] if val_images is not None else val.image_ids[val_offset:]
+        val.image_ids = (
+            val.image_ids[val_offset:][:val_images] if val_images is not None else val.image_ids[val_offset:]
+        )
         self.val = val
         tensors = PreloadedSamples(val).tensors
         self.val_input = model_input(tensors["images"], QuantMode.FLOAT).to(self.device)
         self.val_targets = {k: tensors[k].to(self.device) for k in ("heatmaps", "pafs", "mask")}
-        self.matrices = [letterbox_matrix(val.coco.imgs[i]["width"], val.coco.imgs[i]["height"], size)
-                         for i in val.image_ids]  # fmt: skip
+        self.matrices = [
+            letterbox_matrix(val.coco.imgs[i]["width"], val.coco.imgs[i]["height"], size) for i in val.image_ids
+        ]
         self.decode_config = DecodeConfig.for_input(size)
 
     def _batches(self, x: torch.Tensor):

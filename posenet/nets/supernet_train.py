@@ -20,9 +20,10 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +59,12 @@ def space_from_dict(data: dict[str, Any]) -> SearchSpace:
     from posenas.space.sampling import SlotBounds
 
     values = dict(data)
-    values["backbone"] = tuple(SlotBounds(name=s["name"], width=tuple(s["width"]), kernels=tuple(s["kernels"]),
-                                          pool=s["pool"], optional=s["optional"]) for s in data["backbone"])  # fmt: skip
+    values["backbone"] = tuple(
+        SlotBounds(
+            name=s["name"], width=tuple(s["width"]), kernels=tuple(s["kernels"]), pool=s["pool"], optional=s["optional"]
+        )
+        for s in data["backbone"]
+    )
     for key in ("stems", "bits", "cpm_depth", "cpm_width", "cpm_kernels", "head_width"):
         values[key] = tuple(values[key])
     return SearchSpace(**values)
@@ -88,8 +93,7 @@ class Sandwich:
     others: tuple[ArchSpec, ...]
 
 
-def sandwich(space: SearchSpace, budget: Budget, config: SupernetConfig, epoch: int, step: int,
-             qat: bool) -> Sandwich:  # fmt: skip
+def sandwich(space: SearchSpace, budget: Budget, config: SupernetConfig, epoch: int, step: int, qat: bool) -> Sandwich:
     """The step's networks, a function of (seed, epoch, step) only; the random ones all fit ``budget``."""
     rng = np.random.default_rng([config.seed, epoch, step])
     stem = space.stems[step % len(space.stems)]
@@ -105,13 +109,20 @@ class SupernetTrainer:
     """Trains the supernet of ``space`` on a COCO root into ``out``, resuming from ``out/supernet.pt``."""
 
     def __init__(
-        self, space: SearchSpace, budget: Budget, data: str | Path, out: str | Path,
-        config: SupernetConfig = SupernetConfig(), *, study: str = "", teacher_cache: TeacherCache | None = None,
+        self,
+        space: SearchSpace,
+        budget: Budget,
+        data: str | Path,
+        out: str | Path,
+        config: SupernetConfig = SupernetConfig(),
+        *,
+        study: str = "",
+        teacher_cache: TeacherCache | None = None,
         device: str | torch.device | None = None,
         on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
         on_epoch: Callable[[SupernetEpoch], None] | None = None,
         deadline: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.space, self.budget, self.config, self.study = space, budget, config, study
         # a time.monotonic() reading: each epoch takes the steps its share of the time left allows
         self.pacer = None if deadline is None else Pacer(deadline, qat_cost=QAT_STEP_COST)
@@ -119,8 +130,9 @@ class SupernetTrainer:
         self.teacher_cache = teacher_cache
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.on_batch, self.on_epoch = on_batch, on_epoch
-        self.train_set = CocoPoseDataset(data, "train", input_size=space.input_size, people_only=True,
-                                         seed=config.seed, limit=config.train_images)  # fmt: skip
+        self.train_set = CocoPoseDataset(
+            data, "train", input_size=space.input_size, people_only=True, seed=config.seed, limit=config.train_images
+        )
         if len(self.train_set) < config.batch_size:
             raise CheckpointError(f"{data}: {len(self.train_set)} training images, fewer than a batch")
         if teacher_cache is not None and not teacher_cache.covers(self.train_set.image_ids):
@@ -129,9 +141,16 @@ class SupernetTrainer:
 
     # -- state -------------------------------------------------------------------------------------
     def info(self, epoch: int, mode: QuantMode, history: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"format": FORMAT_VERSION, "study": self.study, "space": space_dict(self.space),
-                "budget": self.budget.device.name, "config": self.config.to_dict(), "epoch": epoch,
-                "mode": mode.value, "history": history}  # fmt: skip
+        return {
+            "format": FORMAT_VERSION,
+            "study": self.study,
+            "space": space_dict(self.space),
+            "budget": self.budget.device.name,
+            "config": self.config.to_dict(),
+            "epoch": epoch,
+            "mode": mode.value,
+            "history": history,
+        }
 
     def _resume(self) -> tuple[SuperNet, int, list[dict[str, Any]], dict | None]:
         torch.manual_seed(self.config.seed)
@@ -206,8 +225,12 @@ class SupernetTrainer:
 
     def _save(self, net: SuperNet, optimizer: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
         info = self.info(epoch, net.mode, history)
-        payload = {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                   "optimizer_state_dict": optimizer.state_dict(), "epoch": epoch, "posenas_supernet": info}  # fmt: skip
+        payload = {
+            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "optimizer_state_dict": optimizer.state_dict(),
+            "epoch": epoch,
+            "posenas_supernet": info,
+        }
         atomic_write_stream(self.out / WEIGHTS, lambda stream: torch.save(payload, stream))
         atomic_write_text(self.out / INFO, json.dumps(info, indent=2) + "\n")
 
@@ -251,8 +274,16 @@ class SupernetTrainer:
                 break  # this epoch's share of the time to the deadline is spent
         seconds = time.perf_counter() - started
         taken = max(1, seen // self.config.batch_size)
-        return SupernetEpoch(epoch, net.mode.value, float(total_largest) / taken, float(total_others) / taken,
-                             seen / max(seconds, 1e-9), seconds, subnets, seen)  # fmt: skip
+        return SupernetEpoch(
+            epoch,
+            net.mode.value,
+            float(total_largest) / taken,
+            float(total_others) / taken,
+            seen / max(seconds, 1e-9),
+            seconds,
+            subnets,
+            seen,
+        )
 
     def _batches(self, epoch: int) -> tuple[Iterator[dict[str, torch.Tensor]], int]:
         generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
@@ -261,13 +292,15 @@ class SupernetTrainer:
             if self._preloaded is None:
                 self._preloaded = PreloadedSamples(self.train_set)
             return self._preloaded.batches(size, generator), len(self._preloaded) // size
-        loader = torch.utils.data.DataLoader(self.train_set, batch_size=size, shuffle=True, drop_last=True,
-                                             collate_fn=_collate, generator=generator)  # fmt: skip
+        loader = torch.utils.data.DataLoader(
+            self.train_set, batch_size=size, shuffle=True, drop_last=True, collate_fn=_collate, generator=generator
+        )
         return iter(loader), len(loader)
 
 
-def _blend(largest: tuple[torch.Tensor, torch.Tensor], teacher: tuple[torch.Tensor, torch.Tensor] | None,
-           share: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def _blend(
+    largest: tuple[torch.Tensor, torch.Tensor], teacher: tuple[torch.Tensor, torch.Tensor] | None, share: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The subnets' soft targets: ``share`` x the largest network's maps + the rest x the study's teacher.
 
     L2 to this blend equals the same blend of the two L2 losses up to a constant, so it is in-place
@@ -306,8 +339,10 @@ def load_supernet(folder: str | Path, space: SearchSpace | None = None) -> tuple
     saved = load_supernet_file(path)
     meta = saved["posenas_supernet"]
     if space is not None and meta["space"] != space_dict(space):
-        raise CheckpointError(f"{folder}: a supernet of another search space (study {meta.get('study') or '?'}); "
-                              "train one for this study or drop --supernet")  # fmt: skip
+        raise CheckpointError(
+            f"{folder}: a supernet of another search space (study {meta.get('study') or '?'}); "
+            "train one for this study or drop --supernet"
+        )
     try:
         saved_space = space_from_dict(meta["space"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -1,7 +1,7 @@
 """The teacher: Lightweight OpenPose (Osokin 2018), built to load the released checkpoint as it is.
 
 The module nesting reproduces the released ``state_dict`` key names and shapes exactly
-(shared/docs/lwopenpose.md, section 7): a MobileNet v1 backbone cut at stride 8 (``model.*``), the CPM
+(docs/pose.md, section 7): a MobileNet v1 backbone cut at stride 8 (``model.*``), the CPM
 (``cpm.*``), the initial stage and N refinement stages. The network is fully convolutional, so it runs
 at the student's 128 x 128 input and gives 16 x 16 maps.
 
@@ -23,8 +23,18 @@ from posenas.posenet.nets.weights import check_state_dict, read_weights_only
 from posenas.posenet.pose.keypoints import NUM_HEATMAPS, NUM_PAFS
 
 
-def _conv(cin: int, cout: int, kernel: int = 3, padding: int = 1, *, bn: bool = True, relu: bool = True,
-          bias: bool = True, stride: int = 1, dilation: int = 1) -> nn.Sequential:  # fmt: skip
+def _conv(
+    cin: int,
+    cout: int,
+    kernel: int = 3,
+    padding: int = 1,
+    *,
+    bn: bool = True,
+    relu: bool = True,
+    bias: bool = True,
+    stride: int = 1,
+    dilation: int = 1,
+) -> nn.Sequential:
     """Conv [+ BN] [+ ReLU] as one Sequential: the indices (.0 conv, .1 BN) are the checkpoint's keys."""
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, padding, dilation, bias=bias)]
     if bn:
@@ -59,8 +69,15 @@ def _conv_dw_no_bn(cin: int, cout: int) -> nn.Sequential:
 def _backbone() -> nn.Sequential:
     """MobileNet v1 to conv5_5 with output stride 8 (conv4_2 keeps stride 1; block 7 is dilated)."""
     blocks: list[nn.Module] = [_conv(3, 32, stride=2, bias=False)]
-    plan = [(32, 64, 1, 1), (64, 128, 2, 1), (128, 128, 1, 1), (128, 256, 2, 1), (256, 256, 1, 1),
-            (256, 512, 1, 1), (512, 512, 1, 2)] + [(512, 512, 1, 1)] * 4  # fmt: skip
+    plan = [
+        (32, 64, 1, 1),
+        (64, 128, 2, 1),
+        (128, 128, 1, 1),
+        (128, 256, 2, 1),
+        (256, 256, 1, 1),
+        (256, 512, 1, 1),
+        (512, 512, 1, 2),
+    ] + [(512, 512, 1, 1)] * 4
     blocks += [_conv_dw(cin, cout, stride, dilation) for cin, cout, stride, dilation in plan]
     return nn.Sequential(*blocks)
 
@@ -109,8 +126,9 @@ class RefinementStageBlock(nn.Module):
 class RefinementStage(nn.Module):
     def __init__(self, cin: int, channels: int = 128) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(RefinementStageBlock(cin, channels),
-                                   *(RefinementStageBlock(channels, channels) for _ in range(4)))  # fmt: skip
+        self.trunk = nn.Sequential(
+            RefinementStageBlock(cin, channels), *(RefinementStageBlock(channels, channels) for _ in range(4))
+        )
         self.heatmaps = _head(channels, channels, NUM_HEATMAPS)
         self.pafs = _head(channels, channels, NUM_PAFS)
 

@@ -35,9 +35,19 @@ INPUT_NODE = "image"
 OUTPUT_NODE = "Openpose/concat_stage7"
 STRIDE = 8
 SUPPORTED_OPS = frozenset(
-    {"Placeholder", "Const", "Conv2D", "DepthwiseConv2dNative", "BiasAdd", "Relu", "Relu6", "MaxPool",
-     "ConcatV2", "Identity"}
-)  # fmt: skip
+    {
+        "Placeholder",
+        "Const",
+        "Conv2D",
+        "DepthwiseConv2dNative",
+        "BiasAdd",
+        "Relu",
+        "Relu6",
+        "MaxPool",
+        "ConcatV2",
+        "Identity",
+    }
+)
 _DT_FLOAT, _DT_INT32 = 1, 3  # TensorFlow's DataType enum values
 
 
@@ -61,7 +71,9 @@ def _parse_graphdef(path: Path):
         from google.protobuf.message import DecodeError
         from tensorboard.compat.proto import graph_pb2
     except ImportError:  # pragma: no cover - a declared dependency
-        raise TeacherError(f"{path}: reading a TensorFlow graph needs the tensorboard package (its GraphDef schema)")
+        raise TeacherError(
+            f"{path}: reading a TensorFlow graph needs the tensorboard package (its GraphDef schema)"
+        ) from None
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -249,8 +261,10 @@ def build_graph_net(path: str | os.PathLike) -> FrozenGraphNet:
     for name in order:
         node = nodes[name]
         if node.op not in SUPPORTED_OPS:
-            raise TeacherError(f"{path}: unsupported op {node.op} (node {name}); a mobilenet OpenPose graph has "
-                               f"only {', '.join(sorted(SUPPORTED_OPS))}")  # fmt: skip
+            raise TeacherError(
+                f"{path}: unsupported op {node.op} (node {name}); a mobilenet OpenPose graph has "
+                f"only {', '.join(sorted(SUPPORTED_OPS))}"
+            )
         inputs = [_input_name(i) for i in node.input]
         if node.op == "Const":
             constants[name] = _constant(node, path)
@@ -330,8 +344,10 @@ def _check_family(net: FrozenGraphNet, path: Path) -> None:
             raise TeacherError(f"{path}: the graph's layers do not fit together ({str(exc).splitlines()[0]})") from None
     expected = (1, NUM_HEATMAPS + NUM_PAFS, 64 // STRIDE, 64 // STRIDE)
     if tuple(out.shape) != expected:
-        raise TeacherError(f"{path}: output of shape {tuple(out.shape)} for a 64x64 input, expected {expected} "
-                           f"({NUM_HEATMAPS} heatmaps + {NUM_PAFS} PAFs at stride {STRIDE})")  # fmt: skip
+        raise TeacherError(
+            f"{path}: output of shape {tuple(out.shape)} for a 64x64 input, expected {expected} "
+            f"({NUM_HEATMAPS} heatmaps + {NUM_PAFS} PAFs at stride {STRIDE})"
+        )
 
 
 class MobilenetThinTeacher(nn.Module):

@@ -18,9 +18,10 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -45,13 +46,10 @@ if TYPE_CHECKING:  # distill imports this module (to train a teacher); the cache
     from posenas.posenet.nets.distill import TeacherCache
 
 
-
 class Teacher(Protocol):
     """Anything that maps RGB [0, 1] images (N, 3, S, S) to (heatmaps, pafs) at the student's stride."""
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
 
 
 def model_input(images: torch.Tensor, mode: QuantMode) -> torch.Tensor:
@@ -104,8 +102,10 @@ def validation_losses(model: PoseNet, samples: dict[str, torch.Tensor], batch_si
     model.train(was_training)
     targets = {k: samples[k] for k in ("heatmaps", "pafs", "mask")}
     heatmaps, pafs = torch.cat(heat), torch.cat(paf)
-    return {"loss": float(pose_loss(heatmaps, pafs, targets, None, 1.0)[0]),
-            "fg_loss": float(foreground_loss(heatmaps, pafs, targets))}  # fmt: skip
+    return {
+        "loss": float(pose_loss(heatmaps, pafs, targets, None, 1.0)[0]),
+        "fg_loss": float(foreground_loss(heatmaps, pafs, targets)),
+    }
 
 
 SWITCH_CHECKPOINT = "switch-float.pt"
@@ -135,9 +135,12 @@ def foreground_loss(heatmaps: torch.Tensor, pafs: torch.Tensor, targets: dict[st
 
 
 def pose_loss(
-    heatmaps: torch.Tensor, pafs: torch.Tensor, batch: dict[str, torch.Tensor],
-    teacher_maps: tuple[torch.Tensor, torch.Tensor] | None, alpha: float,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    heatmaps: torch.Tensor,
+    pafs: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    teacher_maps: tuple[torch.Tensor, torch.Tensor] | None,
+    alpha: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """alpha x masked L2 to the targets + (1 - alpha) x L2 to the teacher (targets only without one).
 
     The parts come back as detached tensors: turning them into Python numbers every step would make a
@@ -180,8 +183,10 @@ class PreloadedSamples:
     def __init__(self, dataset: CocoPoseDataset) -> None:
         if dataset.augmentation is not None:
             raise ValueError("only un-augmented samples can be preloaded")
-        batches = [_collate([dataset[i] for i in range(start, min(start + 256, len(dataset)))])
-                   for start in range(0, len(dataset), 256)]  # fmt: skip
+        batches = [
+            _collate([dataset[i] for i in range(start, min(start + 256, len(dataset)))])
+            for start in range(0, len(dataset), 256)
+        ]
         self.tensors = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
 
     @staticmethod
@@ -216,8 +221,9 @@ class EpochRecord:
         return dataclasses.asdict(self)
 
 
-def quantization_diagnostics(model: PoseNet, dataset: CocoPoseDataset, device: torch.device | str = "cpu",
-                             images: int = DIAGNOSTIC_IMAGES) -> list[LayerDiagnostics]:  # fmt: skip
+def quantization_diagnostics(
+    model: PoseNet, dataset: CocoPoseDataset, device: torch.device | str = "cpu", images: int = DIAGNOSTIC_IMAGES
+) -> list[LayerDiagnostics]:
     """Per-layer quantization diagnostics (``diagnostics.layer_diagnostics``) of a QAT-mode ``model`` on the
     first ``images`` images of ``dataset``."""
     batch = _collate([dataset[i] for i in range(min(images, len(dataset)))])
@@ -239,8 +245,12 @@ def best_aps(history: list[dict[str, Any]]) -> tuple[float, float]:
 WARM_UP_STEPS = 3  # untimed steps before a speed measurement
 
 
-def seconds_per_training_image(model: nn.Module, images: torch.Tensor, steps: int = 2,
-                               forward: Callable[[nn.Module, torch.Tensor], Any] | None = None) -> float:  # fmt: skip
+def seconds_per_training_image(
+    model: nn.Module,
+    images: torch.Tensor,
+    steps: int = 2,
+    forward: Callable[[nn.Module, torch.Tensor], Any] | None = None,
+) -> float:
     """Measured wall seconds per image of a training step (forward and backward) of ``model`` on the batch
     ``images`` (model input), averaged over ``steps`` steps after ``WARM_UP_STEPS`` untimed ones (on a CPU
     the first two steps of a shape cost up to 20 times a later one: measured 2.2, 0.95, then 0.09 s for a
@@ -274,14 +284,20 @@ class Trainer:
     the speed measured while it runs (``posenet.nets.pacing``)."""
 
     def __init__(
-        self, spec: ArchSpec, data: str | Path, out: str | Path, config: TrainConfig = TrainConfig(),
-        teacher: Teacher | None = None, device: str | torch.device | None = None,
+        self,
+        spec: ArchSpec,
+        data: str | Path,
+        out: str | Path,
+        config: TrainConfig = TrainConfig(),
+        teacher: Teacher | None = None,
+        device: str | torch.device | None = None,
         on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
-        teacher_cache: TeacherCache | None = None, init_state: dict[str, torch.Tensor] | None = None,
+        teacher_cache: TeacherCache | None = None,
+        init_state: dict[str, torch.Tensor] | None = None,
         on_quantization: Callable[[str, list[LayerDiagnostics]], None] | None = None,
         deadline: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         # A network with weights below 8 bits trains with the low-bit recipe's schedule (QAT length and rate).
         # Checkpoints record the schedule asked for, so that the same request resumes the run.
         self.requested = config
@@ -294,8 +310,15 @@ class Trainer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.on_batch, self.on_epoch = on_batch, on_epoch
         augmentation = Augmentation() if config.augment else None
-        self.train_set = CocoPoseDataset(data, "train", input_size=spec.input_size, augmentation=augmentation,
-                                         people_only=True, seed=config.seed, limit=config.train_images)  # fmt: skip
+        self.train_set = CocoPoseDataset(
+            data,
+            "train",
+            input_size=spec.input_size,
+            augmentation=augmentation,
+            people_only=True,
+            seed=config.seed,
+            limit=config.train_images,
+        )
         self.val_set = CocoPoseDataset(data, "val", input_size=spec.input_size, limit=config.val_images)
         if teacher_cache is not None and not config.augment and not teacher_cache.covers(self.train_set.image_ids):
             raise CheckpointError(f"the teacher cache does not cover the training images of {data}")
@@ -313,6 +336,7 @@ class Trainer:
     @property
     def distilling(self) -> bool:
         return (self.teacher is not None or self.teacher_cache is not None) and self.config.alpha < 1.0
+
     # -- state -------------------------------------------------------------------------------------
     def _fresh(self) -> tuple[PoseNet, int, dict[str, Any], list[dict[str, Any]]]:
         torch.manual_seed(self.config.seed)
@@ -331,7 +355,13 @@ class Trainer:
             raise CheckpointError(f"{last}: holds another architecture; use a new --out or delete it")
         if checkpoint.train_config != self.requested.to_dict():
             raise CheckpointError(f"{last}: was trained with other settings; use a new --out or delete it")
-        return model_for(checkpoint, str(last)), checkpoint.epoch + 1, checkpoint.extras, checkpoint.history, checkpoint.optimizer_state
+        return (
+            model_for(checkpoint, str(last)),
+            checkpoint.epoch + 1,
+            checkpoint.extras,
+            checkpoint.history,
+            checkpoint.optimizer_state,
+        )
 
     def _optimizer(self, model: nn.Module, mode: QuantMode) -> torch.optim.Optimizer:
         lr = self.config.qat_lr if mode is QuantMode.QAT else self.config.lr
@@ -364,12 +394,16 @@ class Trainer:
                 # run killed in its first QAT epoch, after this copy was made: keep that copy.
                 best = self.out / "best.pt"
                 if best.is_file() and load_checkpoint(best).mode is QuantMode.FLOAT:
-                    atomic_write(self.out / "best-float.pt", lambda partial: shutil.copyfile(best, partial))
+                    atomic_write(self.out / "best-float.pt", lambda partial, best=best: shutil.copyfile(best, partial))
                 if self.recipe is not None and self.recipe.float_distill:
                     # the network the QAT phase starts from: the recipe's float teacher, kept for a resume
-                    switch = RunCheckpoint(spec=self.spec, mode=QuantMode.FLOAT, epoch=epoch - 1,
-                                           state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                           train_config=self.requested.to_dict())  # fmt: skip
+                    switch = RunCheckpoint(
+                        spec=self.spec,
+                        mode=QuantMode.FLOAT,
+                        epoch=epoch - 1,
+                        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        train_config=self.requested.to_dict(),
+                    )
                     save_checkpoint(switch, self.out / SWITCH_CHECKPOINT)
                 model.start_qat(self.recipe)  # folds BN (the keys disappear) and switches to fake quantization
                 model.to(self.device)
@@ -385,11 +419,15 @@ class Trainer:
                 extras = {"best_mAP": record.ap, "best_epoch": epoch}
             extras["current_mAP"] = record.ap
             checkpoint = RunCheckpoint(
-                spec=self.spec, mode=model.mode, epoch=epoch,
+                spec=self.spec,
+                mode=model.mode,
+                epoch=epoch,
                 state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-                optimizer_state=optimizer.state_dict(), extras=extras, history=history,
+                optimizer_state=optimizer.state_dict(),
+                extras=extras,
+                history=history,
                 train_config=self.requested.to_dict(),
-            )  # fmt: skip
+            )
             # best.pt before last.pt: last.pt is the commit point of an epoch. A kill between the two
             # writes reruns the epoch (deterministically) on resume instead of leaving best.pt stale.
             if improved:
@@ -429,7 +467,9 @@ class Trainer:
                 parameter.requires_grad_(False)
         return self._switch_teacher
 
-    def _epoch(self, model: PoseNet, optimizer: torch.optim.Optimizer, epoch: int, generator: torch.Generator) -> EpochRecord:
+    def _epoch(
+        self, model: PoseNet, optimizer: torch.optim.Optimizer, epoch: int, generator: torch.Generator
+    ) -> EpochRecord:
         batches, steps = self._batches(epoch, generator)
         mode = model.mode
         # AMP only in the float phase: fake quantization must see exact float32 values.
@@ -478,19 +518,23 @@ class Trainer:
                 break  # this epoch's share of the time to the deadline is spent
         seconds = time.perf_counter() - started
         if not bool(torch.isfinite(total_loss)):  # one sync per epoch; the epoch is neither scored nor saved
-            raise TrainingError(f"{self.spec.name}: the training loss became NaN or infinite in epoch {epoch + 1} "
-                                f"({mode.value}); lower --lr{' / --qat-lr' if mode is QuantMode.QAT else ''}")  # fmt: skip
+            raise TrainingError(
+                f"{self.spec.name}: the training loss became NaN or infinite in epoch {epoch + 1} "
+                f"({mode.value}); lower --lr{' / --qat-lr' if mode is QuantMode.QAT else ''}"
+            )
         last_of_phase = epoch + 1 == self.config.epochs or self.config.phase_of(epoch + 1) is not mode
         if pacer is not None and not pacer.worth_validating(self.config.epochs - epoch, last_of_phase):
             # short of time: not validated (AP NaN), never chosen as the best epoch
-            return EpochRecord(epoch, mode.value, float(total_loss) / max(1, seen), seen / seconds, seconds,
-                               math.nan, math.nan, seen)  # fmt: skip
+            return EpochRecord(
+                epoch, mode.value, float(total_loss) / max(1, seen), seen / seconds, seconds, math.nan, math.nan, seen
+            )
         validation_started = time.perf_counter()
         metrics = evaluate_model(model, self.val_set, self.device)
         if pacer is not None:
             pacer.validated(time.perf_counter() - validation_started)
-        return EpochRecord(epoch, mode.value, float(total_loss) / max(1, seen), seen / seconds, seconds, metrics.ap, metrics.ap50,
-                           seen)
+        return EpochRecord(
+            epoch, mode.value, float(total_loss) / max(1, seen), seen / seconds, seconds, metrics.ap, metrics.ap50, seen
+        )
 
     def _batches(self, epoch: int, generator: torch.Generator) -> tuple[Iterator[dict[str, torch.Tensor]], int]:
         """This epoch's shuffled batches: slices of the preloaded samples when nothing is augmented and
@@ -503,10 +547,16 @@ class Trainer:
             return self._preloaded.batches(size, generator), len(self._preloaded) // size
         self.train_set.set_epoch(epoch)
         loader = torch.utils.data.DataLoader(
-            self.train_set, batch_size=size, shuffle=True, drop_last=True,
-            num_workers=self.config.workers, collate_fn=_collate, generator=generator,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
-        )  # fmt: skip
+            self.train_set,
+            batch_size=size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.config.workers,
+            collate_fn=_collate,
+            generator=generator,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
         return iter(loader), len(loader)
 
     def _unlabeled_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | None:
@@ -517,8 +567,9 @@ class Trainer:
             return None
         images, maps = torch.from_numpy(np.asarray(unlabeled.images)), torch.from_numpy(np.asarray(unlabeled.maps))
         if images.shape[1] != self.spec.input_size:
-            raise CheckpointError(f"the teacher's unlabeled images are {images.shape[1]} px, the network's input "
-                                  f"{self.spec.input_size}")  # fmt: skip
+            raise CheckpointError(
+                f"the teacher's unlabeled images are {images.shape[1]} px, the network's input {self.spec.input_size}"
+            )
         generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch + 7)
         size = min(self.config.batch_size, len(images))
 

@@ -8,8 +8,8 @@ line, before a single tensor is copied.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
@@ -25,7 +25,7 @@ def read_weights_only(path: str | os.PathLike, what: str, error: type[WeightsErr
         raise error(f"{path}: {what} not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file is one error for the user
+    except Exception as exc:
         raise error(f"{path}: not a loadable weights-only checkpoint ({exc.__class__.__name__})") from None
 
 

@@ -73,8 +73,11 @@ def available_splits(root: str | os.PathLike) -> list[str]:
         return []
     prefix, suffix = "person_keypoints_", "2017.json"
     names = [p.name for p in folder.iterdir() if p.is_file()]
-    return sorted(n[len(prefix) : -len(suffix)] for n in names
-                  if n.startswith(prefix) and n.endswith(suffix) and len(n) > len(prefix + suffix))  # fmt: skip
+    return sorted(
+        n[len(prefix) : -len(suffix)]
+        for n in names
+        if n.startswith(prefix) and n.endswith(suffix) and len(n) > len(prefix + suffix)
+    )
 
 
 class SplitNotFound(DataError):
@@ -85,11 +88,13 @@ class SplitNotFound(DataError):
         path = annotation_path(root, split)
         if available:
             # The one mistake this catches most is a train-only root (a small real set) read as val.
-            super().__init__(f"{root}: no {split} split ({path.relative_to(root)}); this root has: "
-                             + ", ".join(available))  # fmt: skip
+            super().__init__(
+                f"{root}: no {split} split ({path.relative_to(root)}); this root has: " + ", ".join(available)
+            )
         else:
-            super().__init__(f"{path}: annotation file not found "
-                             f"({root} has no annotations/person_keypoints_*2017.json)")  # fmt: skip
+            super().__init__(
+                f"{path}: annotation file not found ({root} has no annotations/person_keypoints_*2017.json)"
+            )
 
 
 def check_split(root: str | os.PathLike, split: str) -> None:
@@ -133,8 +138,10 @@ def check_image_size(width: int, height: int, where: str) -> None:
     if max(width, height) > MAX_SIDE:
         raise DataError(f"{where}: {width} x {height} pixels; at most {MAX_SIDE} on a side")
     if max(width, height) > MAX_ASPECT * min(width, height):
-        raise DataError(f"{where}: {width} x {height} pixels, more than {MAX_ASPECT} times as long as it is wide: "
-                        "letterboxed, it would be almost all padding")  # fmt: skip
+        raise DataError(
+            f"{where}: {width} x {height} pixels, more than {MAX_ASPECT} times as long as it is wide: "
+            "letterboxed, it would be almost all padding"
+        )
 
 
 def _check_values(path: Path, images: list, annotations: list) -> None:
@@ -312,8 +319,9 @@ class CocoPoseDataset:
             if isinstance(segmentation, list) and segmentation:  # polygons: transform and fill at input size
                 polygons = [
                     np.round((transform_points(matrix, np.reshape(p, (-1, 2))) - 0.5) * 16).astype(np.int32)
-                    for p in segmentation if len(p) >= 6
-                ]  # fmt: skip
+                    for p in segmentation
+                    if len(p) >= 6
+                ]
                 cv2.fillPoly(ignore, polygons, 1, lineType=cv2.LINE_8, shift=4)
             elif isinstance(segmentation, dict):  # RLE (crowds): decode at the original size, then warp
                 rle = segmentation

@@ -117,7 +117,7 @@ class DecodeConfig:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
 
     @classmethod
-    def for_input(cls, input_size: int, **overrides: object) -> "DecodeConfig":
+    def for_input(cls, input_size: int, **overrides: object) -> DecodeConfig:
         """Defaults for a network input of ``input_size`` pixels: the suppression radius scales with it."""
         return cls(**{"nms_radius": 6 * input_size / 368, **overrides})  # type: ignore[arg-type]
 
@@ -240,9 +240,7 @@ def candidate_counts(heatmaps_upsampled: np.ndarray, config: DecodeConfig) -> np
     return np.bincount(channel, minlength=NUM_BODY_KEYPOINTS)
 
 
-def _local_maxima(
-    heatmaps: np.ndarray, config: DecodeConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _local_maxima(heatmaps: np.ndarray, config: DecodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """All local maxima >= threshold of (K, H, W) maps: (channel, x, y, score), x and y in input px.
 
     A maximum is strictly greater than its left and upper neighbours and not smaller than its right
@@ -295,9 +293,7 @@ def _suppress_close(x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def score_limbs(
-    peaks: Sequence[np.ndarray], pafs_upsampled: np.ndarray, config: DecodeConfig
-) -> list[np.ndarray]:
+def score_limbs(peaks: Sequence[np.ndarray], pafs_upsampled: np.ndarray, config: DecodeConfig) -> list[np.ndarray]:
     """Accepted connections of every limb: a list, indexed like ``LIMBS``, of (m, 3) float arrays
     (id of the peak at ``LIMBS[i][0]``, id of the peak at ``LIMBS[i][1]``, affinity).
 
@@ -422,9 +418,7 @@ class _Grouping:
         self.people: list[_Person | None] = []  # None: merged into another person
         self.owner = np.full(peak_score.size, _NO_PEAK, dtype=np.intp)  # index into people
 
-    def connect(
-        self, ends: tuple[int, int], slots: tuple[int, int], affinity: float, redundant: bool
-    ) -> None:
+    def connect(self, ends: tuple[int, int], slots: tuple[int, int], affinity: float, redundant: bool) -> None:
         """Apply one connection between peaks ``ends`` at body ``slots``."""
         owners = (int(self.owner[ends[0]]), int(self.owner[ends[1]]))
         if owners == (_NO_PEAK, _NO_PEAK):
@@ -496,8 +490,9 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, config: DecodeConfig = Decode
         raise ValueError(f"maps must not be empty, got (h, w) = {heatmaps.shape[1:]}")
     if config.decoder == "grid":
         peaks = grid_peaks(heatmaps, config.stride, config.peak_threshold, config.nms_radius)
-        connections = grid_limbs(peaks, pafs, config.stride, config.paf_samples, config.paf_min_score,
-                                 config.paf_min_ratio)  # fmt: skip
+        connections = grid_limbs(
+            peaks, pafs, config.stride, config.paf_samples, config.paf_min_score, config.paf_min_ratio
+        )
         return assemble(peaks, connections, config)
     # One resize for keypoint heatmaps and PAFs together; the background is never used.
     maps = np.concatenate([heatmaps[:NUM_BODY_KEYPOINTS], pafs])

@@ -15,9 +15,9 @@ import contextlib
 import io
 import json
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -66,12 +66,14 @@ def poses_to_results(poses: Iterable[Pose], matrix: np.ndarray, image_id: int) -
         found = coco[:, 2] > 0
         xy = np.where(found[:, None], transform_points(back, coco[:, :2]), 0.0)
         keypoints = np.concatenate([xy, found[:, None].astype(np.float64)], axis=1)
-        results.append({
-            "image_id": int(image_id),
-            "category_id": PERSON_CATEGORY,
-            "keypoints": [round(float(v), 2) for v in keypoints.ravel()],
-            "score": float(pose.coco_score),
-        })  # fmt: skip
+        results.append(
+            {
+                "image_id": int(image_id),
+                "category_id": PERSON_CATEGORY,
+                "keypoints": [round(float(v), 2) for v in keypoints.ravel()],
+                "score": float(pose.coco_score),
+            }
+        )
     return results
 
 
@@ -81,10 +83,14 @@ def ground_truth_results(coco: COCO, image_ids: Iterable[int]) -> list[dict]:
     for image_id in image_ids:
         for ann in coco.imgToAnns.get(image_id, []):
             if ann["num_keypoints"] > 0 and not ann["iscrowd"]:
-                results.append({
-                    "image_id": int(image_id), "category_id": PERSON_CATEGORY,
-                    "keypoints": list(ann["keypoints"]), "score": 1.0,
-                })  # fmt: skip
+                results.append(
+                    {
+                        "image_id": int(image_id),
+                        "category_id": PERSON_CATEGORY,
+                        "keypoints": list(ann["keypoints"]),
+                        "score": 1.0,
+                    }
+                )
     return results
 
 
@@ -155,7 +161,9 @@ def load_results(path: str | os.PathLike) -> list[dict]:
     for index, record in enumerate(records):
         keypoints, score = record.get("keypoints"), record.get("score", 1.0)
         if "image_id" not in record or not isinstance(keypoints, list) or len(keypoints) != 3 * NUM_COCO_KEYPOINTS:
-            raise DataError(f"{path}: result {index} needs an image_id and {3 * NUM_COCO_KEYPOINTS} numbers of keypoints")
+            raise DataError(
+                f"{path}: result {index} needs an image_id and {3 * NUM_COCO_KEYPOINTS} numbers of keypoints"
+            )
         try:
             values = np.asarray(keypoints + [score], dtype=np.float64)
         except (TypeError, ValueError):

@@ -38,10 +38,22 @@ _F32 = np.float32
 _LOG_FLOOR = _F32(1e-3)  # values are floored here before taking logs
 _HALF = _F32(0.5)
 # Polynomial log and exp in float32, bit for bit those of pose_grid.c (hex: exactly the C literals).
-_LOG_POLY = [_F32(float.fromhex(c)) for c in ("0x1.d4f456p-4", "-0x1.809922p-3", "0x1.a7667p-3", "-0x1.fde9dcp-3",
-                                               "0x1.54fb36p-2", "-0x1.0001e6p-1", "0x1.000046p+0")]  # fmt: skip
-_EXP2_POLY = [_F32(float.fromhex(c)) for c in ("0x1.f0ca8p-10", "0x1.25264ap-7", "0x1.c9a1ccp-5", "0x1.ebceecp-3",
-                                                "0x1.62e52ap-1", "0x1.fffffcp-1")]  # fmt: skip
+_LOG_POLY = [
+    _F32(float.fromhex(c))
+    for c in (
+        "0x1.d4f456p-4",
+        "-0x1.809922p-3",
+        "0x1.a7667p-3",
+        "-0x1.fde9dcp-3",
+        "0x1.54fb36p-2",
+        "-0x1.0001e6p-1",
+        "0x1.000046p+0",
+    )
+]
+_EXP2_POLY = [
+    _F32(float.fromhex(c))
+    for c in ("0x1.f0ca8p-10", "0x1.25264ap-7", "0x1.c9a1ccp-5", "0x1.ebceecp-3", "0x1.62e52ap-1", "0x1.fffffcp-1")
+]
 _SQRT2, _LN2, _LOG2E = (_F32(float.fromhex(c)) for c in ("0x1.6a09e6p+0", "0x1.62e43p-1", "0x1.715476p+0"))
 
 
@@ -181,16 +193,24 @@ def grid_limbs(
         if len(starts) == 0 or len(ends) == 0:
             connections.append(np.empty((0, 3), dtype=np.float32))
             continue
-        affinity, accepted = _pair_affinities(starts[:, :2], ends[:, :2], fields[2 * limb : 2 * limb + 2], stride,
-                                              samples, min_score, min_ratio)  # fmt: skip
+        affinity, accepted = _pair_affinities(
+            starts[:, :2], ends[:, :2], fields[2 * limb : 2 * limb + 2], stride, samples, min_score, min_ratio
+        )
         rows, cols = _match_one_to_one(affinity, accepted)
         found = np.column_stack([starts[rows, 3], ends[cols, 3], affinity[rows, cols]])
         connections.append(found.astype(np.float32))
     return connections
 
 
-def _pair_affinities(starts: np.ndarray, ends: np.ndarray, field: np.ndarray, stride: int, samples: int,
-                     min_score: float, min_ratio: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _pair_affinities(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    field: np.ndarray,
+    stride: int,
+    samples: int,
+    min_score: float,
+    min_ratio: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """float32 affinity (n, m) of every pair and which pairs pass (``decode``'s rule, on the grid)."""
     dx = (ends[None, :, 0] - starts[:, None, 0]).astype(np.float32)
     dy = (ends[None, :, 1] - starts[:, None, 1]).astype(np.float32)

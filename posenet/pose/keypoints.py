@@ -16,21 +16,68 @@ from __future__ import annotations
 import numpy as np
 
 COCO_KEYPOINTS: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
 
 # COCO's own skeleton (1-based, as in the annotation file's "categories").
 COCO_SKELETON: tuple[tuple[int, int], ...] = (
-    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9),
-    (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
-)  # fmt: skip
+    (16, 14),
+    (14, 12),
+    (17, 15),
+    (15, 13),
+    (12, 13),
+    (6, 12),
+    (7, 13),
+    (6, 7),
+    (6, 8),
+    (7, 9),
+    (8, 10),
+    (9, 11),
+    (2, 3),
+    (1, 2),
+    (1, 3),
+    (2, 4),
+    (3, 5),
+    (4, 6),
+    (5, 7),
+)
 
 BODY_KEYPOINTS: tuple[str, ...] = (
-    "nose", "neck", "r_sho", "r_elb", "r_wri", "l_sho", "l_elb", "l_wri", "r_hip", "r_knee",
-    "r_ank", "l_hip", "l_knee", "l_ank", "r_eye", "l_eye", "r_ear", "l_ear",
-)  # fmt: skip
+    "nose",
+    "neck",
+    "r_sho",
+    "r_elb",
+    "r_wri",
+    "l_sho",
+    "l_elb",
+    "l_wri",
+    "r_hip",
+    "r_knee",
+    "r_ank",
+    "l_hip",
+    "l_knee",
+    "l_ank",
+    "r_eye",
+    "l_eye",
+    "r_ear",
+    "l_ear",
+)
 
 NUM_BODY_KEYPOINTS = 18
 NUM_COCO_KEYPOINTS = 17
@@ -50,9 +97,26 @@ FLIP_COCO: tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 
 # Limbs as (from, to) body keypoints. Limb i owns PAF channels 2i (x) and 2i + 1 (y); the field points
 # from the first keypoint to the second. This is the channel layout of Lightweight OpenPose's training.
 LIMBS: tuple[tuple[int, int], ...] = (
-    (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13), (1, 2), (2, 3), (3, 4), (2, 16),
-    (1, 5), (5, 6), (6, 7), (5, 17), (1, 0), (0, 14), (0, 15), (14, 16), (15, 17),
-)  # fmt: skip
+    (1, 8),
+    (8, 9),
+    (9, 10),
+    (1, 11),
+    (11, 12),
+    (12, 13),
+    (1, 2),
+    (2, 3),
+    (3, 4),
+    (2, 16),
+    (1, 5),
+    (5, 6),
+    (6, 7),
+    (5, 17),
+    (1, 0),
+    (0, 14),
+    (0, 15),
+    (14, 16),
+    (15, 17),
+)
 
 # The order in which the decoder assembles people: from the neck outwards, so that every limb after the
 # first usually extends a person that already exists. Indices into LIMBS.

@@ -72,23 +72,61 @@ FIGURE_SHIFT = 5  # person label = (figure number << FIGURE_SHIFT) | part; figur
 PART_MASK = (1 << FIGURE_SHIFT) - 1
 
 # Body parts, in the order a figure lists its shapes before depth sorting.
-(TORSO, NECK, HEAD, R_UPPER_ARM, R_FOREARM, R_HAND, L_UPPER_ARM, L_FOREARM, L_HAND,
- R_THIGH, R_SHIN, R_FOOT, L_THIGH, L_SHIN, L_FOOT) = range(15)  # fmt: skip
+(
+    TORSO,
+    NECK,
+    HEAD,
+    R_UPPER_ARM,
+    R_FOREARM,
+    R_HAND,
+    L_UPPER_ARM,
+    L_FOREARM,
+    L_HAND,
+    R_THIGH,
+    R_SHIN,
+    R_FOOT,
+    L_THIGH,
+    L_SHIN,
+    L_FOOT,
+) = range(15)
 PART_NAMES: tuple[str, ...] = (
-    "torso", "neck", "head", "r_upper_arm", "r_forearm", "r_hand", "l_upper_arm", "l_forearm", "l_hand",
-    "r_thigh", "r_shin", "r_foot", "l_thigh", "l_shin", "l_foot",
-)  # fmt: skip
+    "torso",
+    "neck",
+    "head",
+    "r_upper_arm",
+    "r_forearm",
+    "r_hand",
+    "l_upper_arm",
+    "l_forearm",
+    "l_hand",
+    "r_thigh",
+    "r_shin",
+    "r_foot",
+    "l_thigh",
+    "l_shin",
+    "l_foot",
+)
 
 # The parts whose pixels count as "the keypoint is seen", per COCO keypoint.
 KEYPOINT_PARTS: tuple[tuple[int, ...], ...] = (
-    (HEAD,), (HEAD,), (HEAD,), (HEAD,), (HEAD,),  # nose, eyes, ears
-    (TORSO, NECK, L_UPPER_ARM), (TORSO, NECK, R_UPPER_ARM),  # shoulders
-    (L_UPPER_ARM, L_FOREARM), (R_UPPER_ARM, R_FOREARM),  # elbows
-    (L_FOREARM, L_HAND), (R_FOREARM, R_HAND),  # wrists
-    (TORSO, L_THIGH), (TORSO, R_THIGH),  # hips
-    (L_THIGH, L_SHIN), (R_THIGH, R_SHIN),  # knees
-    (L_SHIN, L_FOOT), (R_SHIN, R_FOOT),  # ankles
-)  # fmt: skip
+    (HEAD,),
+    (HEAD,),
+    (HEAD,),
+    (HEAD,),
+    (HEAD,),  # nose, eyes, ears
+    (TORSO, NECK, L_UPPER_ARM),
+    (TORSO, NECK, R_UPPER_ARM),  # shoulders
+    (L_UPPER_ARM, L_FOREARM),
+    (R_UPPER_ARM, R_FOREARM),  # elbows
+    (L_FOREARM, L_HAND),
+    (R_FOREARM, R_HAND),  # wrists
+    (TORSO, L_THIGH),
+    (TORSO, R_THIGH),  # hips
+    (L_THIGH, L_SHIN),
+    (R_THIGH, R_SHIN),  # knees
+    (L_SHIN, L_FOOT),
+    (R_SHIN, R_FOOT),  # ankles
+)
 
 
 def _keypoint_on_part_table() -> np.ndarray:
@@ -111,9 +149,26 @@ L_SHO, R_SHO, L_ELB, R_ELB, L_WRI, R_WRI, L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANK, R
 # The nose sticks out (still seen in profile); an eye hides as soon as it turns away; the far ear once
 # the head turns about 30 degrees; shoulders and hips only when the body is nearly side-on.
 SELF_OCCLUSION_THRESHOLD = np.array(
-    [-0.2, 0.05, 0.05, -0.6, -0.6, -0.75, -0.75, -np.inf, -np.inf, -np.inf, -np.inf,
-     -0.75, -0.75, -np.inf, -np.inf, -np.inf, -np.inf]
-)  # fmt: skip
+    [
+        -0.2,
+        0.05,
+        0.05,
+        -0.6,
+        -0.6,
+        -0.75,
+        -0.75,
+        -np.inf,
+        -np.inf,
+        -np.inf,
+        -np.inf,
+        -0.75,
+        -0.75,
+        -np.inf,
+        -np.inf,
+        -np.inf,
+        -np.inf,
+    ]
+)
 SELF_OCCLUSION_THRESHOLD.setflags(write=False)
 # Nose and eyes turned further away than this are on the back of the head: not labelled.
 FACE_UNLABELLED_BELOW = -0.35
@@ -145,11 +200,25 @@ class BodyShape(NamedTuple):
 
 
 MEAN_BODY = BodyShape(
-    head_radius=0.062, neck_length=0.105, torso_length=0.29, shoulder_half_width=0.11,
-    hip_half_width=0.07, torso_half_depth=0.06, upper_arm=0.17, forearm=0.15, hand_radius=0.027,
-    thigh=0.245, shin=0.235, foot=0.06, neck_thickness=0.05, upper_arm_thickness=0.055,
-    forearm_thickness=0.045, thigh_thickness=0.085, shin_thickness=0.062, foot_thickness=0.035,
-)  # fmt: skip
+    head_radius=0.062,
+    neck_length=0.105,
+    torso_length=0.29,
+    shoulder_half_width=0.11,
+    hip_half_width=0.07,
+    torso_half_depth=0.06,
+    upper_arm=0.17,
+    forearm=0.15,
+    hand_radius=0.027,
+    thigh=0.245,
+    shin=0.235,
+    foot=0.06,
+    neck_thickness=0.05,
+    upper_arm_thickness=0.055,
+    forearm_thickness=0.045,
+    thigh_thickness=0.085,
+    shin_thickness=0.062,
+    foot_thickness=0.035,
+)
 _MEAN_BODY_ARRAY = np.array(MEAN_BODY)
 # Which BodyShape fields scale with a figure's build (broad or slim) rather than its length.
 _WIDTH_FIELDS = np.array([name.endswith(("thickness", "width", "depth")) for name in BodyShape._fields])
@@ -209,14 +278,33 @@ _JOINT_TABLE = np.array([JOINTS[name] for name in Pose._fields])  # (18, 4)
 # reaching are written for one side; half of them are mirrored.
 POSE_MODES: tuple[tuple[float, dict[str, tuple[float, float]]], ...] = (
     (0.45, {}),  # standing
-    (0.25, {"r_thigh_flexion": (0.4, 0.15), "l_thigh_flexion": (-0.3, 0.15), "r_knee": (0.5, 0.25),
-            "l_knee": (0.3, 0.2), "r_arm_flexion": (-0.3, 0.2), "l_arm_flexion": (0.4, 0.2)}),  # walking
-    (0.12, {"r_thigh_flexion": (1.45, 0.15), "l_thigh_flexion": (1.45, 0.15), "r_knee": (1.5, 0.2),
-            "l_knee": (1.5, 0.2), "torso_pitch": (0.15, 0.1)}),  # sitting
-    (0.10, {"r_arm_abduction": (2.3, 0.5), "l_arm_abduction": (2.3, 0.5), "r_elbow": (0.4, 0.4),
-            "l_elbow": (0.4, 0.4)}),  # arms up
+    (
+        0.25,
+        {
+            "r_thigh_flexion": (0.4, 0.15),
+            "l_thigh_flexion": (-0.3, 0.15),
+            "r_knee": (0.5, 0.25),
+            "l_knee": (0.3, 0.2),
+            "r_arm_flexion": (-0.3, 0.2),
+            "l_arm_flexion": (0.4, 0.2),
+        },
+    ),  # walking
+    (
+        0.12,
+        {
+            "r_thigh_flexion": (1.45, 0.15),
+            "l_thigh_flexion": (1.45, 0.15),
+            "r_knee": (1.5, 0.2),
+            "l_knee": (1.5, 0.2),
+            "torso_pitch": (0.15, 0.1),
+        },
+    ),  # sitting
+    (
+        0.10,
+        {"r_arm_abduction": (2.3, 0.5), "l_arm_abduction": (2.3, 0.5), "r_elbow": (0.4, 0.4), "l_elbow": (0.4, 0.4)},
+    ),  # arms up
     (0.08, {"r_arm_flexion": (1.4, 0.3), "r_elbow": (0.3, 0.3), "r_arm_abduction": (0.3, 0.3)}),  # reaching
-)  # fmt: skip
+)
 _POSE_MODE_CDF = np.cumsum([p for p, _ in POSE_MODES]) / sum(p for p, _ in POSE_MODES)
 _MIRRORED_FIELDS = [
     Pose._fields.index(name.replace("r_", "l_", 1) if name.startswith("r_") else name.replace("l_", "r_", 1))
@@ -226,12 +314,23 @@ _MIRRORED_FIELDS = [
 # -- colours ------------------------------------------------------------------------------------------------
 Colour = tuple[int, int, int]
 SKIN_TONES: tuple[Colour, ...] = (
-    (255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 58, 36),
-    (255, 205, 148), (234, 192, 134),
-)  # fmt: skip
+    (255, 224, 196),
+    (241, 194, 125),
+    (224, 172, 105),
+    (198, 134, 66),
+    (141, 85, 36),
+    (92, 58, 36),
+    (255, 205, 148),
+    (234, 192, 134),
+)
 HAIR_COLOURS: tuple[Colour, ...] = (
-    (20, 15, 10), (60, 40, 25), (110, 75, 40), (200, 170, 110), (150, 150, 150), (140, 60, 30),
-)  # fmt: skip
+    (20, 15, 10),
+    (60, 40, 25),
+    (110, 75, 40),
+    (200, 170, 110),
+    (150, 150, 150),
+    (140, 60, 30),
+)
 FAR_SIDE_SHADE = 0.82  # far-side limbs are drawn darker: a depth cue the network can use
 NOISE_SHIFT = 5  # per-pixel sensor noise: random bytes >> NOISE_SHIFT, i.e. 0..7 grey levels
 
@@ -569,11 +668,15 @@ def _limb_pair(
 
 # Face points on the head sphere, in head space (x left, y down, z forward), in head radii. All within
 # 0.92 radii of the centre, so they project inside the drawn head.
-_FACE_POINTS = np.array([
-    [0.0, 0.2, 0.88],  # nose
-    [0.36, -0.12, 0.82], [-0.36, -0.12, 0.82],  # left, right eye
-    [0.88, 0.0, -0.1], [-0.88, 0.0, -0.1],  # left, right ear
-])  # fmt: skip
+_FACE_POINTS = np.array(
+    [
+        [0.0, 0.2, 0.88],  # nose
+        [0.36, -0.12, 0.82],
+        [-0.36, -0.12, 0.82],  # left, right eye
+        [0.88, 0.0, -0.1],
+        [-0.88, 0.0, -0.1],  # left, right ear
+    ]
+)
 _FACE_POINT_RADII = np.linalg.norm(_FACE_POINTS, axis=1)
 
 
@@ -647,7 +750,7 @@ def build_skeleton(body: BodyShape, pose: Pose, yaw: float, rng: np.random.Gener
 
 def _extent(skeleton: Skeleton3D, body: BodyShape, roll: np.ndarray) -> tuple[float, float, float, float]:
     """(x0, y0, x1, y1) of the rolled figure's joints, hands, toes and head relative to the pelvis."""
-    xy = _to_image(skeleton.points[:TORSO_OUTLINE.start], roll, np.zeros(2))
+    xy = _to_image(skeleton.points[: TORSO_OUTLINE.start], roll, np.zeros(2))
     pad = body.head_radius * 1.15
     (x0, y0), (x1, y1) = xy.min(axis=0) - pad, xy.max(axis=0) + pad
     return float(x0), float(y0), float(x1), float(y1)
@@ -737,15 +840,39 @@ def figure_shapes(
     leg_thickness = (max(3.0, body.thigh_thickness), max(3.0, body.shin_thickness))
     leg_volume = 0.25 * body.thigh_thickness
     limbs = (
-        ((R_SHO, R_ELB, R_WRI, R_HAND_CENTRE), (R_UPPER_ARM, R_FOREARM, R_HAND), right_far, arm_thickness,
-         0.0, (upper_arm_colour, forearm_colour, c.skin)),
-        ((L_SHO, L_ELB, L_WRI, L_HAND_CENTRE), (L_UPPER_ARM, L_FOREARM, L_HAND), left_far, arm_thickness,
-         0.0, (upper_arm_colour, forearm_colour, c.skin)),
-        ((R_HIP, R_KNEE, R_ANK, R_TOE), (R_THIGH, R_SHIN, R_FOOT), right_far, leg_thickness,
-         leg_volume, (c.trousers, shin_colour, c.shoes)),
-        ((L_HIP, L_KNEE, L_ANK, L_TOE), (L_THIGH, L_SHIN, L_FOOT), left_far, leg_thickness,
-         leg_volume, (c.trousers, shin_colour, c.shoes)),
-    )  # fmt: skip
+        (
+            (R_SHO, R_ELB, R_WRI, R_HAND_CENTRE),
+            (R_UPPER_ARM, R_FOREARM, R_HAND),
+            right_far,
+            arm_thickness,
+            0.0,
+            (upper_arm_colour, forearm_colour, c.skin),
+        ),
+        (
+            (L_SHO, L_ELB, L_WRI, L_HAND_CENTRE),
+            (L_UPPER_ARM, L_FOREARM, L_HAND),
+            left_far,
+            arm_thickness,
+            0.0,
+            (upper_arm_colour, forearm_colour, c.skin),
+        ),
+        (
+            (R_HIP, R_KNEE, R_ANK, R_TOE),
+            (R_THIGH, R_SHIN, R_FOOT),
+            right_far,
+            leg_thickness,
+            leg_volume,
+            (c.trousers, shin_colour, c.shoes),
+        ),
+        (
+            (L_HIP, L_KNEE, L_ANK, L_TOE),
+            (L_THIGH, L_SHIN, L_FOOT),
+            left_far,
+            leg_thickness,
+            leg_volume,
+            (c.trousers, shin_colour, c.shoes),
+        ),
+    )
     for (root, joint, end, tip), (upper_part, lower_part, end_part), far, thickness, volume, colours in limbs:
         if far:
             colours = tuple(_shade(colour, FAR_SIDE_SHADE) for colour in colours)
@@ -1082,10 +1209,15 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 
 
 def coco_categories() -> list[dict[str, Any]]:
-    return [{
-        "id": 1, "name": "person", "supercategory": "person", "keypoints": list(COCO_KEYPOINTS),
-        "skeleton": [list(pair) for pair in COCO_SKELETON],
-    }]  # fmt: skip
+    return [
+        {
+            "id": 1,
+            "name": "person",
+            "supercategory": "person",
+            "keypoints": list(COCO_KEYPOINTS),
+            "skeleton": [list(pair) for pair in COCO_SKELETON],
+        }
+    ]
 
 
 def _write_json_atomically(path: Path, content: dict[str, Any]) -> None:
@@ -1126,8 +1258,13 @@ def write_split(
         "split": split,
         "config": dataclasses.asdict(config),
     }
-    content = {"info": info, "licenses": [], "images": images, "annotations": annotations,
-               "categories": coco_categories()}  # fmt: skip
+    content = {
+        "info": info,
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": coco_categories(),
+    }
     _write_json_atomically(json_path, content)
     return len(images), len(annotations)
 

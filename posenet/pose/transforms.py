@@ -109,6 +109,10 @@ def warp_image(
     channels = 1 if image.ndim == 2 else image.shape[2]
     value = (border,) * channels if channels > 1 else border
     return cv2.warpAffine(
-        image, _pixel_matrix(matrix), (input_size, input_size), flags=flags,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=value,
-    )  # fmt: skip
+        image,
+        _pixel_matrix(matrix),
+        (input_size, input_size),
+        flags=flags,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=value,
+    )

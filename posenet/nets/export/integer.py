@@ -4,7 +4,7 @@ ai8x-synthesis reads.
 ai8x-synthesis' ``quantize.py`` turns a QAT checkpoint into integers: per layer, weights and bias are
 scaled by 2**(bits-1) * 2**bit_shift (bit_shift from the largest parameter magnitude), rounded half up
 and clamped to the layer's bits; the bias is stored times 2**(bits-1); ``output_shift`` = -bit_shift;
-``adjust_output_shift`` becomes 0 and ``quantize_activation`` 1 (shared/docs/ai8x_training.md 2.4).
+``adjust_output_shift`` becomes 0 and ``quantize_activation`` 1 (docs/quantization.md section 2.4).
 ``HwConv2d.to_simulate`` implements exactly that conversion, so the integer checkpoint written here and
 the SIMULATE model that computes the expected outputs hold the same numbers by construction. Layers below
 8 bits trained with posenas's low-bit recipe convert with their held shift and an 8-bit bias (on the
@@ -50,7 +50,7 @@ class IntegerLayer:
     @property
     def wide_scale(self) -> float:
         """A wide (32-bit) output divided by this is the map the network was trained to produce:
-        the accumulator is 128 * 2**(bits-1) times the QAT output (shared/docs/ai8x_training.md 2.6)."""
+        the accumulator is 128 * 2**(bits-1) times the QAT output (docs/quantization.md section 2.6)."""
         return wide_output_scale(self.bits)
 
 
@@ -73,10 +73,15 @@ def integer_layers(model: PoseNet) -> tuple[IntegerLayer, ...]:
     layers = []
     for node, layer in zip(layer_graph(model.spec), model.hardware_layers()):
         weight, bias, _ = layer.integer_weights()
-        layers.append(IntegerLayer(
-            node=node, weight=weight.numpy(), bias=None if bias is None else bias.numpy(),
-            output_shift=int(layer.output_shift.item()), bits=layer.target_bits,
-        ))  # fmt: skip
+        layers.append(
+            IntegerLayer(
+                node=node,
+                weight=weight.numpy(),
+                bias=None if bias is None else bias.numpy(),
+                output_shift=int(layer.output_shift.item()),
+                bits=layer.target_bits,
+            )
+        )
     return tuple(layers)
 
 
@@ -101,7 +106,11 @@ def synthesis_checkpoint(checkpoint: RunCheckpoint, model: PoseNet) -> dict[str,
         "arch": checkpoint.spec.name.lower(),
         "epoch": checkpoint.epoch,
         "extras": {**_plain_extras(checkpoint.extras), "clipping_method": CLIPPING_METHOD},
-        "posenas": {"spec": checkpoint.spec.to_dict(), "mode": QuantMode.SIMULATE.value, "source_mode": checkpoint.mode.value},
+        "posenas": {
+            "spec": checkpoint.spec.to_dict(),
+            "mode": QuantMode.SIMULATE.value,
+            "source_mode": checkpoint.mode.value,
+        },
     }
 
 

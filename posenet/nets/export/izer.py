@@ -21,8 +21,6 @@ IZER_ENV = "AI8X_SYNTHESIS"
 IZER_PYTHON_ENV = "AI8X_SYNTHESIS_PYTHON"
 
 
-
-
 @dataclass(frozen=True)
 class IzerRun:
     returncode: int
@@ -59,28 +57,65 @@ def izer_python(root: Path) -> str:
 RESULT_FILE = "izer_output.npy"
 
 
-def izer_command(root: Path, checkpoint: Path, config: Path, sample: Path, out: Path, prefix: str,
-                 device: str = "MAX78000", stop_after: int | None = None) -> list[str]:  # fmt: skip
-    """The ai8xize.py command line for an export (shared/docs/max78000.md 8.1). ``--sample-numpy-filename``
+def izer_command(
+    root: Path,
+    checkpoint: Path,
+    config: Path,
+    sample: Path,
+    out: Path,
+    prefix: str,
+    device: str = "MAX78000",
+    stop_after: int | None = None,
+) -> list[str]:
+    """The ai8xize.py command line for an export (docs/max78000.md section 8.1). ``--sample-numpy-filename``
     saves izer's own simulation of the last (or ``stop_after``) layer, to compare with posenas'."""
     command = [
-        izer_python(root), "ai8xize.py", "--test-dir", str(out), "--prefix", prefix,
-        "--checkpoint-file", str(checkpoint), "--config-file", str(config), "--sample-input", str(sample),
-        "--device", device, "--timer", "0", "--verbose", "--overwrite", "--no-version-check", "--yamllint", "none",
-        "--sample-numpy-filename", RESULT_FILE,
-    ]  # fmt: skip
+        izer_python(root),
+        "ai8xize.py",
+        "--test-dir",
+        str(out),
+        "--prefix",
+        prefix,
+        "--checkpoint-file",
+        str(checkpoint),
+        "--config-file",
+        str(config),
+        "--sample-input",
+        str(sample),
+        "--device",
+        device,
+        "--timer",
+        "0",
+        "--verbose",
+        "--overwrite",
+        "--no-version-check",
+        "--yamllint",
+        "none",
+        "--sample-numpy-filename",
+        RESULT_FILE,
+    ]
     return command + (["--stop-after", str(stop_after)] if stop_after is not None else [])
 
 
-def run_izer(root: Path, checkpoint: Path, config: Path, sample: Path, out: Path, prefix: str,
-             device: str = "MAX78000", stop_after: int | None = None, timeout: float = 600.0) -> IzerRun:  # fmt: skip
+def run_izer(
+    root: Path,
+    checkpoint: Path,
+    config: Path,
+    sample: Path,
+    out: Path,
+    prefix: str,
+    device: str = "MAX78000",
+    stop_after: int | None = None,
+    timeout: float = 600.0,
+) -> IzerRun:
     """Run ai8xize.py from ``root``; its project goes to ``out / prefix``, its output to ``out / 'ai8xize.log'``.
 
     ``stop_after`` N truncates the network after layer N, which makes that layer the checked output (how
     izer's simulation of a head other than the last one is obtained)."""
     out.mkdir(parents=True, exist_ok=True)
-    command = izer_command(root, checkpoint.resolve(), config.resolve(), sample.resolve(), out.resolve(), prefix,
-                           device, stop_after)  # fmt: skip
+    command = izer_command(
+        root, checkpoint.resolve(), config.resolve(), sample.resolve(), out.resolve(), prefix, device, stop_after
+    )
     started = time.perf_counter()
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - started
@@ -91,8 +126,15 @@ def run_izer(root: Path, checkpoint: Path, config: Path, sample: Path, out: Path
     if done.returncode == 0:
         summary = synthesis_summary(out / prefix / "log.txt") or summary
     result = out / prefix / RESULT_FILE
-    return IzerRun(done.returncode, seconds, command, log, out / prefix, summary,
-                   result if done.returncode == 0 and result.is_file() else None)  # fmt: skip
+    return IzerRun(
+        done.returncode,
+        seconds,
+        command,
+        log,
+        out / prefix,
+        summary,
+        result if done.returncode == 0 and result.is_file() else None,
+    )
 
 
 _TOTAL_CYCLES = re.compile(r"^Total\s+([\d,]+) cycles")
@@ -129,5 +171,7 @@ def _summary(lines: list[str], returncode: int) -> str:
     if returncode != 0:
         errors = [line for line in lines if "ERROR" in line or "Error" in line]
         return (errors or lines or ["(no output)"])[-1]
-    return next((line for line in reversed(lines) if "Weight memory" in line or "latency" in line.lower()),
-                lines[-1] if lines else "")  # fmt: skip
+    return next(
+        (line for line in reversed(lines) if "Weight memory" in line or "latency" in line.lower()),
+        lines[-1] if lines else "",
+    )

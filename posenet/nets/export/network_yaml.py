@@ -2,13 +2,14 @@
 
 Every processor map, offset and input link comes from the ``PlacementPlan`` that decided the network
 fits; nothing is re-derived here, so the file describes exactly what the checker approved
-(shared/docs/max78000.md sections 5 and 8.2). The text is written line by line rather than through a
+(docs/max78000.md sections 5 and 8.2). The text is written line by line rather than through a
 YAML dumper so that processor maps stay 64-bit hex and each layer carries a comment with its shapes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from posenas.budgets.plan import PlacementPlan
 from posenas.space.graph import INPUT, LayerNode
@@ -56,8 +57,10 @@ def layer_entries(node: LayerNode, placed: Any, plan: PlacementPlan, first: bool
         ("activate", "ReLU" if node.relu else "None"),
     ]
     if node.pool:
-        entries += [("max_pool" if node.pool_type == "max" else "avg_pool", str(node.pool)),
-                    ("pool_stride", str(node.pool))]  # fmt: skip
+        entries += [
+            ("max_pool" if node.pool_type == "max" else "avg_pool", str(node.pool)),
+            ("pool_stride", str(node.pool)),
+        ]
     if node.weight_bits != 8:
         entries.append(("quantization", str(node.weight_bits)))
     if node.wide:
@@ -74,6 +77,8 @@ def _hex64(mask: int) -> str:
 def _shape_comment(node: LayerNode) -> str:
     pool = f" {node.pool_type}pool {node.pool} ->" if node.pool else ""
     out_h, out_w = node.out_size
-    return (f"{node.name} ({node.role}): {node.in_channels}x{node.in_size[0]}x{node.in_size[1]} ->{pool} "
-            f"conv {node.kernel_size}x{node.kernel_size} -> {node.out_channels}x{out_h}x{out_w}"
-            f"{', 32-bit output' if node.wide else ''}")  # fmt: skip
+    return (
+        f"{node.name} ({node.role}): {node.in_channels}x{node.in_size[0]}x{node.in_size[1]} ->{pool} "
+        f"conv {node.kernel_size}x{node.kernel_size} -> {node.out_channels}x{out_h}x{out_w}"
+        f"{', 32-bit output' if node.wide else ''}"
+    )

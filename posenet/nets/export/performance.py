@@ -17,17 +17,19 @@ import numpy as np
 
 from posenas.posenet.nets.export.m4 import M4_CLOCK_HZ, M4_CPI
 
-CNN_CLOCK_HZ = 50_000_000  # MAX78000: cnn_enable() with PCLK/1 (shared/docs/max78000.md 6.3)
+CNN_CLOCK_HZ = 50_000_000  # MAX78000: cnn_enable() with PCLK/1 (docs/max78000.md section 6.3)
 # people in the maps -> grid decoder instructions (int32 accumulators), benchmarks/bench_m4.py
 DECODER_INSTRUCTIONS = ((0, 20_240), (1, 54_560), (4, 183_680), (10, 809_600))
 # The one published MAX78000 energy figure the project's notes hold (not verified here): 251 uJ per inference of
 # a keyword-spotting network (arXiv 2111.04988), whose izer estimate is 71,782 cycles (KWS20 v3, 1.44 ms measured).
 REFERENCE_ENERGY_UJ, REFERENCE_CYCLES = 251.0, 71_782
-ENERGY_SOURCE = ("estimate: 251 uJ per inference for keyword spotting on the MAX78000 (arXiv 2111.04988, not "
-                 "verified here) scaled by CNN cycles against that network's 71,782 (KWS20 v3); assumes energy "
-                 "proportional to CNN time at the same power; the Cortex-M4's decoding energy is not included "
-                 "(no source for its active power in the project's notes); measure on a board with the EV kit's "
-                 "power monitor (ai8xize.py --energy)")  # fmt: skip
+ENERGY_SOURCE = (
+    "estimate: 251 uJ per inference for keyword spotting on the MAX78000 (arXiv 2111.04988, not "
+    "verified here) scaled by CNN cycles against that network's 71,782 (KWS20 v3); assumes energy "
+    "proportional to CNN time at the same power; the Cortex-M4's decoding energy is not included "
+    "(no source for its active power in the project's notes); measure on a board with the EV kit's "
+    "power monitor (ai8xize.py --energy)"
+)
 
 
 def decoder_instructions(people: int) -> int:
@@ -65,14 +67,22 @@ class Performance:
         return REFERENCE_ENERGY_UJ * self.cnn_cycles / REFERENCE_CYCLES
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "cnn_clock_hz": CNN_CLOCK_HZ, "cnn_ms": round(self.cnn_ms, 3),
-                "decoder_cpi_assumed": M4_CPI, "decoder_clock_hz": M4_CLOCK_HZ, "decoder_ms": round(self.decoder_ms, 3),
-                "frames_per_second": round(self.fps, 1),
-                "energy_per_inference_uj_estimate": round(self.cnn_energy_uj, 1),
-                "energy_source": ENERGY_SOURCE}  # fmt: skip
+        return {
+            **asdict(self),
+            "cnn_clock_hz": CNN_CLOCK_HZ,
+            "cnn_ms": round(self.cnn_ms, 3),
+            "decoder_cpi_assumed": M4_CPI,
+            "decoder_clock_hz": M4_CLOCK_HZ,
+            "decoder_ms": round(self.decoder_ms, 3),
+            "frames_per_second": round(self.fps, 1),
+            "energy_per_inference_uj_estimate": round(self.cnn_energy_uj, 1),
+            "energy_source": ENERGY_SOURCE,
+        }
 
     def summary(self) -> str:
-        return (f"CNN {self.cnn_ms:.2f} ms ({self.cnn_cycles:,} cycles at 50 MHz, {self.cnn_cycles_source}) + decoder "
-                f"{self.decoder_ms:.2f} ms ({self.people} people, {self.decoder_instructions:,} M4 instructions, "
-                f"{self.decoder_instructions_source}, CPI {M4_CPI}) = {self.fps:.1f} frames/s; energy about "
-                f"{self.cnn_energy_uj:.0f} uJ per inference (an estimate: see export.json)")  # fmt: skip
+        return (
+            f"CNN {self.cnn_ms:.2f} ms ({self.cnn_cycles:,} cycles at 50 MHz, {self.cnn_cycles_source}) + decoder "
+            f"{self.decoder_ms:.2f} ms ({self.people} people, {self.decoder_instructions:,} M4 instructions, "
+            f"{self.decoder_instructions_source}, CPI {M4_CPI}) = {self.fps:.1f} frames/s; energy about "
+            f"{self.cnn_energy_uj:.0f} uJ per inference (an estimate: see export.json)"
+        )

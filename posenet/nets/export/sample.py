@@ -1,6 +1,6 @@
 """The sample input of an export and the outputs the chip must produce for it.
 
-ai8x-synthesis wants the sample as a NumPy int64 (C, H, W) array in [-128, 127] (shared/docs/max78000.md
+ai8x-synthesis wants the sample as a NumPy int64 (C, H, W) array in [-128, 127] (docs/max78000.md
 8.3): the network input after posenas' host-side steps (letterbox, ai8x normalisation, data folding).
 The expected outputs are both heads' raw 32-bit accumulators from posenas' SIMULATE mode.
 """
