@@ -16,8 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from posenas.catalog import lookup, read_mapping
 from posenas.errors import BudgetError
 
 
@@ -158,17 +157,16 @@ def builtin_devices() -> list[str]:
 
 def load_budget(name_or_path: str | Path) -> Budget:
     """A built-in device by name (``max78000``, ``max78002``) or a budget YAML file."""
-    key = str(name_or_path)
-    if key.lower() in builtin_devices():
-        return _budget_from(_read_yaml(resources.files("posenas.budgets") / f"{key.lower()}.yaml", key))
-    path = Path(key)
-    if path.suffix.lower() in (".yaml", ".yml"):
-        if not path.exists():
-            raise BudgetError(f"budget file {path} does not exist")
-        if not path.is_file():
-            raise BudgetError(f"budget file {path} is not a file")
-        return _budget_from(_read_yaml(path, str(path)))
-    raise BudgetError(f"unknown budget {key!r} (known: {', '.join(builtin_devices())}, or a .yaml file)")
+    return lookup(
+        name_or_path,
+        kind="budget",
+        names=builtin_devices(),
+        fold_case=True,
+        builtin=lambda name: _budget_from(_read_yaml(resources.files("posenas.budgets") / f"{name}.yaml", name)),
+        from_file=lambda path: _budget_from(_read_yaml(path, str(path))),
+        suffixes=(".yaml", ".yml"),
+        error=BudgetError,
+    )
 
 
 def _budget_from(data: Mapping[str, Any]) -> Budget:
@@ -191,14 +189,4 @@ def _budget_from(data: Mapping[str, Any]) -> Budget:
 
 
 def _read_yaml(source: Any, label: str) -> Mapping[str, Any]:
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise BudgetError(f"malformed YAML in {label}: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:
-        raise BudgetError(f"cannot read {label}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise BudgetError(f"{label}: not a UTF-8 text file") from None
-    if not isinstance(data, Mapping):
-        raise BudgetError(f"{label}: a budget must be a YAML mapping")
-    return data
+    return read_mapping(source, label, BudgetError)

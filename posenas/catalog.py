@@ -41,7 +41,7 @@ def lookup(
     if name in names:
         return builtin(name)
     path = Path(text)
-    if path.suffix.lower() in suffixes or path.is_file():
+    if path.suffix.lower() in suffixes or path.exists():
         if not path.exists():
             raise error(f"{kind} file {path} does not exist")
         if path.is_dir():

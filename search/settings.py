@@ -31,8 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from posenas.catalog import lookup, read_mapping
 from posenas.errors import StudyError, UsageError
 from posenas.posenet.nets.config import TrainConfig
 from posenas.search import options
@@ -230,27 +229,16 @@ def builtin_studies() -> list[str]:
 
 def read_study_file(name_or_path: str | Path) -> Mapping[str, Any]:
     """The raw mapping of a study file: a name of a file in studies/ (``max78000``) or a YAML path."""
-    key = str(name_or_path)
-    builtin = resources.files("posenas.studies") / f"{key}.yaml"
-    if builtin.is_file():
-        text = builtin.read_text()
-    else:
-        path = Path(key)
-        if path.is_dir():
-            raise StudyError(f"study {key}: is a directory, not a study file")
-        if not path.is_file():
-            raise StudyError(f"unknown study {key!r} (known: {', '.join(builtin_studies())}, or a .yaml file)")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StudyError(f"study {key}: not a readable text file ({exc.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise StudyError(f"malformed YAML in study {key}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, Mapping):
-        raise StudyError(f"study {key}: must be a YAML mapping")
-    return data
+    folder = resources.files("posenas.studies")
+    return lookup(
+        name_or_path,
+        kind="study",
+        names=builtin_studies(),
+        suffixes=(".yaml", ".yml"),
+        error=StudyError,
+        builtin=lambda name: read_mapping(folder / f"{name}.yaml", f"study {name}", StudyError),
+        from_file=lambda path: read_mapping(path, f"study {path}", StudyError),
+    )
 
 
 def load_settings(name_or_path: str | Path) -> StudySettings:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from posenas.catalog import lookup
 from posenas.space.spec import ArchSpec, HeadSpec, LayerSpec, SpecError
 
 
@@ -84,12 +85,12 @@ def baseline_names() -> list[str]:
 
 def get_arch(name_or_path: str | Path) -> ArchSpec:
     """A named baseline, or a spec read from a YAML/JSON file; SpecError names the problem otherwise."""
-    key = str(name_or_path)
-    if key in BASELINES:
-        return BASELINES[key]
-    path = Path(key)
-    if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        if not path.exists():
-            raise SpecError(f"architecture file {path} does not exist")
-        return ArchSpec.from_file(path)
-    raise SpecError(f"unknown architecture {key!r} (known: {', '.join(BASELINES)}, or a .yaml/.json file)")
+    return lookup(
+        name_or_path,
+        kind="architecture",
+        names=BASELINES,
+        builtin=BASELINES.__getitem__,
+        from_file=ArchSpec.from_file,
+        suffixes=(".yaml", ".yml", ".json"),
+        error=SpecError,
+    )

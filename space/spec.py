@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from posenas.catalog import parse_mapping, read_mapping
 from posenas.errors import SpecError
 
 OUTPUT_STRIDE = 8
@@ -168,30 +169,19 @@ class ArchSpec:
 
     @classmethod
     def from_yaml(cls, text: str) -> ArchSpec:
-        return cls.from_dict(_parse_text(text, yaml.safe_load, yaml.YAMLError, "YAML"))
+        return cls.from_dict(parse_mapping(text, "an architecture", SpecError))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ArchSpec:
-        return cls.from_dict(_parse_text(text, json.loads, json.JSONDecodeError, "JSON"))
+        return cls.from_dict(parse_mapping(text, "an architecture", SpecError, json_text=True))
 
     @classmethod
     def from_file(cls, path: str | Path) -> ArchSpec:
         """Read a spec from a .yaml/.yml or .json file."""
-        path = Path(path)
-        if path.is_dir():
-            raise SpecError(f"architecture file {path} is a directory")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SpecError(f"cannot read architecture file {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise SpecError(f"architecture file {path}: not a UTF-8 text file") from None
-        if path.suffix.lower() == ".json":
-            return cls.from_json(text)
-        return cls.from_yaml(text)
+        return cls.from_dict(read_mapping(Path(path), f"architecture file {path}", SpecError))
 
     def spec_hash(self) -> str:
         """Stable 16-hex-digit hash of the architecture, independent of its name.
@@ -284,10 +274,3 @@ def _plain(value: Any) -> Any:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _parse_text(text: str, parse: Any, error: type[Exception], kind: str) -> Any:
-    try:
-        return parse(text)
-    except error as exc:
-        raise SpecError(f"malformed {kind}: {_first_line(exc)}") from None

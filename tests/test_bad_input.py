@@ -145,7 +145,7 @@ CASES = [
     ("budget-unknown-arch", ["budget", "--arch", "resnet50"], "unknown architecture 'resnet50'"),
     ("budget-unknown-budget", ["budget", "--arch", "tiny-hw", "--budget", "max99"], "unknown budget 'max99'"),
     ("budget-binary", ["budget", "--arch", "tiny-hw", "--budget", "{binary.yaml}"], "not a UTF-8 text file"),
-    ("budget-directory", ["budget", "--arch", "tiny-hw", "--budget", "{dir.yaml}"], "is not a file"),
+    ("budget-directory", ["budget", "--arch", "tiny-hw", "--budget", "{dir.yaml}"], "is a directory"),
     (
         "budget-zero-processors",
         ["budget", "--arch", "tiny-hw", "--budget", "{zero-processors.yaml}"],
@@ -311,7 +311,7 @@ CASES = [
     ("search-zero-timeout", ["search", "--timeout-minutes", "0", "--out", "{out}"], "timeout"),
     ("search-space-5", ["search", "--study", "{space5.yaml}", "--out", "{out}"], "needs a 'space' mapping"),
     ("search-study-typo", ["search", "--study", "{typo-study.yaml}", "--out", "{out}"], "unknown key 'trails'"),
-    ("search-binary-study", ["search", "--study", "{binary.yaml}", "--out", "{out}"], "not a readable text file"),
+    ("search-binary-study", ["search", "--study", "{binary.yaml}", "--out", "{out}"], "not a UTF-8 text file"),
     ("search-bad-objectives", ["search", "--objectives", "params,ap", "--out", "{out}"], "objectives"),
     ("search-bogus-storage", ["search", "--storage", "foo://x", "--out", "{out}"], "storage"),
     (

@@ -110,7 +110,7 @@ def test_unknown_and_unreadable_study_files(tmp_path):
         load_settings(str(tmp_path))
     binary = tmp_path / "b.yaml"
     binary.write_bytes(bytes(range(256)))
-    with pytest.raises(StudyError, match="not a readable text file"):
+    with pytest.raises(StudyError, match="not a UTF-8 text file"):
         load_settings(str(binary))
 
 
