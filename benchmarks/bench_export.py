@@ -26,11 +26,11 @@ from rich.console import Console
 from rich.table import Table
 
 from posenas.budgets.device import load_budget
+from posenas.posenet.export.bundle import export_run
+from posenas.posenet.export.host import build_host, pose_difference, run_host
+from posenas.posenet.export.integer import integer_layers, simulation_model
+from posenas.posenet.export.sample import sample_input, simulate
 from posenas.posenet.nets.checkpoint import RunCheckpoint, load_checkpoint
-from posenas.posenet.nets.export.bundle import export_run
-from posenas.posenet.nets.export.host import build_host, pose_difference, run_host
-from posenas.posenet.nets.export.integer import integer_layers, simulation_model
-from posenas.posenet.nets.export.sample import sample_input, simulate
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.model import build_model
 from posenas.posenet.pose.decode import DecodeConfig, decode

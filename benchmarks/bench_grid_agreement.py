@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posenas.posenet.export.m4 import parse_poses
 from posenas.posenet.nets.checkpoint import load_checkpoint, model_for
 from posenas.posenet.nets.config import QuantMode
-from posenas.posenet.nets.export.m4 import parse_poses
 from posenas.posenet.nets.train import predictor_for
 from posenas.posenet.pose.coco import CocoPoseDataset
 from posenas.posenet.pose.decode import DecodeConfig, decode
 from posenas.posenet.pose.evaluate import _letterboxed
 from posenas.posenet.pose.transforms import warp_image
 
-CSRC = Path(__file__).resolve().parents[1] / "posenet" / "nets" / "export" / "csrc"
+CSRC = Path(__file__).resolve().parents[1] / "posenet" / "export" / "csrc"
 RAISED = ["-DPG_MAX_CANDIDATES=256", "-DPG_MAX_PEAKS_PER_KEYPOINT=256", "-DPG_MAX_PEOPLE=2048"]
 
 

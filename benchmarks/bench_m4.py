@@ -8,7 +8,7 @@ Maps: the training targets of 1, 4 and 10 synthetic people (the test template, j
 checked against the Python decoder's. ``--phases``: the int32 runs are built with -DPG_PROFILE and also report the
 instructions of the grid decoder's peak search and limb scoring (grouping and the rest: the remainder).
 Milliseconds at 100 MHz assume a cycles-per-instruction figure
-(posenas.posenet.nets.export.m4.M4_CPI; 1.0 is the floor).
+(posenas.posenet.export.m4.M4_CPI; 1.0 is the floor).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_c_decode import person, target_maps
 
-from posenas.posenet.nets.export import m4
-from posenas.posenet.nets.export.firmware import write_posenas_sources
+from posenas.posenet.export import m4
+from posenas.posenet.export.firmware import write_posenas_sources
 from posenas.posenet.pose.decode import DecodeConfig, decode
 
 SCENES = {

@@ -38,7 +38,7 @@ from posenas.posenet.pose.decode import DecodeConfig, Pose, decode, extract_peak
 from posenas.posenet.pose.keypoints import GROUPING_ORDER, LIMBS, REDUNDANT_LIMBS
 from posenas.posenet.pose.targets import render_targets
 
-CSRC = Path(__file__).resolve().parents[1] / "posenet" / "nets" / "export" / "csrc"
+CSRC = Path(__file__).resolve().parents[1] / "posenet" / "export" / "csrc"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 RAISED_LIMITS = ["-DPD_MAX_CANDIDATES=1024", "-DPD_MAX_PEAKS_PER_KEYPOINT=256", "-DPD_MAX_PEOPLE=4096"]
 INPUT_SIZE = 128

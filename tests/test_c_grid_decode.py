@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 from test_c_decode import ACC_SCALE, PEOPLE, SANITIZER_ENV, SANITIZERS, random_maps, target_maps
 
-from posenas.posenet.nets.export.m4 import parse_poses
+from posenas.posenet.export.m4 import parse_poses
 from posenas.posenet.pose.decode import DecodeConfig, Pose, decode
 from posenas.posenet.pose.grid_decode import fast_exp, floored_log, grid_peaks, sample_order
 from posenas.posenet.pose.keypoints import GROUPING_ORDER, LIMBS, REDUNDANT_LIMBS
 
-CSRC = Path(__file__).resolve().parents[1] / "posenet" / "nets" / "export" / "csrc"
+CSRC = Path(__file__).resolve().parents[1] / "posenet" / "export" / "csrc"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off"]
 RAISED_LIMITS = ["-DPG_MAX_CANDIDATES=256", "-DPG_MAX_PEAKS_PER_KEYPOINT=256", "-DPG_MAX_PEOPLE=2048"]
 GRID = DecodeConfig.for_input(128, decoder="grid")
@@ -185,8 +185,8 @@ def test_model_produced_maps(built: Built):
     seed = 1
     from networks import random_checkpoint
 
-    from posenas.posenet.nets.export.integer import integer_layers, simulation_model
-    from posenas.posenet.nets.export.sample import sample_input, simulate
+    from posenas.posenet.export.integer import integer_layers, simulation_model
+    from posenas.posenet.export.sample import sample_input, simulate
     from posenas.space.baselines import get_arch
 
     spec = get_arch("tiny-hw")

@@ -20,15 +20,15 @@ from networks import random_checkpoint
 
 from posenas.budgets.checker import check
 from posenas.budgets.device import load_budget
+from posenas.posenet.export import m4
+from posenas.posenet.export.bundle import DoesNotFitError, export_run
+from posenas.posenet.export.c_source import sample_source, write_c_project
+from posenas.posenet.export.host import build_host, decoder_limits_exceeded, run_host
+from posenas.posenet.export.integer import integer_layers, simulation_model
+from posenas.posenet.export.izer import synthesis_figures
+from posenas.posenet.export.sample import random_input, simulate
 from posenas.posenet.nets.checkpoint import load_checkpoint, save_checkpoint
 from posenas.posenet.nets.config import LowBitRecipe
-from posenas.posenet.nets.export import m4
-from posenas.posenet.nets.export.bundle import DoesNotFitError, export_run
-from posenas.posenet.nets.export.c_source import sample_source, write_c_project
-from posenas.posenet.nets.export.host import build_host, decoder_limits_exceeded, run_host
-from posenas.posenet.nets.export.integer import integer_layers, simulation_model
-from posenas.posenet.nets.export.izer import synthesis_figures
-from posenas.posenet.nets.export.sample import random_input, simulate
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.train import TrainConfig, Trainer
 from posenas.posenet.pose.decode import DecodeConfig

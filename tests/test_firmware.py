@@ -1,5 +1,5 @@
 """The firmware's posenas part (posenas_app.c: the buffer for both heads, the decode, the report; pose_grid.c) on
-an export's real outputs: written by posenas.posenet.nets.export.firmware, compiled for the Cortex-M4 and run
+an export's real outputs: written by posenas.posenet.export.firmware, compiled for the Cortex-M4 and run
 under qemu-system-arm, it finds the people the Python grid decoder finds; and the export's performance figures.
 The MSDK-dependent main.c and the izer merge are checked by test_export's ai8xize test where izer is present."""
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from test_c_decode import PEOPLE, target_maps
 
-from posenas.posenet.nets.export import m4
-from posenas.posenet.nets.export.firmware import write_posenas_sources
-from posenas.posenet.nets.export.performance import DECODER_INSTRUCTIONS, Performance, decoder_instructions
+from posenas.posenet.export import m4
+from posenas.posenet.export.firmware import write_posenas_sources
+from posenas.posenet.export.performance import DECODER_INSTRUCTIONS, Performance, decoder_instructions
 from posenas.posenet.pose.decode import DecodeConfig, decode
 
 SCALE = 16384.0  # 128 * 2^(8 - 1)
@@ -101,7 +101,7 @@ def test_export_reports_performance(tmp_path):
     from networks import random_checkpoint
 
     from posenas.budgets.device import load_budget
-    from posenas.posenet.nets.export.bundle import export_run
+    from posenas.posenet.export.bundle import export_run
     from posenas.space.baselines import get_arch
 
     result = export_run(random_checkpoint(get_arch("tiny-hw"), 1), load_budget("max78000"), tmp_path, build_c=False)

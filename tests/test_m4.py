@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from test_c_decode import PEOPLE, target_maps
 
-from posenas.posenet.nets.export import m4
+from posenas.posenet.export import m4
 from posenas.posenet.pose.decode import DecodeConfig, decode
 
-CSRC = Path(__file__).resolve().parents[1] / "posenet" / "nets" / "export" / "csrc"
+CSRC = Path(__file__).resolve().parents[1] / "posenet" / "export" / "csrc"
 needs_arm = pytest.mark.skipif(m4.missing_tools() is not None, reason=m4.missing_tools() or "")
 HOST_FLAGS = ["-std=c99", "-O2", "-ffp-contract=off"]
 

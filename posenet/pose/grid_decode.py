@@ -3,7 +3,7 @@
 ``decode`` (the upsampling decoder) resizes every map 8x with cubic interpolation before it looks for
 peaks: at 16x16 maps that is 18 channels of 128x128 floats, 64 KB for one channel alone on a chip with
 128 KB of SRAM. This decoder reads the network's maps where they are, and is the Python twin of
-``posenet/nets/export/csrc/pose_grid.c`` (same steps, same float32 arithmetic, same order):
+``posenet/export/csrc/pose_grid.c`` (same steps, same float32 arithmetic, same order):
 
 1. ``grid_peaks``: a cell is a candidate when it is >= ``peak_threshold``, > its left and upper
    neighbours and >= its right and lower ones (``decode``'s rule, on cells); candidates are ordered by

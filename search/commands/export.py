@@ -17,7 +17,7 @@ from posenas.search import options
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from posenas.posenet.nets.export.bundle import ExportResult
+    from posenas.posenet.export.bundle import ExportResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,9 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace, console: Console) -> int:
     from posenas.budgets.device import load_budget
     from posenas.errors import CheckFailed
+    from posenas.posenet.export.bundle import DoesNotFitError, export_run
+    from posenas.posenet.export.izer import find_izer
     from posenas.posenet.nets.checkpoint import load_checkpoint
-    from posenas.posenet.nets.export.bundle import DoesNotFitError, export_run
-    from posenas.posenet.nets.export.izer import find_izer
 
     if args.checkpoint and (args.study or args.storage):
         raise UsageError("--study and --storage go with --trial, not with --checkpoint")
@@ -115,7 +115,7 @@ def _print_performance(result: ExportResult, console: Console) -> None:
 def _print_result(result: ExportResult, console: Console) -> None:
     from rich.table import Table
 
-    from posenas.posenet.nets.export.izer import izer_command
+    from posenas.posenet.export.izer import izer_command
 
     table = Table("file", "what", title=f"export of {result.arch}", title_justify="left")
     described = {

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from posenas.errors import ToolError
-from posenas.posenet.nets.export import m4
-from posenas.posenet.nets.export.firmware import write_firmware, write_posenas_sources
-from posenas.posenet.nets.export.performance import Performance, decoder_instructions
+from posenas.posenet.export import m4
+from posenas.posenet.export.firmware import write_firmware, write_posenas_sources
+from posenas.posenet.export.performance import Performance, decoder_instructions
 
 MSDK_ENV = "MAXIM_PATH"  # the MSDK's root, as its Makefiles name it
 

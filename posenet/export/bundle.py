@@ -33,10 +33,9 @@ from posenas.budgets.checker import BudgetReport, check
 from posenas.budgets.device import Budget
 from posenas.errors import DoesNotFit, OutputError
 from posenas.files import atomic_write_stream, atomic_write_text, inside, output_folder
-from posenas.posenet.nets.checkpoint import RunCheckpoint
-from posenas.posenet.nets.export import m4
-from posenas.posenet.nets.export.c_source import host_decoder_limits, write_c_project
-from posenas.posenet.nets.export.host import (
+from posenas.posenet.export import m4
+from posenas.posenet.export.c_source import host_decoder_limits, write_c_project
+from posenas.posenet.export.host import (
     CheckFailed,
     HostRun,
     build_host,
@@ -45,12 +44,13 @@ from posenas.posenet.nets.export.host import (
     pose_difference,
     run_host,
 )
-from posenas.posenet.nets.export.integer import integer_layers, simulation_model, synthesis_checkpoint
-from posenas.posenet.nets.export.izer import IzerRun, run_izer, synthesis_figures
-from posenas.posenet.nets.export.network_yaml import network_yaml
-from posenas.posenet.nets.export.performance import Performance
-from posenas.posenet.nets.export.sample import sample_input, simulate
-from posenas.posenet.nets.export.target import decoder_performance, firmware_project
+from posenas.posenet.export.integer import integer_layers, simulation_model, synthesis_checkpoint
+from posenas.posenet.export.izer import IzerRun, run_izer, synthesis_figures
+from posenas.posenet.export.network_yaml import network_yaml
+from posenas.posenet.export.performance import Performance
+from posenas.posenet.export.sample import sample_input, simulate
+from posenas.posenet.export.target import decoder_performance, firmware_project
+from posenas.posenet.nets.checkpoint import RunCheckpoint
 from posenas.posenet.pose.decode import DecodeConfig, Pose, decode
 from posenas.space.graph import layer_graph
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posenas.posenet.nets.export.integer import IntegerLayer
+from posenas.posenet.export.integer import IntegerLayer
 from posenas.posenet.pose.decode import DecodeConfig
 from posenas.space.graph import INPUT
 
@@ -54,7 +54,7 @@ def write_c_project(
     """
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    source = resources.files("posenas.posenet.nets.export") / "csrc"
+    source = resources.files("posenas.posenet.export") / "csrc"
     for file in STATIC_SOURCES:
         with resources.as_file(source / file) as path:
             shutil.copyfile(path, folder / file)

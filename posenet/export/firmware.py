@@ -58,7 +58,7 @@ def firmware_header(
 
 
 def _copy_sources(folder: Path, names: tuple[str, ...], subfolder: str = "") -> list[Path]:
-    source = resources.files("posenas.posenet.nets.export") / "csrc"
+    source = resources.files("posenas.posenet.export") / "csrc"
     if subfolder:
         source = source / subfolder
     written = []
@@ -100,7 +100,7 @@ def write_firmware(
     (folder / "main.c").replace(folder / "izer" / "main.c")
     written = write_posenas_sources(folder, name, input_size, map_size, heatmap_scale, paf_scale)
     written += _copy_sources(folder, MSDK_SOURCES, "firmware")
-    with resources.as_file(resources.files("posenas.posenet.nets.export") / "csrc" / "firmware" / "project.mk") as path:
+    with resources.as_file(resources.files("posenas.posenet.export") / "csrc" / "firmware" / "project.mk") as path:
         addition = path.read_text()
     project = folder / "project.mk"
     project.write_text((project.read_text() if project.is_file() else "") + addition)

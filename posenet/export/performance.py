@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from posenas.posenet.nets.export.m4 import M4_CLOCK_HZ, M4_CPI
+from posenas.posenet.export.m4 import M4_CLOCK_HZ, M4_CPI
 
 CNN_CLOCK_HZ = 50_000_000  # MAX78000: cnn_enable() with PCLK/1 (docs/max78000.md section 6.3)
 # people in the maps -> grid decoder instructions (int32 accumulators), benchmarks/bench_m4.py
