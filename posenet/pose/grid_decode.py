@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from posenas.posenet.pose.grouping import match_one_to_one
 from posenas.posenet.pose.keypoints import LIMBS, NUM_BODY_KEYPOINTS, NUM_PAFS
 
 __all__ = ["fast_exp", "floored_log", "grid_limbs", "grid_peaks", "refine_offsets", "sample_order"]
@@ -182,7 +183,6 @@ def grid_limbs(
 ) -> list[np.ndarray]:
     """Accepted connections of every limb from stride-``stride`` PAFs (38, h, w), as ``score_limbs``
     returns them: (m, 3) float32 arrays (from id, to id, affinity), greedy one-to-one by affinity."""
-    from posenas.posenet.pose.decode import _match_one_to_one
 
     fields = np.asarray(pafs, dtype=np.float32)
     if fields.ndim != 3 or fields.shape[0] != NUM_PAFS:
@@ -196,7 +196,7 @@ def grid_limbs(
         affinity, accepted = _pair_affinities(
             starts[:, :2], ends[:, :2], fields[2 * limb : 2 * limb + 2], stride, samples, min_score, min_ratio
         )
-        rows, cols = _match_one_to_one(affinity, accepted)
+        rows, cols = match_one_to_one(affinity, accepted)
         found = np.column_stack([starts[rows, 3], ends[cols, 3], affinity[rows, cols]])
         connections.append(found.astype(np.float32))
     return connections
