@@ -417,6 +417,7 @@ def test_cli_lists_the_m4_folder_and_its_program_reruns(tmp_path, capsys, monkey
         "posenas_firmware.h",
         "pose_grid.c",
         "pose_grid.h",
+        "pose_group.h",
     }
     assert "Python 49 people, C 49; same keypoints within 0.000 px" in out
     # The program the export timed runs again under QEMU and finds the grid decoder's one person.

@@ -34,6 +34,7 @@ def test_posenas_sources_are_written_with_the_networks_sizes(tmp_path):
         "posenas_app.h",
         "pose_grid.c",
         "pose_grid.h",
+        "pose_group.h",
         "posenas_firmware.h",
     }
     header = (tmp_path / "posenas_firmware.h").read_text()

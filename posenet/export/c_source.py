@@ -35,6 +35,7 @@ STATIC_SOURCES = (
     "pose_grid.h",
     "pose_grid.c",
     "pose_grid_main.c",
+    "pose_group.h",
 )
 _VALUES_PER_LINE = 24
 

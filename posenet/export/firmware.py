@@ -11,6 +11,7 @@ Layout (``folder``)::
     posenas_app.c/.h          the output buffer for both heads, the decode call, the report (no MSDK)
     posenas_firmware.h        generated: this network's map size, head scales, keypoint names
     pose_grid.c/.h            the grid decoder
+    pose_group.h              its grouping step (shared with the upsampled decoder)
 
 izer's files are copied as generated; only main.c moves into ``izer/``. ``write_posenas_sources`` writes posenas'
 part alone, which needs no MSDK (tests compile and run it for the Cortex-M4 under QEMU).
@@ -27,7 +28,7 @@ from posenas.posenet.pose.keypoints import BODY_KEYPOINTS, NUM_HEATMAPS, NUM_PAF
 
 APP_SOURCES = ("posenas_app.c", "posenas_app.h")
 MSDK_SOURCES = ("main.c", "izer_sample.c")
-DECODER_SOURCES = ("pose_grid.c", "pose_grid.h")
+DECODER_SOURCES = ("pose_grid.c", "pose_grid.h", "pose_group.h")
 MAX_POSES = 20
 
 

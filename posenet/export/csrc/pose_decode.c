@@ -496,86 +496,24 @@ static void score_limb(int limb, const pd_source *pafs, int h, int w, const pd_c
     s_nconn[limb] = n;
 }
 
-/* ---- 4b. grouping (assemble / _Grouping) ---------------------------------------------------- */
+/* ---- 4b. grouping: pose_group.h, shared with the grid decoder ----------------------------------------- */
 
-/* Score of peak `id` at body slot `slot`, as the float64 of Python's assemble. */
-static double peak_score(int id, int slot, const int *first_id)
-{
-    return (double)s_peaks[slot][id - first_id[slot]].score;
-}
-
-static void connect(int *npeople, const pd_connection *conn, int limb, int redundant,
-                    const int *first_id)
-{
-    const int ends[2] = {conn->from, conn->to};
-    const int slots[2] = {PD_LIMBS[limb][0], PD_LIMBS[limb][1]};
-    const int owner0 = s_owner[ends[0]], owner1 = s_owner[ends[1]];
-    const double affinity = (double)conn->affinity;
-    if (owner0 == PD_NO_PEAK && owner1 == PD_NO_PEAK) {
-        pd_person *person;
-        int k;
-        if (redundant || *npeople >= PD_MAX_PEOPLE) {
-            return;
-        }
-        person = &s_people[*npeople];
-        for (k = 0; k < PD_NUM_KEYPOINTS; k++) {
-            person->ids[k] = PD_NO_PEAK;
-        }
-        person->ids[slots[0]] = (int16_t)ends[0];
-        person->ids[slots[1]] = (int16_t)ends[1];
-        person->score = (peak_score(ends[0], slots[0], first_id) + peak_score(ends[1], slots[1], first_id)) +
-                        affinity;
-        person->count = 2;
-        person->merged = 0;
-        s_owner[ends[0]] = s_owner[ends[1]] = (int16_t)*npeople;
-        (*npeople)++;
-    } else if (owner0 == PD_NO_PEAK || owner1 == PD_NO_PEAK) {
-        const int held = owner0 != PD_NO_PEAK ? 0 : 1;
-        const int index = held == 0 ? owner0 : owner1;
-        const int peak = ends[1 - held], slot = slots[1 - held];
-        pd_person *person = &s_people[index];
-        if (person->ids[slot] != PD_NO_PEAK) {
-            return; /* the slot already holds a different peak */
-        }
-        person->ids[slot] = (int16_t)peak;
-        s_owner[peak] = (int16_t)index;
-        if (!redundant) {
-            person->score += peak_score(peak, slot, first_id) + affinity;
-            person->count += 1;
-        }
-    } else if (owner0 != owner1 && !redundant) {
-        /* Merge two partial people with disjoint slots. As in Python, PD_GROUPING_ORDER visits the
-         * limbs as a tree from the neck, so the second end of a non-redundant limb is never owned
-         * yet and this branch is not reached; it is kept so that the grouping is _Grouping's. */
-        pd_person *kept = &s_people[owner0], *merged = &s_people[owner1];
-        int k;
-        for (k = 0; k < PD_NUM_KEYPOINTS; k++) {
-            if (merged->ids[k] != PD_NO_PEAK && kept->ids[k] != PD_NO_PEAK) {
-                return; /* both fill some slot: two people, not halves of one */
-            }
-        }
-        for (k = 0; k < PD_NUM_KEYPOINTS; k++) {
-            if (merged->ids[k] != PD_NO_PEAK) {
-                kept->ids[k] = merged->ids[k];
-                s_owner[merged->ids[k]] = (int16_t)owner0;
-            }
-        }
-        kept->score += merged->score + affinity;
-        kept->count += merged->count;
-        merged->merged = 1;
-    }
-}
-
-static int is_redundant(int limb)
-{
-    int i;
-    for (i = 0; i < PD_NUM_REDUNDANT_LIMBS; i++) {
-        if (PD_REDUNDANT_LIMBS[i] == limb) {
-            return 1;
-        }
-    }
-    return 0;
-}
+#define PGRP_SCORE double
+#define PGRP_COUNT int
+#define PGRP_PERSON pd_person
+#define PGRP_CONNECTION pd_connection
+#define PGRP_PEAK pd_peak
+#define PGRP_POSE pd_pose
+#define PGRP_CONFIG pd_config
+#define PGRP_NO_PEAK PD_NO_PEAK
+#define PGRP_NUM_KEYPOINTS PD_NUM_KEYPOINTS
+#define PGRP_NUM_LIMBS PD_NUM_LIMBS
+#define PGRP_MAX_PEOPLE PD_MAX_PEOPLE
+#define PGRP_NUM_REDUNDANT_LIMBS PD_NUM_REDUNDANT_LIMBS
+#define PGRP_LIMBS PD_LIMBS
+#define PGRP_GROUPING_ORDER PD_GROUPING_ORDER
+#define PGRP_REDUNDANT_LIMBS PD_REDUNDANT_LIMBS
+#include "pose_group.h"
 
 /* ---- decode ------------------------------------------------------------------------------- */
 
@@ -611,7 +549,7 @@ static int decode(const pd_source *heatmaps, const pd_source *pafs, int h, int w
                   const pd_config *cfg, pd_pose *poses, int max_poses)
 {
     int first_id[PD_NUM_KEYPOINTS];
-    int k, i, j, limb, total = 0, npeople = 0, nout = 0;
+    int k, limb, total = 0;
     const int uh = h * cfg->upsample, uw = w * cfg->upsample;
 
     build_taps(s_xtaps, w, cfg->upsample);
@@ -625,49 +563,7 @@ static int decode(const pd_source *heatmaps, const pd_source *pafs, int h, int w
     for (limb = 0; limb < PD_NUM_LIMBS; limb++) {
         score_limb(limb, pafs, h, w, cfg, first_id);
     }
-    for (i = 0; i < total; i++) {
-        s_owner[i] = PD_NO_PEAK;
-    }
-    for (i = 0; i < PD_NUM_LIMBS; i++) {
-        const int l = PD_GROUPING_ORDER[i], redundant = is_redundant(l);
-        for (j = 0; j < s_nconn[l]; j++) {
-            connect(&npeople, &s_conn[l][j], l, redundant, first_id);
-        }
-    }
-    /* Filter, then a stable insertion sort by descending score. */
-    for (i = 0; i < npeople; i++) {
-        const pd_person *person = &s_people[i];
-        if (person->merged || person->count < cfg->min_keypoints ||
-            !(person->score >= cfg->min_mean_score * (double)person->count)) {
-            continue;
-        }
-        j = nout;
-        while (j > 0 && s_people[s_order[j - 1]].score < person->score) {
-            s_order[j] = s_order[j - 1];
-            j--;
-        }
-        s_order[j] = i;
-        nout++;
-    }
-    if (nout > max_poses) {
-        nout = max_poses;
-    }
-    for (i = 0; i < nout; i++) {
-        const pd_person *person = &s_people[s_order[i]];
-        pd_pose *pose = &poses[i];
-        for (k = 0; k < PD_NUM_KEYPOINTS; k++) {
-            const int id = person->ids[k];
-            if (id == PD_NO_PEAK) {
-                pose->keypoints[k].x = pose->keypoints[k].y = pose->keypoints[k].score = 0.0f;
-            } else {
-                const pd_peak *peak = &s_peaks[k][id - first_id[k]];
-                pose->keypoints[k] = (pd_keypoint){peak->x, peak->y, peak->score};
-            }
-        }
-        pose->score = (float)person->score;
-        pose->count = person->count;
-    }
-    return nout;
+    return group_people(total, first_id, cfg, poses, max_poses);
 }
 
 int pd_decode(const float *heatmaps, const float *pafs, int h, int w, const pd_config *cfg,

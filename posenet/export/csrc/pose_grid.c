@@ -574,80 +574,24 @@ static void score_limb(int limb, const pg_source *pafs, int h, int w, const pg_c
     s_nconn[limb] = n;
 }
 
-/* ---- 3. grouping (assemble / _Grouping) ------------------------------------------------------------ */
+/* ---- 4b. grouping: pose_group.h, shared with the upsampled decoder ----------------------------------------- */
 
-static float peak_score(int id, int slot, const int *first_id)
-{
-    return s_peaks[slot][id - first_id[slot]].score;
-}
-
-static void connect(int *npeople, const pg_connection *conn, int limb, int redundant, const int *first_id)
-{
-    const int ends[2] = {conn->from, conn->to};
-    const int slots[2] = {PG_LIMBS[limb][0], PG_LIMBS[limb][1]};
-    const int owner0 = s_owner[ends[0]], owner1 = s_owner[ends[1]];
-    const float affinity = conn->affinity;
-    if (owner0 == PG_NO_PEAK && owner1 == PG_NO_PEAK) {
-        pg_person *person;
-        int k;
-        if (redundant || *npeople >= PG_MAX_PEOPLE) {
-            return;
-        }
-        person = &s_people[*npeople];
-        for (k = 0; k < PG_NUM_KEYPOINTS; k++) {
-            person->ids[k] = PG_NO_PEAK;
-        }
-        person->ids[slots[0]] = (int16_t)ends[0];
-        person->ids[slots[1]] = (int16_t)ends[1];
-        person->score = (peak_score(ends[0], slots[0], first_id) + peak_score(ends[1], slots[1], first_id)) + affinity;
-        person->count = 2;
-        person->merged = 0;
-        s_owner[ends[0]] = s_owner[ends[1]] = (int16_t)*npeople;
-        (*npeople)++;
-    } else if (owner0 == PG_NO_PEAK || owner1 == PG_NO_PEAK) {
-        const int held = owner0 != PG_NO_PEAK ? 0 : 1;
-        const int index = held == 0 ? owner0 : owner1;
-        const int peak = ends[1 - held], slot = slots[1 - held];
-        pg_person *person = &s_people[index];
-        if (person->ids[slot] != PG_NO_PEAK) {
-            return; /* the slot already holds a different peak */
-        }
-        person->ids[slot] = (int16_t)peak;
-        s_owner[peak] = (int16_t)index;
-        if (!redundant) {
-            person->score += peak_score(peak, slot, first_id) + affinity;
-            person->count += 1;
-        }
-    } else if (owner0 != owner1 && !redundant) {
-        pg_person *kept = &s_people[owner0], *merged = &s_people[owner1];
-        int k;
-        for (k = 0; k < PG_NUM_KEYPOINTS; k++) {
-            if (merged->ids[k] != PG_NO_PEAK && kept->ids[k] != PG_NO_PEAK) {
-                return; /* both fill some slot: two people, not halves of one */
-            }
-        }
-        for (k = 0; k < PG_NUM_KEYPOINTS; k++) {
-            if (merged->ids[k] != PG_NO_PEAK) {
-                kept->ids[k] = merged->ids[k];
-                s_owner[merged->ids[k]] = (int16_t)owner0;
-            }
-        }
-        kept->score += merged->score + affinity;
-        kept->count = (int16_t)(kept->count + merged->count);
-        merged->merged = 1;
-    }
-}
-
-static int is_redundant(int limb)
-{
-    int i;
-    for (i = 0; i < PG_NUM_REDUNDANT_LIMBS; i++) {
-        if (PG_REDUNDANT_LIMBS[i] == limb) {
-            return 1;
-        }
-    }
-    return 0;
-}
+#define PGRP_SCORE float
+#define PGRP_COUNT int16_t
+#define PGRP_PERSON pg_person
+#define PGRP_CONNECTION pg_connection
+#define PGRP_PEAK pg_peak
+#define PGRP_POSE pg_pose
+#define PGRP_CONFIG pg_config
+#define PGRP_NO_PEAK PG_NO_PEAK
+#define PGRP_NUM_KEYPOINTS PG_NUM_KEYPOINTS
+#define PGRP_NUM_LIMBS PG_NUM_LIMBS
+#define PGRP_MAX_PEOPLE PG_MAX_PEOPLE
+#define PGRP_NUM_REDUNDANT_LIMBS PG_NUM_REDUNDANT_LIMBS
+#define PGRP_LIMBS PG_LIMBS
+#define PGRP_GROUPING_ORDER PG_GROUPING_ORDER
+#define PGRP_REDUNDANT_LIMBS PG_REDUNDANT_LIMBS
+#include "pose_group.h"
 
 /* ---- decode ------------------------------------------------------------------------------------- */
 
@@ -683,7 +627,7 @@ static int decode(const pg_source *heatmaps, const pg_source *pafs, int h, int w
 {
     int first_id[PG_NUM_KEYPOINTS];
     pg_limb_constants lc;
-    int k, i, j, limb, total = 0, npeople = 0, nout = 0;
+    int k, limb, total = 0;
     for (k = 0; k < PG_NUM_KEYPOINTS; k++) {
         find_peaks(heatmaps, k, h, w, cfg);
         first_id[k] = total;
@@ -695,51 +639,7 @@ static int decode(const pg_source *heatmaps, const pg_source *pafs, int h, int w
         score_limb(limb, pafs, h, w, cfg, &lc, first_id);
     }
     PG_MARK(1);
-    for (i = 0; i < total; i++) {
-        s_owner[i] = PG_NO_PEAK;
-    }
-    for (i = 0; i < PG_NUM_LIMBS; i++) {
-        const int l = PG_GROUPING_ORDER[i], redundant = is_redundant(l);
-        for (j = 0; j < s_nconn[l]; j++) {
-            connect(&npeople, &s_conn[l][j], l, redundant, first_id);
-        }
-    }
-    /* Filter, then a stable insertion sort by descending score. */
-    for (i = 0; i < npeople; i++) {
-        const pg_person *person = &s_people[i];
-        if (person->merged || person->count < cfg->min_keypoints ||
-            !(person->score >= cfg->min_mean_score * (float)person->count)) {
-            continue;
-        }
-        j = nout;
-        while (j > 0 && s_people[s_order[j - 1]].score < person->score) {
-            s_order[j] = s_order[j - 1];
-            j--;
-        }
-        s_order[j] = i;
-        nout++;
-    }
-    if (nout > max_poses) {
-        nout = max_poses;
-    }
-    for (i = 0; i < nout; i++) {
-        const pg_person *person = &s_people[s_order[i]];
-        pg_pose *pose = &poses[i];
-        for (k = 0; k < PG_NUM_KEYPOINTS; k++) {
-            const int id = person->ids[k];
-            if (id == PG_NO_PEAK) {
-                pose->keypoints[k].x = pose->keypoints[k].y = pose->keypoints[k].score = 0.0f;
-            } else {
-                const pg_peak *peak = &s_peaks[k][id - first_id[k]];
-                pose->keypoints[k].x = peak->x;
-                pose->keypoints[k].y = peak->y;
-                pose->keypoints[k].score = peak->score;
-            }
-        }
-        pose->score = person->score;
-        pose->count = person->count;
-    }
-    return nout;
+    return group_people(total, first_id, cfg, poses, max_poses);
 }
 
 int pg_decode(const float *heatmaps, const float *pafs, int h, int w, const pg_config *cfg, pg_pose *poses,
