@@ -67,7 +67,8 @@ def main() -> int:
                     "-ffp-contract=off",
                     *extra,
                     str(CSRC / "pose_grid.c"),
-                    str(CSRC / "pose_grid_main.c"),
+                    str(CSRC / "pose_decode.c"),
+                    str(CSRC / "pose_tool.c"),
                     "-lm",
                     "-o",
                     str(tools[name]),
@@ -84,7 +85,7 @@ def main() -> int:
             found = {
                 name: parse_poses(
                     subprocess.run(
-                        [str(tool), "-n", "1000", str(h), str(w), str(maps_file)],
+                        [str(tool), "-d", "grid", "-n", "1000", str(h), str(w), str(maps_file)],
                         capture_output=True,
                         text=True,
                         check=True,

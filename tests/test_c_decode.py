@@ -1,7 +1,7 @@
 """The C99 decoder (posenet/export/csrc/pose_decode.c) against posenet.decode.decode.
 
 The C sources are compiled once per module with gcc and the strict flags below (-Werror), into
-* the host tool pose_decode_main.c (maps from a binary file in, poses as text out): as a plain
+* the host tool pose_tool.c (-d upsampled) (maps from a binary file in, poses as text out): as a plain
   product build, and with address/undefined-behaviour sanitizers, with the default static limits
   and with raised ones (-D overrides);
 * a driver written here (sanitized too), which #includes pose_decode.c to run its stages on their
@@ -213,7 +213,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         pytest.skip("gcc is not on PATH: the C decoder cannot be compiled")
     out = tmp_path_factory.mktemp("c_decode")
     (out / "internals.c").write_text(INTERNALS_DRIVER)
-    sources = [str(CSRC / "pose_decode.c"), str(CSRC / "pose_decode_main.c")]
+    sources = [str(CSRC / "pose_decode.c"), str(CSRC / "pose_grid.c"), str(CSRC / "pose_tool.c")]
     plain = {"tool": [gcc, *CFLAGS, *sources, "-lm", "-o", str(out / "tool")]}
     checked = {
         "tool_checked": [gcc, *CFLAGS, *sources, "-lm", "-o", str(out / "tool_checked")],
@@ -262,7 +262,7 @@ def run_c(
     path = built.workdir / "maps.bin"
     dtype = np.int32 if scales is not None else np.float32
     np.concatenate([heatmaps, pafs]).astype(dtype).tofile(path)
-    args = [str(getattr(built, build)), "-i", str(input_size), "-n", str(max_poses)]
+    args = [str(getattr(built, build)), "-d", "upsampled", "-i", str(input_size), "-n", str(max_poses)]
     if upsample is not None:
         args += ["-u", str(upsample)]
     if scales is not None:
@@ -384,7 +384,7 @@ def test_tables_and_static_memory_match_python_and_the_header(built: Built):
     lines = dict(
         line.split(" ", 1)
         for line in subprocess.run(
-            [str(built.tool), "--tables"], capture_output=True, text=True, check=True
+            [str(built.tool), "-d", "upsampled", "--tables"], capture_output=True, text=True, check=True
         ).stdout.splitlines()
     )
     assert [tuple(int(v) for v in pair.split(",")) for pair in lines["limbs"].split()] == list(LIMBS)

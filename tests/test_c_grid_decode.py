@@ -6,7 +6,7 @@ logs and exps with the same polynomials (no libm beyond sqrtf, which is correctl
 float32 sqrt): keypoints and keypoint scores come out bit for bit equal. Only the person scores differ
 in rounding (float sums in C, float64 in Python's ``assemble``).
 
-Compiled with gcc and strict flags (-Werror): the host tool pose_grid_main.c with the default limits (the
+Compiled with gcc and strict flags (-Werror): the host tool pose_tool.c (-d grid) with the default limits (the
 microcontroller's), with sanitizers, and with raised limits for maps that exceed them.
 """
 
@@ -49,7 +49,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     if gcc is None:
         pytest.skip("gcc is not on PATH: the C decoder cannot be compiled")
     out = tmp_path_factory.mktemp("c_grid")
-    sources = [str(CSRC / "pose_grid.c"), str(CSRC / "pose_grid_main.c")]
+    sources = [str(CSRC / "pose_decode.c"), str(CSRC / "pose_grid.c"), str(CSRC / "pose_tool.c")]
     builds = {"tool": [], "checked": SANITIZERS, "raised": SANITIZERS + RAISED_LIMITS}
     for name, extra in builds.items():
         done = subprocess.run(
@@ -78,7 +78,7 @@ def run_c(
     h, w = shape if shape is not None else heatmaps.shape[1:]
     path = built.workdir / "maps.bin"
     np.concatenate([heatmaps, pafs]).astype(np.int32 if scales else np.float32).tofile(path)
-    args = [str(getattr(built, build)), "-n", str(max_poses)]
+    args = [str(getattr(built, build)), "-d", "grid", "-n", str(max_poses)]
     if scales:
         args += ["-q", repr(float(scales[0])), repr(float(scales[1]))]
     done = subprocess.run(
@@ -114,7 +114,7 @@ def test_tables_and_static_memory(built: Built):
     lines = dict(
         line.split(" ", 1)
         for line in subprocess.run(
-            [str(built.tool), "--tables"], capture_output=True, text=True, check=True
+            [str(built.tool), "-d", "grid", "--tables"], capture_output=True, text=True, check=True
         ).stdout.splitlines()
     )
     assert [tuple(int(v) for v in pair.split(",")) for pair in lines["limbs"].split()] == list(LIMBS)

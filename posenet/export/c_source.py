@@ -29,12 +29,11 @@ STATIC_SOURCES = (
     "cnn.c",
     "pose_decode.h",
     "pose_decode.c",
-    "pose_decode_main.c",
     "main.c",
     "Makefile",
     "pose_grid.h",
     "pose_grid.c",
-    "pose_grid_main.c",
+    "pose_tool.c",
     "pose_group.h",
 )
 _VALUES_PER_LINE = 24
