@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from posenas.catalog import lookup, read_mapping
+from posenas.catalog import check_keys, lookup, read_mapping
 from posenas.errors import BudgetError
 
 
@@ -29,10 +29,7 @@ class Limits:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Limits:
-        data = dict(data or {})
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise BudgetError(f"limits: unknown key(s) {unknown}")
+        data = dict(check_keys(data or {}, known=[f.name for f in fields(cls)], where="limits", error=BudgetError))
         return cls(**data)
 
     def __post_init__(self) -> None:
@@ -88,14 +85,9 @@ class Device:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Device:
-        known = {f.name for f in fields(cls)}
         body = {k: v for k, v in data.items() if k != "limits"}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise BudgetError(f"device: unknown key(s) {unknown}")
-        missing = sorted(f.name for f in fields(cls) if f.name not in body and f.name != "large_kernel_words")
-        if missing:
-            raise BudgetError(f"device: missing key(s) {missing}")
+        required = [f.name for f in fields(cls) if f.name != "large_kernel_words"]
+        check_keys(body, known=[f.name for f in fields(cls)], where="device", error=BudgetError, required=required)
         try:
             for key in ("kernel_sizes", "conv_strides", "weight_bits"):
                 body[key] = tuple(int(v) for v in body[key])
@@ -172,9 +164,7 @@ def load_budget(name_or_path: str | Path) -> Budget:
 def _budget_from(data: Mapping[str, Any]) -> Budget:
     limits = Limits.from_dict(data.get("limits"))
     if "device" in data:
-        extra = sorted(set(data) - {"device", "limits"})
-        if extra:
-            raise BudgetError(f"budget: unknown key(s) {extra}")
+        check_keys(data, known=("device", "limits"), where="budget", error=BudgetError)
         base = data["device"]
         if isinstance(base, str):
             if base.lower() not in builtin_devices():

@@ -1,4 +1,4 @@
-"""Named-or-file lookups and the one reader of YAML/JSON mapping files.
+"""Named-or-file lookups, the one reader of YAML/JSON mapping files, and the one check of a mapping's keys.
 
 Three things are given on the command line either by a built-in name or as a file: architectures
 (``tiny-hw`` or ``net.yaml``), devices (``max78000`` or ``board.yaml``) and studies (``max78000`` or
@@ -81,6 +81,33 @@ def read_mapping(source: Path | Traversable, label: str, error: type[PosenasErro
     :func:`parse_mapping`."""
     text = read_text(source, label, error)
     return parse_mapping(text, label, error, json_text=str(source).lower().endswith(".json"))
+
+
+def check_keys(
+    data: Any,
+    *,
+    known: Collection[str],
+    where: str,
+    error: type[PosenasError],
+    required: Collection[str] = (),
+) -> Mapping[str, Any]:
+    """``data`` when it is a mapping whose keys are all ``known`` and include every ``required`` one; otherwise
+    ``error`` naming the place and the keys (``space.backbone[0]: unknown key 'widht' (known: name, width,
+    ...)``, ``device: missing keys 'kernel_words', 'max_layers'``). Every loader of a settings file (specs,
+    search spaces, devices, studies) checks its mappings here, so a typo reads the same in all of them."""
+    if not isinstance(data, Mapping):
+        raise error(f"{where}: must be a mapping, got {type(data).__name__}")
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise error(f"{where}: unknown {_keys(unknown)} (known: {', '.join(known)})")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise error(f"{where}: missing {_keys(missing)}")
+    return data
+
+
+def _keys(names: list[Any]) -> str:
+    return ("key " if len(names) == 1 else "keys ") + ", ".join(repr(n) for n in names)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from posenas.catalog import lookup, read_mapping
+from posenas.catalog import check_keys, lookup, read_mapping
 from posenas.errors import StudyError, UsageError
 from posenas.posenet.nets.config import TrainConfig
 from posenas.search import options
@@ -308,9 +308,7 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 
 def _known(data: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
-    unknown = [k for k in data if k not in known]
-    if unknown:
-        raise StudyError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+    check_keys(data, known=known, where=where, error=StudyError)
 
 
 def _section(raw: Mapping[str, Any], key: str, known: tuple[str, ...] | None, where: str | None = None) -> dict:

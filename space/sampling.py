@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from posenas.catalog import check_keys
 from posenas.errors import SpecOutsideSpace
 from posenas.space.spec import WEIGHT_BITS, ArchSpec, HeadSpec, LayerSpec, SpecError
 
@@ -246,11 +247,7 @@ def fixed_params(spec: ArchSpec, space: SearchSpace) -> dict[str, Any]:
 
 
 def _known_keys(data: Any, known: tuple[str, ...], where: str) -> None:
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{where}: must be a mapping, got {type(data).__name__}")
-    unknown = [k for k in data if k not in known]
-    if unknown:
-        raise SpecError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+    check_keys(data, known=known, where=where, error=SpecError)
 
 
 def _slot(raw: Any, where: str) -> SlotBounds:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from posenas.catalog import parse_mapping, read_mapping
+from posenas.catalog import check_keys, parse_mapping, read_mapping
 from posenas.errors import SpecError
 
 OUTPUT_STRIDE = 8
@@ -227,15 +227,9 @@ def _check_choice(owner: str, key: str, value: Any, choices: tuple) -> None:
 
 def _pick(data: Mapping[str, Any], cls: type, what: str, nested: set[str] = frozenset()) -> dict[str, Any]:
     """Copy the scalar fields of ``cls`` out of ``data``, rejecting unknown keys."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise SpecError(f"{what}: unknown key(s) {unknown}")
-    required = {f.name for f in fields(cls) if f.default is MISSING}
-    missing = sorted(required - set(data) - nested)
-    if missing:
-        label = f"{what} {data['name']}" if isinstance(data.get("name"), str) else what
-        raise SpecError(f"{label}: missing key(s) {missing}")
+    label = f"{what} {data['name']}" if isinstance(data.get("name"), str) else what
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.name not in nested]
+    check_keys(data, known=[f.name for f in fields(cls)], where=label, error=SpecError, required=required)
     return {k: v for k, v in data.items() if k not in nested}
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from posenas.budgets.device import load_budget
 from posenas.errors import BudgetError, SpecError, StudyError
-from posenas.search.settings import load_settings
+from posenas.search.settings import load_settings, read_study_file
 from posenas.space.baselines import get_arch
 
 KINDS = [  # (loader, error class, its kind's word, a built-in name, a suffix it reads)
@@ -46,3 +46,23 @@ def test_a_json_architecture_reads_as_json(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SpecError, match="malformed JSON"):
         get_arch(str(tmp_path / "bad.json"))
+
+
+def test_a_typo_reads_the_same_in_every_kind_of_file(tmp_path) -> None:
+    """check_keys: the place, the unknown key and the known ones, whatever the file."""
+    import yaml
+
+    arch = get_arch("tiny-hw").to_dict()
+    arch["backbone"][0]["widht"] = 8
+    budget = {"device": "max78000", "limits": {"max_flops": 3}}
+    study = {**read_study_file("max78000"), "search": {"trails": 3}}
+    cases = [
+        (get_arch, arch, SpecError, r"backbone layer \w+: unknown key 'widht' \(known: name, out_channels"),
+        (load_budget, budget, BudgetError, r"limits: unknown key 'max_flops' \(known: max_macs, max_latency_ms\)"),
+        (load_settings, study, StudyError, r"search: unknown key 'trails' \(known: sampler, seed, trials"),
+    ]
+    for load, data, error, says in cases:
+        path = tmp_path / f"{load.__name__}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(error, match=says):
+            load(str(path))
