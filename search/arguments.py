@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from posenas.errors import OutputError, UsageError
 from posenas.files import output_folder
@@ -157,3 +158,18 @@ def check_split_flag(root: str, split: str) -> None:
             raise
         pick = exc.available[0] if len(exc.available) == 1 else "NAME (one of those)"
         raise DataError(f"{exc}; pass --split {pick}") from None
+
+
+def trial_study(study_name: str | None, storage_url: str | None) -> tuple[Any, str]:
+    """``search.trials.load_study`` in the command line's words: ``--trial`` needs ``--study``, and a study
+    database that is not where the default says suggests ``--storage``."""
+    from posenas.errors import StudyError
+    from posenas.search.storage import sqlite_path
+    from posenas.search.trials import default_storage, load_study
+
+    if not study_name:
+        raise StudyError("--trial needs --study (the study name posenas search printed)")
+    path = sqlite_path(storage_url or default_storage(study_name))
+    if path is not None and not path.is_file():
+        raise StudyError(f"no study database {path}; pass --storage (the study's URL, as posenas search printed it)")
+    return load_study(study_name, storage_url)

@@ -85,7 +85,7 @@ def supernet_config(settings: StudySettings, folder: Path) -> SupernetConfig:
             # a supernet begun before the low-bit recipe existed resumes in ai8x v1 arithmetic
             return SupernetConfig(**{"lowbit": {"enabled": False}, **saved})
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{info}: unreadable ({exc.__class__.__name__}); use a new --out") from None
+            raise CheckpointError(f"{info}: unreadable ({exc.__class__.__name__}); use another output folder") from None
     return SupernetConfig(seed=settings.seed, train_images=settings.train.train_images, lowbit=settings.train.lowbit)
 
 

@@ -55,11 +55,11 @@ def default_storage(study_name: str, root: Path = Path("posenas-runs")) -> str:
 def load_study(study_name: str | None, storage_url: str | None) -> tuple[optuna.Study, str]:
     """The study and its storage URL (default: ``default_storage``); StudyError when either is missing."""
     if not study_name:
-        raise StudyError("--trial needs --study (the study name posenas search printed)")
+        raise StudyError("a trial needs the name of its study (the study name posenas search printed)")
     url = storage_url or default_storage(study_name)
     path = sqlite_path(url)
     if path is not None and not path.is_file():
-        raise StudyError(f"no study database {path}; pass --storage (the study's URL, as posenas search printed it)")
+        raise StudyError(f"no study database {path}")
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(url))
     except KeyError:
@@ -184,7 +184,7 @@ def study_run(study: optuna.Study) -> StudyRun:
     if not isinstance(raw, Mapping):
         raise StudyError(
             f"study {study.study_name} does not record its data, teacher and schedule (a search made "
-            "before posenas recorded them); rerun posenas search with the same --out to record them"
+            "before posenas recorded them); rerun posenas search with the same output folder to record them"
         )
     try:
         return StudyRun(**raw)

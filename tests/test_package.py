@@ -59,6 +59,45 @@ def test_pose_data_knows_nothing_of_networks():
         assert not nets, f"{path.relative_to(ROOT)} imports {nets}"
 
 
+def test_networks_know_nothing_of_the_export():
+    """posenet/export reads networks and checkpoints; nothing in posenet/nets or posenet/pose imports it."""
+    for folder in ("posenet/nets", "posenet/pose"):
+        for path in _modules(folder):
+            export = [m for m in _imports(path) if m.startswith("posenas.posenet.export")]
+            assert not export, f"{path.relative_to(ROOT)} imports {export}"
+
+
+# The command line's own modules: the only ones whose messages may name a flag.
+CLI_MODULES = {"search/cli.py", "search/arguments.py", "search/options.py"}
+
+
+def _raised_texts(path: Path) -> list[tuple[int, str]]:
+    """The string parts of every exception raised in ``path`` (f-strings' literal parts included)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            for part in ast.walk(node.exc):
+                if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                    found.append((part.lineno, part.value))
+    return found
+
+
+def test_library_errors_never_name_a_flag():
+    """A library error says what is wrong in the library's words (a setting, an output folder); only the
+    command line names its flags, so the same library call reads right from Python and from any front end."""
+    import re
+
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+    named = []
+    for stage in STAGES + ["posenas"]:
+        for path in _modules(stage):
+            where = str(path.relative_to(ROOT))
+            if where in CLI_MODULES or where.startswith("search/commands/"):
+                continue
+            named += [f"{where}:{line}: {text!r}" for line, text in _raised_texts(path) if flag.search(text)]
+    assert not named, "library errors naming a flag:\n" + "\n".join(named)
+
+
 def test_command_modules_do_not_import_each_other():
     commands = {p.stem for p in _modules("search/commands")} - {"__init__"}
     for path in _modules("search/commands"):

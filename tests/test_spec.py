@@ -75,7 +75,10 @@ def test_fold_stem_is_valid_and_counts_folded_channels(tmp_path):
         (lambda d: d["backbone"][1].update(out_channels=5000), "out of range"),
         (lambda d: d["backbone"][1].update(kernel_size=5), "kernel_size 5 is not one of"),
         (lambda d: d["backbone"][1].update(weight_bits=3), "weight_bits 3"),
-        (lambda d: d["backbone"][1].update(colour="red"), "layer conv2: unknown key 'colour' .known: name, out_channels"),
+        (
+            lambda d: d["backbone"][1].update(colour="red"),
+            "layer conv2: unknown key 'colour' .known: name, out_channels",
+        ),
         (lambda d: d["backbone"][3].update(pool=0), "must be 8"),
         (lambda d: d["backbone"][2].update(name="conv2"), "duplicate layer names"),
         (lambda d: d.pop("cpm"), "cpm must be a list"),

@@ -201,7 +201,7 @@ def export_run(
     files["c"] = c_folder
     compiler = find_compiler()
     if not build_c:
-        result.host_skipped = "not asked (--no-build)"
+        result.host_skipped = "not asked"
     elif compiler is None:
         result.host_skipped = "no C compiler on PATH (set CC)"
     else:

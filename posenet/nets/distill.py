@@ -224,7 +224,7 @@ def prepare_teacher(
     the caching; the caller decides how to show them. ``deadline`` (a ``time.monotonic()`` reading) paces
     the training of ``arch`` to end by then (``Trainer``)."""
     if teacher_input is not None and (teacher_input < 8 or teacher_input % 8):
-        raise UsageError(f"--teacher-input must be a positive multiple of 8, got {teacher_input}")
+        raise UsageError(f"the teacher input size must be a positive multiple of 8, got {teacher_input}")
     folder = ImageFolder(images) if images is not None else None  # checked before any training
     out = Path(out)
     if arch is not None:
@@ -240,7 +240,7 @@ def prepare_teacher(
     if isinstance(teacher, PoseNetTeacher):  # a posenas network runs at its own input size
         own = teacher.model.spec.input_size
         if teacher_input is not None and teacher_input != own:
-            raise UsageError(f"--teacher-input {teacher_input}: a posenas teacher runs at its own input ({own})")
+            raise UsageError(f"teacher input size {teacher_input}: a posenas teacher runs at its own input ({own})")
         input_size, teacher_input = own, own
     elif teacher_input is None:
         teacher_input = max(DEFAULT_REAL_TEACHER_INPUT, input_size)

@@ -51,14 +51,14 @@ def open_predictor(
     device = torch.device(device)
     if path.is_file() and not looks_like_graphdef(path) and is_run_checkpoint(path):
         if teacher_input is not None:
-            raise UsageError("--teacher-input is for teachers; a posenas network runs at its own input")
+            raise UsageError("a teacher input size is for teachers; a posenas network runs at its own input")
         return _network(path, mode, device)
     teacher, kind, own = open_teacher(path)
     size = teacher_input or own or DEFAULT_REAL_TEACHER_INPUT
     if size < 8 or size % 8:
-        raise UsageError(f"--teacher-input must be a positive multiple of 8, got {size}")
+        raise UsageError(f"the teacher input size must be a positive multiple of 8, got {size}")
     if kind == "posenas" and size != own:
-        raise UsageError(f"--teacher-input {size}: a posenas teacher runs at its own input ({own})")
+        raise UsageError(f"teacher input size {size}: a posenas teacher runs at its own input ({own})")
     return OpenedPredictor(teacher_predictor(teacher, device), size, f"{path} ({kind} teacher at {size})")
 
 

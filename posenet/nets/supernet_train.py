@@ -161,9 +161,11 @@ class SupernetTrainer:
         saved = load_supernet_file(path)
         meta = saved["posenas_supernet"]
         if meta["space"] != space_dict(self.space):
-            raise CheckpointError(f"{path}: holds the supernet of another search space; use a new --out")
+            raise CheckpointError(f"{path}: holds the supernet of another search space; use another output folder")
         if meta["config"] != self.config.to_dict():
-            raise CheckpointError(f"{path}: was trained with other settings; use a new --out or the same flags")
+            raise CheckpointError(
+                f"{path}: was trained with other settings; use another output folder or the same settings"
+            )
         check_state_dict(net.state_dict(), saved["state_dict"], str(path), CheckpointError)
         net.set_mode(QuantMode(meta["mode"]))
         net.load_state_dict(saved["state_dict"])
@@ -312,7 +314,9 @@ def _blend(
 
 def _finite(loss: torch.Tensor, spec: ArchSpec, epoch: int) -> None:
     if not torch.isfinite(loss):
-        raise TrainingError(f"supernet epoch {epoch + 1}: the loss of {spec.name} is {float(loss)}; lower --lr")
+        raise TrainingError(
+            f"supernet epoch {epoch + 1}: the loss of {spec.name} is {float(loss)}; lower the learning rate (lr)"
+        )
 
 
 def load_supernet_file(path: str | Path) -> dict[str, Any]:
@@ -341,7 +345,7 @@ def load_supernet(folder: str | Path, space: SearchSpace | None = None) -> tuple
     if space is not None and meta["space"] != space_dict(space):
         raise CheckpointError(
             f"{folder}: a supernet of another search space (study {meta.get('study') or '?'}); "
-            "train one for this study or drop --supernet"
+            "train one for this study or use none"
         )
     try:
         saved_space = space_from_dict(meta["space"])

@@ -352,9 +352,9 @@ class Trainer:
             return (*self._fresh(), None)
         checkpoint = load_checkpoint(last)
         if checkpoint.spec.spec_hash() != self.spec.spec_hash():
-            raise CheckpointError(f"{last}: holds another architecture; use a new --out or delete it")
+            raise CheckpointError(f"{last}: holds another architecture; use another output folder or delete it")
         if checkpoint.train_config != self.requested.to_dict():
-            raise CheckpointError(f"{last}: was trained with other settings; use a new --out or delete it")
+            raise CheckpointError(f"{last}: was trained with other settings; use another output folder or delete it")
         return (
             model_for(checkpoint, str(last)),
             checkpoint.epoch + 1,
@@ -520,7 +520,7 @@ class Trainer:
         if not bool(torch.isfinite(total_loss)):  # one sync per epoch; the epoch is neither scored nor saved
             raise TrainingError(
                 f"{self.spec.name}: the training loss became NaN or infinite in epoch {epoch + 1} "
-                f"({mode.value}); lower --lr{' / --qat-lr' if mode is QuantMode.QAT else ''}"
+                f"({mode.value}); lower the learning rate ({'qat_lr' if mode is QuantMode.QAT else 'lr'})"
             )
         last_of_phase = epoch + 1 == self.config.epochs or self.config.phase_of(epoch + 1) is not mode
         if pacer is not None and not pacer.worth_validating(self.config.epochs - epoch, last_of_phase):

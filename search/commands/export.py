@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from posenas.errors import ExitCode, UsageError
-from posenas.search import options
+from posenas.search import arguments, options
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -98,9 +98,9 @@ def run_export(args: argparse.Namespace, console: Console) -> int:
 
 def trial_checkpoint(number: int | None, study_name: str | None, storage_url: str | None) -> str:
     """The stand-alone checkpoint of trial ``number`` of a study, whatever trained it (``search.trials``)."""
-    from posenas.search.trials import load_study, trial_weights
+    from posenas.search.trials import trial_weights
 
-    study, url = load_study(study_name, storage_url)
+    study, url = arguments.trial_study(study_name, storage_url)
     return str(trial_weights(study, number, url if storage_url else None))
 
 

@@ -10,7 +10,7 @@ import argparse
 import json
 
 from posenas.errors import ExitCode
-from posenas.search import options
+from posenas.search import arguments, options
 from posenas.space.baselines import baseline_names
 
 
@@ -72,7 +72,7 @@ def run_spec(args: argparse.Namespace, console) -> int:
 
     from posenas.errors import OutputError
     from posenas.files import atomic_write_text
-    from posenas.search.trials import load_study, trial_spec
+    from posenas.search.trials import trial_spec
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out = Path(args.out)
@@ -80,7 +80,7 @@ def run_spec(args: argparse.Namespace, console) -> int:
         raise OutputError(
             f"--out {args.out}: must name a .yaml file (a spec file), not {'a folder' if out.is_dir() else 'that'}"
         )
-    study, _ = load_study(args.study, args.storage)
+    study, _ = arguments.trial_study(args.study, args.storage)
     spec = trial_spec(study, args.trial)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, spec.to_yaml())

@@ -249,7 +249,7 @@ def run_train_trial(args: argparse.Namespace, console) -> int:
     from posenas.search.report import TrainingDisplay, history_table
     from posenas.search.retrain import claim, train_standalone
     from posenas.search.storage import study_lock
-    from posenas.search.trials import NoWeights, load_study, study_run, trial_command, trial_spec, trial_weights
+    from posenas.search.trials import NoWeights, study_run, trial_command, trial_spec, trial_weights
 
     given = _given_schedule(args) + [
         flag for flag, value in (("--data", args.data), ("--teacher", args.teacher)) if value is not None
@@ -261,7 +261,7 @@ def run_train_trial(args: argparse.Namespace, console) -> int:
         )
     arguments.device(args.device)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study, url = load_study(args.study, args.storage)
+    study, url = arguments.trial_study(args.study, args.storage)
     storage = args.storage and url
     export = trial_command("export", args.trial, study.study_name, storage, "--out", f"export-trial{args.trial}")
     try:
