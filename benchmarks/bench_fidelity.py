@@ -141,7 +141,7 @@ def main() -> None:
     scorer = SubnetScorer(net, args.data, val_images=args.val_images)
     full = TrainConfig(
         epochs=args.epochs,
-        qat_start=args.epochs - args.qat_epochs if args.qat_epochs else None,
+        qat_start=TrainConfig.qat_start_for(args.epochs, args.qat_epochs),
         val_images=args.val_images,
         alpha=0.7,
     )
@@ -149,7 +149,7 @@ def main() -> None:
         epochs=args.trial_epochs,
         val_images=args.val_images,
         alpha=0.7,
-        qat_start=args.trial_epochs - args.trial_qat_epochs if args.trial_qat_epochs else None,
+        qat_start=TrainConfig.qat_start_for(args.trial_epochs, args.trial_qat_epochs),
     )
     start, stop = (int(x) if x else None for x in (args.only or ":").split(":"))
     for index, spec in list(enumerate(specs))[slice(start, stop)]:

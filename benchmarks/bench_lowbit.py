@@ -296,7 +296,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="these networks only")
     parser.add_argument("--results", type=Path, help="write the default variant's rows here (benchmarks/results/)")
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="a smaller schedule, for a check")
-    parser.add_argument("--qat-epochs", type=int, default=TrainConfig.epochs - (TrainConfig.qat_start or 0))
+    parser.add_argument("--qat-epochs", type=int, default=TrainConfig().qat_epochs)
     parser.add_argument("--train-images", type=int)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--ablation", action="store_true", help="also print every network under every variant")
@@ -310,7 +310,7 @@ def main() -> None:
     recipe = LowBitRecipe.from_value(json.loads(args.recipe))
     schedule = TrainConfig(
         epochs=args.epochs,
-        qat_start=args.epochs - args.qat_epochs,
+        qat_start=TrainConfig.qat_start_for(args.epochs, args.qat_epochs),
         val_images=args.val_images,
         train_images=args.train_images,
         lowbit=recipe,

@@ -25,7 +25,9 @@ class Schedule:
 
     def config(self) -> TrainConfig:
         """The schedule as ``posenas train`` runs it (100 validation images, no teacher, the default recipe)."""
-        return TrainConfig(epochs=self.epochs, qat_start=self.epochs - self.qat_epochs, val_images=100)
+        return TrainConfig(
+            epochs=self.epochs, qat_start=TrainConfig.qat_start_for(self.epochs, self.qat_epochs), val_images=100
+        )
 
 
 SCHEDULES = {

@@ -149,7 +149,7 @@ def retrain_front(
         images = config.train_images or "all training"
         say(
             f"retraining trial {record.number} {record.name} stand-alone from its supernet weights: {config.epochs} "
-            f"epochs ({config.epochs - (config.qat_start or config.epochs)} QAT) on {images} images"
+            f"epochs ({config.qat_epochs} QAT) on {images} images"
             + (f", paced to end in {seconds:.0f} s" if clock.limited else "")
         )
         # paced to its share: it measures its own speed as it goes, so a machine that gets busier midway
@@ -279,7 +279,7 @@ def _config(base: TrainConfig, spec: ArchSpec, scorer: SubnetScorer, folder: Pat
     model = scorer.inherited(spec)
     per_image = seconds_per_training_image(model, scorer.calibration[: base.batch_size])
     effective = base.for_lowest_bits(spec.lowest_bits)  # the low-bit recipe may lengthen the QAT phase
-    qat_epochs = effective.epochs - (effective.qat_start if effective.qat_start is not None else effective.epochs)
+    qat_epochs = effective.qat_epochs
     epochs = (effective.epochs - qat_epochs) + QAT_STEP_COST * qat_epochs
     # at least the last epoch of each phase is validated (forward and decoding, about a step's cost per image)
     validation = (2 if qat_epochs else 1) * len(scorer.val_input) * per_image

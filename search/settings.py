@@ -177,17 +177,15 @@ def _text(where: str, value: Any) -> str:
 
 def _train_dict(config: TrainConfig) -> dict[str, Any]:
     out = config.to_dict()
-    qat_start = out.pop("qat_start")
-    out["qat_epochs"] = 0 if qat_start is None else config.epochs - qat_start
+    out.pop("qat_start")
+    out["qat_epochs"] = config.qat_epochs
     return out
 
 
 def _train_config(values: Mapping[str, Any]) -> TrainConfig:
     values = dict(values)
-    known = {f.name for f in dataclasses.fields(TrainConfig)} | {"qat_epochs"}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise StudyError(f"train: unknown key {unknown[0]!r}")
+    known = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "qat_start"] + ["qat_epochs"]
+    check_keys(values, known=known, where="train", error=StudyError)
     for key, kind in TRAIN_TYPES.items():
         if values.get(key) is not None or (key in values and key not in ("val_images", "train_images")):
             values[key] = typed(f"train.{key}", values[key], kind)
@@ -198,7 +196,7 @@ def _train_config(values: Mapping[str, Any]) -> TrainConfig:
     qat_epochs = int(values.pop("qat_epochs", 0))
     if not 0 <= qat_epochs <= epochs:
         raise StudyError(f"train.qat_epochs: {qat_epochs} is more than train.epochs ({epochs})")
-    values["qat_start"] = epochs - qat_epochs if qat_epochs else None
+    values["qat_start"] = TrainConfig.qat_start_for(epochs, qat_epochs)
     try:
         return TrainConfig(**values)
     except (TypeError, ValueError, UsageError) as exc:

@@ -147,3 +147,24 @@ def test_score_arithmetic_is_read_checked_and_overridden(tmp_path):
         load_settings(tuned).with_overrides(finetune_steps=-1)
     with pytest.raises(StudyError, match="score_arithmetic 'int8'"):
         load_settings(_write(tmp_path, {"name": "m", "space": MINIMAL_SPACE, "search": {"score_arithmetic": "int8"}}))
+
+
+@pytest.mark.parametrize("epochs, qat_epochs, qat_start", [(20, 4, 16), (20, 0, None), (5, 5, 0), (1, 1, 0)])
+def test_the_qat_phase_converts_both_ways(epochs, qat_epochs, qat_start) -> None:
+    """Issue 27: one encoding (qat_start) in TrainConfig; the length the study file and the flags give
+    converts to it and back, all-QAT (qat_start 0) included."""
+    assert TrainConfig.qat_start_for(epochs, qat_epochs) == qat_start
+    config = TrainConfig(epochs=epochs, qat_start=qat_start)
+    assert config.qat_epochs == qat_epochs
+    assert sum(config.phase_of(e).value == "qat" for e in range(epochs)) == qat_epochs
+
+
+def test_a_study_file_gives_the_qat_phase_by_its_length_only(tmp_path) -> None:
+    from posenas.search.settings import read_study_file
+
+    raw = dict(read_study_file("max78000"))
+    raw["train"] = {**raw.get("train", {}), "qat_start": 3}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(StudyError, match="train: unknown key 'qat_start'.*qat_epochs"):
+        load_settings(str(path))

@@ -149,6 +149,18 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    # The QAT phase has one encoding, ``qat_start`` (the first QAT epoch, None: float only). Study files and
+    # the command line give its length instead (``qat_epochs``: the last N epochs); these two convert.
+    @property
+    def qat_epochs(self) -> int:
+        """The QAT phase's length in epochs (0: float only)."""
+        return 0 if self.qat_start is None else self.epochs - self.qat_start
+
+    @staticmethod
+    def qat_start_for(epochs: int, qat_epochs: int) -> int | None:
+        """``qat_start`` for a schedule of ``epochs`` whose last ``qat_epochs`` are QAT (0: None, float only)."""
+        return epochs - qat_epochs if qat_epochs else None
+
     def phase_of(self, epoch: int) -> QuantMode:
         return QuantMode.QAT if self.qat_start is not None and epoch >= self.qat_start else QuantMode.FLOAT
 

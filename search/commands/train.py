@@ -102,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 _D = TrainConfig()
 SCHEDULE_DEFAULTS = {
     "epochs": _D.epochs,
-    "qat_epochs": _D.epochs - (_D.qat_start or _D.epochs),
+    "qat_epochs": _D.qat_epochs,
     "batch_size": _D.batch_size,
     "lr": _D.lr,
     "qat_lr": _D.qat_lr,
@@ -166,7 +166,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     qat_epochs = v.pop("qat_epochs")
     return TrainConfig(
         **v,
-        qat_start=v["epochs"] - qat_epochs if qat_epochs else None,
+        qat_start=TrainConfig.qat_start_for(v["epochs"], qat_epochs),
         lowbit=LowBitRecipe(**arguments.lowbit_overrides(args)),
     )
 
@@ -292,7 +292,7 @@ def run_train_trial(args: argparse.Namespace, console) -> int:
         )
     console.print(
         f"training trial {args.trial} {spec.name} of {study.study_name} stand-alone from {start}: "
-        f"{config.epochs} epochs ({config.epochs - (config.qat_start or config.epochs)} QAT), the study's "
+        f"{config.epochs} epochs ({config.qat_epochs} QAT), the study's "
         f"data {run.data} -> {out}",
         highlight=False,
     )
@@ -346,7 +346,7 @@ def _recipe_line(trainer) -> str:
     recipe, config = trainer.recipe, trainer.config
     if recipe is None:
         return "weights below 8 bits: the low-bit recipe is off (ai8x v1 QAT)"
-    qat = config.epochs - (config.qat_start if config.qat_start is not None else config.epochs)
+    qat = config.qat_epochs
     bias = "8-bit bias" if recipe.bias_bits == 8 else "bias at the weights' bits"
     shift = "least-error held shift" if recipe.shift == "mse" else f"shift from the {recipe.shift_quantile:g} quantile"
     distill = f", {recipe.float_distill:g} of the QAT loss from the float network" if recipe.float_distill else ""
