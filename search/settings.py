@@ -22,7 +22,6 @@ A study file is read here, strictly (an unknown key at any level is refused with
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ from typing import Any
 from posenas.catalog import check_keys, lookup, read_mapping
 from posenas.errors import StudyError, UsageError
 from posenas.posenet.nets.config import TrainConfig
-from posenas.search import options
+from posenas.search import ranges
 from posenas.space.sampling import SearchSpace
 from posenas.space.spec import SpecError
 
@@ -125,41 +124,41 @@ class StudySettings:
 
 
 # The range of every numeric key of a study file: the same types as the command line's flags, so a key and
-# its flag accept the same values (search/options.py).
+# its flag accept the same values (search/ranges.py).
 SEARCH_TYPES = {
-    "seed": options.SEED,
-    "trials": options.COUNT,
-    "population": options.Integer(2, 10_000),
-    "finetune_steps": options.Integer(0, 100_000),
-    "timeout_minutes": options.Number(0, 10**5, low_open=True),
+    "seed": ranges.SEED,
+    "trials": ranges.COUNT,
+    "population": ranges.Integer(2, 10_000),
+    "finetune_steps": ranges.Integer(0, 100_000),
+    "timeout_minutes": ranges.Number(0, 10**5, low_open=True),
 }
-SYNTHETIC_TYPES = {"train": options.SYNTH_IMAGES, "val": options.SYNTH_IMAGES, "seed": options.SEED}
-TEACHER_TYPES = {"epochs": options.EPOCHS, "train_images": options.COUNT}
+SYNTHETIC_TYPES = {"train": ranges.SYNTH_IMAGES, "val": ranges.SYNTH_IMAGES, "seed": ranges.SEED}
+TEACHER_TYPES = {"epochs": ranges.EPOCHS, "train_images": ranges.COUNT}
 TRAIN_TYPES = {
-    "epochs": options.EPOCHS,
-    "qat_epochs": options.QAT_EPOCHS,
-    "batch_size": options.BATCH,
-    "lr": options.LEARNING_RATE,
-    "qat_lr": options.LEARNING_RATE,
-    "alpha": options.Number(0, 1),
-    "seed": options.SEED,
-    "workers": options.Integer(0, 64),
-    "val_images": options.COUNT,
-    "train_images": options.COUNT,
-    "weight_decay": options.Number(0, 1),
+    "epochs": ranges.EPOCHS,
+    "qat_epochs": ranges.QAT_EPOCHS,
+    "batch_size": ranges.BATCH,
+    "lr": ranges.LEARNING_RATE,
+    "qat_lr": ranges.LEARNING_RATE,
+    "alpha": ranges.Number(0, 1),
+    "seed": ranges.SEED,
+    "workers": ranges.Integer(0, 64),
+    "val_images": ranges.COUNT,
+    "train_images": ranges.COUNT,
+    "weight_decay": ranges.Number(0, 1),
 }
 TRAIN_FLAGS = ("augment", "amp")
 
 
-def typed(where: str, value: Any, kind: options.Integer | options.Number) -> int | float:
+def typed(where: str, value: Any, kind: ranges.Integer | ranges.Number) -> int | float:
     """A study file's number ``value`` at key ``where``, checked as the matching flag checks it."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise StudyError(f"{where}: must be {kind.describe()}, got {value!r}")
-    if isinstance(kind, options.Integer) and isinstance(value, float):
+    if isinstance(kind, ranges.Integer) and isinstance(value, float):
         raise StudyError(f"{where}: must be {kind.describe()}, got {value!r}")
     try:
-        return kind(repr(value) if isinstance(value, float) else str(value))
-    except argparse.ArgumentTypeError as exc:
+        return kind.parse(repr(value) if isinstance(value, float) else str(value))
+    except ranges.RangeError as exc:
         raise StudyError(f"{where}: {exc}") from None
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from posenas.search import options
+from posenas.search import options, ranges
 from posenas.search.cli import build_parser, main
 
 
@@ -78,7 +78,7 @@ def test_every_option_declares_what_it_accepts() -> None:
 def test_the_synthetic_image_limit_is_the_generators() -> None:
     from posenas.posenet.pose import synth
 
-    assert options.MAX_SYNTH_IMAGES == synth.MAX_IMAGES_PER_SPLIT - 1
+    assert ranges.MAX_SYNTH_IMAGES == synth.MAX_IMAGES_PER_SPLIT - 1
 
 
 NUMERIC = _typed((options.Integer, options.Number))
