@@ -10,7 +10,7 @@ case runs over 15 s; no traceback.
 The cases come from the real argument parser (``posenas.search.cli.build_parser``) and the default study
 file, so a new option or study key is covered without anyone adding it here. Families:
 
-* ``paths``: every path-like option (``OutputFolder``, ``OutputFile``, ``InputPath`` in search/options.py;
+* ``paths``: every path-like option (``OutputFolder``, ``OutputFile``, ``InputPath`` in search/cli/options.py;
   positional arguments included): a name over NAME_MAX (300 characters), a path over PATH_MAX (5,000),
   /proc, /sys, the wrong kind (an existing file for a folder, an existing folder for a file; an input gets
   both), under a file, a missing parent, /dev/null, /dev/zero, a FIFO, empty, a read-only parent (a
@@ -74,8 +74,7 @@ from typing import Any
 
 import yaml
 
-from posenas.search import options
-from posenas.search.cli import build_parser
+from posenas.search.cli import build_parser, options
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.study_values import get, leaves, out_of_range, replaced, wrong_type  # shared with the test

@@ -40,7 +40,7 @@ from pycocotools.cocoeval import COCOeval
 from posenas.posenet.nets.predict import open_predictor, predict_image
 from posenas.posenet.pose.coco import CocoPoseDataset
 from posenas.posenet.pose.evaluate import evaluate_results
-from posenas.search.commands.predict import DEFAULT_MIN_SCORE
+from posenas.search.cli.commands.predict import DEFAULT_MIN_SCORE
 
 THRESHOLDS = (0, 1, 2, 5, 10, 15, 20, 30, 40, 50, 60, 75, 100, 150, 200, 250, 300)
 DEFAULT_ROOTS = ("../shared/data/coco_sample:val", "../shared/data/coco_mini_train:train")

@@ -391,7 +391,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing_outside_out(
 ):
     work, out = tmp_path / "work", tmp_path / "out"
     work.mkdir()
-    out.mkdir()  # outputs are created only under an existing folder (search/options.py): cases name {out}/x
+    out.mkdir()  # outputs are created only under an existing folder (search/cli/options.py): cases name {out}/x
     monkeypatch.chdir(work)
     before = _files(Path(inputs["dir"]))
     values = {**inputs, "out": str(out)}

@@ -1,7 +1,7 @@
 """Every option of every command, walked from the argument parser itself (issue 26): a new option is covered
 without anyone adding it here.
 
-Each option declares what it accepts once (``search/options.py``); these tests hold every declared
+Each option declares what it accepts once (``search/cli/options.py``); these tests hold every declared
 option to its families of bad values: numbers (negative, zero, huge, NaN, infinite, not a number), output
 paths (a name over NAME_MAX, a path over PATH_MAX, /proc, an existing file or folder of the wrong kind, a
 read-only parent, a missing parent), input paths (over-long) and storage URLs (empty, in memory, unknown).
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from posenas.search import options, ranges
-from posenas.search.cli import build_parser, main
+from posenas.search import ranges
+from posenas.search.cli import build_parser, main, options
 
 
 def _options() -> list[tuple[tuple[str, ...], argparse.Action]]:
@@ -71,7 +71,7 @@ def test_every_option_declares_what_it_accepts() -> None:
         and not isinstance(a.type, options.OptionType)
         and a.dest != "command"
     ]
-    assert not undeclared, f"options without a type from posenas.search.options: {undeclared}"
+    assert not undeclared, f"options without a type from posenas.search.cli.options: {undeclared}"
     assert len(OPTIONS) > 120  # the walk reached every command
 
 

@@ -68,7 +68,7 @@ def test_networks_know_nothing_of_the_export():
 
 
 # The command line's own modules: the only ones whose messages may name a flag.
-CLI_MODULES = {"search/cli.py", "search/arguments.py", "search/options.py"}
+CLI_MODULES = ("search/cli/",)  # the command line: the only modules whose messages may name a flag
 
 
 def _raised_texts(path: Path) -> list[tuple[int, str]]:
@@ -92,17 +92,37 @@ def test_library_errors_never_name_a_flag():
     for stage in STAGES + ["posenas"]:
         for path in _modules(stage):
             where = str(path.relative_to(ROOT))
-            if where in CLI_MODULES or where.startswith("search/commands/"):
+            if where.startswith(CLI_MODULES):
                 continue
             named += [f"{where}:{line}: {text!r}" for line, text in _raised_texts(path) if flag.search(text)]
     assert not named, "library errors naming a flag:\n" + "\n".join(named)
 
 
+# Modules outside the command line that still take a rich Console (the search pipeline's printing): issue 27
+# item 1 replaces it with an Events protocol; until then they are named here, and no other may join them.
+STILL_RENDERING = {"search/report.py", "search/inputs.py", "search/supernet_search.py"}
+
+
+def test_only_the_command_line_parses_arguments_and_renders():
+    """argparse only in search/cli/; rich only there and in the modules named above."""
+    for stage in STAGES + ["posenas"]:
+        for path in _modules(stage):
+            where = str(path.relative_to(ROOT))
+            if where.startswith(CLI_MODULES):
+                continue
+            found = _imports(path)
+            assert not any(m == "argparse" or m.startswith("argparse.") for m in found), f"{where} imports argparse"
+            rich = sorted(m for m in found if m == "rich" or m.startswith("rich."))
+            assert not rich or where in STILL_RENDERING, f"{where} imports {rich}"
+
+
 def test_command_modules_do_not_import_each_other():
-    commands = {p.stem for p in _modules("search/commands")} - {"__init__"}
-    for path in _modules("search/commands"):
+    commands = {p.stem for p in _modules("search/cli/commands")} - {"__init__"}
+    for path in _modules("search/cli/commands"):
         siblings = [
-            m for m in _imports(path) if m.startswith("posenas.search.commands.") and m.rsplit(".", 1)[-1] in commands
+            m
+            for m in _imports(path)
+            if m.startswith("posenas.search.cli.commands.") and m.rsplit(".", 1)[-1] in commands
         ]
         assert not siblings, f"{path.relative_to(ROOT)} imports {siblings}"
 

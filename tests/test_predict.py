@@ -140,7 +140,7 @@ def test_predict_draws_people_above_the_score_threshold_and_keeps_every_candidat
 ):
     """The teacher at 256 on coco_sample: 10 candidates, one of them (score 4.8, 3 keypoints) below the default
     --min-score 20 (benchmarks/BENCHMARKS.md); it is not drawn, counted as dropped, and kept in results.json."""
-    from posenas.search.arguments import DEFAULT_MIN_SCORE
+    from posenas.search.cli.arguments import DEFAULT_MIN_SCORE
 
     torch.set_num_threads(1)
     assert DEFAULT_MIN_SCORE == 20.0  # the measured default (benchmarks/results/predict_threshold.json)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from posenas.posenet.nets.config import QuantMode
-from posenas.search import arguments, options
+from posenas.search.cli import arguments, options
 
 EVAL_MODES = tuple(mode.value for mode in QuantMode)
 

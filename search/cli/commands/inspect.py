@@ -10,7 +10,7 @@ import argparse
 import json
 
 from posenas.errors import ExitCode
-from posenas.search import arguments, options
+from posenas.search.cli import arguments, options
 from posenas.space.baselines import baseline_names
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from posenas.errors import UsageError
 from posenas.posenet.nets.config import SupernetConfig
-from posenas.search import options
+from posenas.search.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from posenas.errors import StudyError, UsageError
 from posenas.files import check_output_folder, output_folder
-from posenas.search import arguments, options
+from posenas.search.cli import arguments, options
 from posenas.space.baselines import baseline_names
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import argparse
 
 from posenas.errors import UsageError
 from posenas.files import check_output_folder
-from posenas.search import arguments, options
+from posenas.search.cli import arguments, options
 
 
 def register(sub: argparse._SubParsersAction) -> None:

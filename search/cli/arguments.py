@@ -13,7 +13,7 @@ from typing import Any
 
 from posenas.errors import OutputError, UsageError
 from posenas.files import output_folder
-from posenas.search import options
+from posenas.search.cli import options
 
 OUTPUT_STRIDE = 8  # the networks' maps are at stride 8: inputs must be multiples of it
 

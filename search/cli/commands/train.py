@@ -9,7 +9,7 @@ from pathlib import Path
 from posenas.errors import StudyError, TeacherError, UsageError
 from posenas.files import check_output_folder
 from posenas.posenet.nets.config import LowBitRecipe, TrainConfig
-from posenas.search import arguments, options
+from posenas.search.cli import arguments, options
 from posenas.space.baselines import baseline_names
 
 TEACHER_EPOCHS = 12

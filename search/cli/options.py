@@ -204,7 +204,7 @@ class Device(OptionType):
 
     def __call__(self, text: str) -> str:
         from posenas.errors import UsageError
-        from posenas.search.arguments import device
+        from posenas.search.cli.arguments import device
 
         try:
             return device(text)  # type: ignore[return-value]

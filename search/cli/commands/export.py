@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from posenas.errors import ExitCode, UsageError
-from posenas.search import arguments, options
+from posenas.search.cli import arguments, options
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -154,7 +154,7 @@ def _print_result(result: ExportResult, console: Console) -> None:
     # Two decoders count people here, and their counts differ on the same maps: the upsampled one (checked against
     # its C port in c/) and the grid one (the M4's, which the decoder time is for). Say which is which, and that
     # neither has a person-score threshold, so that "49 people" and "1 people" do not read as a contradiction.
-    from posenas.search.arguments import DEFAULT_MIN_SCORE
+    from posenas.search.cli.arguments import DEFAULT_MIN_SCORE
 
     up, grid = result.python_poses, result.grid_poses
     c_count = "" if host is None else f", C {len(host.poses)}; {agree}"

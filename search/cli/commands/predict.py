@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 from posenas.posenet.nets.config import QuantMode
-from posenas.search import options
-from posenas.search.arguments import DEFAULT_MIN_SCORE
+from posenas.search.cli import options
+from posenas.search.cli.arguments import DEFAULT_MIN_SCORE
 
 MODES = tuple(mode.value for mode in QuantMode)
 
@@ -120,7 +120,7 @@ def _images(args: argparse.Namespace) -> list:
         count = len(folder) if args.limit is None else min(args.limit, len(folder))
         return [(i + 1, folder.paths[i].name, lambda i=i: folder.load(i)) for i in range(count)]
     from posenas.posenet.pose.coco import CocoPoseDataset
-    from posenas.search.arguments import check_split_flag
+    from posenas.search.cli.arguments import check_split_flag
 
     check_split_flag(args.data, args.split)
     dataset = CocoPoseDataset(args.data, args.split, limit=args.limit)

@@ -1,12 +1,12 @@
 """The ``posenas`` command line: builds the parser from the command modules and runs one handler.
 
-Each module in ``posenas.search.commands`` registers its sub-commands and their handlers
+Each module in ``posenas.search.cli.commands`` registers its sub-commands and their handlers
 (``set_defaults(handler=...)``) and imports heavy libraries (torch, optuna, OpenCV, pycocotools) only
 inside the handlers that use them, so ``posenas --help`` and the inspection commands start fast.
 
 Errors: every :class:`~posenas.errors.PosenasError` is caught here, once, and printed as one line on
 stderr, ``posenas: error: ...``; the exit codes are :class:`~posenas.errors.ExitCode`. Every value a
-flag takes is checked by its type (``posenas.search.options``) while the arguments are parsed, before any
+flag takes is checked by its type (``posenas.search.cli.options``) while the arguments are parsed, before any
 work starts. Library warnings wait until the command has succeeded (after a failure, the error line
 stays the only line on stderr).
 """
@@ -22,8 +22,8 @@ from collections.abc import Iterator, Sequence
 
 from posenas.errors import ExitCode, PosenasError, UsageError
 from posenas.files import WRITE_FAILURES
-from posenas.search import options
-from posenas.search.commands import data, evaluate, export, inspect, predict, search, supernet, train
+from posenas.search.cli import options
+from posenas.search.cli.commands import data, evaluate, export, inspect, predict, search, supernet, train
 
 COMMAND_MODULES = (inspect, data, evaluate, train, search, supernet, export, predict)
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _state_ranges(parser: argparse.ArgumentParser) -> None:
-    """Each numeric option's help ends with the range its type declares (search/options.py), once for all."""
+    """Each numeric option's help ends with the range its type declares (search/cli/options.py), once for all."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
