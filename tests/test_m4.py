@@ -26,15 +26,16 @@ def host_people(tmp_path: Path, decoder: str, heatmaps: np.ndarray, pafs: np.nda
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.skip("gcc is not on PATH")
-    stem = {"grid": "pose_grid", "upsampled": "pose_decode"}[decoder]
-    tool = tmp_path / f"host-{decoder}"
-    subprocess.run(
-        [gcc, *HOST_FLAGS, str(CSRC / f"{stem}.c"), str(CSRC / f"{stem}_main.c"), "-lm", "-o", str(tool)], check=True
-    )
+    tool = tmp_path / "pose_tool"
+    sources = [str(CSRC / name) for name in ("pose_decode.c", "pose_grid.c", "pose_tool.c")]
+    subprocess.run([gcc, *HOST_FLAGS, *sources, "-lm", "-o", str(tool)], check=True)
     maps = tmp_path / "maps.bin"
     np.concatenate([heatmaps, pafs]).astype(np.float32).tofile(maps)
     done = subprocess.run(
-        [str(tool), "-n", str(m4.MAX_POSES), "16", "16", str(maps)], capture_output=True, text=True, check=True
+        [str(tool), "-d", decoder, "-n", str(m4.MAX_POSES), "16", "16", str(maps)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return m4.parse_poses(done.stdout)
 
