@@ -74,6 +74,12 @@ def _by_number(study: optuna.Study) -> dict[int, optuna.trial.FrozenTrial]:
     return {trial.number: trial for trial in study.get_trials(deepcopy=False)}
 
 
+def _search_command(url: str, root: Path) -> list[str]:
+    """A small `posenas search` worker on ``url``: 8 one-epoch trials on the synthetic ``root`` (add --out)."""
+    flags = "--teacher none --scorer train --trials 8 --epochs 1 --qat-epochs 1 --batch-size 3 --val-images 1"
+    return [sys.executable, "-m", "posenas.search.cli", "search", "--storage", url, "--data", str(root), *flags.split()]
+
+
 def test_workers_share_a_study_and_retry_the_trial_of_a_killed_worker(postgres_url: str, tmp_path: Path) -> None:
     study_name = "workers-and-a-killed-one"
     study = optuna.create_study(study_name=study_name, storage=make_storage(postgres_url))
@@ -177,30 +183,7 @@ def test_posenas_search_workers_share_a_postgresql_study(postgres_url: str, tmp_
         "postgresql+psycopg://", "postgresql://"
     )
     assert readme_url.startswith("postgresql://")
-    command = [
-        sys.executable,
-        "-m",
-        "posenas.search.cli",
-        "search",
-        "--storage",
-        readme_url,
-        "--data",
-        str(root),
-        "--teacher",
-        "none",
-        "--scorer",
-        "train",
-        "--trials",
-        "8",
-        "--epochs",
-        "1",
-        "--qat-epochs",
-        "1",
-        "--batch-size",
-        "3",
-        "--val-images",
-        "1",
-    ]
+    command = _search_command(readme_url, root)
     workers = [
         subprocess.Popen(
             [*command, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -236,30 +219,7 @@ def test_a_database_server_restarted_mid_search_loses_no_completed_trial(tmp_pat
     except PostgresUnavailable as reason:
         pytest.skip(str(reason))
     try:
-        command = [
-            sys.executable,
-            "-m",
-            "posenas.search.cli",
-            "search",
-            "--storage",
-            server.url,
-            "--data",
-            str(root),
-            "--teacher",
-            "none",
-            "--scorer",
-            "train",
-            "--trials",
-            "8",
-            "--epochs",
-            "1",
-            "--qat-epochs",
-            "1",
-            "--batch-size",
-            "3",
-            "--val-images",
-            "1",
-        ]
+        command = _search_command(server.url, root)
         workers = [
             subprocess.Popen(
                 [*command, "--out", str(tmp_path / f"w{i}")],
