@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from posenas.errors import DataError
+from posenas.events import CountedProgress, Events, TrainingProgress
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from posenas.posenet.nets.distill import PreparedTeacher
     from posenas.search.settings import StudySettings
     from posenas.search.timeplan import Clock
 
 
-def study_data_root(settings: StudySettings, data: str | None, out: Path, console: Console) -> Path:
+def study_data_root(settings: StudySettings, data: str | None, out: Path, events: Events) -> Path:
     """``data`` if given, else the study's root, else the built-in synthetic people made under ``out``."""
     from posenas.posenet.pose import synth
     from posenas.posenet.pose.coco import annotation_path
@@ -32,7 +31,9 @@ def study_data_root(settings: StudySettings, data: str | None, out: Path, consol
     d = settings.data
     root = out / "data" / f"synth-seed{d.synthetic_seed}-{d.synthetic_train}-{d.synthetic_val}"
     if not annotation_path(root, "val").is_file():
-        console.print(f"making the built-in synthetic people: {d.synthetic_train} + {d.synthetic_val} images -> {root}")
+        events.message(
+            f"making the built-in synthetic people: {d.synthetic_train} + {d.synthetic_val} images -> {root}"
+        )
         synth.write_coco_root(root, train=d.synthetic_train, val=d.synthetic_val, seed=d.synthetic_seed)
     return root
 
@@ -71,7 +72,7 @@ def study_teacher(
     teacher: str | None,
     data: Path,
     out: Path,
-    console: Console,
+    events: Events,
     device: str | None = None,
     clock: Clock | None = None,
 ) -> PreparedTeacher | None:
@@ -79,7 +80,6 @@ def study_teacher(
     ``out``; None without one. With a time-limited ``clock``, a teacher the study trains is sized to the
     teacher's share (training images per epoch), or skipped (a cut) when even a few batches do not fit."""
     from posenas.posenet.nets.distill import load_prepared_teacher
-    from posenas.search.report import prepare_teacher_with_progress
 
     if teacher == "none" or (teacher is None and settings.teacher.kind == "none"):
         return None
@@ -89,17 +89,17 @@ def study_teacher(
         t = settings.teacher
         folder = out / ("teacher-" + (t.arch or "checkpoint"))
         if not (folder / "teacher.json").is_file():
-            console.print(f"preparing the teacher ({t.arch or t.checkpoint}) -> {folder}")
+            events.message(f"preparing the teacher ({t.arch or t.checkpoint}) -> {folder}")
             train_images, deadline = t.train_images, None
             if t.arch and clock is not None and clock.limited:
                 sized = _sized_teacher(settings, data, clock, device)
                 if sized is None:
                     return None
                 train_images, deadline = sized
-            prepare_teacher_with_progress(
+            prepare_teacher_reported(
                 data,
                 folder,
-                console,
+                events,
                 checkpoint=t.checkpoint,
                 arch=t.arch,
                 epochs=t.epochs,
@@ -165,3 +165,54 @@ def cache_for(prepared: PreparedTeacher | None, data: Path, input_size: int) -> 
         return None
     same = prepared.info.data == str(Path(data).resolve()) and prepared.info.input_size == input_size
     return prepared.cache if same else None
+
+
+def prepare_teacher_reported(
+    data: Any,
+    out: Any,
+    events: Events,
+    *,
+    checkpoint: str | None = None,
+    arch: str | None = None,
+    epochs: int = 12,
+    train_images: int | None = None,
+    refinement_stages: int = 1,
+    input_size: int = 128,
+    device: str | None = None,
+    teacher_input: int | None = None,
+    images: str | None = None,
+    deadline: float | None = None,
+) -> Path:
+    """``posenet.nets.distill.prepare_teacher`` with the teacher's training epochs and its map cache
+    reported to ``events``; returns the teacher folder."""
+    import numpy as np
+
+    from posenas.posenet.nets.config import TrainConfig
+    from posenas.posenet.nets.distill import prepare_teacher
+    from posenas.space.baselines import get_arch
+
+    spec = get_arch(arch) if arch else None
+    if spec is not None:
+        events.message(f"training the teacher {spec.name} (float, {epochs} epochs) -> {out}/run")
+    training = TrainingProgress(events, "teacher", epochs, TrainConfig().batch_size)
+    with training as (on_batch, on_epoch), CountedProgress(events, "teacher maps") as maps_made:
+        folder = prepare_teacher(
+            data,
+            out,
+            checkpoint=checkpoint,
+            arch=spec,
+            epochs=epochs,
+            train_images=train_images,
+            refinement_stages=refinement_stages,
+            input_size=input_size,
+            device=device,
+            on_batch=on_batch,
+            on_epoch=on_epoch,
+            progress=maps_made,
+            teacher_input=teacher_input,
+            images=images,
+            deadline=deadline,
+        )
+    maps = np.load(folder / "maps.npy", mmap_mode="r")
+    events.message(f"wrote {folder}: teacher maps of {len(maps):,} images ({maps.nbytes / 2**20:.1f} MiB float16)")
+    return Path(folder)

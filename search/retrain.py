@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from posenas.events import Events, TrainingProgress
 from posenas.posenet.nets.checkpoint import load_checkpoint
 from posenas.posenet.nets.config import TrainConfig
 from posenas.posenet.nets.pacing import QAT_STEP_COST
@@ -105,20 +106,19 @@ def retrain_front(
     lock: Callable[[], AbstractContextManager[Any]],
     teacher_cache: TeacherCache | None,
     device: str | None,
-    say: Callable[[str], None],
-    display: Callable[[int], Any] | None = None,
+    events: Events,
     count: int = RETRAIN_COUNT,
 ) -> list[int]:
     """Train the front's best ``count`` networks, and the baselines that fit, stand-alone in the time
     ``clock`` leaves; returns the trial numbers trained. Each is paced to its share of the time left. When
     a network's share does not fit even ``MIN_BATCHES`` batches per epoch, the lowest-ranked networks
     still waiting give their shares up if that makes it fit; otherwise it is cut. Whatever is cut is
-    recorded on ``clock`` and left for a rerun. ``display(epochs)`` gives a ``TrainingDisplay``."""
+    recorded on ``clock`` and left for a rerun; progress, epochs and results go to ``events``."""
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     mine = _claim(study, picks(records, settings, count), lock)
     if mine:  # at once: measuring the first network's speed takes seconds on a busy machine
         left = f" in the {clock.left():.0f} s left" if clock.limited else ""
-        say(
+        events.message(
             f"retraining {len(mine)} networks stand-alone{left}: "
             + ", ".join(f"trial {r.number} {r.name}" for r in mine)
         )
@@ -147,7 +147,7 @@ def retrain_front(
             pending = pending[:keep]
             seconds, config = (clock.left() - MARGIN_S) / (len(pending) + 1), settings.train
         images = config.train_images or "all training"
-        say(
+        events.message(
             f"retraining trial {record.number} {record.name} stand-alone from its supernet weights: {config.epochs} "
             f"epochs ({config.qat_epochs} QAT) on {images} images"
             + (f", paced to end in {seconds:.0f} s" if clock.limited else "")
@@ -172,7 +172,7 @@ def retrain_front(
             teacher_cache=teacher_cache,
             device=device,
             deadline=deadline,
-            display=display,
+            events=events,
         )
         full = result["full_epoch_images"]
         if result["images_per_epoch"] < full:
@@ -180,7 +180,9 @@ def retrain_front(
                 f"retraining trial {record.number} ({record.name}): paced to {seconds:.0f} s, "
                 f"{result['images_per_epoch']:.0f} of {full} training images per epoch on average"
             )
-        say(f"trial {record.number} {record.name}: AP {result['ap']:.3f} stand-alone (QAT), {result['seconds']:.0f} s")
+        events.message(
+            f"trial {record.number} {record.name}: AP {result['ap']:.3f} stand-alone (QAT), {result['seconds']:.0f} s"
+        )
         trained.append(record.number)
     clock.finish("retrain")
     return trained
@@ -199,7 +201,7 @@ def train_standalone(
     teacher_cache: TeacherCache | None,
     device: str | None,
     deadline: float | None = None,
-    display: Callable[[int], Any] | None = None,
+    events: Events | None = None,
 ) -> dict[str, Any]:
     """Train trial ``number``'s network ``spec`` stand-alone into ``folder`` (resuming it) and record the
     result in the study's ``ATTR_STANDALONE``, where ``posenas export --trial`` finds its weights. The
@@ -216,11 +218,9 @@ def train_standalone(
             init_state=init_state,
             deadline=deadline,
         )
-        if display is not None:
-            with display(config.epochs) as shown:
-                trainer.on_batch, trainer.on_epoch = shown.on_batch, shown.on_epoch
-                trainer.run()
-        else:
+        run = f"trial {number} {spec.name}"
+        with TrainingProgress(events or Events(), run, config.epochs, config.batch_size) as callbacks:
+            trainer.on_batch, trainer.on_epoch = callbacks
             trainer.run()
     except BaseException:
         _record(study, number, None, lock)  # not lost: a rerun trains it (resuming the run folder)

@@ -15,8 +15,8 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import optuna
 from posenas.budgets.checker import RESOURCES, BudgetReport, check
 from posenas.budgets.device import Budget
 from posenas.errors import SpecOutsideSpace
+from posenas.events import Events, TrialEvent, TrialOutcome
 from posenas.files import atomic_write_text
 from posenas.posenet.nets.checkpoint import load_checkpoint, model_for
 from posenas.posenet.nets.distill import TeacherCache
@@ -92,7 +93,7 @@ class TrialObjective:
     teacher_cache: TeacherCache | None = None
     train_infeasible: bool = False
     device: str | None = None
-    on_trial: Callable[[str], None] | None = None
+    events: Events = field(default_factory=Events)
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         space = self.settings.space
@@ -108,14 +109,14 @@ class TrialObjective:
         metrics: dict[str, Any] = {"params": report.params, "latency_ms": report.latency_ms, "macs": report.macs}
         if not report.fits and not self.train_infeasible:
             trial.set_user_attr(ATTR_METRICS, metrics)
-            self._say(f"trial {trial.number} {spec.name}: rejected before training ({report.violations[0].message})")
+            self._trial(trial, spec, "rejected", f"rejected before training ({report.violations[0].message})", metrics)
             return self._values({**metrics, "ap": 0.0})
         earlier = _scored_twin(trial.study, spec_hash, trial.number)
         if earlier is not None:
             metrics = dict(earlier.user_attrs[ATTR_METRICS])
             trial.set_user_attr(ATTR_REUSED_FROM, earlier.number)
             trial.set_user_attr(ATTR_METRICS, metrics)
-            self._say(f"trial {trial.number} {spec.name}: same network as trial {earlier.number}, its score reused")
+            self._trial(trial, spec, "reused", f"same network as trial {earlier.number}, its score reused", metrics)
             return self._values(metrics)
         metrics.update(self._train(trial, spec, report))
         trial.set_user_attr(ATTR_METRICS, metrics)
@@ -127,7 +128,7 @@ class TrialObjective:
         atomic_write_text(out / "spec.yaml", spec.to_yaml())
         atomic_write_text(out / "budget.json", json.dumps(report.to_dict(), indent=2) + "\n")
         trial.set_user_attr(ATTR_ARTIFACTS, str(out))
-        self._say(
+        self.events.message(
             f"trial {trial.number} {spec.name}: training ({report.params:,} parameters, "
             f"{report.latency_ms or float('nan'):.2f} ms)"
         )
@@ -155,7 +156,7 @@ class TrialObjective:
             "checkpoint": str((out / "best.pt").resolve()),
         }
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        self._say(f"trial {trial.number} {spec.name}: AP {metrics['ap']:.3f} in {metrics['seconds']:.0f} s")
+        self._trial(trial, spec, "trained", f"AP {metrics['ap']:.3f} in {metrics['seconds']:.0f} s", metrics)
         return metrics
 
     def _values(self, metrics: dict[str, Any]) -> tuple[float, ...]:
@@ -169,9 +170,11 @@ class TrialObjective:
         }
         return tuple(by_name[o] for o in self.settings.objectives)
 
-    def _say(self, line: str) -> None:
-        if self.on_trial:
-            self.on_trial(line)
+    def _trial(
+        self, trial: optuna.Trial, spec: ArchSpec, outcome: TrialOutcome, detail: str, metrics: dict[str, Any]
+    ) -> None:
+        values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.events.trial(TrialEvent(trial.number, spec.name, outcome, detail, values))
 
 
 def _scored_twin(study: optuna.Study, spec_hash: str, number: int) -> optuna.trial.FrozenTrial | None:

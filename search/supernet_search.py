@@ -22,6 +22,7 @@ import optuna
 from posenas.budgets.checker import BudgetReport
 from posenas.budgets.device import Budget
 from posenas.errors import CheckpointError
+from posenas.events import Events, TrainingProgress
 from posenas.posenet.nets.config import SupernetConfig
 from posenas.posenet.nets.layers import QuantMode
 from posenas.posenet.nets.supernet_score import SubnetScorer
@@ -31,8 +32,6 @@ from posenas.search.study import TrialObjective
 from posenas.space.spec import ArchSpec
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from posenas.posenet.nets.distill import TeacherCache
     from posenas.search.settings import StudySettings
     from posenas.search.timeplan import Clock
@@ -56,12 +55,8 @@ class SupernetObjective(TrialObjective):
                 raise optuna.TrialPruned(f"{spec.name}: non-finite {name}")
         losses = f"loss {score.val_loss:.5f}, foreground loss {score.fg_loss:.4f}"
         scored = f"AP {score.ap:.3f}, {losses}" if with_ap else losses
-        self._say(
-            f"trial {trial.number} {spec.name}: supernet {scored} ({report.params:,} parameters, "
-            f"{report.latency_ms or float('nan'):.2f} ms) in {score.seconds:.1f} s"
-        )
         ap = score.ap if with_ap else float("nan")
-        return {
+        metrics = {
             "ap": ap,
             "ap50": score.ap50 if with_ap else float("nan"),
             "val_loss": score.val_loss,
@@ -71,6 +66,15 @@ class SupernetObjective(TrialObjective):
             "seconds": score.seconds,
             "scorer": "supernet",
         }
+        self._trial(
+            trial,
+            spec,
+            "scored",
+            f"supernet {scored} ({report.params:,} parameters, {report.latency_ms or float('nan'):.2f} ms) "
+            f"in {score.seconds:.1f} s",
+            {**metrics, "params": report.params, "latency_ms": report.latency_ms or float("nan")},
+        )
+        return metrics
 
 
 def supernet_config(settings: StudySettings, folder: Path) -> SupernetConfig:
@@ -97,14 +101,13 @@ def supernet_objective(
     *,
     supernet: str | None,
     teacher_cache: TeacherCache | None,
-    console: Console,
+    events: Events,
     device: str | None = None,
     config: SupernetConfig | None = None,
     clock: Clock | None = None,
 ) -> SupernetObjective:
     """Train (or load) the study's supernet and make the objective that scores trials with it. With a
     ``clock``, the supernet is sized to its share of the time budget."""
-    from posenas.search.report import SupernetDisplay
     from posenas.search.timeplan import Clock
 
     clock = clock or Clock(None)
@@ -114,13 +117,11 @@ def supernet_objective(
         seconds = clock.seconds_for("supernet")
         paced = f", paced to end in {seconds:.0f} s" if clock.limited else ""
         verb = "resuming" if (folder / WEIGHTS).is_file() else "training"
-        console.print(
-            f"{verb} the study's supernet -> {folder} ({config.epochs} epochs, the last "
-            f"{config.qat_epochs} QAT{paced})",
-            highlight=False,
+        events.message(
+            f"{verb} the study's supernet -> {folder} ({config.epochs} epochs, the last {config.qat_epochs} QAT{paced})"
         )
         deadline = time.monotonic() + seconds if clock.limited else None
-        with SupernetDisplay(console, config.epochs, config.batch_size) as display:
+        with TrainingProgress(events, "supernet", config.epochs, config.batch_size) as (on_batch, on_epoch):
             trainer = SupernetTrainer(
                 settings.space,
                 budget,
@@ -130,8 +131,8 @@ def supernet_objective(
                 study=settings.name,
                 teacher_cache=teacher_cache,
                 device=device,
-                on_batch=display.on_batch,
-                on_epoch=display.on_epoch,
+                on_batch=on_batch,
+                on_epoch=on_epoch,
                 deadline=deadline,
             )
             trainer.run()
@@ -161,9 +162,9 @@ def supernet_objective(
     )
     what = QUALITY_NAMES[settings.quality]
     tuned = f", {settings.finetune_steps} fine-tuning steps" if settings.finetune_steps else ""
-    console.print(
+    events.message(
         f"scoring trials with the supernet in {folder} (trained {info['epoch'] + 1} epochs; BN recalibrated "
         f"on {len(scorer.calibration)} training images{tuned}, {settings.score_arithmetic.upper()} {what} on "
         f"{len(scorer.val.image_ids)} validation images)"
     )
-    return SupernetObjective(settings, budget, data, out / "trials", scorer=scorer, device=device)
+    return SupernetObjective(settings, budget, data, out / "trials", scorer=scorer, device=device, events=events)

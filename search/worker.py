@@ -28,8 +28,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from posenas.events import Events, TrialEvent
 from posenas.files import WRITE_FAILURES
-from posenas.search.records import ATTR_BASELINE
+from posenas.search.records import ATTR_BASELINE, ATTR_SPEC
 from posenas.search.storage import storage_failure
 from posenas.search.study import new_work_count
 
@@ -70,7 +71,7 @@ def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     study.enqueue_trial(trial.params, user_attrs=attrs)
 
 
-def recover_dead_trials(study: optuna.Study, say: Callable[[str], None]) -> list[int]:
+def recover_dead_trials(study: optuna.Study, events: Events) -> list[int]:
     """Fail and re-queue the RUNNING trials whose worker ran on this machine and has died. Call it under
     the study lock, so that two starting workers do not both retry the same trial."""
     host, recovered = socket.gethostname(), []
@@ -81,9 +82,13 @@ def recover_dead_trials(study: optuna.Study, say: Callable[[str], None]) -> list
         study.tell(trial.number, state=TrialState.FAIL)
         retry(study, trial)
         recovered.append(trial.number)
-        say(
-            f"trial {trial.number} was left running by a stopped worker (pid {worker['pid']}): failed, and queued "
-            "again for this run"
+        events.trial(
+            TrialEvent(
+                trial.number,
+                _name(trial),
+                "recovered",
+                f"left running by a stopped worker (pid {worker['pid']}): failed, and queued again for this run",
+            )
         )
     return recovered
 
@@ -92,8 +97,8 @@ class _GatedObjective:
     """Wraps the study's objective: records the worker, lets the trial start only if the study has room,
     and reports a failure in one line (the study goes on)."""
 
-    def __init__(self, objective: Callable[[optuna.Trial], Any], trials: int, say: Callable[[str], None]) -> None:
-        self.objective, self.trials, self.say = objective, trials, say
+    def __init__(self, objective: Callable[[optuna.Trial], Any], trials: int, events: Events) -> None:
+        self.objective, self.trials, self.events = objective, trials, events
         self.full = False
         self.fatal: OSError | None = None  # a disk that takes no more: every later trial would fail alike
 
@@ -112,7 +117,7 @@ class _GatedObjective:
             raise
         except Exception as exc:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            self.say(f"trial {trial.number}: failed ({detail}); the study goes on")
+            self.events.trial(TrialEvent(trial.number, _name(trial), "failed", f"failed ({detail}); the study goes on"))
             raise
 
 
@@ -123,15 +128,15 @@ def run_worker(
     *,
     timeout_s: float | None,
     lock: Callable[[], AbstractContextManager[Any]],
-    say: Callable[[str], None],
+    events: Events,
 ) -> WorkerReport:
     """Run trials of ``study`` until it holds ``trials`` distinct networks, no trial starting after
     ``timeout_s`` or when the next would likely end past it. ``lock()`` serialises recovery with the other
     workers' start."""
     report = WorkerReport()
     with lock():
-        report.recovered = recover_dead_trials(study, say)
-    gated = _GatedObjective(objective, trials, say)
+        report.recovered = recover_dead_trials(study, events)
+    gated = _GatedObjective(objective, trials, events)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     idle, durations = 0, []
     try:
@@ -164,6 +169,12 @@ def run_worker(
         _requeue_interrupted(study)
         raise
     return report
+
+
+def _name(trial: optuna.trial.BaseTrial) -> str:
+    """The trial's network name: its sampled spec's, else the baseline it was queued as, else trialN."""
+    spec = trial.user_attrs.get(ATTR_SPEC) or {}
+    return str(spec.get("name") or trial.user_attrs.get(ATTR_BASELINE) or f"trial{trial.number}")
 
 
 def _retry_last(study: optuna.Study) -> None:

@@ -98,13 +98,8 @@ def test_library_errors_never_name_a_flag():
     assert not named, "library errors naming a flag:\n" + "\n".join(named)
 
 
-# Modules outside the command line that still take a rich Console (the search pipeline's printing): issue 27
-# item 1 replaces it with an Events protocol; until then they are named here, and no other may join them.
-STILL_RENDERING = {"search/report.py", "search/inputs.py", "search/supernet_search.py"}
-
-
 def test_only_the_command_line_parses_arguments_and_renders():
-    """argparse only in search/cli/; rich only there and in the modules named above."""
+    """argparse and rich only in search/cli/: the library reports to an Events object (posenas/events.py)."""
     for stage in STAGES + ["posenas"]:
         for path in _modules(stage):
             where = str(path.relative_to(ROOT))
@@ -113,7 +108,7 @@ def test_only_the_command_line_parses_arguments_and_renders():
             found = _imports(path)
             assert not any(m == "argparse" or m.startswith("argparse.") for m in found), f"{where} imports argparse"
             rich = sorted(m for m in found if m == "rich" or m.startswith("rich."))
-            assert not rich or where in STILL_RENDERING, f"{where} imports {rich}"
+            assert not rich, f"{where} imports {rich}"
 
 
 def test_command_modules_do_not_import_each_other():

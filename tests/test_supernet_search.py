@@ -12,6 +12,7 @@ import optuna
 import pytest
 
 from posenas.budgets.device import load_budget
+from posenas.events import Events
 from posenas.posenet.nets.config import SupernetConfig
 from posenas.posenet.nets.supernet_train import SupernetTrainer
 from posenas.search.cli import main
@@ -328,7 +329,7 @@ def test_a_short_retraining_leaves_out_the_lowest_ranked_so_that_the_best_fits(t
         lock=contextlib.nullcontext,
         teacher_cache=None,
         device=None,
-        say=lambda line: None,
+        events=Events(),
     )
     assert offered == [("trial-0002", 55)] and done == [2]  # the best, then given all 165 s
     assert [c.split(":")[0] for c in clock.cuts] == ["retraining trial 1 (t1)", "retraining trial 0 (t0)"]

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from posenas.events import Events
 from posenas.search.timeplan import Clock, PhaseShares, images_that_fit
 
 
@@ -92,6 +93,6 @@ def test_a_worker_starts_no_trial_that_would_end_past_its_time() -> None:
         return trial.suggest_float("x", 0, 1)
 
     study = optuna.create_study()
-    report = run_worker(study, slow, 10, timeout_s=0.6, lock=contextlib.nullcontext, say=lambda line: None)
+    report = run_worker(study, slow, 10, timeout_s=0.6, lock=contextlib.nullcontext, events=Events())
     assert report.stopped_by == "timeout" and report.started == 1  # 0.2 s were left: less than a trial
     assert len(study.trials) == 1

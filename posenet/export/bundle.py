@@ -32,6 +32,7 @@ import torch
 from posenas.budgets.checker import BudgetReport, check
 from posenas.budgets.device import Budget
 from posenas.errors import DoesNotFit, OutputError
+from posenas.events import Events
 from posenas.files import atomic_write_stream, atomic_write_text, inside, output_folder
 from posenas.posenet.export import m4
 from posenas.posenet.export.c_source import host_decoder_limits, write_c_project
@@ -156,12 +157,14 @@ def export_run(
     image: str | None = None,
     build_c: bool = True,
     izer_root: Path | None = None,
-    say: Callable[[str], None] = lambda line: None,
+    events: Events | None = None,
 ) -> ExportResult:
     """Check, convert and write ``checkpoint`` into ``out``; build and run the C and ai8xize.py when asked.
+    Each step is reported to ``events`` as it starts.
 
     Raises DoesNotFitError before writing anything when the network violates ``budget``.
     """
+    say = (events or Events()).message
     spec = checkpoint.spec
     report = check(spec, budget)
     if not report.fits:

@@ -41,7 +41,7 @@ def run_synth(args: argparse.Namespace, console) -> int:
     from rich.table import Table
 
     from posenas.posenet.pose import synth
-    from posenas.search.report import progress_bar
+    from posenas.search.cli.rendering import progress_bar
 
     if args.train < 0 or args.val < 0:
         raise UsageError(f"--train and --val must be >= 0, got {args.train} and {args.val}")

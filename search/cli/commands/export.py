@@ -64,6 +64,7 @@ def run_export(args: argparse.Namespace, console: Console) -> int:
     from posenas.posenet.export.bundle import DoesNotFitError, export_run
     from posenas.posenet.export.izer import find_izer
     from posenas.posenet.nets.checkpoint import load_checkpoint
+    from posenas.search.cli.rendering import ConsoleEvents
 
     if args.checkpoint and (args.study or args.storage):
         raise UsageError("--study and --storage go with --trial, not with --checkpoint")
@@ -81,7 +82,7 @@ def run_export(args: argparse.Namespace, console: Console) -> int:
             image=args.image,
             build_c=not args.no_build,
             izer_root=izer_root,
-            say=lambda line: console.print(line, highlight=False),
+            events=ConsoleEvents(console),
         )
     except DoesNotFitError as exc:
         console.print(f"[bold red]{exc.report.arch} does not fit {exc.report.device}: nothing exported[/]")

@@ -53,14 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_space_show(args: argparse.Namespace, console) -> int:
-    from posenas.search import report
+    from posenas.search.cli import rendering
     from posenas.space.baselines import get_arch
 
     spec = get_arch(args.arch)
     if args.yaml:
         print(spec.to_yaml(), end="")
     else:
-        console.print(report.layer_table(spec))
+        console.print(rendering.layer_table(spec))
     return ExitCode.OK
 
 
@@ -97,7 +97,7 @@ def run_spec(args: argparse.Namespace, console) -> int:
 def run_budget(args: argparse.Namespace, console) -> int:
     from posenas.budgets.checker import check
     from posenas.budgets.device import load_budget
-    from posenas.search import report
+    from posenas.search.cli import rendering
     from posenas.space.baselines import get_arch
 
     spec = get_arch(args.arch)
@@ -106,5 +106,5 @@ def run_budget(args: argparse.Namespace, console) -> int:
     if args.json:
         print(json.dumps(result.to_dict(with_plan=True), indent=2))
     else:
-        report.print_budget_report(result, console)
+        rendering.print_budget_report(result, console)
     return ExitCode.OK if result.fits else ExitCode.FAILED

@@ -60,7 +60,7 @@ def run_predict(args: argparse.Namespace, console) -> int:
     from posenas.files import atomic_write_text, inside
     from posenas.posenet.nets.predict import open_predictor, predict_image
     from posenas.posenet.pose.draw import draw_people, label, write_png
-    from posenas.search.report import counting, progress_bar
+    from posenas.search.cli.rendering import counting, progress_bar
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")

@@ -89,9 +89,10 @@ def _config(args: argparse.Namespace) -> SupernetConfig:
 
 def run_supernet(args: argparse.Namespace, console) -> int:
     from posenas.budgets.device import load_budget
+    from posenas.events import TrainingProgress
     from posenas.posenet.nets.supernet_train import WEIGHTS, SupernetTrainer
+    from posenas.search.cli.rendering import ConsoleEvents
     from posenas.search.inputs import cache_for, check_study_inputs, study_data_root, study_teacher
-    from posenas.search.report import SupernetDisplay
     from posenas.search.settings import load_settings
     from posenas.space.baselines import get_arch
 
@@ -102,8 +103,9 @@ def run_supernet(args: argparse.Namespace, console) -> int:
     check_study_inputs(settings, args.data, args.teacher)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = study_data_root(settings, args.data, out, console)
-    prepared = study_teacher(settings, args.teacher, data, out, console, args.device)
+    events = ConsoleEvents(console)
+    data = study_data_root(settings, args.data, out, events)
+    prepared = study_teacher(settings, args.teacher, data, out, events, args.device)
     cache = cache_for(prepared, data, settings.space.input_size)
     if prepared is not None and cache is None:
         console.print("[yellow]the teacher's maps were cached for other data: the supernet trains without it[/yellow]")
@@ -114,7 +116,7 @@ def run_supernet(args: argparse.Namespace, console) -> int:
         f"and {config.random_subnets} random networks that fit {budget.device.name})"
     )
     started = time.perf_counter()
-    with SupernetDisplay(console, config.epochs, config.batch_size) as display:
+    with events, TrainingProgress(events, "supernet", config.epochs, config.batch_size) as (on_batch, on_epoch):
         SupernetTrainer(
             settings.space,
             budget,
@@ -124,8 +126,8 @@ def run_supernet(args: argparse.Namespace, console) -> int:
             study=settings.name,
             teacher_cache=cache,
             device=args.device,
-            on_batch=display.on_batch,
-            on_epoch=display.on_epoch,
+            on_batch=on_batch,
+            on_epoch=on_epoch,
         ).run()
     console.print(f"supernet ready in {time.perf_counter() - started:.0f} s -> {out / WEIGHTS}")
     if to_score:

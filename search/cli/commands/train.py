@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from posenas.errors import StudyError, TeacherError, UsageError
+from posenas.errors import UsageError
 from posenas.files import check_output_folder
 from posenas.posenet.nets.config import LowBitRecipe, TrainConfig
 from posenas.search.cli import arguments, options
@@ -172,10 +171,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace, console) -> int:
-    from posenas.posenet.nets.checkpoint import load_checkpoint
-    from posenas.posenet.nets.distill import load_prepared_teacher
-    from posenas.posenet.nets.train import Trainer
-    from posenas.search.report import TrainingDisplay, history_table
+    from posenas.search.cli.rendering import ConsoleEvents
+    from posenas.search.runs import train_network
     from posenas.space.baselines import get_arch
 
     if args.trial is not None:
@@ -189,67 +186,21 @@ def run_train(args: argparse.Namespace, console) -> int:
     config = _config(args)
     arguments.device(args.device)
     check_output_folder(args.out, "run folder")
-    teacher = cache = None
-    if args.teacher:
-        prepared = load_prepared_teacher(args.teacher)
-        teacher, cache = prepared.teacher, prepared.cache
-        # Image ids repeat across roots (every synthetic root numbers from 1): a cache made on other data
-        # or at another input size would silently teach the wrong maps.
-        same_data = prepared.info.data == str(Path(args.data).resolve())
-        if not config.augment and (not same_data or prepared.info.input_size != spec.input_size):
-            raise TeacherError(
-                f"{args.teacher}: its maps were cached on {prepared.info.data} at input {prepared.info.input_size}, "
-                f"not {args.data} at {spec.input_size}; run posenas teacher --data {args.data} again"
-            )
-    out = Path(args.out)
-    resumed = (out / "last.pt").is_file()
-    console.print(
-        f"{'resuming' if resumed else 'training'} {spec.name} on {args.data} -> {out}"
-        f" ({'distilled from ' + args.teacher if args.teacher else 'no teacher'})"
-    )
-    if cache is not None and cache.unlabeled is not None and config.alpha < 1:
-        console.print(f"mixing in {len(cache.unlabeled)} unlabeled images (distillation loss only)")
-    started = time.perf_counter()
-    low_bit = spec.lowest_bits < 8
-    with TrainingDisplay(console, config.epochs, config.batch_size) as display:
-        trainer = Trainer(
-            spec,
-            args.data,
-            out,
-            config,
-            teacher=teacher,
-            teacher_cache=cache,
-            device=args.device,
-            on_batch=display.on_batch,
-            on_epoch=display.on_epoch,
-            on_quantization=lambda when, rows: _show_quantization(console, when, rows),
+    with ConsoleEvents(console) as events:
+        run = train_network(
+            spec, args.data, Path(args.out), config, teacher=args.teacher, device=args.device, events=events
         )
-        if low_bit:
-            console.print(_recipe_line(trainer))
-        trainer.run()
-    checkpoint = load_checkpoint(out / "last.pt")
-    console.print(history_table(checkpoint.history, f"{spec.name}: {out}"))
-    if low_bit:
-        _show_final_quantization(console, out)
-    console.print(
-        f"{time.perf_counter() - started:.0f} s; best {checkpoint.extras.get('best_mAP', 0):.3f} "
-        f"at epoch {int(checkpoint.extras.get('best_epoch', -1)) + 1} -> {out / 'best.pt'}"
-    )
+    _print_run(run, console)
     return 0
 
 
 def run_train_trial(args: argparse.Namespace, console) -> int:
     """``posenas train --trial N --study S``: the trial's network stand-alone, as the search's last stage
-    trains its front (the study's data, teacher cache, schedule, and the supernet's weights as the start),
-    recorded on the study so that ``posenas export --trial`` finds it."""
+    trains its front (``search.runs.train_trial``)."""
     import optuna
 
-    from posenas.errors import DoesNotFit
-    from posenas.posenet.nets.checkpoint import load_checkpoint
-    from posenas.search.report import TrainingDisplay, history_table
-    from posenas.search.retrain import claim, train_standalone
-    from posenas.search.storage import study_lock
-    from posenas.search.trials import NoWeights, study_run, trial_command, trial_spec, trial_weights
+    from posenas.search.cli.rendering import ConsoleEvents
+    from posenas.search.runs import train_trial
 
     given = _given_schedule(args) + [
         flag for flag, value in (("--data", args.data), ("--teacher", args.teacher)) if value is not None
@@ -262,126 +213,55 @@ def run_train_trial(args: argparse.Namespace, console) -> int:
     arguments.device(args.device)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study, url = arguments.trial_study(args.study, args.storage)
-    storage = args.storage and url
-    export = trial_command("export", args.trial, study.study_name, storage, "--out", f"export-trial{args.trial}")
-    try:
-        found = trial_weights(study, args.trial, url)
-    except NoWeights:
-        found = None
-    except DoesNotFit as exc:
-        raise DoesNotFit(f"{exc}; posenas trains only networks that fit") from None
-    if found is not None and args.out is None:
+    if args.out is not None:
+        check_output_folder(args.out, "run folder")
+    with ConsoleEvents(console) as events:
+        run = train_trial(
+            study,
+            args.trial,
+            url,
+            storage_given=bool(args.storage),
+            out=None if args.out is None else Path(args.out),
+            device=args.device,
+            events=events,
+        )
+    if run.already_trained:
         console.print(
-            f"trial {args.trial} already has stand-alone weights: {found}\nexport it: {export}", highlight=False
+            f"trial {args.trial} already has stand-alone weights: {run.checkpoint}\nexport it: {run.export}",
+            highlight=False,
         )
         return 0
-    spec = trial_spec(study, args.trial)
-    run = study_run(study)
-    out = Path(args.out) if args.out else run.folder_of(args.trial)
-    check_output_folder(str(out), "run folder")
-    config = run.train_config
-    teacher_cache = _study_teacher_cache(run, spec.input_size)
-    init_state, start = None, "random weights (the study has no supernet)"
-    if run.supernet is not None:
-        init_state, start = _inherited(run, spec, args.device), f"its weights in the supernet {run.supernet}"
-    lock = lambda: study_lock(url, study.study_name)  # noqa: E731
-    if not claim(study, args.trial, lock):
-        raise StudyError(
-            f"trial {args.trial} of {study.study_name} is being trained stand-alone by another worker; "
-            "wait for it (posenas export --trial then finds its weights)"
-        )
-    console.print(
-        f"training trial {args.trial} {spec.name} of {study.study_name} stand-alone from {start}: "
-        f"{config.epochs} epochs ({config.qat_epochs} QAT), the study's "
-        f"data {run.data} -> {out}",
-        highlight=False,
-    )
-    result = train_standalone(
-        study,
-        args.trial,
-        spec,
-        config,
-        Path(run.data),
-        out,
-        lock=lock,
-        init_state=init_state,
-        teacher_cache=teacher_cache,
-        device=args.device,
-        display=lambda epochs: TrainingDisplay(console, epochs, config.batch_size),
-    )
-    console.print(history_table(load_checkpoint(out / "last.pt").history, f"{spec.name}: {out}"))
-    console.print(
-        f"trial {args.trial} {spec.name}: AP {result['ap']:.3f} stand-alone (QAT) in {result['seconds']:.0f} s "
-        f"-> {result['checkpoint']}\nexport it: {export}",
-        highlight=False,
-    )
+    _print_run(run, console)
     return 0
 
 
-def _study_teacher_cache(run, input_size: int):
-    """The teacher cache the study's search trained with (None without a teacher or when it is gone)."""
-    from posenas.posenet.nets.distill import load_prepared_teacher
-    from posenas.search.inputs import cache_for
+def _print_run(run, console) -> None:
+    """A finished run: its epochs, the quantization diagnostics of a low-bit network, where its best is."""
+    from posenas.search.cli.rendering import history_table, quantization_table
 
-    if run.teacher is None:
-        return None
-    if not (Path(run.teacher) / "teacher.json").is_file():
-        raise TeacherError(f"{run.teacher}: the study's teacher is gone; rerun posenas search with the same --out")
-    return cache_for(load_prepared_teacher(run.teacher), Path(run.data), input_size)
-
-
-def _inherited(run, spec, device: str | None) -> dict:
-    """``spec``'s weights in the study's supernet, BN re-estimated on the search's calibration images."""
-    from posenas.posenet.nets.supernet_score import SubnetScorer
-    from posenas.posenet.nets.supernet_train import load_supernet
-
-    net, _ = load_supernet(run.supernet)
-    scorer = SubnetScorer(
-        net.eval(), run.data, calibration_images=run.calibration_images, val_images=1, seed=run.seed, device=device
-    )
-    return scorer.inherited(spec).cpu().state_dict()
-
-
-def _recipe_line(trainer) -> str:
-    recipe, config = trainer.recipe, trainer.config
-    if recipe is None:
-        return "weights below 8 bits: the low-bit recipe is off (ai8x v1 QAT)"
-    qat = config.qat_epochs
-    bias = "8-bit bias" if recipe.bias_bits == 8 else "bias at the weights' bits"
-    shift = "least-error held shift" if recipe.shift == "mse" else f"shift from the {recipe.shift_quantile:g} quantile"
-    distill = f", {recipe.float_distill:g} of the QAT loss from the float network" if recipe.float_distill else ""
-    return f"weights below 8 bits: low-bit recipe ({bias}, {shift}{distill}; {qat} QAT epochs at lr {config.qat_lr:g})"
-
-
-def _show_quantization(console, when: str, rows) -> None:
-    """At the switch: the table and any collapse warning; after each QAT epoch, only a warning."""
-    from posenas.posenet.nets.diagnostics import collapse_warning
-    from posenas.search.report import quantization_table
-
-    if when == "switch":
-        console.print(quantization_table([r.to_dict() for r in rows], "quantization at the QAT switch"))
-    warning = collapse_warning(rows)
-    if warning:
-        console.print(f"[yellow]warning:[/] {warning}")
-
-
-def _show_final_quantization(console, out: Path) -> None:
-    """The last QAT epoch's diagnostics from the run's quantization.json (also when the run resumed)."""
-    import json
-
-    from posenas.posenet.nets.train import QUANTIZATION_REPORT
-    from posenas.search.report import quantization_table
-
-    path = out / QUANTIZATION_REPORT
-    report = json.loads(path.read_text()) if path.is_file() else {}
-    if "end" in report:
-        console.print(quantization_table(report["end"], f"quantization after the last QAT epoch ({path})"))
-        if report.get("end_warning"):
-            console.print(f"[yellow]warning:[/] {report['end_warning']}")
+    if run.quantization_switch:
+        console.print(quantization_table(run.quantization_switch, "quantization at the QAT switch"))
+    console.print(history_table(run.history, f"{run.name}: {run.folder}"))
+    if run.quantization_end:
+        where = run.folder / "quantization.json"
+        console.print(quantization_table(run.quantization_end, f"quantization after the last QAT epoch ({where})"))
+        if run.quantization_warning:
+            console.print(f"[yellow]warning:[/] {run.quantization_warning}")
+    best = "-" if run.best_ap is None else f"{run.best_ap:.3f}"
+    epoch = "-" if run.best_epoch is None else str(run.best_epoch + 1)
+    if run.trial is None:
+        console.print(f"{run.seconds:.0f} s; best {best} at epoch {epoch} -> {run.checkpoint}", highlight=False)
+    else:
+        console.print(
+            f"trial {run.trial} {run.name}: AP {best} stand-alone (QAT) in {run.seconds:.0f} s -> {run.checkpoint}"
+            f"\nexport it: {run.export}",
+            highlight=False,
+        )
 
 
 def run_teacher(args: argparse.Namespace, console) -> int:
-    from posenas.search.report import prepare_teacher_with_progress
+    from posenas.search.cli.rendering import ConsoleEvents
+    from posenas.search.inputs import prepare_teacher_reported
 
     # A flag that the chosen source ignores is refused: the user meant something by it.
     if args.checkpoint and args.epochs is not None:
@@ -394,17 +274,18 @@ def run_teacher(args: argparse.Namespace, console) -> int:
     arguments.input_size("--input-size", args.input_size)
     arguments.device(args.device)
     check_output_folder(args.out, "teacher folder")
-    prepare_teacher_with_progress(
-        Path(args.data),
-        Path(args.out),
-        console,
-        checkpoint=args.checkpoint,
-        arch=args.arch,
-        epochs=epochs,
-        refinement_stages=args.refinement_stages or 1,
-        input_size=args.input_size,
-        device=args.device,
-        teacher_input=args.teacher_input,
-        images=args.images,
-    )
+    with ConsoleEvents(console) as events:
+        prepare_teacher_reported(
+            Path(args.data),
+            Path(args.out),
+            events,
+            checkpoint=args.checkpoint,
+            arch=args.arch,
+            epochs=epochs,
+            refinement_stages=args.refinement_stages or 1,
+            input_size=args.input_size,
+            device=args.device,
+            teacher_input=args.teacher_input,
+            images=args.images,
+        )
     return 0

@@ -1,5 +1,6 @@
-"""What a person sees in the terminal: tables (specs, budget reports, metrics, training histories) and
-progress bars (rich). Nothing here computes a result; the commands pass results in."""
+"""What a person sees in the terminal: tables (specs, budget reports, metrics, training histories, a
+study's front), progress bars, and ``ConsoleEvents``, the rich rendering of the library's ``Events``.
+Nothing here computes a result; the commands pass results in."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from posenas.events import EpochEvent, Events, Level, TrialEvent
 from posenas.space.graph import layer_graph, network_input
 from posenas.space.spec import ArchSpec
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 
     from posenas.budgets.checker import BudgetReport
     from posenas.posenet.pose.evaluate import KeypointMetrics
+    from posenas.search.pipeline import StudyResult
 
 METRIC_COLUMNS = (
     ("AP", "ap"),
@@ -126,17 +129,76 @@ class TrainingDisplay:
     def on_epoch(self, record: Any) -> None:
         self.progress.reset(self.task, total=None, status="")
         self.progress.update(self.task, description=f"epoch {record.epoch + 2}/{self.epochs}")
-        self.console.print(
-            f"epoch {record.epoch + 1}/{self.epochs} {record.mode:<5} loss {record.loss:.5f}  "
-            f"{record.images_per_s:,.0f} img/s  {record.seconds:.1f} s  "
-            + (f"val AP {record.ap:.3f}  AP50 {record.ap50:.3f}" if record.ap == record.ap else "not validated (time)")
-            + f"{self.eta(record)}"
-        )
+        self.console.print(epoch_line(EpochEvent("", self.epochs, record)), highlight=False)
 
-    def eta(self, record: Any) -> str:
-        """The time the remaining epochs will take at this epoch's pace, for logs (the bar is not shown there)."""
-        left = self.epochs - record.epoch - 1
-        return f"  eta {left * record.seconds:.0f} s" if left > 0 else ""
+
+def epoch_line(event: EpochEvent) -> str:
+    """One finished epoch: a network's loss, speed and validation AP, or a supernet's largest-network and
+    subnet losses; with the time the remaining epochs take at its pace (logs show no bar)."""
+    record, epochs = event.record, event.epochs
+    left = epochs - record.epoch - 1
+    eta = f"  eta {left * record.seconds:.0f} s" if left > 0 else ""
+    if hasattr(record, "loss_largest"):  # a supernet's epoch
+        return (
+            f"supernet epoch {record.epoch + 1}/{epochs} {record.mode:<5} loss largest {record.loss_largest:.5f}"
+            f"  subnets {record.loss_subnets:.5f}  {record.subnets} subnet steps  {record.seconds:.1f} s{eta}"
+        )
+    return (
+        f"epoch {record.epoch + 1}/{epochs} {record.mode:<5} loss {record.loss:.5f}  "
+        f"{record.images_per_s:,.0f} img/s  {record.seconds:.1f} s  "
+        + (f"val AP {record.ap:.3f}  AP50 {record.ap50:.3f}" if record.ap == record.ap else "not validated (time)")
+        + eta
+    )
+
+
+class ConsoleEvents(Events):
+    """The library's events on a rich console: messages and epochs as lines, counted work as transient
+    progress bars (invisible when the output is not a terminal, so logs stay clean), trials as one line
+    each, cuts as "time budget: ..." lines. Use as a context manager: the bars close on leaving."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = progress_bar(console, status=True)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> ConsoleEvents:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for task in list(self.tasks):
+            self.progress_end(task)
+
+    def message(self, text: str, level: Level = "info") -> None:
+        if level == "warning":
+            self.console.print(text, style="yellow", highlight=False, markup=False)
+        else:
+            self.console.print(text, highlight=False, markup=False)
+
+    def cut(self, what: str) -> None:
+        self.message(f"time budget: {what}")
+
+    def progress_start(self, task: str, total: int | None = None) -> None:
+        if not self.tasks:
+            self.progress.start()
+        self.tasks[task] = self.progress.add_task(task, total=total, status="")
+
+    def progress_step(self, task: str, completed: int, total: int | None = None, status: str = "") -> None:
+        if task not in self.tasks:
+            self.progress_start(task, total)
+        self.progress.update(self.tasks[task], completed=completed, total=total, status=status)
+
+    def progress_end(self, task: str) -> None:
+        found = self.tasks.pop(task, None)
+        if found is not None:
+            self.progress.remove_task(found)
+        if not self.tasks:
+            self.progress.stop()
+
+    def epoch(self, event: EpochEvent) -> None:
+        self.message(epoch_line(event))
+
+    def trial(self, event: TrialEvent) -> None:
+        self.message(f"trial {event.number} {event.name}: {event.detail}")
 
 
 def counting(progress: Progress, description: str, total: int | None) -> Callable[[int], None]:
@@ -259,63 +321,106 @@ def _hex(value: int | None) -> str:
     return "-" if value is None else f"0x{value:04x}"
 
 
-def prepare_teacher_with_progress(
-    data: Any,
-    out: Any,
-    console: Console,
-    *,
-    checkpoint: str | None = None,
-    arch: str | None = None,
-    epochs: int = 12,
-    train_images: int | None = None,
-    refinement_stages: int = 1,
-    input_size: int = 128,
-    device: str | None = None,
-    teacher_input: int | None = None,
-    images: str | None = None,
-    deadline: float | None = None,
-) -> Any:
-    """``posenet.nets.distill.prepare_teacher`` with the teacher's training and its map cache shown."""
-    import numpy as np
+def front_table(result: StudyResult, title: str) -> Table:
+    """The front, best first by the study's ranking score: the stand-alone AP where a network was trained
+    on its own, the score that ranked it (an estimate when the supernet gave it), size, latency, fit."""
+    from posenas.search.records import QUALITY_NAMES
 
-    from posenas.posenet.nets.config import TrainConfig
-    from posenas.posenet.nets.distill import prepare_teacher
-    from posenas.space.baselines import get_arch
-
-    spec = get_arch(arch) if arch else None
-    if spec is not None:
-        console.print(f"training the teacher {spec.name} (float, {epochs} epochs) -> {out}/run")
-    with TrainingDisplay(console, epochs, TrainConfig().batch_size) as display:
-        folder = prepare_teacher(
-            data,
-            out,
-            checkpoint=checkpoint,
-            arch=spec,
-            epochs=epochs,
-            train_images=train_images,
-            refinement_stages=refinement_stages,
-            input_size=input_size,
-            device=device,
-            on_batch=display.on_batch,
-            on_epoch=display.on_epoch,
-            progress=counting(display.progress, "teacher maps", None),
-            teacher_input=teacher_input,
-            images=images,
-            deadline=deadline,
+    estimated = any(r.score_is_estimate for r in result.front)
+    score = QUALITY_NAMES[result.objective] + (" (supernet estimate)" if estimated else " (QAT, trained)")
+    form = "{:.3f}" if result.objective == "ap" else "{:.5f}"
+    table = Table("trial", "name", "AP stand-alone", score, "parameters", "latency ms", "fits", title=title)
+    for r in result.front:
+        table.add_row(
+            str(r.trial),
+            r.name,
+            number(r.standalone_ap, "{:.3f}"),
+            number(r.score, form),
+            f"{r.params:,}",
+            number(r.latency_ms, "{:.2f}"),
+            "yes" if r.fits else "no",
         )
-    maps = np.load(folder / "maps.npy", mmap_mode="r")
-    console.print(f"wrote {folder}: teacher maps of {len(maps):,} images ({maps.nbytes / 2**20:.1f} MiB float16)")
-    return folder
+    if estimated:
+        table.caption = "AP stand-alone: after training on its own ('-': not trained); the estimate only ranks networks"
+    return table
 
 
-class SupernetDisplay(TrainingDisplay):
-    """``TrainingDisplay`` for a supernet run: its epochs report the largest network's and the subnets' loss."""
-
-    def on_epoch(self, record: Any) -> None:
-        self.progress.reset(self.task, total=None, status="")
-        self.progress.update(self.task, description=f"epoch {record.epoch + 2}/{self.epochs}")
-        self.console.print(
-            f"supernet epoch {record.epoch + 1}/{self.epochs} {record.mode:<5} loss largest {record.loss_largest:.5f}"
-            f"  subnets {record.loss_subnets:.5f}  {record.subnets} subnet steps  "
-            f"{record.seconds:.1f} s{self.eta(record)}"
+def retrained_table(result: StudyResult) -> Table:
+    """The networks the last stage trained stand-alone (the front's best and the baselines), best first."""
+    table = Table(
+        "trial",
+        "name",
+        "AP stand-alone (QAT)",
+        "supernet loss",
+        "supernet fg loss",
+        "supernet AP",
+        "parameters",
+        "latency ms",
+        title="Trained stand-alone from the supernet's weights, the same schedule for all",
+    )
+    for r in result.retrained:
+        table.add_row(
+            str(r.trial),
+            r.name,
+            number(r.standalone_ap, "{:.3f}"),
+            number(r.val_loss, "{:.5f}"),
+            number(r.fg_loss, "{:.4f}"),
+            number(r.ap, "{:.3f}"),
+            f"{r.params:,}",
+            number(r.latency_ms, "{:.2f}"),
         )
+    return table
+
+
+def number(value: float | None, form: str) -> str:
+    """A table cell: ``-`` for an absent value."""
+    return "-" if value is None or value != value else form.format(value)
+
+
+def print_study_counts(result: StudyResult, console: Console) -> None:
+    """What became of the trials, and what the time budget cut."""
+    c = result.counts
+    console.print(
+        f"{c.trials} trials: {c.scored} scored, {c.rejected} rejected before scoring, {c.reused} reused, "
+        f"{c.failed} failed"
+        + (f"; {c.retrained} retrained stand-alone" if c.retrained else "")
+        + f"; this worker ran {result.minutes:.1f} min"
+    )
+    if result.budget_minutes is not None:
+        if result.cuts:
+            console.print(f"what the {result.budget_minutes:g}-minute budget cut:")
+            for cut in result.cuts:
+                console.print(f"  - {cut}", highlight=False)
+        else:
+            console.print(f"the {result.budget_minutes:g}-minute budget cut nothing")
+
+
+def print_study_result(result: StudyResult, console: Console) -> None:
+    """A finished study: the fixed baseline's line or the front, the retrained networks, the counts, the
+    recommendation with its next steps, and where the summary is."""
+    if result.fixed is not None:  # one network, perhaps over budget: its own line rather than a front
+        r = result.fixed
+        fits = "fits" if r.fits else f"does not fit {result.budget}"
+        console.print(
+            f"{r.name}: AP {number(r.ap, '{:.3f}')} (QAT), {number(r.float_ap, '{:.3f}')} (float), "
+            f"{r.params:,} parameters, {fits}"
+        )
+    console.print(front_table(result, f"Pareto front of {result.study}"))
+    if result.retrained:
+        console.print(retrained_table(result))
+    print_study_counts(result, console)
+    chosen = result.recommended
+    if chosen is None:
+        console.print(f"[bold]no recommendation:[/] {result.reason}")
+    else:
+        latency = number(chosen.latency_ms, "{:.2f}")
+        console.print(
+            f"[bold]recommended: trial {chosen.trial} {chosen.name}[/] ({chosen.params:,} parameters, "
+            f"{latency} ms): {result.reason}",
+            highlight=False,
+        )
+        console.print("next steps:")
+        for step in result.next_steps:
+            console.print(f"  {step}", highlight=False, markup=False)
+    if result.summary is not None:
+        console.print(f"summary: {result.summary}", highlight=False)
