@@ -421,7 +421,6 @@ def write_report(records: list[TrialRecord], folder: Path, title: str, objective
         events.message("plots skipped: plotly is not installed", "warning")
         return None
     paths = write_plots(records, folder, title, objective=objective)
-    events.message("plots: " + ", ".join(str(p) for p in paths))
     return paths[0] if paths else None
 
 

@@ -12,10 +12,11 @@ import optuna
 import pytest
 
 from posenas.budgets.device import load_budget
-from posenas.events import Events
+from posenas.events import Events, RecordingEvents
 from posenas.posenet.nets.config import SupernetConfig
 from posenas.posenet.nets.supernet_train import SupernetTrainer
 from posenas.search.cli import main
+from posenas.search.pipeline import run_study
 from posenas.search.records import records_of
 from posenas.search.settings import load_settings
 from tests.test_supernet_train import SMALL_STUDY
@@ -60,6 +61,25 @@ def _search(study: Path, data: Path, supernet: Path, out: Path, *extra: str) -> 
             *extra,
         ]
     )
+
+
+def _study(study: Path, data: Path, supernet: Path | None, out: Path, *, retrain: int = 0, **overrides) -> tuple:
+    """``_search`` as the library call (``run_study``), its events recorded: (StudyResult, RecordingEvents)."""
+    settings = load_settings(str(study)).with_overrides(
+        **{"scorer": "supernet", "trials": 8, "train_val_images": 4, "seed": 2, "train_seed": 2, **overrides}
+    )
+    events = RecordingEvents()
+    result = run_study(
+        settings,
+        out=out,
+        events=events,
+        data=str(data),
+        teacher="none",
+        supernet=None if supernet is None else str(supernet),
+        retrain=retrain,
+        baselines=False,
+    )
+    return result, events
 
 
 def _trials(out: Path) -> list:
@@ -109,29 +129,25 @@ def test_supernet_of_another_study_is_one_line_exit_2(setup, tmp_path: Path, cap
     assert code == 2 and len(err.strip().splitlines()) == 1 and "another search space" in err
 
 
-def test_the_last_stage_retrains_the_fronts_best_from_inherited_weights(setup, tmp_path: Path, capsys) -> None:
+def test_the_last_stage_retrains_the_fronts_best_from_inherited_weights(setup, tmp_path: Path) -> None:
     study, data, supernet = setup
     out = tmp_path / "r"
-    assert (
-        _search(study, data, supernet, out, "--retrain", "1", "--epochs", "2", "--qat-epochs", "1", "--batch-size", "4")
-        == 0
-    )
-    printed = capsys.readouterr().out
+    schedule = {"train_epochs": 2, "train_qat_epochs": 1, "train_batch_size": 4}
+    result, events = _study(study, data, supernet, out, retrain=1, **schedule)
     storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'study.db'}")
     standalone = optuna.load_study(study_name="small", storage=storage).user_attrs["standalone"]
     assert len(standalone) == 1
-    ((number, result),) = standalone.items()
-    assert 0.0 <= result["ap"] <= 1.0 and result["epochs"] == 2 and Path(result["checkpoint"]).is_file()
-    records = records_of(_trials(out), standalone)
-    retrained = [r for r in records if r.standalone_ap == r.standalone_ap]
-    assert [r.number for r in retrained] == [int(number)]
+    ((number, stored),) = standalone.items()
+    assert 0.0 <= stored["ap"] <= 1.0 and stored["epochs"] == 2 and Path(stored["checkpoint"]).is_file()
+    (retrained,) = result.retrained
+    assert retrained.trial == int(number) and retrained.standalone_ap == pytest.approx(stored["ap"])
     # The retrained network is the front's best by the study's first objective (AP here).
-    front = [r for r in records if r.trained and r.reused_from is None]
-    assert retrained[0].ap == max(r.ap for r in front)
-    assert "AP stand-alone" in printed and f"retraining trial {number}" in printed
+    assert retrained.ap == max(r.ap for r in result.front)
+    assert any(m.startswith(f"retraining trial {number} ") for m in events.messages)
+    assert [e.record.epoch for e in events.epochs if e.run.startswith(f"trial {number} ")] == [0, 1]
     # A rerun finds it done and trains nothing again.
-    assert _search(study, data, supernet, out, "--retrain", "1") == 0
-    assert "retraining" not in capsys.readouterr().out
+    again, events = _study(study, data, supernet, out, retrain=1)
+    assert not any("retraining" in m for m in events.messages) and again.retrained == result.retrained
 
 
 @pytest.mark.parametrize(
@@ -192,14 +208,14 @@ def test_float_arithmetic_and_finetuning_are_the_scorers(setup, tmp_path: Path) 
     assert all(floating[h]["fg_loss"] != qat[h]["fg_loss"] for h in qat)  # the weight bits now play no part
 
 
-def test_a_time_budget_stops_the_search_and_says_what_it_cut(setup, tmp_path: Path, capsys) -> None:
+def test_a_time_budget_stops_the_search_and_says_what_it_cut(setup, tmp_path: Path) -> None:
     study, data, supernet = setup
-    # 0.05 min = 3 s for the whole command: the search phase gets under 2 s, far less than 200 scores.
-    assert _search(study, data, supernet, tmp_path / "t", "--trials", "200", "--timeout-minutes", "0.05") == 0
-    printed = capsys.readouterr().out
+    # 0.05 min = 3 s for the whole call: the search phase gets under 2 s, far less than 200 scores.
+    result, events = _study(study, data, supernet, tmp_path / "t", trials=200, timeout_minutes=0.05)
     done = [t for t in _trials(tmp_path / "t") if t.state.name == "COMPLETE"]
-    assert 0 < len(done) < 200
-    assert "what the 0.05-minute budget cut:" in printed and "search: its" in printed and "ran out at" in printed
+    assert 0 < len(done) < 200 and result.stopped_by == "timeout" and result.budget_minutes == 0.05
+    (cut,) = [c for c in result.cuts if c.startswith("search: its")]
+    assert "ran out at" in cut and cut in events.cuts  # told as it happened, and listed in the result
 
 
 def test_a_time_budget_paces_the_supernet_and_says_what_it_cut(synth_root, tmp_path: Path, capsys) -> None:

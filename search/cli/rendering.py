@@ -409,6 +409,8 @@ def print_study_result(result: StudyResult, console: Console) -> None:
     if result.retrained:
         console.print(retrained_table(result))
     print_study_counts(result, console)
+    if result.report is not None:
+        console.print(f"plots: {result.report}", highlight=False)
     chosen = result.recommended
     if chosen is None:
         console.print(f"[bold]no recommendation:[/] {result.reason}")

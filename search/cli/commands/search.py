@@ -221,5 +221,7 @@ def run_plot(args: argparse.Namespace, console: Console) -> int:
     from posenas.search.cli.rendering import ConsoleEvents
     from posenas.search.pipeline import write_report
 
-    write_report(records, Path(args.out), args.study, objective, ConsoleEvents(console))
+    report = write_report(records, Path(args.out), args.study, objective, ConsoleEvents(console))
+    if report is not None:
+        console.print(f"plots: {report}", highlight=False)
     return 0
