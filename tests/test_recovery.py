@@ -7,6 +7,7 @@ synthetic root; SIGKILL and SIGINT are sent while a trial trains.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,7 +111,8 @@ def test_a_killed_search_worker_s_trial_is_retried_by_the_immediate_rerun(root, 
 
     rerun = _rerun(root, out)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"trial {killed} was left running by a stopped worker (pid {worker.pid})" in rerun.stdout
+    assert f"left running by a stopped worker (pid {worker.pid})" in rerun.stdout
+    assert re.search(rf"^trial {killed} \S+: left running by a stopped worker", rerun.stdout, re.M), rerun.stdout
     trials = _study(out).trials
     assert trials[killed].state.name == "FAIL"
     retried = [t for t in trials if t.user_attrs.get("retry_of") == killed]
