@@ -21,7 +21,6 @@ The network is checked against the budget first; one that does not fit is refuse
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +163,7 @@ def export_run(
 
     Raises DoesNotFitError before writing anything when the network violates ``budget``.
     """
-    say = (events or Events()).message
+    events = events or Events()
     spec = checkpoint.spec
     report = check(spec, budget)
     if not report.fits:
@@ -184,7 +183,9 @@ def export_run(
     files["yaml"] = _write(out / f"{arch}.yaml", network_yaml(arch, DATASET_NAME, layer_graph(spec), report.plan))
     files["spec"] = _write(out / "spec.yaml", spec.to_yaml())
     files["budget"] = _write(out / "budget.json", json.dumps(report.to_dict(with_plan=True), indent=2) + "\n")
-    say(f"integer checkpoint and network YAML written ({len(layers)} layers, budget {budget.device.name} fits)")
+    events.message(
+        f"integer checkpoint and network YAML written ({len(layers)} layers, budget {budget.device.name} fits)"
+    )
 
     x = sample_input(spec, image)
     heatmaps, pafs = simulate(model, x)
@@ -208,7 +209,7 @@ def export_run(
     elif compiler is None:
         result.host_skipped = "no C compiler on PATH (set CC)"
     else:
-        say(f"building the C export with {compiler}")
+        events.message(f"building the C export with {compiler}")
         result.host = run_host(build_host(c_folder, compiler))
         result.pose_difference_px = pose_difference(result.host.poses, result.python_poses)
         if (
@@ -222,7 +223,7 @@ def export_run(
                 )
 
     if izer_root is not None:
-        say(f"running ai8xize.py from {izer_root} ({budget.device.name})")
+        events.message(f"running ai8xize.py from {izer_root} ({budget.device.name})")
         result.izer = run_izer(
             izer_root,
             files["checkpoint"],
@@ -234,7 +235,7 @@ def export_run(
         )
         if result.izer.ok:
             result.izer_agrees = _izer_agreement(
-                result.izer, izer_root, files, out, arch, budget, layers, heatmaps, pafs, say
+                result.izer, izer_root, files, out, arch, budget, layers, heatmaps, pafs, events
             )
     izer_cycles = synthesis_figures(result.izer.output / "log.txt").get("latency_cycles") if result.izer else None
     scales = (heat_layer.wide_scale, paf_layer.wide_scale)
@@ -259,7 +260,7 @@ def export_run(
             out / "firmware", result.izer.output, spec.name, spec.input_size, heatmaps.shape[1:], scales
         )
         files["firmware"] = result.firmware
-        say(f"firmware project written to {result.firmware} ({result.firmware_check})")
+        events.message(f"firmware project written to {result.firmware} ({result.firmware_check})")
     _write(out / "export.json", json.dumps(result.to_dict(), indent=2, default=_json_number) + "\n")
     return result
 
@@ -274,7 +275,7 @@ def _izer_agreement(
     layers: tuple,
     heatmaps: np.ndarray,
     pafs: np.ndarray,
-    say: Callable[[str], None],
+    events: Events,
 ) -> dict[str, bool]:
     """Compare izer's own simulation of both heads with posenas' expected accumulators.
 
@@ -282,7 +283,7 @@ def _izer_agreement(
     heatmap head from a second run stopped after that layer."""
     agrees = {"pafs": _same(run.result, pafs)}
     heat_index = next(i for i, layer in enumerate(layers) if layer.node.is_output)
-    say(f"running ai8xize.py again, stopped after layer {heat_index} (the heatmap head), for its simulation")
+    events.message(f"running ai8xize.py again, stopped after layer {heat_index} (the heatmap head), for its simulation")
     heat_run = run_izer(
         root,
         files["checkpoint"],
