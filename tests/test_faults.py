@@ -270,12 +270,22 @@ def test_a_teacher_killed_while_caching_is_not_a_teacher_and_the_rerun_completes
         "--out",
         str(out),
     ]
+    started = time.monotonic()
     assert subprocess.run(args, cwd=tmp_path, capture_output=True).returncode == 0
+    labeled_s = time.monotonic() - started  # the same work the rerun does before it turns to the photos
     assert (out / "teacher.json").is_file()
     process = subprocess.Popen(
         [*args, "--images", str(images)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
-    _kill_when(process, lambda: not (out / "teacher.json").exists() or any(out.glob("*.partial")))
+    started = time.monotonic()
+    # Killed while it rewrites the folder (a window of milliseconds that a loaded machine's poll can miss), or
+    # else once it has had the time of the run above: it is then caching the photos, the old folder untouched.
+    _kill_when(
+        process,
+        lambda: (
+            not (out / "teacher.json").exists() or any(out.glob("*.partial")) or time.monotonic() - started > labeled_s
+        ),
+    )
     from posenas.errors import TeacherError
     from posenas.posenet.nets.distill import load_prepared_teacher
 

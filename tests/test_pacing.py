@@ -101,10 +101,63 @@ def test_unvalidated_epochs_are_not_scores() -> None:
     assert ap != ap and float_ap != float_ap
 
 
-def test_a_roomy_deadline_cuts_nothing(root, tmp_path) -> None:
-    config = TrainConfig(epochs=2, qat_start=1, batch_size=8, val_images=4)
-    Trainer(get_arch("tiny-hw"), root, tmp_path / "r", config, deadline=time.monotonic() + 3600).run()
-    assert [e["images"] for e in load_checkpoint(tmp_path / "r" / "last.pt").history] == [32, 32]
+def test_a_roomy_deadline_cuts_nothing_and_changes_no_learning_rate(root, tmp_path) -> None:
+    """A deadline that cuts nothing trains as no deadline, step for step: the clock bends the learning rate
+    only where it cuts an epoch. (It once raised each epoch's first step by the microseconds since the epoch
+    began; too little to see in a small run, enough to make two runs of one seed part after QAT.)"""
+    rates = {}
+    for name, deadline in (("free", None), ("paced", time.monotonic() + 3600)):
+        config = TrainConfig(epochs=2, qat_start=1, batch_size=8, val_images=4)
+        trainer = _Recording(get_arch("tiny-hw"), root, tmp_path / name, config, deadline=deadline)
+        trainer.run()
+        rates[name] = trainer.progress
+    assert [e["images"] for e in load_checkpoint(tmp_path / "paced" / "last.pt").history] == [32, 32]
+    assert (
+        rates["paced"]
+        == rates["free"]
+        == [(0, 0.0), (0, 0.25), (0, 0.5), (0, 0.75)]
+        + [
+            (1, 0.0),
+            (1, 0.25),
+            (1, 0.5),
+            (1, 0.75),
+        ]
+    )
+
+
+def test_a_supernet_with_a_roomy_deadline_trains_as_without_one(root, tmp_path) -> None:
+    study = tmp_path / "small.yaml"
+    study.write_text(SMALL_STUDY)
+    space, budget = load_settings(study).space, load_budget("max78000")
+    config = SupernetConfig(epochs=2, qat_epochs=1, batch_size=8, random_subnets=1)
+    rates = {}
+    for name, deadline in (("free", None), ("paced", time.monotonic() + 3600)):
+        trainer = _RecordingSupernet(space, budget, root, tmp_path / name, config, deadline=deadline)
+        trainer.run()
+        rates[name] = trainer.progress
+    assert rates["paced"] == rates["free"] and rates["free"][0] == (0, 0.0) and len(rates["free"]) == 8
+
+
+class _Recording(Trainer):
+    """A trainer that keeps the (epoch, progress) of every step's learning rate."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress: list[tuple[int, float]] = []
+
+    def _lr_at(self, epoch: int, step: float) -> float:
+        self.progress.append((epoch, step))
+        return super()._lr_at(epoch, step)
+
+
+class _RecordingSupernet(SupernetTrainer):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress: list[tuple[int, float]] = []
+
+    def _lr_at(self, epoch: int, progress_in_epoch: float) -> float:
+        self.progress.append((epoch, progress_in_epoch))
+        return super()._lr_at(epoch, progress_in_epoch)
 
 
 def test_a_supernet_past_its_deadline_takes_one_sandwich_step_per_epoch(root, tmp_path) -> None:

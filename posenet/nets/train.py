@@ -482,7 +482,12 @@ class Trainer:
         if pacer is not None:
             pacer.start_epoch([self.config.phase_of(e) is QuantMode.QAT for e in range(epoch, self.config.epochs)])
         for step, batch in enumerate(batches):
-            progress = step / max(1, steps) if pacer is None else max(step / max(1, steps), pacer.fraction())
+            # The clock bends the schedule only where it cuts the epoch: step 0 starts it at 0, else a far deadline
+            # (its fraction a few microseconds above 0) would change the learning rate, and the run would not
+            # repeat bit for bit.
+            progress = step / max(1, steps)
+            if pacer is not None and step:
+                progress = max(progress, pacer.fraction())
             for group in optimizer.param_groups:
                 group["lr"] = self._lr_at(epoch, progress)
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
