@@ -267,23 +267,16 @@ def test_a_nan_loss_fails_the_run_in_one_line_and_only_that_trial_of_a_study(roo
     assert not (tmp_path / "run" / "last.pt").exists()  # the diverged epoch is neither scored nor saved
 
     poisoned["on"] = True
-    code = main(
-        [
-            "search",
-            "--data",
-            str(root),
-            "--teacher",
-            "none",
-            "--scorer",
-            "train",
-            "--out",
-            str(tmp_path / "s"),
-            "--trials",
-            "5",
-            *TINY,
-        ]
-    )
-    out = capsys.readouterr().out
-    assert code == 0 and "failed (tiny-hw: the training loss became NaN" in out  # tiny-hw trains first
+    from posenas.events import RecordingEvents
+    from posenas.search.pipeline import run_study
+    from posenas.search.settings import load_settings
+
+    schedule = {"train_epochs": 2, "train_qat_epochs": 1, "train_batch_size": 3, "train_val_images": 2}
+    settings = load_settings("max78000").with_overrides(scorer="train", trials=5, **schedule)
+    events = RecordingEvents()
+    result = run_study(settings, out=tmp_path / "s", events=events, data=str(root), teacher="none")
+    failed = [t for t in events.trials if t.outcome == "failed"]
+    assert [t.name for t in failed] == ["tiny-hw"]  # tiny-hw trains first
+    assert "the training loss became NaN" in failed[0].detail and result.counts.failed == 1
     states = [t.state.name for t in _study(tmp_path / "s").trials]
     assert states.count("FAIL") == 1 and states.count("COMPLETE") >= 5

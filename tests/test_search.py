@@ -12,8 +12,10 @@ import torch
 
 from posenas.budgets.checker import check
 from posenas.budgets.device import load_budget
+from posenas.events import RecordingEvents
 from posenas.posenet.nets.checkpoint import load_checkpoint
 from posenas.search.cli import main
+from posenas.search.pipeline import StudyResult, run_study
 from posenas.search.records import records_of
 from posenas.search.settings import load_settings
 from posenas.search.study import CONSTRAINT_RESOURCES, TrialObjective, enqueue_baselines, make_sampler
@@ -97,21 +99,18 @@ def test_fixed_tiny_equals_posenas_train(root, tmp_path):
     assert json.loads((trial_dir / "metrics.json").read_text())["ap"] == trained.extras["best_mAP"]
 
 
-def test_search_resumes_up_to_the_requested_trials(root, tmp_path, capsys):
+def test_search_resumes_up_to_the_requested_trials(root, tmp_path):
     torch.set_num_threads(1)
-    args = [
-        "search",
-        "--data",
-        str(root),
-        "--teacher",
-        "none",
-        "--scorer",
-        "train",
-        "--out",
-        str(tmp_path / "s"),
-        *SCHEDULE,
-    ]
-    assert main([*args, "--trials", "5"]) == 0
+    schedule = {"train_epochs": 2, "train_qat_epochs": 1, "train_batch_size": 3, "train_val_images": 2}
+
+    def run(trials: int) -> tuple[StudyResult, RecordingEvents]:
+        settings = load_settings("max78000").with_overrides(
+            scorer="train", trials=trials, seed=3, train_seed=3, **schedule
+        )
+        events = RecordingEvents()
+        return run_study(settings, out=tmp_path / "s", events=events, data=str(root), teacher="none"), events
+
+    first, events = run(5)
     storage = f"sqlite:///{tmp_path / 's' / 'study.db'}"
     study = optuna.load_study(study_name="max78000", storage=storage)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -121,10 +120,11 @@ def test_search_resumes_up_to_the_requested_trials(root, tmp_path, capsys):
         "student-hw",
         "tiny-hw",
     ]
-    capsys.readouterr()
-    assert main([*args, "--trials", "5"]) == 0  # nothing to do: no trial lost or added
-    assert "5 of 5 networks done" in capsys.readouterr().out
-    assert main([*args, "--trials", "7"]) == 0
+    assert [t.number for t in events.trials] == [t.number for t in done] and first.networks_done == 5
+    again, events = run(5)  # nothing to do: no trial lost or added
+    assert events.trials == [] and again.networks_done == 5 and again.counts == first.counts
+    assert any("5 of 5 networks done" in m for m in events.messages)
+    run(7)
     trials = optuna.load_study(study_name="max78000", storage=storage).trials
     assert [t.number for t in trials] == list(range(len(trials))) and all(t.state.name == "COMPLETE" for t in trials)
     # The rerun's sampler (same seed) first re-draws trial 4's network: reused, and not counted as new work.

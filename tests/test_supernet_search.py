@@ -218,44 +218,21 @@ def test_a_time_budget_stops_the_search_and_says_what_it_cut(setup, tmp_path: Pa
     assert "ran out at" in cut and cut in events.cuts  # told as it happened, and listed in the result
 
 
-def test_a_time_budget_paces_the_supernet_and_says_what_it_cut(synth_root, tmp_path: Path, capsys) -> None:
-    """No --supernet: the search trains its own, paced to its share of the budget (not sized beforehand)."""
+def test_a_time_budget_paces_the_supernet_and_says_what_it_cut(synth_root, tmp_path: Path) -> None:
+    """No supernet given: the search trains its own, paced to its share of the budget (not sized beforehand)."""
     study = tmp_path / "small.yaml"
     study.write_text(SMALL_STUDY)
     data = synth_root(512, 2, 5)
     out = tmp_path / "paced"
     # 0.1 min = 6 s for everything: the supernet's share is ~2.7 s. A warm fast CPU trains 4 epochs of 64
     # images in that (CI did), never 4 of 512 (~750 images/s).
-    assert (
-        main(
-            [
-                "search",
-                "--study",
-                str(study),
-                "--data",
-                str(data),
-                "--teacher",
-                "none",
-                "--trials",
-                "3",
-                "--val-images",
-                "2",
-                "--no-baselines",
-                "--retrain",
-                "0",
-                "--out",
-                str(out),
-                "--timeout-minutes",
-                "0.1",
-            ]
-        )
-        == 0
-    )
-    printed = capsys.readouterr().out
+    result, events = _study(study, data, None, out, trials=3, train_val_images=2, timeout_minutes=0.1)
     history = json.loads((out / "supernet" / "supernet.json").read_text())["history"]
     assert len(history) == 4 and history[-1]["mode"] == "qat"  # the schedule's shape holds
     assert all(16 <= e["images"] < 512 for e in history), [e["images"] for e in history]  # >= a batch, < the set
-    assert "supernet: 4 of 4 epochs paced to its" in printed and "paced to end in" in printed
+    assert [e.record.images for e in events.epochs if e.run == "supernet"] == [e["images"] for e in history]
+    (cut,) = [c for c in result.cuts if c.startswith("supernet: 4 of 4 epochs paced to its")]
+    assert cut in events.cuts and any("paced to end in" in m for m in events.messages)
 
 
 def test_a_retraining_claim_left_by_a_killed_worker_is_taken_over(tmp_path: Path) -> None:
