@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from posenas.catalog import check_keys, lookup, read_mapping
+from posenas.catalog import check_keys, load_dataclass, lookup, read_mapping
 from posenas.errors import BudgetError
 
 
@@ -29,8 +29,7 @@ class Limits:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Limits:
-        data = dict(check_keys(data or {}, known=[f.name for f in fields(cls)], where="limits", error=BudgetError))
-        return cls(**data)
+        return load_dataclass(cls, data or {}, where="limits", error=BudgetError)
 
     def __post_init__(self) -> None:
         # NaN compares False with everything: unchecked, a NaN limit would silently mean "no limit".
@@ -86,15 +85,7 @@ class Device:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Device:
         body = {k: v for k, v in data.items() if k != "limits"}
-        required = [f.name for f in fields(cls) if f.name != "large_kernel_words"]
-        check_keys(body, known=[f.name for f in fields(cls)], where="device", error=BudgetError, required=required)
-        try:
-            for key in ("kernel_sizes", "conv_strides", "weight_bits"):
-                body[key] = tuple(int(v) for v in body[key])
-            body["large_kernel_words"] = {int(k): int(v) for k, v in (body.get("large_kernel_words") or {}).items()}
-            device = cls(**body)
-        except (TypeError, ValueError) as exc:
-            raise BudgetError(f"device: {exc}") from exc
+        device = load_dataclass(cls, body, where="device", error=BudgetError)
         ints = (
             "processors",
             "processors_per_quadrant",

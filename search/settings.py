@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from posenas.catalog import check_keys, lookup, read_mapping
+from posenas.catalog import check_keys, load_dataclass, lookup, read_mapping
 from posenas.errors import StudyError, UsageError
 from posenas.posenet.nets.config import TrainConfig
 from posenas.search import ranges
@@ -147,7 +147,6 @@ TRAIN_TYPES = {
     "train_images": ranges.COUNT,
     "weight_decay": ranges.Number(0, 1),
 }
-TRAIN_FLAGS = ("augment", "amp")
 
 
 def typed(where: str, value: Any, kind: ranges.Integer | ranges.Number) -> int | float:
@@ -160,12 +159,6 @@ def typed(where: str, value: Any, kind: ranges.Integer | ranges.Number) -> int |
         return kind.parse(repr(value) if isinstance(value, float) else str(value))
     except ranges.RangeError as exc:
         raise StudyError(f"{where}: {exc}") from None
-
-
-def _flag(where: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise StudyError(f"{where}: must be true or false, got {value!r}")
-    return value
 
 
 def _text(where: str, value: Any) -> str:
@@ -182,24 +175,27 @@ def _train_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def _train_config(values: Mapping[str, Any]) -> TrainConfig:
+    """The study's ``train`` section: ``TrainConfig``'s fields, with ``qat_epochs`` (the last epochs in QAT)
+    in place of ``qat_start``; every number in the range of its flag."""
     values = dict(values)
     known = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "qat_start"] + ["qat_epochs"]
     check_keys(values, known=known, where="train", error=StudyError)
-    for key, kind in TRAIN_TYPES.items():
-        if values.get(key) is not None or (key in values and key not in ("val_images", "train_images")):
-            values[key] = typed(f"train.{key}", values[key], kind)
-    for key in TRAIN_FLAGS:
-        if key in values:
-            values[key] = _flag(f"train.{key}", values[key])
-    epochs = int(values.get("epochs", TrainConfig.epochs))
-    qat_epochs = int(values.pop("qat_epochs", 0))
+    checks = {key: _ranged(kind, optional=key in ("val_images", "train_images")) for key, kind in TRAIN_TYPES.items()}
+    epochs = checks["epochs"]("train.epochs", values.get("epochs", TrainConfig.epochs))
+    qat_epochs = checks["qat_epochs"]("train.qat_epochs", values.pop("qat_epochs", 0))
     if not 0 <= qat_epochs <= epochs:
         raise StudyError(f"train.qat_epochs: {qat_epochs} is more than train.epochs ({epochs})")
     values["qat_start"] = TrainConfig.qat_start_for(epochs, qat_epochs)
     try:
-        return TrainConfig(**values)
-    except (TypeError, ValueError, UsageError) as exc:
+        return load_dataclass(TrainConfig, values, where="train", error=StudyError, checks=checks)
+    except UsageError as exc:
         raise StudyError(f"train: {exc}") from None
+
+
+def _ranged(kind: ranges.Integer | ranges.Number, *, optional: bool = False) -> Callable[[str, Any], Any]:
+    """A ``load_dataclass`` check: the study file's number at a path, in the range of its flag (None allowed
+    where the setting is optional)."""
+    return lambda where, value: None if optional and value is None else typed(where, value, kind)
 
 
 TOP_KEYS = ("name", "budget", "space", "objectives", "search", "data", "teacher", "train")

@@ -15,13 +15,13 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from posenas.catalog import check_keys, parse_mapping, read_mapping
+from posenas.catalog import load_dataclass, parse_mapping, read_mapping
 from posenas.errors import SpecError
 
 OUTPUT_STRIDE = 8
@@ -158,11 +158,9 @@ class ArchSpec:
         """Build and validate a spec from its dict form; unknown or missing keys raise SpecError."""
         if not isinstance(data, Mapping):
             raise SpecError("an architecture must be a mapping")
-        top = _pick(data, cls, "architecture", nested={"backbone", "cpm", "heads"})
-        top["backbone"] = tuple(_layer_from(item, "backbone") for item in _seq(data, "backbone"))
-        top["cpm"] = tuple(_layer_from(item, "cpm") for item in _seq(data, "cpm"))
-        top["heads"] = tuple(_head_from(item) for item in _seq(data, "heads"))
-        return cls(**top)
+        name = data.get("name")
+        where = f"architecture {name}" if isinstance(name, str) else "architecture"
+        return load_dataclass(cls, data, where=where, error=SpecError)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -223,38 +221,6 @@ def _check_int(owner: str, key: str, value: Any, low: int, high: int) -> None:
 def _check_choice(owner: str, key: str, value: Any, choices: tuple) -> None:
     if isinstance(value, bool) or value not in choices:
         raise SpecError(f"{owner}: {key} {value!r} is not one of {list(choices)}")
-
-
-def _pick(data: Mapping[str, Any], cls: type, what: str, nested: set[str] = frozenset()) -> dict[str, Any]:
-    """Copy the scalar fields of ``cls`` out of ``data``, rejecting unknown keys."""
-    label = f"{what} {data['name']}" if isinstance(data.get("name"), str) else what
-    required = [f.name for f in fields(cls) if f.default is MISSING and f.name not in nested]
-    check_keys(data, known=[f.name for f in fields(cls)], where=label, error=SpecError, required=required)
-    return {k: v for k, v in data.items() if k not in nested}
-
-
-def _seq(data: Mapping[str, Any], key: str) -> list[Any]:
-    value = data.get(key)
-    if not isinstance(value, list):
-        raise SpecError(f"{key} must be a list")
-    return value
-
-
-def _layer_from(item: Any, where: str) -> LayerSpec:
-    if not isinstance(item, Mapping):
-        raise SpecError(f"{where}: each layer must be a mapping, got {item!r}")
-    return LayerSpec(**_pick(item, LayerSpec, f"{where} layer"))
-
-
-def _head_from(item: Any) -> HeadSpec:
-    if not isinstance(item, Mapping):
-        raise SpecError(f"heads: each head must be a mapping, got {item!r}")
-    head = _pick(item, HeadSpec, "head", nested={"hidden"})
-    hidden = item.get("hidden", [])
-    if not isinstance(hidden, list):
-        raise SpecError(f"head {head.get('name')}: hidden must be a list")
-    head["hidden"] = tuple(_layer_from(layer, f"head {head.get('name')}") for layer in hidden)
-    return HeadSpec(**head)
 
 
 def _plain(value: Any) -> Any:

@@ -57,7 +57,12 @@ def test_a_typo_reads_the_same_in_every_kind_of_file(tmp_path) -> None:
     budget = {"device": "max78000", "limits": {"max_flops": 3}}
     study = {**read_study_file("max78000"), "search": {"trails": 3}}
     cases = [
-        (get_arch, arch, SpecError, r"backbone layer \w+: unknown key 'widht' \(known: name, out_channels"),
+        (
+            get_arch,
+            arch,
+            SpecError,
+            r"architecture \S+\.backbone\[\d+\]: unknown key 'widht' \(known: name, out_channels",
+        ),
         (load_budget, budget, BudgetError, r"limits: unknown key 'max_flops' \(known: max_macs, max_latency_ms\)"),
         (load_settings, study, StudyError, r"search: unknown key 'trails' \(known: sampler, seed, trials"),
     ]

@@ -87,13 +87,14 @@ def test_an_8bit_network_is_untouched_by_the_recipe():
         ({"shift_quantile": 0.0}, r"lowbit.shift_quantile must be a number in \(0, 1\], got 0.0"),
         ({"shift_quantile": 1.5}, r"lowbit.shift_quantile must be a number in \(0, 1\]"),
         ({"float_distill": -0.1}, r"lowbit.float_distill must be a number in \[0, 1\]"),
-        ({"float_distill": float("nan")}, r"lowbit.float_distill must be a number in \[0, 1\]"),
+        ({"float_distill": float("nan")}, r"lowbit.float_distill: must be a finite number, got nan"),
         ({"qat_factor": 0.5}, r"lowbit.qat_factor must be a number in \[1, 10\]"),
         ({"qat_lr": -1e-3}, r"lowbit.qat_lr must be a number in \[0, 1\]"),
         ({"bias_bits": 4}, r"lowbit.bias_bits must be 8 or 0"),
         ({"shift": "max"}, r"lowbit.shift must be one of mse, quantile"),
-        ({"enabled": "yes"}, r"lowbit.enabled must be true or false"),
-        ({"qat_facto": 2}, r"lowbit: unknown setting 'qat_facto'"),
+        ({"enabled": "yes"}, r"lowbit.enabled: must be true or false"),
+        ({"bias_bits": "8"}, r"lowbit.bias_bits: must be an integer, got '8'"),
+        ({"qat_facto": 2}, r"lowbit: unknown key 'qat_facto'"),
     ],
 )
 def test_recipe_settings_out_of_range_are_named(values, message):

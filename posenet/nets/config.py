@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from posenas.catalog import load_dataclass
 from posenas.errors import UsageError
 
 
@@ -78,14 +79,7 @@ class LowBitRecipe:
             return cls()
         if isinstance(value, cls):
             return value
-        if not isinstance(value, dict):
-            raise UsageError(f"lowbit must be a mapping of {', '.join(f.name for f in dataclasses.fields(cls))}")
-        unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise UsageError(
-                f"lowbit: unknown setting {unknown[0]!r} (known: {', '.join(f.name for f in dataclasses.fields(cls))})"
-            )
-        return cls(**value)
+        return load_dataclass(cls, value, where="lowbit", error=UsageError)
 
     def applies_to(self, lowest_bits: int) -> bool:
         """Whether the recipe changes the training of a network whose lowest weight bits are these."""
