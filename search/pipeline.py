@@ -234,10 +234,13 @@ def run_study(
         raise UsageError(f"the number of networks to retrain must be >= 0, got {retrain}")
     name = settings.name + (f"-fixed-{fixed}" if fixed else "")
     check_study_inputs(settings, data, teacher)  # before the folder, the database or the data exist
+    if storage:  # a database of its own: reachable (connected and locked once) before anything is written
+        with study_lock(storage, name):
+            pass
+    clock = Clock(settings.timeout_minutes, on_cut=events.cut)
     out = output_folder(out, "search folder")
     storage_url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     lock: Callable[[], AbstractContextManager[Any]] = lambda: study_lock(storage_url, name)  # noqa: E731
-    clock = Clock(settings.timeout_minutes, on_cut=events.cut)
     if clock.limited:
         events.message(
             f"time budget {settings.timeout_minutes:g} min for data, teacher, "

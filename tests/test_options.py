@@ -228,14 +228,20 @@ def test_a_postgresql_host_that_does_not_answer_fails_in_the_connect_timeout(tmp
     silent.listen(8)  # the kernel completes the handshake; nothing ever answers
     monkeypatch.setattr(storage, "CONNECT_TIMEOUT_S", 1)
     url = f"postgresql://bob:secret@127.0.0.1:{silent.getsockname()[1]}/db"
-    started = time.monotonic()
+    search = ["search", "--storage", url, "--out", str(tmp_path / "s")]
     try:
-        err = _refused(capsys, ["plot", "--study", "s", "--storage", url, "--out", str(tmp_path / "p")], "storage")
+        for argv, out in (
+            (["plot", "--study", "s", "--storage", url, "--out", str(tmp_path / "p")], "p"),
+            (search, "s"),
+        ):
+            started = time.monotonic()
+            err = _refused(capsys, argv, "storage")
+            assert time.monotonic() - started < 8  # 1 s per attempt (libpq tries the host once per address)
+            assert "cannot be opened" in err and "timeout" in err and "secret" not in err and "bob:***@" in err
+            assert not (tmp_path / out).exists()  # refused before the output folder is made
     finally:
         silent.close()
-    assert time.monotonic() - started < 8  # 1 s per attempt (libpq tries the host once per address)
-    assert "cannot be opened" in err and "timeout" in err and "secret" not in err and "bob:***@" in err
-    assert not (tmp_path / "p").exists()
+    assert capsys.readouterr().out == ""  # nothing said before the refusal (no "time budget ..." line)
     assert storage.connect_args(url.replace("db", "db?connect_timeout=30")) == {}  # the URL's own setting wins
 
 
