@@ -104,19 +104,29 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=40)
     parser.add_argument("--finalists", type=int, default=6)
     parser.add_argument("--results", type=Path)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="train and score only these supernets here (parallel processes); the report waits for all --supernets",
+    )
     args = parser.parse_args()
     settings, budget = load_settings("max78000"), load_budget("max78000")
     rng = np.random.default_rng(0)
     specs = [get_arch("tiny-hw")] + [
         feasible_random_arch(settings.space, budget, rng, name=f"net{i:02d}") for i in range(args.networks)
     ]
-    rows = []
-    for seed in range(args.supernets):
+    for seed in args.seeds if args.seeds is not None else range(args.supernets):
         folder = args.out / f"supernet-seed{seed}"
         info = folder / "supernet.json"
         if not (folder / WEIGHTS).is_file() or json.loads(info.read_text())["epoch"] + 1 < SupernetConfig().epochs:
             train(settings, budget, args.data, folder, seed)
-        rows.append(scores(settings, args.data, folder, specs, args.out / f"scores-seed{seed}.json"))
+        scores(settings, args.data, folder, specs, args.out / f"scores-seed{seed}.json")
+    files = [args.out / f"scores-seed{seed}.json" for seed in range(args.supernets)]
+    if not all(f.is_file() for f in files):
+        print(f"waiting for {', '.join(f.name for f in files if not f.is_file())}: rerun when they are made")
+        return
+    rows = [json.loads(f.read_text())["fg_loss"] for f in files]
     mean = [statistics.fmean(r[i] for r in rows) for i in range(len(specs))]
     best = sorted(range(1, len(specs)), key=lambda i: mean[i])[: args.finalists]
     finalists = [0] + best  # tiny-hw and the best by the mean
