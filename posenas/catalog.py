@@ -189,7 +189,7 @@ def _typed(kind: Any, value: Any, where: str, error: type[PosenasError]) -> Any:
             return value
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value) if isinstance(value, float) else value
+            return value
     elif kind is str:
         if isinstance(value, str):
             return value

@@ -77,8 +77,6 @@ def evaluate(request: EvalRequest, events: Events | None = None) -> Evaluation:
         "what": what,
         **settings,
     }
-    if request.source == "checkpoint" and request.quantization:
-        record.update(_quantization(request))
     return Evaluation(what, metrics, record)
 
 
@@ -148,22 +146,21 @@ def _network_results(request: EvalRequest, events: Events):
         "input_size": checkpoint.spec.input_size,
         **_decoder_settings(config),
     }
+    if request.quantization:
+        settings.update(_quantization(request, checkpoint, dataset))
     return dataset, results, what, settings
 
 
-def _quantization(request: EvalRequest) -> dict:
+def _quantization(request: EvalRequest, checkpoint: Any, dataset: Any) -> dict:
     """Per-layer quantization diagnostics of the checkpoint in QAT arithmetic (a float checkpoint quantized
     post-training) on the split's first images, and the collapse warning (None when no layer collapses)."""
     import torch
 
-    from posenas.posenet.nets.checkpoint import load_checkpoint, model_in_mode
+    from posenas.posenet.nets.checkpoint import model_in_mode
     from posenas.posenet.nets.diagnostics import collapse_warning
     from posenas.posenet.nets.train import quantization_diagnostics
-    from posenas.posenet.pose.coco import CocoPoseDataset
 
-    checkpoint = load_checkpoint(request.path)
     model = model_in_mode(checkpoint, QuantMode.QAT, request.path).to(torch.device(request.device or "cpu"))
-    dataset = CocoPoseDataset(request.data, request.split, input_size=checkpoint.spec.input_size, limit=request.limit)
     rows = quantization_diagnostics(model, dataset, request.device or "cpu")
     return {"quantization": [row.to_dict() for row in rows], "quantization_warning": collapse_warning(rows)}
 

@@ -13,7 +13,6 @@ import math
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from posenas.search.records import QUALITY_NAMES, TrialRecord, pareto_front, quality
 from posenas.search.trials import trial_command
@@ -34,30 +33,6 @@ class Verdict:
     reason: str
     measured: bool  # chosen by a stand-alone AP (True) or by the ranking score, an estimate (False)
     next_steps: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        r = self.record
-        chosen = (
-            None
-            if r is None
-            else {
-                "trial": r.number,
-                "name": r.baseline or r.name,
-                "standalone_ap": _json_number(standalone_ap(r)),
-                "params": r.params,
-                "latency_ms": _json_number(r.latency_ms),
-            }
-        )
-        return {
-            "recommended": chosen,
-            "reason": self.reason,
-            "measured": self.measured,
-            "next_steps": list(self.next_steps),
-        }
-
-
-def _json_number(value: float) -> float | None:
-    return None if value != value or math.isinf(value) else float(value)
 
 
 def recommend(

@@ -5,7 +5,6 @@ Nothing here computes a result; the commands pass results in."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -98,38 +97,6 @@ def quantization_table(rows: list[dict], title: str) -> Table:
             style=style,
         )
     return table
-
-
-class TrainingDisplay:
-    """A progress bar per epoch (loss, img/s) and a line per finished epoch, for a ``Trainer``'s
-    ``on_batch`` / ``on_epoch`` callbacks. Use as a context manager around ``Trainer.run``."""
-
-    def __init__(self, console: Console, epochs: int, batch_size: int) -> None:
-        self.console, self.epochs, self.batch_size = console, epochs, batch_size
-        self.progress = progress_bar(console, status=True)
-        self.task = self.progress.add_task(f"epoch 1/{epochs}", total=None, status="")
-        self.started = time.perf_counter()
-
-    def __enter__(self) -> TrainingDisplay:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
-
-    def on_batch(self, step: int, steps: int, loss: Any) -> None:
-        if step == 1:
-            self.started = time.perf_counter()
-        if step % 10 == 0 or step == steps:  # reading the loss syncs a GPU: only every 10 steps
-            rate = step * self.batch_size / max(1e-9, time.perf_counter() - self.started)
-            self.progress.update(
-                self.task, total=steps, completed=step, status=f"loss {float(loss):.5f}  {rate:,.0f} img/s"
-            )
-
-    def on_epoch(self, record: Any) -> None:
-        self.progress.reset(self.task, total=None, status="")
-        self.progress.update(self.task, description=f"epoch {record.epoch + 2}/{self.epochs}")
-        self.console.print(epoch_line(EpochEvent("", self.epochs, record)), highlight=False)
 
 
 def epoch_line(event: EpochEvent) -> str:
