@@ -1,30 +1,42 @@
 """The search against the hand designs: the front's picks and the baselines, each trained at several seeds.
 
     python benchmarks/bench_vs_hand.py --study-db posenas-runs/max78000/study.db \
-        --data posenas-runs/max78000/data/synth-seed0-2000-100 --out vs_hand [--seeds 0 1 2] [--teacher T]
-        [--arch NAME_OR_SPEC ...] [--only NAME ...]
+        (--data ROOT | --schedule {1x,3x,10x} --data-dir DIR) --out vs_hand [--seeds 0 1 2]
+        [--arch NAME_OR_SPEC ...] [--only NAME ...] [--reuse benchmarks/results/schedule.json]
+        [--results benchmarks/results/vs_hand.json]
 
 The networks: from the study's Pareto front (fixed in ``OUT/picks.json`` by the first run given
 ``--study-db``; without it only the baselines train, so they can start before the search has run) (its
-quality against parameters, or latency when the study has a
-latency objective), ``fast``, the best network whose latency is at most tiny-hw's, and ``best``, the best
-network of any latency that fits the budget ("best" by the stand-alone AP of the search's last stage where it
-trained one, else by the study's quality); beside them tiny-hw, student-hw (8-bit, which does not fit the
-MAX78000) and student-hw-mixed (2-bit weights where needed, which fits); ``--arch`` adds more. Each is trained
-from scratch with the full default schedule (``TrainConfig()``: 20 epochs, the last 4 QAT) at every seed of
-``--seeds``, and scored by its best QAT AP, as every stand-alone number of posenas.
+quality against parameters, or latency when the study has a latency objective), ``fast``, the best network
+whose latency is at most tiny-hw's, and ``best``, the best network of any latency that fits the budget
+("best" by the stand-alone AP of the search's last stage where it trained one, else by the study's quality);
+beside them tiny-hw, student-hw (8-bit, which does not fit the MAX78000) and student-hw-mixed (2-bit weights
+where needed, which fits); ``--arch`` adds more.
 
-CPU-hours: every run lives in ``OUT/NAME/seedK``, resumes from its ``last.pt``, and finished numbers are
-kept in ``OUT/results.json``; rerun the same command (or pass ``--only``) to go on in pieces. The summary
-gives mean, min and max AP per network and the two goals of issue 14 item 7:
-``fast``'s mean >= 1.3 x tiny-hw's mean with every seed above tiny-hw's best seed, and ``best``'s mean >=
-student-hw's.
+The schedule: without ``--schedule``, the item-7 schedule (``TrainConfig()``: 20 epochs, the last 4 QAT) on
+the synthetic root ``--data``; with it, one of ``schedules.py`` (1x, 3x, 10x: 20/30/50 epochs on 2,000/4,000/
+8,000 images, a fifth QAT) on its synthetic root under ``--data-dir``, as ``bench_schedule.py`` makes it.
+Every run trains from scratch with the default low-bit recipe, through ``bench_lowbit.py``'s layout under
+``OUT/<schedule>/`` (``OUT/item7/`` without one), and is scored by its best QAT AP, as every stand-alone
+number of posenas. ``bench_schedule.py`` trains the baselines the same way (same schedule, synthetic root,
+recipe and seeds): ``--reuse ROWS.json`` (its ``--results`` file) takes its rows of the same network, schedule
+and seed instead of training them again (the row records ``"reused"``).
+
+CPU-hours: every run resumes from its ``last.pt``, and finished numbers are kept in ``OUT/results.json``;
+rerun the same command (or pass ``--only``) to go on in pieces. The summary gives mean, min and max AP per
+network and the two goals: ``fast``'s mean >= 1.3 x tiny-hw's mean with every seed above tiny-hw's best
+seed, and ``best``'s mean >= the 8-bit student-hw's. ``--results`` writes the finished rows as a JSON list
+``[{"net", "seed", "qat_ap", "params", "latency_ms", "fits", ...}]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
+import platform
+import sys
 import time
 from pathlib import Path
 
@@ -32,18 +44,23 @@ import numpy as np
 import optuna
 
 from posenas.budgets.checker import check
-from posenas.budgets.device import load_budget
+from posenas.budgets.device import Budget, load_budget
 from posenas.files import atomic_write_text
-from posenas.posenet.nets.checkpoint import load_checkpoint
 from posenas.posenet.nets.config import TrainConfig
-from posenas.posenet.nets.train import Trainer, best_aps
 from posenas.search.records import ATTR_STANDALONE, TrialRecord, pareto_front, quality, records_of
 from posenas.search.settings import load_settings
 from posenas.search.storage import open_storage
 from posenas.space.baselines import get_arch
 from posenas.space.spec import ArchSpec
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_lowbit import DEFAULT_VARIANT, train
+from bench_schedule import data_root
+from schedules import SCHEDULES
+
 BASELINES = ("tiny-hw", "student-hw", "student-hw-mixed")
+MACHINE = f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}"
+ITEM7 = "item7"  # the folder and row label of the schedule without --schedule: TrainConfig()
 
 
 def front_picks(study_db: str, study: str) -> dict[str, ArchSpec]:
@@ -76,19 +93,78 @@ def front_picks(study_db: str, study: str) -> dict[str, ArchSpec]:
     return {role: specs[r.number].renamed(names[role]) for role, r in chosen.items()}
 
 
+def goals(rows: list[dict], picks: dict[str, str], seeds: list[int]) -> list[str]:
+    """The two goals, as lines, where every seed of the networks they compare has a row. ``picks`` maps a role
+    (``fast``, ``best``) to its network's name."""
+    aps: dict[str, list[float]] = {}
+    for row in rows:
+        if row["seed"] in seeds:
+            aps.setdefault(row["net"], []).append(row["qat_ap"])
+    complete = {name: values for name, values in aps.items() if len(values) == len(seeds)}
+    lines = []
+    fast, best = picks.get("fast"), picks.get("best")
+    if fast in complete and "tiny-hw" in complete:
+        mine, tiny = complete[fast], complete["tiny-hw"]
+        met = np.mean(mine) >= 1.3 * np.mean(tiny) and min(mine) > max(tiny)
+        lines.append(
+            f"goal 1, {fast}: mean {np.mean(mine):.4f} vs 1.3 x tiny-hw {1.3 * np.mean(tiny):.4f}; "
+            f"worst seed {min(mine):.4f} vs tiny-hw's best {max(tiny):.4f}: {'met' if met else 'missed'}"
+        )
+    if best in complete and "student-hw" in complete:
+        mine, student = complete[best], complete["student-hw"]
+        lines.append(
+            f"goal 2, {best}: mean {np.mean(mine):.4f} vs student-hw (8-bit) {np.mean(student):.4f} "
+            f"({np.mean(mine) / np.mean(student):.2f} x): {'met' if np.mean(mine) >= np.mean(student) else 'missed'}"
+        )
+    return lines
+
+
+def summary(networks: list[ArchSpec], rows: list[dict], seeds: list[int], budget: Budget) -> list[str]:
+    """A table of mean, min and max AP per network over the seeds done and the training seconds per seed (the
+    epochs' own seconds, from each run's checkpoint, whole across resumes)."""
+    width = max(24, *(len(spec.name) for spec in networks))
+    lines = [
+        f"{'network':{width}s} {'params':>9s} {'latency ms':>10s} {'fits':>5s} {'seeds':>5s} "
+        f"{'mean AP':>8s} {'min':>7s} {'max':>7s} {'train s per seed':>17s}"
+    ]
+    for spec in networks:
+        mine = [r for r in rows if r["net"] == spec.name and r["seed"] in seeds]
+        values, spent = [r["qat_ap"] for r in mine], [r["train_s"] for r in mine]
+        stats = (
+            f"{np.mean(values):8.4f} {min(values):7.4f} {max(values):7.4f} {f'{min(spent):.0f}-{max(spent):.0f}':>17s}"
+            if mine
+            else f"{'-':>8s} {'-':>7s} {'-':>7s} {'-':>17s}"
+        )
+        first = mine[0] if mine else row_facts(spec, budget)
+        lines.append(
+            f"{spec.name:{width}s} {first['params']:9,d} {first['latency_ms'] or float('nan'):10.2f} "
+            f"{'yes' if first['fits'] else 'no':>5s} {len(values):5d} {stats}"
+        )
+    return lines
+
+
+def row_facts(spec: ArchSpec, budget: Budget) -> dict:
+    """What the budget says of a network: the fields every row carries beside its AP."""
+    report = check(spec, budget)
+    return {"params": report.params, "latency_ms": report.latency_ms, "fits": report.fits}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study-db", help="the search's storage: a SQLite file or a storage URL")
     parser.add_argument("--study", default="max78000")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--teacher", help="a prepared teacher folder (posenas teacher) for every run")
+    parser.add_argument("--data", help="the synthetic root of the item-7 schedule (without --schedule)")
+    parser.add_argument("--schedule", choices=list(SCHEDULES), help="train at this schedule of schedules.py")
+    parser.add_argument("--data-dir", type=Path, help="with --schedule: where its synthetic root lives")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arch", nargs="*", default=[], help="more networks: baseline names or spec files")
-    parser.add_argument("--only", nargs="*", help="train only these networks (by name) this time")
+    parser.add_argument("--only", nargs="*", help="train only these networks (by name) this time; NONE: report")
+    parser.add_argument("--results", type=Path, help="write the finished rows here (a JSON list)")
+    parser.add_argument("--reuse", type=Path, help="bench_schedule.py's results: take its rows of the same runs")
     args = parser.parse_args()
-
-    from posenas.posenet.nets.distill import load_prepared_teacher
+    if (args.schedule is None) == (args.data is None) or (args.schedule is not None) != (args.data_dir is not None):
+        parser.error("give either --data, or --schedule with --data-dir")
 
     args.out.mkdir(parents=True, exist_ok=True)
     picks_path = args.out / "picks.json"
@@ -105,78 +181,71 @@ def main() -> None:
         {spec.name: spec for spec in (*picks.values(), *(get_arch(n) for n in (*BASELINES, *args.arch)))}.values()
     )
     budget = load_budget(load_settings(args.study).budget)
-    teacher = load_prepared_teacher(args.teacher) if args.teacher else None
-    results_path = args.out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    label = args.schedule or ITEM7
+    if args.schedule:
+        schedule = SCHEDULES[args.schedule]
+        config, data = schedule.config(), None  # the root is made only when a run needs it
+    else:
+        config, data = TrainConfig(), args.data
+    roles = {spec.name: role for role, spec in picks.items()}
+    path = args.out / "results.json"
     for spec in networks:
         if args.only and spec.name not in args.only:
             continue
         for seed in args.seeds:
-            key = f"{spec.name}/seed{seed}"
-            if key in results:
+            if any(r["net"] == spec.name and r["seed"] == seed and r["schedule"] == label for r in load_rows(path)):
                 continue
-            began = time.perf_counter()
-            out = args.out / spec.name / f"seed{seed}"
-            cache = teacher.cache if teacher is not None else None
-            Trainer(spec, args.data, out, TrainConfig(seed=seed), teacher_cache=cache).run()
-            ap, float_ap = best_aps(load_checkpoint(out / "last.pt").history)
-            # Re-read before writing: runs with different --only may share one OUT side by side.
-            results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-            # seconds: this process's wall time, less than the run's when it resumed (the summary's training
-            # seconds come from the checkpoint and are whole)
-            results[key] = {"ap": ap, "float_ap": float_ap, "seconds": time.perf_counter() - began}
-            atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
-            print(f"{key}: QAT AP {ap:.4f} (float {float_ap:.4f}) in {results[key]['seconds']:.0f} s", flush=True)
-    print(summary(networks, picks, results, args.seeds, budget, args.out))
+            trained = reused(args.reuse, spec.name, label, seed) if args.reuse else None
+            if trained is None:
+                if data is None:
+                    data = str(data_root(args.data_dir, schedule))
+                trained = train(spec, seed, config, data, args.out / label, DEFAULT_VARIANT)
+                trained |= {"machine": MACHINE, "date": time.strftime("%Y-%m-%d %H:%M")}
+            row = {
+                "net": spec.name,
+                "seed": seed,
+                "qat_ap": trained["qat_ap"],
+                **row_facts(spec, budget),
+                "float_ap": trained["float_ap"],
+                "train_s": trained["train_s"],
+                "schedule": label,
+                "role": roles.get(spec.name, "baseline" if spec.name in BASELINES else "arch"),
+                "bits": trained["bits"],
+                "machine": trained["machine"],
+                "date": trained["date"],
+            } | ({"reused": trained["reused"]} if "reused" in trained else {})
+            with open(args.out / ".results.lock", "w") as lock:  # parallel --only runs share OUT
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                rows = [r for r in load_rows(path) if (r["net"], r["seed"], r["schedule"]) != (spec.name, seed, label)]
+                atomic_write_text(path, json.dumps([*rows, row], indent=1) + "\n")
+            print(
+                f"{label} {spec.name}/seed{seed}: QAT AP {row['qat_ap']:.4f} (float {row['float_ap']:.4f}) "
+                f"in {row['train_s']:.0f} s",
+                flush=True,
+            )
+    names = {spec.name for spec in networks}
+    rows = [r for r in load_rows(path) if r["schedule"] == label and r["net"] in names]
+    rows.sort(key=lambda r: ([s.name for s in networks].index(r["net"]), r["seed"]))
+    print(f"schedule {label}")
+    print("\n".join(summary(networks, rows, args.seeds, budget)))
+    print("\n".join(goals(rows, {role: spec.name for role, spec in picks.items()}, args.seeds)))
+    if args.results:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.results, json.dumps(rows, indent=1) + "\n")
 
 
-def summary(
-    networks: list[ArchSpec], picks: dict[str, ArchSpec], results: dict, seeds: list[int], budget, out: Path
-) -> str:
-    """A table of mean, min and max AP per network over the seeds done, the training seconds per seed (the
-    epochs' own seconds from each run's checkpoint, whole across resumes), and the goals where they can be
-    judged."""
-    width = max(24, *(len(spec.name) for spec in networks))
-    lines = [
-        f"{'network':{width}s} {'params':>9s} {'latency ms':>10s} {'fits':>5s} {'seeds':>5s} "
-        f"{'mean AP':>8s} {'min':>7s} {'max':>7s} {'train s per seed':>17s}"
-    ]
-    aps: dict[str, list[float]] = {}
-    for spec in networks:
-        report = check(spec, budget)
-        aps[spec.name] = values = [
-            results[f"{spec.name}/seed{s}"]["ap"] for s in seeds if f"{spec.name}/seed{s}" in results
-        ]
-        stats = (
-            f"{np.mean(values):8.4f} {min(values):7.4f} {max(values):7.4f}"
-            if values
-            else f"{'-':>8s} {'-':>7s} {'-':>7s}"
-        )
-        spent = [
-            sum(e["seconds"] for e in load_checkpoint(out / spec.name / f"seed{s}" / "last.pt").history)
-            for s in seeds
-            if f"{spec.name}/seed{s}" in results
-        ]
-        stats += f" {f'{min(spent):.0f}-{max(spent):.0f}' if spent else '-':>17s}"
-        lines.append(
-            f"{spec.name:{width}s} {report.params:9,d} {report.latency_ms or float('nan'):10.2f} "
-            f"{'yes' if report.fits else 'no':>5s} {len(values):5d} {stats}"
-        )
-    complete = {name: v for name, v in aps.items() if len(v) == len(seeds)}
-    if "fast" in picks and {picks["fast"].name, "tiny-hw"} <= complete.keys():
-        fast, tiny = complete[picks["fast"].name], complete["tiny-hw"]
-        lines.append(
-            f"goal 1, {picks['fast'].name}: mean {np.mean(fast):.4f} vs 1.3 x tiny-hw {1.3 * np.mean(tiny):.4f}; "
-            f"worst seed {min(fast):.4f} vs tiny-hw's best {max(tiny):.4f}: "
-            f"{'met' if np.mean(fast) >= 1.3 * np.mean(tiny) and min(fast) > max(tiny) else 'missed'}"
-        )
-    if "best" in picks and {picks["best"].name, "student-hw"} <= complete.keys():
-        best, student = complete[picks["best"].name], complete["student-hw"]
-        lines.append(
-            f"goal 2, {picks['best'].name}: mean {np.mean(best):.4f} vs student-hw (8-bit) {np.mean(student):.4f}: "
-            f"{'met' if np.mean(best) >= np.mean(student) else 'missed'}"
-        )
-    return "\n".join(lines)
+def reused(path: Path, net: str, schedule: str, seed: int) -> dict | None:
+    """``bench_schedule.py``'s row of this run, with its file's machine and date, or None."""
+    found = json.loads(path.read_text())
+    row = next(
+        (r for r in found["rows"] if (r["net"], r["schedule"], r["seed"]) == (net, schedule, seed)),
+        None,
+    )
+    return None if row is None else row | {"machine": found["machine"], "date": found["date"], "reused": str(path)}
+
+
+def load_rows(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 if __name__ == "__main__":
