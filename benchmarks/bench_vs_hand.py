@@ -110,12 +110,18 @@ def goals(rows: list[dict], picks: dict[str, str], seeds: list[int]) -> list[str
             f"goal 1, {fast}: mean {np.mean(mine):.4f} vs 1.3 x tiny-hw {1.3 * np.mean(tiny):.4f}; "
             f"worst seed {min(mine):.4f} vs tiny-hw's best {max(tiny):.4f}: {'met' if met else 'missed'}"
         )
-    if best in complete and "student-hw" in complete:
-        mine, student = complete[best], complete["student-hw"]
-        lines.append(
-            f"goal 2, {best}: mean {np.mean(mine):.4f} vs student-hw (8-bit) {np.mean(student):.4f} "
-            f"({np.mean(mine) / np.mean(student):.2f} x): {'met' if np.mean(mine) >= np.mean(student) else 'missed'}"
-        )
+    fitting = {row["net"] for row in rows if row["fits"]} & complete.keys()
+    if "student-hw" in complete and fitting:
+        student = np.mean(complete["student-hw"])
+        # the goal 2 is the best network that fits, searched or not; the search's own pick beside it
+        leader = max(sorted(fitting), key=lambda name: np.mean(complete[name]))
+        for role, name in (("the best that fits", leader), ("the search's best", best)):
+            if name in complete and (role == "the best that fits" or name != leader):
+                mine = np.mean(complete[name])
+                lines.append(
+                    f"goal 2, {role}, {name}: mean {mine:.4f} vs student-hw (8-bit) {student:.4f} "
+                    f"({mine / student:.2f} x): {'met' if mine >= student else 'missed'}"
+                )
     return lines
 
 
@@ -187,7 +193,9 @@ def main() -> None:
         config, data = schedule.config(), None  # the root is made only when a run needs it
     else:
         config, data = TrainConfig(), args.data
-    roles = {spec.name: role for role, spec in picks.items()}
+    roles: dict[str, str] = {}
+    for role, spec in picks.items():  # one network may be both picks: its role says so
+        roles[spec.name] = f"{roles[spec.name]}-{role}" if spec.name in roles else role
     path = args.out / "results.json"
     for spec in networks:
         if args.only and spec.name not in args.only:
