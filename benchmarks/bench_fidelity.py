@@ -1,7 +1,8 @@
 """Fidelity of the supernet's ranking: does the supernet score order networks as stand-alone training does?
 
     python benchmarks/bench_fidelity.py --supernet DIR --data ROOT [--teacher T] --out DIR
-        [--networks 16] [--only 0:4] [--epochs 20 --qat-epochs 4] [--trial-epochs 8 --trial-qat-epochs 2]
+        [--networks 16] [--only 0:4] [--epochs 20 --qat-epochs 4 | --schedule 10x --data-dir DIR]
+        [--trial-epochs 8 --trial-qat-epochs 2]
 
 CPU-hours: run it in the background, in pieces (``--only 0:4``, then ``4:8``, ...) or whole; every network's
 runs live in ``OUT/NN-HASH/{full,trial}`` and resume where they stopped (posenas's trainer resumes from
@@ -16,7 +17,12 @@ where the search's winners lie.
 
 For each network: the supernet score (QAT AP after BN recalibration; and the validation loss), the
 score of today's per-trial schedule (``--trial-epochs``), and the stand-alone AP of the full schedule
-(``--epochs``; the QAT AP, best epoch); parameters, MACs and latency from the budget checker. Once every
+(``--epochs``; the QAT AP, best epoch); parameters, MACs and latency from the budget checker. The full
+schedule's default is the item-7 schedule (1x) on ``--data``; ``--schedule`` trains the stand-alone runs at
+one of ``schedules.py`` instead, on its synthetic root under ``--data-dir`` (made there if missing, as
+``bench_schedule.py`` does). ``bench_schedule.py`` found that only 10x ranks networks like 10x (1x: tau
++0.57, 3x: +0.64), so ``--schedule 10x`` is the reference that means something, at about ten times the
+CPU-hours. An output folder holds one full schedule: a rerun with another is refused. Once every
 network has its stand-alone AP, Kendall tau and Spearman rho of each signal against it are printed and
 written to ``OUT/fidelity.json`` (parameters, MACs and latency count as "bigger is better"), with a
 bootstrap 90 % interval of each tau (networks resampled) because 16 networks leave tau uncertain by about
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -53,6 +60,9 @@ from posenas.posenet.nets.supernet_train import load_supernet
 from posenas.posenet.nets.train import Trainer, best_aps
 from posenas.space.baselines import get_arch
 from posenas.space.spec import ArchSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from schedules import SCHEDULES, data_root
 
 
 def spread_networks(net, budget, count: int, seed: int, floor_count: int = 0) -> list[ArchSpec]:
@@ -111,6 +121,10 @@ def main() -> None:
     parser.add_argument("--qat-epochs", type=int, default=4)
     parser.add_argument("--trial-epochs", type=int, default=8)
     parser.add_argument("--trial-qat-epochs", type=int, default=2)
+    parser.add_argument(
+        "--schedule", choices=list(SCHEDULES), help="the stand-alone runs at this schedule of schedules.py"
+    )
+    parser.add_argument("--data-dir", type=Path, help="with --schedule: where its synthetic root lives")
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -127,6 +141,8 @@ def main() -> None:
         help="another supernet folder whose candidate signals are correlated too (repeatable)",
     )
     args = parser.parse_args()
+    if (args.schedule is None) != (args.data_dir is None):
+        parser.error("--schedule and --data-dir go together")
 
     from posenas.posenet.nets.distill import load_prepared_teacher
 
@@ -139,12 +155,21 @@ def main() -> None:
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     scorer = SubnetScorer(net, args.data, val_images=args.val_images)
+    if args.schedule:
+        schedule = SCHEDULES[args.schedule]
+        epochs, qat_epochs, full_label = schedule.epochs, schedule.qat_epochs, args.schedule
+    else:
+        epochs, qat_epochs, full_label = args.epochs, args.qat_epochs, f"{args.epochs}e{args.qat_epochs}q"
     full = TrainConfig(
-        epochs=args.epochs,
-        qat_start=TrainConfig.qat_start_for(args.epochs, args.qat_epochs),
+        epochs=epochs,
+        qat_start=TrainConfig.qat_start_for(epochs, qat_epochs),
         val_images=args.val_images,
         alpha=0.7,
     )
+    held = {r.get("full_schedule", "20e4q") for r in results.values() if "standalone_ap" in r}
+    if held - {full_label}:
+        parser.error(f"{args.out} holds stand-alone runs of schedule {held.pop()}, not {full_label}: use another --out")
+    full_data = str(data_root(args.data_dir, schedule)) if args.schedule else args.data
     trial = TrainConfig(
         epochs=args.trial_epochs,
         val_images=args.val_images,
@@ -162,11 +187,15 @@ def main() -> None:
         if "supernet_ap" not in row:
             score = scorer.score(spec)
             row.update(supernet_ap=score.ap, supernet_val_loss=score.val_loss, supernet_seconds=score.seconds)
-        for field, config, folder in (("trial_ap", trial, "trial"), ("standalone_ap", full, "full")):
+        for field, config, folder, data in (
+            ("trial_ap", trial, "trial", args.data),
+            ("standalone_ap", full, "full", full_data),
+        ):
             if field not in row:
                 began = time.perf_counter()
-                row[field] = stand_alone_ap(spec, args.data, args.out / key / folder, config, teacher)
+                row[field] = stand_alone_ap(spec, data, args.out / key / folder, config, teacher)
                 row[field.replace("_ap", "_seconds")] = time.perf_counter() - began
+        row["full_schedule"] = full_label
         # Re-read before writing: two slices (--only) may run side by side on one OUT, each adding its rows.
         results = json.loads(results_path.read_text()) if results_path.is_file() else {}
         results[key] = row

@@ -57,7 +57,6 @@ from posenas.budgets.checker import check
 from posenas.budgets.device import load_budget
 from posenas.files import atomic_write_text
 from posenas.posenet.nets.supernet import SuperNet
-from posenas.posenet.pose import synth
 from posenas.search.settings import load_settings
 from posenas.space.baselines import get_arch
 from posenas.space.spec import ArchSpec
@@ -65,7 +64,7 @@ from posenas.space.spec import ArchSpec
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fidelity import spread_networks
 from bench_lowbit import DEFAULT_VARIANT, bits_summary, train
-from schedules import REFERENCE, SCHEDULES, Schedule
+from schedules import REFERENCE, SCHEDULES, data_root
 
 SPECS = Path(__file__).resolve().parent / "specs"
 
@@ -88,20 +87,6 @@ def networks() -> list[ArchSpec]:
         + [get_arch(SPECS / f"{n}.yaml") for n in HAND]
         + [drawn[n] for n in FIDELITY]
     )
-
-
-def data_root(folder: Path, schedule: Schedule) -> Path:
-    """The schedule's synthetic root (seed 0, 100 validation images), made once under a lock."""
-    root = folder / f"synth-seed0-{schedule.train_images}-100"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done = root / ".complete"
-        if not done.is_file():
-            print(f"making {schedule.train_images} + 100 synthetic images -> {root}", flush=True)
-            synth.write_coco_root(root, train=schedule.train_images, val=100, seed=0)
-            done.write_text("ok\n")
-    return root
 
 
 def kendall(x: list[float], y: list[float], draws: int = 1000, seed: int = 0) -> dict:

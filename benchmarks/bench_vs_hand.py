@@ -55,8 +55,7 @@ from posenas.space.spec import ArchSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lowbit import DEFAULT_VARIANT, train
-from bench_schedule import data_root
-from schedules import SCHEDULES
+from schedules import SCHEDULES, data_root
 
 BASELINES = ("tiny-hw", "student-hw", "student-hw-mixed")
 MACHINE = f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}"

@@ -8,8 +8,11 @@ fifth of the epochs QAT as at 1x.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+from pathlib import Path
 
 from posenas.posenet.nets.config import TrainConfig
+from posenas.posenet.pose import synth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,3 +37,17 @@ SCHEDULES = {
     s.name: s for s in (Schedule("1x", 2000, 20, 4), Schedule("3x", 4000, 30, 6), Schedule("10x", 8000, 50, 10))
 }
 REFERENCE = "10x"  # the schedule the others' orders are compared with
+
+
+def data_root(folder: Path, schedule: Schedule) -> Path:
+    """The schedule's synthetic root (seed 0, 100 validation images), made once under a lock."""
+    root = folder / f"synth-seed0-{schedule.train_images}-100"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / ".complete"
+        if not done.is_file():
+            print(f"making {schedule.train_images} + 100 synthetic images -> {root}", flush=True)
+            synth.write_coco_root(root, train=schedule.train_images, val=100, seed=0)
+            done.write_text("ok\n")
+    return root
