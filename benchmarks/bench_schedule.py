@@ -34,7 +34,8 @@ runs it then reuses. Finished rows are kept in ``OUT/results.json``.
 
 With ``--results``, the rows ``{"net", "schedule", "seed", "qat_ap", "train_s", ...}`` and the Kendall tau
 between the 1x and the 10x order (and 3x against 10x) over the networks that have both, each with a
-bootstrap 90 % interval (networks resampled), go to that JSON file; ``--plot`` writes AP against samples
+bootstrap 90 % interval (networks resampled), go to that JSON file, beside the same tau of two orders that
+need no training (``proxy_taus``: by parameter count and by latency, bigger first); ``--plot`` writes AP against samples
 per network as an HTML page.
 """
 
@@ -127,6 +128,23 @@ def taus(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
+PROXIES = {"params": "parameter count", "latency_ms": "latency"}  # no training: bigger ranks higher
+
+
+def proxy_taus(rows: list[dict]) -> dict[str, dict]:
+    """Each zero-cost proxy's order (a row field, bigger first) against 10x's, over the networks 10x has."""
+    means = mean_ap(rows)
+    nets = sorted({n for n, s in means if s == REFERENCE})
+    if len(nets) < 3:
+        return {}
+    field = {r["net"]: r for r in rows}
+    return {
+        f"{name}_{REFERENCE}": kendall([field[n][name] for n in nets], [means[n, REFERENCE] for n in nets])
+        | {"nets": nets}
+        for name in PROXIES
+    }
+
+
 def table(rows: list[dict]) -> list[str]:
     means, names = mean_ap(rows), list(SCHEDULES)
     nets = list(dict.fromkeys(r["net"] for r in rows))
@@ -145,10 +163,10 @@ def table(rows: list[dict]) -> list[str]:
         aps = " ".join(f"{means[net, n]:9.4f}" if (net, n) in means else f"{'-':>9}" for n in names)
         rank = " ".join(str(ranks.get((net, n), "-")) for n in names)
         lines.append(f"{net:36} {row['params']:>8,} {row['bits']:>24} {aps}  {rank}")
-    for key, t in taus(rows).items():
+    for key, t in (taus(rows) | proxy_taus(rows)).items():
         low, high = t["tau_90"] or (float("nan"), float("nan"))
         lines.append(
-            f"Kendall tau {key.replace('_', ' vs ')}: {t['tau']:+.2f} "
+            f"Kendall tau {key.rsplit('_', 1)[0]} vs {key.rsplit('_', 1)[1]}: {t['tau']:+.2f} "
             f"(90 % interval {low:+.2f} .. {high:+.2f}, {t['networks']} networks)"
         )
     return lines
@@ -249,6 +267,7 @@ def main() -> None:
             "tau_1x_10x": (found.get("1x_10x") or {}).get("tau"),
             "tau_3x_10x": (found.get("3x_10x") or {}).get("tau"),
             "taus": found,
+            "proxy_taus": proxy_taus(rows),  # no training at all: the parameter count and the latency
             "schedules": {n: dataclasses.asdict(s) | {"samples": s.samples} for n, s in SCHEDULES.items()},
             "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}",
             "date": time.strftime("%Y-%m-%d %H:%M"),
