@@ -34,9 +34,9 @@ runs it then reuses. Finished rows are kept in ``OUT/results.json``.
 
 With ``--results``, the rows ``{"net", "schedule", "seed", "qat_ap", "train_s", ...}`` and the Kendall tau
 between the 1x and the 10x order (and 3x against 10x) over the networks that have both, each with a
-bootstrap 90 % interval (networks resampled), go to that JSON file, beside the same tau of two orders that
-need no training (``proxy_taus``: by parameter count and by latency, bigger first); ``--plot`` writes AP against samples
-per network as an HTML page.
+bootstrap 90 % interval (networks resampled), go to that JSON file, beside the same tau of orders that need
+no training (``proxy_taus``: by parameter count, weight memory, MACs and latency, bigger first); ``--plot``
+writes AP against samples per network as an HTML page.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posenas.budgets.checker import check
+from posenas.budgets.checker import BudgetReport, check
 from posenas.budgets.device import load_budget
 from posenas.files import atomic_write_text
 from posenas.posenet.nets.supernet import SuperNet
@@ -128,7 +128,23 @@ def taus(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-PROXIES = {"params": "parameter count", "latency_ms": "latency"}  # no training: bigger ranks higher
+# orders that need no training (row fields; bigger ranks higher)
+PROXIES = {
+    "params": "parameter count",
+    "weight_bytes": "weight memory at each layer's bits",
+    "macs": "multiply-accumulates",
+    "latency_ms": "latency",
+}
+
+
+def untrained_facts(report: BudgetReport) -> dict:
+    """A network's proxies as row fields (``PROXIES``), from its budget report."""
+    return {
+        "params": report.params,
+        "weight_bytes": report.usage_of("weight_bytes_naive").used,
+        "macs": report.macs,
+        "latency_ms": report.latency_ms,
+    }
 
 
 def proxy_taus(rows: list[dict]) -> dict[str, dict]:
@@ -240,8 +256,7 @@ def main() -> None:
                     "train_s": trained["train_s"],
                     "samples": schedule.samples,
                     "bits": bits_summary(spec),
-                    "params": report.params,
-                    "latency_ms": report.latency_ms,
+                    **untrained_facts(report),
                     "fits": report.fits,
                 }
                 with open(args.out / ".results.lock", "w") as lock:  # parallel --only runs share OUT
@@ -255,6 +270,8 @@ def main() -> None:
                     flush=True,
                 )
     rows = json.loads(path.read_text()) if path.is_file() else []
+    facts = {spec.name: untrained_facts(check(spec, budget)) for spec in networks()}
+    rows = [facts.get(r["net"], {}) | r for r in rows]  # rows written before a fact was recorded gain it
     order = {n: i for i, n in enumerate(SCHEDULES)}
     rows.sort(key=lambda r: (r["net"], order[r["schedule"]], r["seed"]))
     print("\n".join(table(rows)))

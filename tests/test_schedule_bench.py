@@ -21,7 +21,8 @@ def bench():
 
 
 def row(net: str, schedule: str, ap: float, params: int, latency: float, seed: int = 0) -> dict:
-    return {"net": net, "schedule": schedule, "seed": seed, "qat_ap": ap, "params": params, "latency_ms": latency}
+    facts = {"params": params, "weight_bytes": params // 2, "macs": params * 100, "latency_ms": latency}
+    return {"net": net, "schedule": schedule, "seed": seed, "qat_ap": ap} | facts
 
 
 # four networks: 10x orders them by size; 1x reverses the two largest; latency orders d first
@@ -47,8 +48,8 @@ def test_trained_orders_against_10x(bench) -> None:
 
 def test_untrained_orders_against_10x(bench) -> None:
     found = bench.proxy_taus(ROWS)
-    assert found["params_10x"]["tau"] == pytest.approx(1.0)
-    assert found["latency_ms_10x"]["tau"] == pytest.approx(1.0)
+    assert list(found) == ["params_10x", "weight_bytes_10x", "macs_10x", "latency_ms_10x"]
+    assert {key: t["tau"] for key, t in found.items()} == pytest.approx(dict.fromkeys(found, 1.0))
     swapped = [r | {"latency_ms": 0.5} if r["net"] == "d" else r for r in ROWS]  # d is now the fastest
     assert bench.proxy_taus(swapped)["latency_ms_10x"]["tau"] == pytest.approx(0.0)  # 3 of 6 pairs swapped
     assert bench.proxy_taus(ROWS[:4]) == {}  # fewer than three networks at 10x
