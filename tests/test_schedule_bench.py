@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import import_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("bench_schedule")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    yield from import_benchmark("bench_schedule")
 
 
 def row(net: str, schedule: str, ap: float, params: int, latency: float, seed: int = 0) -> dict:

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import BENCHMARKS, import_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("bench_vs_hand")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    yield from import_benchmark("bench_vs_hand")
 
 
 def rows(aps: dict[str, list[float]]) -> list[dict]:
