@@ -236,6 +236,14 @@ def main() -> None:
     print(f"schedule {label}")
     print("\n".join(summary(networks, rows, args.seeds, budget)))
     print("\n".join(goals(rows, {role: spec.name for role, spec in picks.items()}, args.seeds)))
+    done = {(r["net"], r["seed"]) for r in rows}
+    missing = [
+        f"{spec.name} {','.join(str(s) for s in todo)}"
+        for spec in networks
+        if (todo := [s for s in args.seeds if (spec.name, s) not in done])
+    ]
+    if missing:  # the goals are judged on every seed, so a partial run says what it waits for
+        print(f"seeds still to run: {'; '.join(missing)}")
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.results, json.dumps(rows, indent=1) + "\n")
