@@ -235,7 +235,8 @@ def main() -> None:
     rows.sort(key=lambda r: ([s.name for s in networks].index(r["net"]), r["seed"]))
     print(f"schedule {label}")
     print("\n".join(summary(networks, rows, args.seeds, budget)))
-    print("\n".join(goals(rows, {role: spec.name for role, spec in picks.items()}, args.seeds)))
+    for line in goals(rows, {role: spec.name for role, spec in picks.items()}, args.seeds):
+        print(line)
     done = {(r["net"], r["seed"]) for r in rows}
     missing = [
         f"{spec.name} {','.join(str(s) for s in todo)}"
