@@ -159,7 +159,7 @@ class TeacherCache:
 
     def lookup(self, image_ids: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The cached (heatmaps, PAFs) of a batch, float32 on ``device``; float16 crosses to the device."""
-        rows = [self.row[int(i)] for i in image_ids]
+        rows = [self.row[i] for i in image_ids.tolist()]  # one copy to the host, not one per image
         maps = torch.from_numpy(np.ascontiguousarray(self.maps[rows])).to(device, non_blocking=True).float()
         return maps[:, :NUM_HEATMAPS], maps[:, NUM_HEATMAPS:]
 

@@ -437,14 +437,18 @@ def mse_shift(weight: torch.Tensor, bits: int) -> torch.Tensor:
     ``to_simulate`` agree."""
     w = weight.detach().to(torch.float32).flatten()
     top = _ceil_log2(w.abs().max().reshape(1))
-    shifts = torch.clamp(top - torch.arange(MSE_SHIFT_CANDIDATES, dtype=top.dtype), -_QAT_SHIFT_LIMIT, _QAT_SHIFT_LIMIT)
+    # Every tensor on the weights' device, and one transfer to the host for all candidates: on a GPU a
+    # tensor made without a device would be on the CPU (a crash), and each float() a wait.
+    candidates = torch.arange(MSE_SHIFT_CANDIDATES, dtype=top.dtype, device=top.device)
+    shifts = torch.clamp(top - candidates, -_QAT_SHIFT_LIMIT, _QAT_SHIFT_LIMIT)
     steps = 2.0 ** (bits - 1)
     errors = []
     for shift in shifts:
-        scale = float(torch.exp2(shift))
+        scale = torch.exp2(shift)  # a power of two: dividing by it is exact, as by the float it equals
         q = torch.clamp(_round_half_up(w / scale * steps) / steps, -1.0, 1.0 - 1.0 / steps) * scale
-        errors.append(float(((w - q) ** 2).sum()))
-    best = min(range(len(errors)), key=lambda i: (errors[i], i))
+        errors.append(((w - q) ** 2).sum())
+    values = torch.stack(errors).tolist()
+    best = min(range(len(values)), key=lambda i: (values[i], i))
     return shifts[best].reshape(1).to(torch.float32)
 
 

@@ -197,7 +197,7 @@ class SuperNet(nn.Module):
             if recipe.shift == "mse":
                 shift = mse_shift(weight, bits)
             else:
-                shift = quantile_shift(weight, bias, torch.tensor([recipe.shift_quantile]))
+                shift = quantile_shift(weight, bias, torch.tensor([recipe.shift_quantile], device=weight.device))
             return qat_conv(
                 x,
                 weight,

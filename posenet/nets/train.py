@@ -167,7 +167,7 @@ def _collate(samples: list) -> dict[str, torch.Tensor]:
         "heatmaps": torch.from_numpy(np.stack([s.heatmaps for s in samples])),
         "pafs": torch.from_numpy(np.stack([s.pafs for s in samples])),
         "mask": torch.from_numpy(np.stack([s.mask for s in samples])),
-        "image_ids": torch.tensor([s.image_id for s in samples], dtype=torch.int64),
+        "image_ids": torch.from_numpy(np.array([s.image_id for s in samples], dtype=np.int64)),
     }
 
 

@@ -1,0 +1,80 @@
+"""QAT's own arithmetic keeps every tensor on the weights' device: the GPU path (issue 25, item 3) has never
+run on a GPU, and a tensor made without a device lands on the CPU beside CUDA weights, a crash the first
+time a user trains a low-bit network there (the low-bit recipe's held shift did exactly this).
+
+No GPU here, so the CPU stands in for the GPU and 'meta' for the CPU: the networks live on the CPU and run
+with the default device set to 'meta'. A tensor made without a device then lands on 'meta', and the first
+operation that mixes it with the weights raises, as a host tensor would against CUDA weights."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+import torch
+
+from posenas.posenet.nets.config import LowBitRecipe
+from posenas.posenet.nets.model import build_model
+from posenas.posenet.nets.supernet import SuperNet
+from posenas.search.settings import load_settings
+from posenas.space.baselines import get_arch
+
+RECIPES = {
+    "mse": LowBitRecipe(),  # the default: a held least-error shift per low-bit layer
+    "quantile-max": LowBitRecipe(shift="quantile"),
+    "quantile-0.9": LowBitRecipe(shift="quantile", shift_quantile=0.9),
+}
+
+
+def _input(batch: int = 2) -> torch.Tensor:
+    return torch.rand(batch, 3, 128, 128, generator=torch.Generator().manual_seed(0)) - 0.5
+
+
+def test_the_stand_in_catches_a_tensor_made_without_a_device() -> None:
+    weights = torch.ones(4)
+    with torch.device("meta"), pytest.raises(RuntimeError, match="device"):
+        weights - torch.arange(4, dtype=weights.dtype)  # the held shift's old mistake
+    with torch.device("meta"):
+        assert (weights - torch.arange(4, dtype=weights.dtype, device=weights.device)).tolist() == [1, 0, -1, -2]
+
+
+@pytest.mark.parametrize("recipe", RECIPES.values(), ids=RECIPES.keys())
+def test_low_bit_qat_training_and_simulation_stay_on_the_weights_device(recipe: LowBitRecipe) -> None:
+    model = build_model(get_arch("student-hw-mixed"))  # 2-, 4- and 8-bit layers
+    model.train()
+    x = _input()  # made before the stand-in's default device is set, as data arrive on the device
+    model(x)  # batch-norm statistics to fold
+    with torch.device("meta"):
+        model.start_qat(recipe)
+        heatmaps, pafs = model(x)
+        (heatmaps.square().mean() + pafs.square().mean()).backward()
+        shifts = model.calibrate_shifts()
+    assert heatmaps.device.type == "cpu" and bool(torch.isfinite(heatmaps).all())
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and g.device.type == "cpu" and bool(torch.isfinite(g).all()) for g in grads)
+    assert (recipe.shift == "mse") == bool(shifts) and all(-15 <= s <= 15 for s in shifts.values())
+    model.eval()
+    x_int = torch.round(x * 128)
+    with torch.device("meta"), torch.no_grad():
+        model.to_simulate()
+        simulated, _ = model(x_int)
+    assert simulated.device.type == "cpu" and bool(simulated.abs().max() > 0)
+
+
+@pytest.mark.parametrize("recipe", RECIPES.values(), ids=RECIPES.keys())
+def test_the_supernet_trains_low_bit_subnets_on_the_weights_device(recipe: LowBitRecipe) -> None:
+    space = load_settings(str(resources.files("posenas.studies").joinpath("max78000.yaml"))).space
+    net = SuperNet(space, recipe)
+    specs = (get_arch("tiny-hw"), get_arch("student-hw-mixed"))
+    net.train()
+    x = _input()
+    with torch.device("meta"):
+        for spec in specs:
+            heatmaps, pafs = net(x, spec)
+        net.start_qat()
+        for spec in specs:
+            heatmaps, pafs = net(x, spec)
+            (heatmaps.square().mean() + pafs.square().mean()).backward()
+    assert heatmaps.device.type == "cpu" and bool(torch.isfinite(heatmaps).all())
+    assert all(p.grad is None or p.grad.device.type == "cpu" for p in net.parameters())
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in net.parameters())
