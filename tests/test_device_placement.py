@@ -78,3 +78,50 @@ def test_the_supernet_trains_low_bit_subnets_on_the_weights_device(recipe: LowBi
     assert heatmaps.device.type == "cpu" and bool(torch.isfinite(heatmaps).all())
     assert all(p.grad is None or p.grad.device.type == "cpu" for p in net.parameters())
     assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in net.parameters())
+
+
+def _on_meta(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every tensor on 'meta', where reading a number back (``float()``, ``.item()``, indexing
+    by a tensor) raises: what would make a GPU wait for the host on every step."""
+    return module.to("meta")
+
+
+@pytest.mark.parametrize("recipe", RECIPES.values(), ids=RECIPES.keys())
+def test_a_qat_step_reads_no_number_back_from_the_device(recipe: LowBitRecipe) -> None:
+    x = _input()
+    model = build_model(get_arch("student-hw-mixed"))
+    model.train()
+    model(x)
+    model.start_qat(recipe)
+    heatmaps, pafs = _on_meta(model)(x.to("meta"))
+    (heatmaps.square().mean() + pafs.square().mean()).backward()
+    assert heatmaps.device.type == "meta" and tuple(pafs.shape) == (2, 38, 16, 16)
+
+    space = load_settings(str(resources.files("posenas.studies").joinpath("max78000.yaml"))).space
+    net = SuperNet(space, recipe)
+    net.train()
+    net.start_qat()
+    net = _on_meta(net)
+    for spec in (get_arch("tiny-hw"), get_arch("student-hw-mixed")):  # mse: the shift chosen on every step
+        heatmaps, pafs = net(x.to("meta"), spec)
+        (heatmaps.square().mean() + pafs.square().mean()).backward()
+    assert heatmaps.device.type == "meta"
+
+
+def test_a_loaded_quantile_rule_is_the_one_the_shift_follows() -> None:
+    """The shift's quantile is read on the host; loading a checkpoint must move it with the parameter."""
+    x = _input()
+    trained = build_model(get_arch("student-hw-mixed"))
+    trained.train()
+    trained(x)
+    trained.start_qat(RECIPES["quantile-0.9"])
+    loaded = build_model(get_arch("student-hw-mixed"))
+    loaded.start_qat(LowBitRecipe(enabled=False))  # ai8x v1, the maximum: same meta values, other quantile
+    low_bit = [i for i, layer in enumerate(loaded.hardware_layers()) if layer.target_bits < 8]
+    assert low_bit and all(loaded.hardware_layers()[i].quantile == 1.0 for i in low_bit)
+    loaded.load_state_dict(trained.state_dict())
+    for i in low_bit:
+        layer, source = loaded.hardware_layers()[i], trained.hardware_layers()[i]
+        assert layer.quantile == pytest.approx(0.9) and torch.equal(layer._qat_shift(), source._qat_shift())
+    with pytest.raises(ValueError, match="shift_quantile"):
+        loaded.hardware_layers()[0].set_shift_quantile(1.5)

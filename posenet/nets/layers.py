@@ -152,6 +152,9 @@ class HwConv2d(nn.Module):
         self.quantize_activation = _meta_parameter(torch.zeros(1, dtype=torch.bool))
         self.adjust_output_shift = _meta_parameter(torch.zeros(1, dtype=torch.bool))
         self.shift_quantile = _meta_parameter(torch.tensor([shift_quantile], dtype=torch.float32))
+        # shift_quantile's value on the host: reading the parameter on every forward pass would make a GPU
+        # wait for each layer. Kept equal by set_shift_quantile and by loading (_mirror_loaded_quantile).
+        self._shift_quantile = float(shift_quantile)
 
         self.pool: nn.Module | None = _make_pool(pool_type, pool_size, pool_stride)
         self.op = nn.Conv2d(
@@ -166,6 +169,7 @@ class HwConv2d(nn.Module):
             nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum) if batchnorm else None
         )
         self.register_load_state_dict_post_hook(_check_loaded_meta)
+        self.register_load_state_dict_post_hook(_mirror_loaded_quantile)
 
     @property
     def mode(self) -> QuantMode:
@@ -227,6 +231,18 @@ class HwConv2d(nn.Module):
             self.calibrate_shift()
 
     @property
+    def quantile(self) -> float:
+        """The quantile of |[w; b]| that ai8x v1's QAT shift follows (``shift_quantile``; 1 is the maximum)."""
+        return self._shift_quantile
+
+    def set_shift_quantile(self, quantile: float) -> None:
+        """Follow ``quantile`` of |[w; b]| in ai8x v1's QAT shift (the low-bit recipe's ``quantile`` rule)."""
+        _check_quantile(quantile)
+        with torch.no_grad():
+            self.shift_quantile.fill_(quantile)
+        self._shift_quantile = float(quantile)
+
+    @property
     def shift_is_fixed(self) -> bool:
         """QAT with the shift held in ``output_shift`` (not recomputed per forward pass)."""
         return self._mode is QuantMode.QAT and self._fixed_shift
@@ -258,7 +274,7 @@ class HwConv2d(nn.Module):
         """The QAT shift (weights scaled by 2**-shift): held, or from the quantile as ai8x v1."""
         if self.shift_is_fixed:
             return self.output_shift.detach()
-        return quantile_shift(self.op.weight, self.op.bias, self.shift_quantile)
+        return quantile_shift(self.op.weight, self.op.bias, self._shift_quantile)
 
     def _fold_batchnorm(self) -> None:
         bn = self.bn
@@ -310,7 +326,7 @@ class HwConv2d(nn.Module):
 
     def _parameter_magnitude(self) -> torch.Tensor:
         """quantile(|[w; b]|, shift_quantile) over the detached parameters, shape [1]."""
-        return parameter_magnitude(self.op.weight, self.op.bias, self.shift_quantile)
+        return parameter_magnitude(self.op.weight, self.op.bias, self._shift_quantile)
 
     def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         op = self.op
@@ -375,14 +391,16 @@ def fold_batchnorm(
     return weight * factor.view(-1, 1, 1, 1), (bias - mean) * factor + beta * _BN_OUTPUT_SCALE
 
 
-def parameter_magnitude(weight: torch.Tensor, bias: torch.Tensor | None, quantile: torch.Tensor) -> torch.Tensor:
-    """quantile(|[w; b]|, quantile) over the detached parameters, shape [1]: what the QAT shift follows."""
+def parameter_magnitude(weight: torch.Tensor, bias: torch.Tensor | None, quantile: float) -> torch.Tensor:
+    """quantile(|[w; b]|, quantile) over the detached parameters, shape [1]: what the QAT shift follows.
+    ``quantile`` is a number on the host, so that choosing the default's branch makes no GPU wait."""
     params = weight.detach().flatten()
     if bias is not None:
         params = torch.cat([params, bias.detach().flatten()])
-    if float(quantile) == 1.0:  # the default: the maximum, exactly what quantile 1 gives, without sorting
+    if quantile == 1.0:  # the default: the maximum, exactly what quantile 1 gives, without sorting
         return params.abs().max().reshape(1)
-    return torch.quantile(params.abs(), quantile.detach().to(params.dtype))
+    # at the parameters' precision, as ai8x computes it with its stored float32 quantile
+    return torch.quantile(params.abs(), torch.tensor([quantile], dtype=params.dtype, device=params.device))
 
 
 def weight_levels(layer: HwConv2d) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -418,7 +436,7 @@ def float_activation(y: torch.Tensor, *, wide: bool, relu: bool) -> torch.Tensor
     return torch.clamp(y, _ACT_MIN, _ACT_MAX)
 
 
-def quantile_shift(weight: torch.Tensor, bias: torch.Tensor | None, quantile: torch.Tensor) -> torch.Tensor:
+def quantile_shift(weight: torch.Tensor, bias: torch.Tensor | None, quantile: float) -> torch.Tensor:
     """ai8x v1's QAT shift, recomputed from the current parameters on every forward pass (never written
     back): ceil(log2(quantile(|[w; b]|))), clamped to the output-shift limit; shape [1]."""
     return torch.clamp(_ceil_log2(parameter_magnitude(weight, bias, quantile)), -_QAT_SHIFT_LIMIT, _QAT_SHIFT_LIMIT)
@@ -437,8 +455,8 @@ def mse_shift(weight: torch.Tensor, bits: int) -> torch.Tensor:
     ``to_simulate`` agree."""
     w = weight.detach().to(torch.float32).flatten()
     top = _ceil_log2(w.abs().max().reshape(1))
-    # Every tensor on the weights' device, and one transfer to the host for all candidates: on a GPU a
-    # tensor made without a device would be on the CPU (a crash), and each float() a wait.
+    # Every tensor on the weights' device and the choice made there: on a GPU a tensor made without a device
+    # would be on the CPU (a crash), and a number read back a wait (the supernet chooses on every step).
     candidates = torch.arange(MSE_SHIFT_CANDIDATES, dtype=top.dtype, device=top.device)
     shifts = torch.clamp(top - candidates, -_QAT_SHIFT_LIMIT, _QAT_SHIFT_LIMIT)
     steps = 2.0 ** (bits - 1)
@@ -447,9 +465,8 @@ def mse_shift(weight: torch.Tensor, bits: int) -> torch.Tensor:
         scale = torch.exp2(shift)  # a power of two: dividing by it is exact, as by the float it equals
         q = torch.clamp(_round_half_up(w / scale * steps) / steps, -1.0, 1.0 - 1.0 / steps) * scale
         errors.append(((w - q) ** 2).sum())
-    values = torch.stack(errors).tolist()
-    best = min(range(len(values)), key=lambda i: (values[i], i))
-    return shifts[best].reshape(1).to(torch.float32)
+    best = torch.argmin(torch.stack(errors)).reshape(1)  # the first of equal errors: the larger shift
+    return shifts.index_select(0, best).to(torch.float32)
 
 
 def qat_conv(
@@ -494,6 +511,10 @@ def _validate_config(
         raise ValueError("a wide (32-bit output) layer has no activation: pass relu=False")
     if batchnorm and not bias:
         raise ValueError("batchnorm needs bias=True: folding puts the BN offset into the conv bias")
+    _check_quantile(shift_quantile)
+
+
+def _check_quantile(shift_quantile: float) -> None:
     if not 0.0 < shift_quantile <= 1.0:
         raise ValueError(f"shift_quantile must be in (0, 1], got {shift_quantile}")
 
@@ -505,6 +526,12 @@ def _make_pool(pool_type: str, pool_size: int, pool_stride: int | None) -> nn.Mo
     if pool_type == "max":
         return nn.MaxPool2d(pool_size, stride)
     return nn.AvgPool2d(pool_size, stride)
+
+
+def _mirror_loaded_quantile(module: nn.Module, incompatible_keys: object) -> None:
+    """Post-load hook: the host copy of ``shift_quantile`` follows the loaded value."""
+    assert isinstance(module, HwConv2d)
+    module._shift_quantile = float(module.shift_quantile.item())
 
 
 def _check_loaded_meta(module: nn.Module, incompatible_keys: object) -> None:

@@ -53,8 +53,7 @@ class PoseNet(nn.Module):
             if recipe is not None and recipe.applies_to(layer.target_bits):
                 layer.start_qat(bias_bits=recipe.bias_bits or None, fixed_shift=recipe.shift == "mse")
                 if recipe.shift == "quantile":
-                    with torch.no_grad():
-                        layer.shift_quantile.fill_(recipe.shift_quantile)
+                    layer.set_shift_quantile(recipe.shift_quantile)
             else:
                 layer.start_qat()
 

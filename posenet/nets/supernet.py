@@ -197,7 +197,7 @@ class SuperNet(nn.Module):
             if recipe.shift == "mse":
                 shift = mse_shift(weight, bits)
             else:
-                shift = quantile_shift(weight, bias, torch.tensor([recipe.shift_quantile], device=weight.device))
+                shift = quantile_shift(weight, bias, recipe.shift_quantile)
             return qat_conv(
                 x,
                 weight,
@@ -214,7 +214,7 @@ class SuperNet(nn.Module):
             weight,
             bias,
             bits,
-            quantile_shift(weight, bias, layer.shift_quantile),
+            quantile_shift(weight, bias, layer.quantile),
             wide=node.wide,
             relu=node.relu,
             conv=conv,
