@@ -125,3 +125,33 @@ def test_a_loaded_quantile_rule_is_the_one_the_shift_follows() -> None:
         assert layer.quantile == pytest.approx(0.9) and torch.equal(layer._qat_shift(), source._qat_shift())
     with pytest.raises(ValueError, match="shift_quantile"):
         loaded.hardware_layers()[0].set_shift_quantile(1.5)
+
+
+def _least_error_shift(weight: torch.Tensor, bits: int) -> float:
+    """``mse_shift``'s rule read one number at a time on the host (as it was computed before it moved to
+    the device): the candidate shifts' squared errors, the first of equal errors (the larger shift) wins."""
+    from posenas.posenet.nets import layers
+
+    w = weight.to(torch.float32).flatten()
+    top = float(layers._ceil_log2(w.abs().max().reshape(1)))
+    steps, errors = 2.0 ** (bits - 1), []
+    shifts = [min(max(top - i, -layers._QAT_SHIFT_LIMIT), layers._QAT_SHIFT_LIMIT) for i in range(4)]
+    for shift in shifts:
+        scale = 2.0**shift
+        q = torch.clamp(layers._round_half_up(w / scale * steps) / steps, -1.0, 1.0 - 1.0 / steps) * scale
+        errors.append(float(((w - q) ** 2).sum()))
+    return shifts[min(range(len(errors)), key=lambda i: (errors[i], i))]
+
+
+def test_the_shift_chosen_on_the_device_is_the_least_error_shift_read_on_the_host() -> None:
+    from posenas.posenet.nets.layers import mse_shift
+
+    generator = torch.Generator().manual_seed(1)
+    for trial in range(600):
+        size = int(torch.randint(1, 3000, (1,), generator=generator))
+        scale = 2.0 ** int(torch.randint(-12, 4, (1,), generator=generator))
+        w = torch.randn(size, generator=generator) * scale
+        if trial % 3 == 0:  # on the 2-bit grid: equal errors, where the tie rule decides
+            w = torch.round(w / scale * 4) * scale / 4
+        for bits in (1, 2, 4, 8):
+            assert float(mse_shift(w, bits)) == _least_error_shift(w, bits), (trial, bits)
