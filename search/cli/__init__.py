@@ -88,11 +88,28 @@ def _run(argv: Sequence[str] | None) -> int:
             ExitCode.BAD_INPUT,
         )
     except Exception as exc:
+        if _raised_while_interrupted(exc):
+            return _interrupted()
         return _storage_failed_or_raise(exc)
     except KeyboardInterrupt:
-        return _fail(
-            "posenas: interrupted; finished work is kept, rerun the same command to resume", ExitCode.INTERRUPTED
-        )
+        return _interrupted()
+
+
+def _interrupted() -> int:
+    return _fail("posenas: interrupted; finished work is kept, rerun the same command to resume", ExitCode.INTERRUPTED)
+
+
+def _raised_while_interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` came from clean-up that Ctrl-C set off (a KeyboardInterrupt in its context chain): the
+    user stopped the command, and that is what they are told, in one line."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__context__
+    return False
 
 
 @contextlib.contextmanager

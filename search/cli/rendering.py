@@ -4,11 +4,22 @@ Nothing here computes a result; the commands pass results in."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from posenas.events import EpochEvent, Events, Level, TrialEvent
@@ -16,8 +27,6 @@ from posenas.space.graph import layer_graph, network_input
 from posenas.space.spec import ArchSpec
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from posenas.budgets.checker import BudgetReport
     from posenas.posenet.pose.evaluate import KeypointMetrics
     from posenas.search.pipeline import StudyResult
@@ -35,15 +44,6 @@ METRIC_COLUMNS = (
 def progress_bar(console: Console, *, status: bool = False) -> Progress:
     """A bar with count, elapsed time and ETA; with ``status``, a free text field (loss, img/s) after it.
     It disappears when done, and is invisible when the output is not a terminal (logs stay clean)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -54,7 +54,40 @@ def progress_bar(console: Console, *, status: bool = False) -> Progress:
     ]
     if status:
         columns.append(TextColumn("{task.fields[status]}"))
-    return Progress(*columns, console=console, transient=True)
+    return _WholeStartStopProgress(*columns, console=console, transient=True)
+
+
+class _WholeStartStopProgress(Progress):
+    """A Progress whose start and stop Ctrl-C cannot cut in half. Both push or pop the console's render hook,
+    redirect the standard streams and start or join a refresh thread; an interrupt in the middle left them
+    half done, and the next stop raised IndexError: a traceback where the user should read "interrupted"."""
+
+    def start(self) -> None:
+        with interrupts_held():
+            super().start()
+
+    def stop(self) -> None:
+        with interrupts_held():
+            super().stop()
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Runs the block whole: a SIGINT that arrives meanwhile is handed to the usual handler once the block
+    has finished (raising KeyboardInterrupt there, by default). Only the main thread receives Python's signal
+    handlers, so elsewhere, and where SIGINT is ignored or left to the system, this changes nothing."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(*held[0])
 
 
 def metrics_table(metrics: KeypointMetrics, title: str) -> Table:
@@ -134,6 +167,7 @@ class ConsoleEvents(Events):
     def __exit__(self, *exc: Any) -> None:
         for task in list(self.tasks):
             self.progress_end(task)
+        self.progress.stop()  # also when Ctrl-C came between starting the display and recording its first task
 
     def message(self, text: str, level: Level = "info") -> None:
         if level == "warning":
