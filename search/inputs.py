@@ -136,13 +136,14 @@ def _sized_teacher(settings: StudySettings, data: Path, clock: Clock, device: st
     spec = get_arch(t.arch)
     batch = settings.train.batch_size
     train = CocoPoseDataset(data, "train", input_size=spec.input_size, people_only=True)
-    available = min(len(train), t.train_images or len(train))
+    cached = len(train)  # the map cache covers the training images with people, as the teacher trains on
+    available = min(cached, t.train_images or cached)
     train.image_ids = train.image_ids[:batch]
     images = model_input(PreloadedSamples(train).tensors["images"], build_model(spec).mode)
     model = build_model(spec).to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
     per_image = seconds_per_training_image(model, images.to(next(model.parameters()).device))
     seconds = clock.seconds_for("teacher")
-    caching = per_image * len(CocoPoseDataset(data, "train", input_size=spec.input_size).image_ids) / 3
+    caching = per_image * cached / 3
     fixed = caching + per_image * t.epochs * (settings.train.val_images or 200) / 3
     fit = images_that_fit(seconds - fixed, per_image, t.epochs, available, TEACHER_MIN_BATCHES * batch)
     if fit is None:

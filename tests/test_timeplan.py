@@ -96,3 +96,41 @@ def test_a_worker_starts_no_trial_that_would_end_past_its_time() -> None:
     report = run_worker(study, slow, 10, timeout_s=0.6, lock=contextlib.nullcontext, events=Events())
     assert report.stopped_by == "timeout" and report.started == 1  # 0.2 s were left: less than a trial
     assert len(study.trials) == 1
+
+
+def test_the_study_teacher_s_map_cache_is_timed_on_the_images_it_caches(synth_root, tmp_path, monkeypatch) -> None:
+    # The teacher trains on, and caches maps of, the training images with people: on COCO 2017 about half
+    # of them. Timing the cache on every image took that half again out of the teacher's training time.
+    import dataclasses
+    import json
+    import shutil
+    import time
+
+    import posenas.posenet.nets.train as train_module
+    from posenas.posenet.pose.coco import annotation_path
+    from posenas.search.inputs import _sized_teacher
+    from posenas.search.settings import TeacherSettings, load_settings
+
+    root = tmp_path / "root"
+    shutil.copytree(synth_root(train=8, val=2, seed=3), root)
+    path = annotation_path(root, "train")
+    coco = json.loads(path.read_text())
+    empty = {image["id"] for image in coco["images"][:5]}
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] not in empty]
+    path.write_text(json.dumps(coco))
+
+    per_image = 1.5
+    monkeypatch.setattr(train_module, "seconds_per_training_image", lambda model, images: per_image)
+    settings = load_settings("max78000")
+    settings = dataclasses.replace(
+        settings,
+        teacher=TeacherSettings(kind="arch", arch="tiny-hw", epochs=1),
+        train=dataclasses.replace(settings.train, batch_size=2, val_images=2),
+    )
+    now = FakeTime()
+    clock = Clock(30, now=now)
+    seconds = clock.seconds_for("teacher")
+    fit, deadline = _sized_teacher(settings, root, clock, "cpu")
+    assert fit == 3  # every image with people: 8 - 5
+    caching = per_image * 3 / 3  # a forward pass costs a third of a training step
+    assert deadline - time.monotonic() == pytest.approx(seconds - caching, abs=0.5)
