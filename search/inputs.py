@@ -7,6 +7,7 @@ layout), so that a search and a supernet run pointed at the same ``--out`` reuse
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,30 +16,33 @@ from posenas.events import CountedProgress, Events, TrainingProgress
 
 if TYPE_CHECKING:
     from posenas.posenet.nets.distill import PreparedTeacher
+    from posenas.posenet.pose.coco import CocoRoot
     from posenas.search.settings import StudySettings
     from posenas.search.timeplan import Clock
 
 
-def study_data_root(settings: StudySettings, data: str | None, out: Path, events: Events) -> Path:
-    """``data`` if given, else the study's root, else the built-in synthetic people made under ``out``."""
+def study_data_root(settings: StudySettings, data: str | CocoRoot | None, out: Path, events: Events) -> CocoRoot:
+    """``data`` if given (a ``CocoRoot`` from ``check_study_inputs`` keeps the annotations it loaded), else
+    the study's root, else the built-in synthetic people made under ``out``. Every dataset the study makes
+    of it shares one load of each split's annotations."""
     from posenas.posenet.pose import synth
-    from posenas.posenet.pose.coco import annotation_path
+    from posenas.posenet.pose.coco import CocoRoot, annotation_path, coco_root
 
     if data or settings.data.root:
-        root = Path(data or settings.data.root)
+        root = coco_root(data or settings.data.root)
         _check_root(root)
         return root
     d = settings.data
-    root = out / "data" / f"synth-seed{d.synthetic_seed}-{d.synthetic_train}-{d.synthetic_val}"
-    if not annotation_path(root, "val").is_file():
+    path = out / "data" / f"synth-seed{d.synthetic_seed}-{d.synthetic_train}-{d.synthetic_val}"
+    if not annotation_path(path, "val").is_file():
         events.message(
-            f"making the built-in synthetic people: {d.synthetic_train} + {d.synthetic_val} images -> {root}"
+            f"making the built-in synthetic people: {d.synthetic_train} + {d.synthetic_val} images -> {path}"
         )
-        synth.write_coco_root(root, train=d.synthetic_train, val=d.synthetic_val, seed=d.synthetic_seed)
-    return root
+        synth.write_coco_root(path, train=d.synthetic_train, val=d.synthetic_val, seed=d.synthetic_seed)
+    return CocoRoot(path)
 
 
-def _check_root(root: Path, *, read: bool = False) -> None:
+def _check_root(root: CocoRoot, *, read: bool = False) -> None:
     """A DataError now, not as a failure of every trial: the root lacks a split's annotation file, or (with
     ``read``) a split's annotations do not load or its first image does not decode."""
     from posenas.posenet.pose.coco import CocoPoseDataset, annotation_path
@@ -56,21 +60,26 @@ def _check_root(root: Path, *, read: bool = False) -> None:
         dataset.load_image(dataset.image_ids[0])
 
 
-def check_study_inputs(settings: StudySettings, data: str | None, teacher: str | None) -> None:
+def check_study_inputs(settings: StudySettings, data: str | None, teacher: str | None) -> CocoRoot | None:
     """Refuse a data root or a teacher folder that cannot be used, before anything is written (the output
-    folder, the study's database, the synthetic data)."""
+    folder, the study's database, the synthetic data). The root given or named by the study, loaded and
+    checked (pass it on to ``study_data_root``); None when the study makes synthetic data."""
     from posenas.errors import TeacherError
+    from posenas.posenet.pose.coco import CocoRoot
 
+    root = None
     if data or settings.data.root:
-        _check_root(Path(data or settings.data.root), read=True)
+        root = CocoRoot(data or settings.data.root)
+        _check_root(root, read=True)
     if teacher and teacher != "none" and not (Path(teacher) / "teacher.json").is_file():
         raise TeacherError(f"{teacher}: not a prepared teacher (no teacher.json; make one with posenas teacher)")
+    return root
 
 
 def study_teacher(
     settings: StudySettings,
     teacher: str | None,
-    data: Path,
+    data: str | os.PathLike,
     out: Path,
     events: Events,
     device: str | None = None,
@@ -115,7 +124,9 @@ def study_teacher(
 TEACHER_MIN_BATCHES = 8
 
 
-def _sized_teacher(settings: StudySettings, data: Path, clock: Clock, device: str | None) -> tuple[int, float] | None:
+def _sized_teacher(
+    settings: StudySettings, data: str | os.PathLike, clock: Clock, device: str | None
+) -> tuple[int, float] | None:
     """Training images per epoch for the study's teacher within its share of ``clock``, and the deadline
     (``time.monotonic()``) its training is paced to; None: skipped, cut.
 
@@ -160,7 +171,7 @@ def _sized_teacher(settings: StudySettings, data: Path, clock: Clock, device: st
     return fit, time.monotonic() + max(0.0, seconds - caching)
 
 
-def cache_for(prepared: PreparedTeacher | None, data: Path, input_size: int) -> Any:
+def cache_for(prepared: PreparedTeacher | None, data: str | os.PathLike, input_size: int) -> Any:
     """The prepared teacher's map cache when it was made on ``data`` at ``input_size``, else None."""
     if prepared is None:
         return None

@@ -233,7 +233,7 @@ def run_study(
     if retrain < 0:
         raise UsageError(f"the number of networks to retrain must be >= 0, got {retrain}")
     name = settings.name + (f"-fixed-{fixed}" if fixed else "")
-    check_study_inputs(settings, data, teacher)  # before the folder, the database or the data exist
+    checked = check_study_inputs(settings, data, teacher)  # before the folder, the database or the data exist
     if storage:  # a database of its own: reachable (connected and locked once) before anything is written
         with study_lock(storage, name):
             pass
@@ -265,7 +265,7 @@ def run_study(
             enqueue_baselines(study, settings.space, [fixed])
         elif baselines:
             enqueue_baselines(study, settings.space)
-        root = study_data_root(settings, data, out, events)
+        root = study_data_root(settings, checked or data, out, events)
         prepared = study_teacher(settings, teacher, root, out, events, device=device, clock=clock)
         cache = cache_for(prepared, root, settings.space.input_size)
         supernet_folder = (Path(supernet) if supernet else out / "supernet") if scorer == "supernet" else None

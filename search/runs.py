@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,7 @@ class TrainedRun:
 
 def train_network(
     spec: ArchSpec,
-    data: str | Path,
+    data: str | os.PathLike,
     out: Path,
     config: TrainConfig,
     *,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -87,7 +88,7 @@ class TrialObjective:
 
     settings: StudySettings
     budget: Budget
-    data_root: Path
+    data_root: str | os.PathLike
     artifacts: Path
     teacher: Any = None
     teacher_cache: TeacherCache | None = None

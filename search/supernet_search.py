@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,7 @@ def supernet_config(settings: StudySettings, folder: Path) -> SupernetConfig:
 def supernet_objective(
     settings: StudySettings,
     budget: Budget,
-    data: Path,
+    data: str | os.PathLike,
     out: Path,
     *,
     supernet: str | None,

@@ -268,3 +268,39 @@ def test_a_missing_split_names_the_splits_the_root_has(coco_sample_root, tmp_pat
     # No annotations at all: the file it looked for, as before.
     with pytest.raises(SplitNotFound, match=r"person_keypoints_val2017.json: annotation file not found"):
         CocoPoseDataset(tmp_path / "empty", "val")
+
+
+def test_datasets_of_one_coco_root_share_one_load_of_each_split(synth_root, tmp_path, monkeypatch):
+    import os
+
+    import posenas.posenet.pose.coco as coco_module
+    from posenas.posenet.pose.coco import CocoRoot
+
+    loads = []
+    real = coco_module.load_coco
+    monkeypatch.setattr(coco_module, "load_coco", lambda path: loads.append(Path(path).name) or real(path))
+    path = synth_root(train=4, val=3, seed=5)
+    root = CocoRoot(path)
+    # it stands for its path wherever a path is taken
+    assert Path(root) == path and os.fspath(root) == str(path) == str(root)
+    first = CocoPoseDataset(root, "val", input_size=128, limit=2)
+    second = CocoPoseDataset(root, "val", input_size=96)
+    train = CocoPoseDataset(root, "train", people_only=True)
+    assert first.coco is second.coco and train.coco is not first.coco
+    assert loads == ["person_keypoints_val2017.json", "person_keypoints_train2017.json"]
+    assert len(first) == 2 and len(second) == 3 and len(train) == 4 and second[0].image.shape == (96, 96, 3)
+    # a path, or another CocoRoot, loads its own (a root edited meanwhile is read again)
+    assert CocoPoseDataset(path, "val").coco is not first.coco
+    assert CocoPoseDataset(CocoRoot(path), "val").coco is not first.coco
+    assert loads.count("person_keypoints_val2017.json") == 3
+    # a missing split or a bad file is a one-line error, and stays one on the next try
+    broken = tmp_path / "broken"
+    shutil.copytree(path, broken)
+    (broken / "annotations" / "person_keypoints_train2017.json").write_text("{")
+    (broken / "annotations" / "person_keypoints_val2017.json").unlink()
+    broken_root = CocoRoot(broken)
+    for _ in range(2):
+        with pytest.raises(DataError, match="not a readable JSON annotation file"):
+            CocoPoseDataset(broken_root, "train")
+        with pytest.raises(DataError, match="no val split .* this root has: train"):
+            CocoPoseDataset(broken_root, "val")

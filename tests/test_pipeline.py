@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import posenas.posenet.pose.coco as coco_module
 from posenas.events import Events, RecordingEvents, TrainingProgress
 from posenas.posenet.nets.config import QuantMode, TrainConfig
 from posenas.search.evaluation import EvalRequest, evaluate
@@ -32,7 +33,22 @@ def _settings(folder: Path, **train: int):
 
 
 @pytest.fixture(scope="module")
-def studied(synth_root, tmp_path_factory) -> tuple[StudyResult, RecordingEvents, Path]:
+def annotation_loads():
+    """The annotation files ``load_coco`` reads while this module's study runs, by name, in order."""
+    loads: list[str] = []
+    real = coco_module.load_coco
+
+    def counted(path):
+        loads.append(Path(path).name)
+        return real(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(coco_module, "load_coco", counted)
+        yield loads
+
+
+@pytest.fixture(scope="module")
+def studied(synth_root, tmp_path_factory, annotation_loads) -> tuple[StudyResult, RecordingEvents, Path]:
     folder = tmp_path_factory.mktemp("pipeline")
     events = RecordingEvents()
     result = run_study(
@@ -60,6 +76,14 @@ def test_run_study_reports_every_trial_and_each_supernet_epoch(studied) -> None:
     ended = [args[0] for args in events.of("progress_end")]
     assert started and sorted(started) == sorted(ended)
     assert not events.cuts and result.cuts == ()  # no time budget was short
+
+
+def test_a_study_loads_each_split_s_annotations_once(studied, annotation_loads) -> None:
+    # The input check, the supernet, its scorer and the retrained network share one load per split (COCO
+    # 2017's training annotations take about 10 s and 1.5 GB each time; a study used to load them 8 times).
+    retrained = [e for e in studied[1].epochs if e.run.startswith("trial ")]
+    assert retrained  # a stand-alone Trainer ran too, so every kind of dataset the study makes was made
+    assert sorted(annotation_loads) == ["person_keypoints_train2017.json", "person_keypoints_val2017.json"]
 
 
 def test_run_study_result_uses_none_for_absent_values_and_matches_the_summary(studied) -> None:

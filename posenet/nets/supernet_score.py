@@ -14,9 +14,9 @@ takes 30, see ``SubnetScorer._finetune``), one validation pass, and for AP decod
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ class SubnetScorer:
     def __init__(
         self,
         supernet: SuperNet,
-        data: str | Path,
+        data: str | os.PathLike,
         *,
         calibration_images: int = 256,
         val_images: int | None = 100,
@@ -85,7 +85,7 @@ class SubnetScorer:
             raise ValueError(f"subnets are scored in FLOAT or QAT, not {mode.value}")
         if finetune_steps < 0 or finetune_batch < 1 or not finetune_lr > 0:
             raise ValueError("finetune_steps must be >= 0, finetune_batch >= 1 and finetune_lr > 0")
-        self.supernet, self.data, self.batch_size, self.mode = supernet, Path(data), batch_size, mode
+        self.supernet, self.data, self.batch_size, self.mode = supernet, data, batch_size, mode
         # the low-bit recipe of the fold and the fine-tuning steps: by default the supernet's own
         self.recipe = recipe if recipe is not None else supernet.lowbit
         self.finetune_steps, self.finetune_batch, self.finetune_lr, self.seed = (

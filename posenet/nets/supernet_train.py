@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ class SupernetTrainer:
         self,
         space: SearchSpace,
         budget: Budget,
-        data: str | Path,
+        data: str | os.PathLike,
         out: str | Path,
         config: SupernetConfig = SupernetConfig(),
         *,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -286,7 +287,7 @@ class Trainer:
     def __init__(
         self,
         spec: ArchSpec,
-        data: str | Path,
+        data: str | os.PathLike,
         out: str | Path,
         config: TrainConfig = TrainConfig(),
         teacher: Teacher | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -100,11 +101,11 @@ def run_supernet(args: argparse.Namespace, console) -> int:
     settings = load_settings(args.study)
     to_score = [get_arch(arch) for arch in args.score or []]  # a bad name or file fails before any work
     budget = load_budget(settings.budget)
-    check_study_inputs(settings, args.data, args.teacher)
+    checked = check_study_inputs(settings, args.data, args.teacher)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     events = ConsoleEvents(console)
-    data = study_data_root(settings, args.data, out, events)
+    data = study_data_root(settings, checked or args.data, out, events)
     prepared = study_teacher(settings, args.teacher, data, out, events, args.device)
     cache = cache_for(prepared, data, settings.space.input_size)
     if prepared is not None and cache is None:
@@ -135,7 +136,7 @@ def run_supernet(args: argparse.Namespace, console) -> int:
     return 0
 
 
-def _score(specs, settings, budget, data: Path, out: Path, args: argparse.Namespace, console) -> None:
+def _score(specs, settings, budget, data: str | os.PathLike, out: Path, args: argparse.Namespace, console) -> None:
     """Score ``specs`` with the supernet in ``out`` and print one row each."""
     from rich.table import Table
 
