@@ -80,7 +80,7 @@ def test_run_study_reports_every_trial_and_each_supernet_epoch(studied) -> None:
 
 def test_a_study_loads_each_split_s_annotations_once(studied, annotation_loads) -> None:
     # The input check, the supernet, its scorer and the retrained network share one load per split (COCO
-    # 2017's training annotations take about 10 s and 1.5 GB each time; a study used to load them 8 times).
+    # 2017's training annotations take 7 s and 1.2 GB each time; a study used to load them 8 times).
     retrained = [e for e in studied[1].epochs if e.run.startswith("trial ")]
     assert retrained  # a stand-alone Trainer ran too, so every kind of dataset the study makes was made
     assert sorted(annotation_loads) == ["person_keypoints_train2017.json", "person_keypoints_val2017.json"]
