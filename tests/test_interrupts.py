@@ -8,6 +8,7 @@ an empty list. These tests send real SIGINTs to this process at the moments that
 from __future__ import annotations
 
 import io
+import math
 import os
 import random
 import signal
@@ -97,15 +98,17 @@ def test_ctrl_c_at_random_moments_of_a_busy_display_always_leaves_it_down():
     for _ in range(60):
         console, stdout = _terminal(), sys.stdout
         events = ConsoleEvents(console)
-        go = threading.Event()
+        go, sent = threading.Event(), threading.Event()
 
-        def ctrl_c_soon(go: threading.Event = go, delay: float = rng.uniform(0.0, 0.01)) -> None:
+        def ctrl_c_soon(go=go, sent=sent, delay: float = rng.uniform(0.0, 0.01)) -> None:
             go.wait()
             time.sleep(delay)
             os.kill(os.getpid(), signal.SIGINT)
+            sent.set()
 
         sender = threading.Thread(target=ctrl_c_soon)
         sender.start()
+        deadline = math.inf
         with pytest.raises(KeyboardInterrupt):
             go.set()
             with events:
@@ -113,6 +116,13 @@ def test_ctrl_c_at_random_moments_of_a_busy_display_always_leaves_it_down():
                     events.progress_start("epoch")
                     events.progress_step("epoch", 1, 2, "loss 0.1")
                     events.progress_end("epoch")
+                    if sent.is_set():
+                        deadline = min(deadline, time.monotonic() + 5)
+                    if time.monotonic() > deadline:  # fail, never hang, should a signal go missing
+                        pytest.fail(
+                            f"a SIGINT sent 5 s ago raised nothing; SIGINT handler {signal.getsignal(signal.SIGINT)!r}"
+                            f", threads {[t.name for t in threading.enumerate()]}"
+                        )
         sender.join()
         assert _display_is_down(console, events, stdout)
 
