@@ -19,16 +19,25 @@ import time
 import pytest
 from rich.console import Console
 
-from posenas.search.cli import _raised_while_interrupted
-from posenas.search.cli.rendering import ConsoleEvents, interrupts_held
+from posenas.search.cli import _raised_while_interrupted, interrupts
+from posenas.search.cli.rendering import ConsoleEvents
 
 
-@pytest.fixture(autouse=True)
-def sigint_raises():
+@pytest.fixture
+def python_sigint():
     # A suite started in the background by a non-interactive shell inherits SIGINT ignored.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def gate(python_sigint):
+    """The command line's SIGINT handler, as ``posenas`` installs it for a command."""
+    with interrupts.installed() as installed:
+        assert signal.getsignal(signal.SIGINT) is installed
+        yield installed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def _ctrl_c_now() -> None:
@@ -46,31 +55,59 @@ def _display_is_down(console: Console, events: ConsoleEvents, stdout: object) ->
     return not console._render_hooks and not events.progress.live.is_started and sys.stdout is stdout
 
 
-def test_a_held_block_finishes_and_the_interrupt_is_raised_after_it():
-    finished = False
+def test_a_held_block_finishes_and_the_interrupt_is_raised_as_it_ends(gate):
+    finished = []
     with pytest.raises(KeyboardInterrupt):
-        with interrupts_held():
-            _ctrl_c_now()
-            finished = True
-    assert finished
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_without_an_interrupt_a_held_block_raises_nothing_and_restores_the_handler():
-    with interrupts_held():
-        pass
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_where_sigint_is_ignored_a_held_block_leaves_it_ignored():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with interrupts_held():
+        with interrupts.held():
+            with interrupts.held():  # nested: the outermost block's end lets it through
+                _ctrl_c_now()
+                finished.append("inner")
+            _ctrl_c_now()  # a second Ctrl-C meanwhile: still one interrupt
+            finished.append("outer")
+    assert finished == ["inner", "outer"] and gate.depth == 0 and gate.waiting is None
+    with pytest.raises(KeyboardInterrupt):  # outside a held block, at once
         _ctrl_c_now()
+        finished.append("not reached")
+    assert finished == ["inner", "outer"]
+
+
+def test_without_an_interrupt_a_held_block_raises_nothing(gate):
+    with interrupts.held():
+        pass
+    assert gate.depth == 0 and gate.waiting is None
+
+
+def test_held_changes_nothing_without_the_gate_or_outside_the_main_thread(gate):
+    seen = []
+
+    def elsewhere() -> None:
+        with interrupts.held():
+            seen.append(gate.depth)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert seen == [0]  # another thread cannot hold the main thread's interrupts
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # no gate: library use
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.held():
+            _ctrl_c_now()
+            seen.append("not reached")
+    assert seen == [0]
+    signal.signal(signal.SIGINT, gate)
+
+
+def test_where_sigint_is_ignored_no_gate_is_installed(python_sigint):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with interrupts.installed() as installed:
+        assert installed is None and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        with interrupts.held():
+            _ctrl_c_now()
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 @pytest.mark.parametrize("step", ["show_cursor", "clear_live"])
-def test_ctrl_c_inside_the_display_s_start_or_stop_leaves_it_whole(step, monkeypatch):
+def test_ctrl_c_inside_the_display_s_start_or_stop_leaves_it_whole(step, monkeypatch, gate):
     # show_cursor runs in the middle of Live.start (and of stop); clear_live runs in the middle of Live.stop.
     console, stdout = _terminal(), sys.stdout
     events = ConsoleEvents(console)
@@ -93,7 +130,7 @@ def test_ctrl_c_inside_the_display_s_start_or_stop_leaves_it_whole(step, monkeyp
     assert _display_is_down(console, events, stdout)
 
 
-def test_ctrl_c_at_random_moments_of_a_busy_display_always_leaves_it_down():
+def test_ctrl_c_at_random_moments_of_a_busy_display_always_leaves_it_down(gate):
     rng = random.Random(0)
     for _ in range(60):
         console, stdout = _terminal(), sys.stdout

@@ -132,8 +132,9 @@ class CocoRoot(os.PathLike):
     """A COCO root whose split annotations are loaded (and checked) once, on first use, and shared by every
     ``CocoPoseDataset`` made from it. A study makes a dozen datasets of one root (the input check, the
     teacher, the supernet, its scorer, each trained network), and a file of COCO 2017's training counts
-    takes 7 s and 1.2 GB to load (benchmarks/bench_annotations.py). It stands for its path wherever one is taken (``Path(root)``,
-    ``os.fspath``, ``str``). The files are read once: a root edited meanwhile is seen by a new ``CocoRoot``."""
+    takes 7 s and 1.2 GB to load (benchmarks/bench_annotations.py). It stands for its path wherever one is
+    taken (``Path(root)``, ``os.fspath``, ``str``). The files are read once: a root edited meanwhile is seen
+    by a new ``CocoRoot``."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)

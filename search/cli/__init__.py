@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 
 from posenas.errors import ExitCode, PosenasError, UsageError
 from posenas.files import WRITE_FAILURES
-from posenas.search.cli import options
+from posenas.search.cli import interrupts, options
 from posenas.search.cli.commands import data, evaluate, export, inspect, predict, search, supernet, train
 
 COMMAND_MODULES = (inspect, data, evaluate, train, search, supernet, export, predict)
@@ -69,13 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        from rich.console import Console
+        # Inside the try: a Ctrl-C let through as the gate is removed is still the one "interrupted" line.
+        with interrupts.installed():
+            args = build_parser().parse_args(argv)
+            from rich.console import Console
 
-        # Wide enough for the plan table when piped; a terminal keeps its own width. soft_wrap: lines with
-        # paths and messages are never broken (logs stay greppable); tables still fit.
-        console = Console(width=None if sys.stdout.isatty() else 150, soft_wrap=True)
-        return int(args.handler(args, console))
+            # Wide enough for the plan table when piped; a terminal keeps its own width. soft_wrap: lines with
+            # paths and messages are never broken (logs stay greppable); tables still fit.
+            console = Console(width=None if sys.stdout.isatty() else 150, soft_wrap=True)
+            return int(args.handler(args, console))
     except PosenasError as exc:
         return _fail(f"posenas: error: {exc}", exc.exit_code)
     except OSError as exc:

@@ -4,11 +4,8 @@ Nothing here computes a result; the commands pass results in."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -23,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from posenas.events import EpochEvent, Events, Level, TrialEvent
+from posenas.search.cli import interrupts
 from posenas.space.graph import layer_graph, network_input
 from posenas.space.spec import ArchSpec
 
@@ -63,31 +61,12 @@ class _WholeStartStopProgress(Progress):
     half done, and the next stop raised IndexError: a traceback where the user should read "interrupted"."""
 
     def start(self) -> None:
-        with interrupts_held():
+        with interrupts.held():
             super().start()
 
     def stop(self) -> None:
-        with interrupts_held():
+        with interrupts.held():
             super().stop()
-
-
-@contextlib.contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Runs the block whole: a SIGINT that arrives meanwhile is handed to the usual handler once the block
-    has finished (raising KeyboardInterrupt there, by default). Only the main thread receives Python's signal
-    handlers, so elsewhere, and where SIGINT is ignored or left to the system, this changes nothing."""
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
-        yield
-        return
-    held: list[tuple[int, Any]] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if held:
-            previous(*held[0])
 
 
 def metrics_table(metrics: KeypointMetrics, title: str) -> Table:
