@@ -1,11 +1,13 @@
 """What one load of COCO 2017's training annotations costs: seconds and resident memory of ``load_coco``.
 
     python benchmarks/bench_annotations.py [--images 118287] [--people 262465]
+    python benchmarks/bench_annotations.py --count-study ROOT [--minutes 2]
 
 COCO itself is not needed: the file written is COCO 2017's person_keypoints_train2017.json in shape (its
 counts of images and annotations, 17 keypoints each, a 20-point segmentation polygon), with random values.
 The reference in the same run is json.load of the same file: the parse is most of a load. A study shares
 one load per split across everything it trains (``CocoRoot``); this says what each avoided load saved.
+``--count-study`` counts the loads of a short default search on a root (run it on an older commit to compare).
 """
 
 from __future__ import annotations
@@ -82,17 +84,44 @@ def measure_here(path: Path, how: str) -> None:
         with path.open("rb") as handle:
             loaded = json.load(handle)
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_mb": resident_mb() - before, "kept": bool(loaded)}))
+    print(json.dumps({"seconds": seconds, "peak_mb": resident_mb() - before}))
+    del loaded
+
+
+def count_study_loads(root: Path, minutes: float) -> None:
+    """The annotation files a default search on ``root`` loads, by name: ``load_coco`` wrapped to count its
+    calls around ``posenas search --budget max78000 --timeout-minutes M --data ROOT`` in this process."""
+    import collections
+
+    import posenas.posenet.pose.coco as coco_module
+    from posenas.search.cli import main as posenas
+
+    real, loads = coco_module.load_coco, collections.Counter()
+
+    def counted(path):
+        loads[Path(path).name] += 1
+        return real(path)
+
+    coco_module.load_coco = counted
+    with tempfile.TemporaryDirectory() as out:
+        command = ["search", "--budget", "max78000", "--timeout-minutes", f"{minutes:g}", "--data", str(root)]
+        code = posenas([*command, "--out", out])
+    print(f"posenas {' '.join(command)}: exit {code}; annotation loads {dict(sorted(loads.items()))}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=118287)
     parser.add_argument("--people", type=int, default=262465)
+    parser.add_argument("--count-study", type=Path, metavar="ROOT", help="count a default search's loads on ROOT")
+    parser.add_argument("--minutes", type=float, default=2.0, help="with --count-study: the search's time budget")
     parser.add_argument("--measure", nargs=2, metavar=("FILE", "HOW"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         measure_here(Path(args.measure[0]), args.measure[1])
+        return
+    if args.count_study:
+        count_study_loads(args.count_study, args.minutes)
         return
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "person_keypoints_train2017.json"

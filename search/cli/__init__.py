@@ -103,13 +103,12 @@ def _interrupted() -> int:
 
 def _raised_while_interrupted(exc: BaseException) -> bool:
     """Whether ``exc`` came from clean-up that Ctrl-C set off (a KeyboardInterrupt in its context chain): the
-    user stopped the command, and that is what they are told, in one line."""
-    seen: set[int] = set()
+    user stopped the command, and that is what they are told, in one line. (Python keeps context chains free
+    of cycles.)"""
     cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
+    while cause is not None:
         if isinstance(cause, KeyboardInterrupt):
             return True
-        seen.add(id(cause))
         cause = cause.__context__
     return False
 
